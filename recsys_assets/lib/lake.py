@@ -1,0 +1,156 @@
+"""The data lake: one root (local folder or any fsspec URL) and the paths under it.
+
+Every path goes through UPath so that the lake can live on an object store.
+Every write is atomic: the bytes go to a temporary sibling first and are then
+moved over the target, so a killed run leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+from upath import UPath
+
+DEFAULT_LAKE = "./data_lake"
+LAKE_ENV_VAR = "RECSYS_LAKE"
+
+
+def lake_root_from_env(explicit: str | None = None) -> str:
+    """The lake root: an explicit value, else ``$RECSYS_LAKE``, else ``./data_lake``."""
+    return explicit or os.environ.get(LAKE_ENV_VAR) or DEFAULT_LAKE
+
+
+def _as_upath(root: str | os.PathLike | UPath) -> UPath:
+    if isinstance(root, UPath):
+        return root
+    text = str(root)
+    if "://" not in text:
+        # Local folders are made absolute so that a run's cwd does not matter.
+        return UPath(Path(text).expanduser().resolve())
+    return UPath(text)
+
+
+@dataclass(frozen=True)
+class Lake:
+    """Paths of the lake contract (see shared design ARCHITECTURE.md)."""
+
+    root: UPath
+
+    @classmethod
+    def at(cls, root: str | os.PathLike | UPath | None = None) -> "Lake":
+        """The lake at ``root``, else at ``$RECSYS_LAKE``, else at ``./data_lake``."""
+        return cls(_as_upath(root if root is not None else lake_root_from_env()))
+
+    # --- folders -------------------------------------------------------------
+    def path(self, *parts: str) -> UPath:
+        return self.root.joinpath(*parts)
+
+    @property
+    def landing(self) -> UPath:
+        return self.path("landing")
+
+    def landing_dir(self, kind: str) -> UPath:
+        """``landing/events``, ``landing/items`` or ``landing/users``."""
+        return self.path("landing", kind)
+
+    @property
+    def cache(self) -> UPath:
+        """Downloaded wheels, reassembled models and parsed landing files."""
+        return self.path("cache")
+
+    def events_day(self, day: date) -> UPath:
+        return self.path("events", f"day={day.isoformat()}", "part-0.parquet")
+
+    def quarantine_day(self, day: date | str) -> UPath:
+        key = day.isoformat() if isinstance(day, date) else day
+        return self.path("quarantine", "events", f"day={key}", "part-0.parquet")
+
+    def catalog(self, kind: str) -> UPath:
+        """Normalized ``items`` or ``users`` catalog."""
+        return self.path(kind, "catalog.parquet")
+
+    def embeddings_dir(self, encoder: str) -> UPath:
+        return self.path("embeddings", f"encoder={encoder}")
+
+    def snapshot_dir(self, kind: str, day: date) -> UPath:
+        """``models/snapshot=D``, ``recs/day=D``, ``eval/day=D`` ..."""
+        key = "snapshot" if kind == "models" else "day"
+        return self.path(kind, f"{key}={day.isoformat()}")
+
+    @property
+    def reports(self) -> UPath:
+        return self.path("reports")
+
+    @property
+    def warehouse(self) -> UPath:
+        return self.path("warehouse.duckdb")
+
+    # --- reading -------------------------------------------------------------
+    def event_days(self) -> list[date]:
+        """Days that have a published events partition, sorted."""
+        base = self.path("events")
+        if not base.exists():
+            return []
+        days = []
+        for child in base.iterdir():
+            name = child.name
+            if name.startswith("day=") and child.joinpath("part-0.parquet").exists():
+                days.append(date.fromisoformat(name[4:]))
+        return sorted(days)
+
+    def read_events(self, before: date | None = None, days: list[date] | None = None) -> pl.DataFrame:
+        """Normalized events of the published days (all, only ``days``, or those before ``before``)."""
+        from recsys_assets.lib.ingest.schema import EVENT_SCHEMA
+
+        chosen = self.event_days()
+        if before is not None:
+            chosen = [d for d in chosen if d < before]
+        if days is not None:
+            wanted = set(days)
+            chosen = [d for d in chosen if d in wanted]
+        if not chosen:
+            return pl.DataFrame(schema=EVENT_SCHEMA)
+        frames = [read_parquet(self.events_day(d)) for d in chosen]
+        return pl.concat(frames, how="vertical")
+
+
+# --- atomic IO -----------------------------------------------------------------
+
+
+def _atomic_write_bytes(target: UPath, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent.joinpath(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+    if target.protocol in ("", "file", "local"):
+        # os.replace is atomic on POSIX: readers see the old or the new file.
+        os.replace(tmp.path, target.path)
+    else:
+        # Object stores: a single PUT of the whole object is atomic per key.
+        target.fs.mv(tmp.path, target.path)
+
+
+def write_bytes_atomic(target: UPath, data: bytes) -> None:
+    _atomic_write_bytes(target, data)
+
+
+def write_parquet_atomic(df: pl.DataFrame, target: UPath) -> None:
+    """Write ``df`` as one Parquet file, atomically and byte-reproducibly.
+
+    Statistics and compression are fixed so that the same frame gives the same
+    bytes, which makes a re-run of a partition byte-identical.
+    """
+    buf = io.BytesIO()
+    df.write_parquet(buf, compression="zstd", compression_level=3, statistics=True)
+    _atomic_write_bytes(target, buf.getvalue())
+
+
+def read_parquet(path: UPath) -> pl.DataFrame:
+    with path.open("rb") as fh:
+        return pl.read_parquet(fh)
