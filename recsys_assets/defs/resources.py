@@ -32,6 +32,50 @@ class IngestResource(dg.ConfigurableResource):
         return IngestConfig(field_map=dict(self.field_map), event_type_map={**base.event_type_map, **self.extra_event_types})
 
 
+class ModelsResource(dg.ConfigurableResource):
+    """Knobs of the nightly feature/ranking/evaluation stages (the rest keep lib defaults)."""
+
+    encoders: str = "minilm-l6,tfidf"
+    """Comma-separated encoders: minilm-l6, mpnet-base, tfidf, metadata, or a SentenceTransformer name/path."""
+    precision: str = "fp32"
+    """Neural encoder precision: fp32 or bf16 (autocast; 2-3x faster on AMX CPUs and GPUs)."""
+    device: str = "auto"
+    """Encoder device: auto (GPU when torch sees one), cpu or cuda."""
+    protocols: str = "temporal,item_holdout"
+    """Protocols evaluated every night."""
+    holdout_fraction: float = 0.2
+    """item_holdout: share of items whose pre-D history is hidden from every model."""
+    label_window_days: int = 14
+    """Ranker labels come from [D - w, D)."""
+    als_factors: int = 64
+    """ALS latent factors."""
+    als_iterations: int = 15
+    """ALS sweeps."""
+    new_item_slots: int = 0
+    """Top-K slots each ranker arm reserves for new items (0 = none; >0 adds `+slotsN` arms)."""
+    n_boot: int = 1000
+    """Bootstrap resamples per lift cell."""
+    rollup_days: int = 28
+    """Window of days pooled by lift_rollup."""
+
+    def feature_config(self):
+        from recsys_assets.lib.features.als import ALSConfig
+        from recsys_assets.lib.features.encoders import EncoderConfig
+        from recsys_assets.lib.features.nightly import FeatureConfig
+        from recsys_assets.lib.snapshot import ProtocolConfig
+
+        return FeatureConfig(
+            encoders=tuple(e.strip() for e in self.encoders.split(",") if e.strip()),
+            encoder=EncoderConfig(precision=self.precision, device=self.device, show_progress=False),
+            als=ALSConfig(factors=self.als_factors, iterations=self.als_iterations),
+            protocol=ProtocolConfig(
+                protocols=tuple(p.strip() for p in self.protocols.split(",") if p.strip()),
+                holdout_fraction=self.holdout_fraction,
+                label_window_days=self.label_window_days,
+            ),
+        )
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources={"lake": LakeResource(), "ingest": IngestResource()})
+    return dg.Definitions(resources={"lake": LakeResource(), "ingest": IngestResource(), "models": ModelsResource()})

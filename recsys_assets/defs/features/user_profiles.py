@@ -1,0 +1,40 @@
+"""User interest vectors in each encoder's space (history EMA; profile text for users with no events)."""
+
+import dagster as dg
+import numpy as np
+
+from recsys_assets.defs.features.common import catalogs, events_before_day_dep, partition_day
+from recsys_assets.defs.features.item_embeddings import item_embeddings
+from recsys_assets.defs.partitions import daily_partitions
+from recsys_assets.defs.resources import LakeResource, ModelsResource
+from recsys_assets.lib.features.nightly import (
+    available_items,
+    build_view_profiles,
+    load_item_embeddings,
+    load_views,
+    profiles_path,
+    snapshot_dir,
+    write_npz,
+)
+
+
+@dg.asset(group_name="features", kinds={"numpy"}, partitions_def=daily_partitions, deps=[item_embeddings, events_before_day_dep(), "users"])
+def user_profiles(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource) -> dg.MaterializeResult:
+    """u <- u + alpha * (e_item - u) over each user's history in time order, per encoder/protocol/stage."""
+    the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
+    items, users = catalogs(the_lake)
+    views = load_views(the_lake, day, items, cfg)
+    metadata = {"config_hash": cfg.config_hash()}
+    for name in cfg.encoders:
+        if not snapshot_dir(the_lake, day).joinpath("embeddings", f"{name}.npz").exists():
+            continue
+        item_ids, vectors, meta = load_item_embeddings(the_lake, day, name)
+        for (protocol, stage), view in views.items():
+            uids, mat, stats = build_view_profiles(
+                view, item_ids, vectors, users, name, int(meta.get("text_dim", vectors.shape[1])), cfg, the_lake, available_items(items, day)
+            )
+            write_npz(profiles_path(the_lake, day, protocol, stage, name), meta=stats, user_ids=np.asarray(uids, dtype=str), vectors=mat)
+            if stage == "serve":
+                metadata[f"{name}/{protocol}/users"] = len(uids)
+                metadata[f"{name}/{protocol}/profile_text_users"] = int(stats.get("profile_text_users", 0))
+    return dg.MaterializeResult(metadata=metadata)

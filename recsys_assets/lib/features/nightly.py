@@ -1,0 +1,215 @@
+"""The nightly feature stage for snapshot D: what each features asset computes and where it lives.
+
+Layout under ``models/snapshot=D/``:
+
+- ``embeddings/<encoder>.npz``                 item vectors of every item available on D
+- ``<protocol>/<stage>/als/``                  ALS factors fitted on the view's history
+- ``<protocol>/<stage>/c2cf_<encoder>/``       text -> ALS factor regression (warm items)
+- ``<protocol>/<stage>/profiles_<encoder>.npz`` user interest vectors (history EMA + profile text)
+
+``stage`` is ``serve`` (inputs before D) or ``train`` (inputs before D - w, for ranker labels).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import polars as pl
+from upath import UPath
+
+from recsys_assets.lib.confighash import config_hash
+from recsys_assets.lib.features.als import ALSConfig, ALSModel, fit_als
+from recsys_assets.lib.features.content_to_cf import ContentToCFConfig, ContentToCFModel, fit_content_to_cf
+from recsys_assets.lib.features.embeddings import EmbeddingResult, embed_items, encode_texts
+from recsys_assets.lib.features.encoders import EncoderConfig, get_encoder
+from recsys_assets.lib.features.interactions import InteractionConfig
+from recsys_assets.lib.features.profiles import ProfileConfig, build_user_profiles, profiles_from_text
+from recsys_assets.lib.features.text import ItemTextConfig
+from recsys_assets.lib.lake import Lake, write_bytes_atomic
+from recsys_assets.lib.snapshot import ProtocolConfig, SnapshotView, build_view
+
+STAGES = ("serve", "train")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Everything the feature stage needs; its hash is recorded on every artifact."""
+
+    encoders: tuple[str, ...] = ("minilm-l6", "tfidf")
+    """Encoders to run (see encoders.available_encoders()); the first LM one is the headline."""
+    text: ItemTextConfig = field(default_factory=ItemTextConfig)
+    """How item fields compose into the encoded text."""
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """Batching, device and precision of neural encoders."""
+    image_weight: float = 0.5
+    """Share of a fused vector given to a precomputed item vector (image embedding) when present."""
+    als: ALSConfig = field(default_factory=ALSConfig)
+    """ALS hyper-parameters."""
+    interactions: InteractionConfig = field(default_factory=InteractionConfig)
+    """Event weights and the truth rule."""
+    c2cf: ContentToCFConfig = field(default_factory=ContentToCFConfig)
+    """Text -> ALS factor regression."""
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    """User interest vector EMA."""
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    """Protocols, holdout, label window and segments."""
+
+    def config_hash(self) -> str:
+        return config_hash(self)
+
+
+def snapshot_dir(lake: Lake, day: date) -> UPath:
+    return lake.snapshot_dir("models", day)
+
+
+def view_dir(lake: Lake, day: date, protocol: str, stage: str) -> UPath:
+    return snapshot_dir(lake, day).joinpath(protocol, stage)
+
+
+def write_npz(path: UPath, meta: dict | None = None, **arrays) -> None:
+    """Arrays (+ JSON metadata) in one atomic npz file."""
+    buf = io.BytesIO()
+    np.savez(buf, _meta=np.asarray(json.dumps(meta or {}, default=str)), **arrays)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def read_npz(path: UPath) -> tuple[dict[str, np.ndarray], dict]:
+    with path.open("rb") as fh:
+        with np.load(io.BytesIO(fh.read()), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files if k != "_meta"}
+            meta = json.loads(str(z["_meta"]))
+    return arrays, meta
+
+
+# --- views -------------------------------------------------------------------------
+
+
+def load_views(lake: Lake, day: date, items: pl.DataFrame, cfg: FeatureConfig) -> dict[tuple[str, str], SnapshotView]:
+    """Every (protocol, stage) view of snapshot ``day`` from the published events before it."""
+    events = lake.read_events(before=day)
+    return {
+        (p, s): build_view(events, items, day, p, s, cfg.protocol)
+        for p in cfg.protocol.protocols
+        for s in STAGES
+    }
+
+
+# --- item embeddings -----------------------------------------------------------------
+
+
+def available_items(items: pl.DataFrame, day: date) -> pl.DataFrame:
+    return items.filter(pl.col("first_seen_day").is_null() | (pl.col("first_seen_day") <= day))
+
+
+def compute_item_embeddings(lake: Lake, items: pl.DataFrame, day: date, encoder_name: str, cfg: FeatureConfig) -> EmbeddingResult:
+    """Vectors of every item available on ``day``; neural encoders reuse the lake's cache."""
+    encoder = get_encoder(encoder_name, cfg.encoder, cache_dir=lake.cache)
+    return embed_items(
+        available_items(items, day),
+        encoder,
+        cfg.text,
+        cache_root=lake.embeddings_dir(encoder_name),
+        extra_vectors_weight=cfg.image_weight,
+    )
+
+
+def save_item_embeddings(lake: Lake, day: date, encoder_name: str, result: EmbeddingResult, cfg: FeatureConfig) -> None:
+    write_npz(
+        snapshot_dir(lake, day).joinpath("embeddings", f"{encoder_name}.npz"),
+        meta={**result.stats, "config_hash": cfg.config_hash()},
+        item_ids=np.asarray(result.item_ids, dtype=str),
+        vectors=result.vectors.astype(np.float32),
+    )
+
+
+def load_item_embeddings(lake: Lake, day: date, encoder_name: str) -> tuple[list[str], np.ndarray, dict]:
+    arrays, meta = read_npz(snapshot_dir(lake, day).joinpath("embeddings", f"{encoder_name}.npz"))
+    return arrays["item_ids"].tolist(), arrays["vectors"], meta
+
+
+# --- ALS -------------------------------------------------------------------------------
+
+
+def fit_view_als(view: SnapshotView, cfg: FeatureConfig) -> tuple[ALSModel, dict]:
+    t0 = time.perf_counter()
+    model = fit_als(view.history, cfg.als, cfg.interactions)
+    return model, {
+        "users": len(model.user_ids),
+        "items": len(model.item_ids),
+        "folded_in_users": int(model.user_folded.sum()),
+        "events": view.history.height,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def als_dir(lake: Lake, day: date, protocol: str, stage: str) -> UPath:
+    return view_dir(lake, day, protocol, stage).joinpath("als")
+
+
+# --- content -> CF -----------------------------------------------------------------------
+
+
+def fit_view_c2cf(view: SnapshotView, item_ids: list[str], vectors: np.ndarray, als: ALSModel, cfg: FeatureConfig) -> ContentToCFModel:
+    counts = view.item_stats.select("item_id", "n_interactions")
+    keep = set(view.catalog["item_id"].to_list())
+    idx = [i for i, it in enumerate(item_ids) if it in keep]
+    return fit_content_to_cf([item_ids[i] for i in idx], vectors[idx], als, counts, cfg.c2cf)
+
+
+def c2cf_dir(lake: Lake, day: date, protocol: str, stage: str, encoder_name: str) -> UPath:
+    return view_dir(lake, day, protocol, stage).joinpath(f"c2cf_{encoder_name}")
+
+
+# --- user profiles ------------------------------------------------------------------------
+
+
+def build_view_profiles(
+    view: SnapshotView,
+    item_ids: list[str],
+    vectors: np.ndarray,
+    users: pl.DataFrame,
+    encoder_name: str,
+    text_dim: int,
+    cfg: FeatureConfig,
+    lake: Lake,
+    items_available: pl.DataFrame,
+) -> tuple[list[str], np.ndarray, dict]:
+    """History EMA for users with events; encoded profile text for users with none (neural/tfidf)."""
+    keep = set(view.catalog["item_id"].to_list())
+    idx = [i for i, it in enumerate(item_ids) if it in keep]
+    uids, mat, stats = build_user_profiles(
+        view.history, [item_ids[i] for i in idx], vectors[idx], cfg.profile, cfg.interactions, return_stats=True
+    )
+    stats = dict(stats) if isinstance(stats, dict) else {"detail": str(stats)}
+    with_history = set(uids)
+    cold = users.filter(pl.col("profile").is_not_null() & ~pl.col("user_id").is_in(list(with_history)))
+    text_users = 0
+    if cold.height and encoder_name != "metadata":
+        encoder = get_encoder(encoder_name, cfg.encoder, cache_dir=lake.cache)
+        # Lexical encoders must be fitted on the same catalogue as the item vectors.
+        encoder.fit_items(items_available, cfg.text)
+
+        def encode_fn(texts: list[str]) -> np.ndarray:
+            v = encode_texts(encoder, texts)
+            if v.shape[1] < vectors.shape[1]:
+                # Item vectors may carry a fused image block after text_dim: profile text has none.
+                v = np.concatenate([v, np.zeros((v.shape[0], vectors.shape[1] - v.shape[1]), np.float32)], axis=1)
+            return v
+
+        t_ids, t_mat = profiles_from_text(cold["user_id"].to_list(), cold["profile"].to_list(), encode_fn)
+        if len(t_ids):
+            uids = list(uids) + list(t_ids)
+            mat = np.vstack([mat, t_mat]) if len(mat) else t_mat
+            text_users = len(t_ids)
+    stats["profile_text_users"] = text_users
+    stats["history_users"] = len(with_history)
+    return list(uids), np.asarray(mat, dtype=np.float32), stats
+
+
+def profiles_path(lake: Lake, day: date, protocol: str, stage: str, encoder_name: str) -> UPath:
+    return view_dir(lake, day, protocol, stage).joinpath(f"profiles_{encoder_name}.npz")
