@@ -23,8 +23,8 @@ def instance() -> dg.DagsterInstance:
 
 
 def quiet_dagster() -> None:
-    """The CLI prints its own progress; Dagster's per-step DEBUG lines go to its event log only."""
-    for name in ("dagster", "great_expectations"):
+    """Library loggers stay quiet on the console; the CLI prints its own progress."""
+    for name in ("great_expectations", "sentence_transformers", "implicit", "lightgbm"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -43,7 +43,14 @@ def _defs():
 
 def run_job(name: str, inst: dg.DagsterInstance, partition_key: str | None = None, tags: dict | None = None) -> dg.ExecuteInProcessResult:
     job = _defs().resolve_job_def(name)
-    result = job.execute_in_process(instance=inst, partition_key=partition_key, tags=tags or {}, raise_on_error=False)
+    result = job.execute_in_process(
+        instance=inst,
+        partition_key=partition_key,
+        tags=tags or {},
+        raise_on_error=False,
+        # The CLI prints its own progress; the full event log stays in the run's history.
+        run_config={"loggers": {"console": {"config": {"log_level": os.environ.get("RECSYS_LOG_LEVEL", "WARNING")}}}},
+    )
     if not result.success:
         raise RecsysError(f"Dagster run {result.run_id} of {name} failed: {_failure_text(result)}")
     return result

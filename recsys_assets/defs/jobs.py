@@ -1,12 +1,14 @@
-"""Asset jobs: ingest (catalogs + daily events) and the nightly whole-graph job."""
+"""Asset jobs: catalogs, daily events (range-capable) and the nightly whole-graph job."""
 
 import dagster as dg
 
 from recsys_assets.defs.partitions import daily_partitions
 
+INGEST_ASSETS = ("staged_events", "items", "users")
+
 catalog_job = dg.define_asset_job(
     "catalog_job",
-    selection=dg.AssetSelection.assets("staged_events", "items", "users"),
+    selection=dg.AssetSelection.assets(*INGEST_ASSETS),
     description="Parse new landing files and rebuild the item/user catalogs.",
 )
 
@@ -15,4 +17,23 @@ events_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("events"),
     partitions_def=daily_partitions,
     description="Publish daily event partitions (one run may cover a whole range).",
+)
+
+nightly_job = dg.define_asset_job(
+    "nightly_job",
+    # Everything of day D: new landing files, catalogs, D's events, snapshot-D features,
+    # rankers, recommendations and the lift reports (analyst views are unpartitioned).
+    selection=dg.AssetSelection.assets(*INGEST_ASSETS) | dg.AssetSelection.assets("events").downstream(),
+    partitions_def=daily_partitions,
+    tags={"recsys/heavy": "true"},
+    description="The whole graph for one day: ingest, features, ranking, evaluation, reports.",
+)
+
+day_job = dg.define_asset_job(
+    "day_job",
+    # Features -> reports for day D when events are already published (demo, backfills).
+    selection=dg.AssetSelection.assets("events").downstream() - dg.AssetSelection.assets("events"),
+    partitions_def=daily_partitions,
+    tags={"recsys/heavy": "true"},
+    description="Features, ranking and reports of day D from already published events.",
 )

@@ -10,4 +10,4 @@ import dagster as dg
 
 PARTITIONS_START = os.environ.get("RECSYS_PARTITIONS_START", "1997-09-01")
 
-daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC", end_offset=1)
+daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC", end_offset=0)

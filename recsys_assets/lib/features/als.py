@@ -356,7 +356,7 @@ def _vocab(ids: Sequence[str]) -> pl.DataFrame:
     )
 
 
-Exclude = Mapping[str, Iterable[str]] | pl.DataFrame
+Exclude = Mapping[str, Iterable[str]] | pl.DataFrame | sp.spmatrix | sp.sparray
 
 
 class ALSScorer:
@@ -420,6 +420,14 @@ class ALSScorer:
     def _exclusions(self, user_ids: Sequence[str], exclude: Exclude | None) -> sp.csr_matrix | None:
         if exclude is None:
             return None
+        if sp.issparse(exclude):
+            want = (len(user_ids), len(self.model.item_ids))
+            if exclude.shape != want:
+                raise ALSError(
+                    f"top_n: a sparse exclude must be aligned to (user_ids, model.item_ids), shape {want}; "
+                    f"got {exclude.shape}. Pass a frame or dict to exclude by id instead."
+                )
+            return sp.csr_matrix(exclude)
         if isinstance(exclude, pl.DataFrame):
             pairs = exclude.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String))
         else:
@@ -440,8 +448,7 @@ class ALSScorer:
         mat = sp.csr_matrix(
             (np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(len(user_ids), len(self.model.item_ids))
         )
-        mat.sum_duplicates()
-        return mat
+        return mat  # duplicates are harmless: they only set -inf twice
 
     def top_n(
         self,
@@ -453,9 +460,11 @@ class ALSScorer:
     ) -> pl.DataFrame:
         """The ``n`` best items of the full catalogue per user (dot product), best first.
 
-        ``exclude``: items not to recommend per user, as ``{user: {items}}`` or a
-        frame with ``user_id`` / ``item_id`` columns (e.g. the user's past events;
-        the faster form). A user left with fewer than ``n`` items gets fewer rows.
+        ``exclude``: items not to recommend per user, as ``{user: {items}}``, a
+        frame with ``user_id`` / ``item_id`` columns (e.g. the users' past events),
+        or (fastest, no id mapping) a sparse matrix whose rows follow ``user_ids``
+        and columns ``model.item_ids``; nonzeros are excluded. A user left with
+        fewer than ``n`` items gets fewer rows.
         Users unknown to the model raise :class:`UnknownUserError`, or with
         ``skip_unknown=True`` get no rows (count logged).
         Returns ``user_id, item_id, score (f32), rank (u32, 1 = best)`` in the
@@ -464,6 +473,7 @@ class ALSScorer:
         user_ids = list(user_ids)
         uidx = _index_of(user_ids, self._users)
         unknown = uidx < 0
+        excl = self._exclusions(user_ids, exclude)
         if unknown.any():
             examples = [user_ids[j] for j in np.flatnonzero(unknown)[:5]]
             if not skip_unknown:
@@ -474,12 +484,13 @@ class ALSScorer:
             log.warning("top_n: skipping %d users unknown to the model (e.g. %s)", int(unknown.sum()), examples)
             user_ids = [u for u, unk in zip(user_ids, unknown) if not unk]
             uidx = uidx[~unknown]
+            if excl is not None:
+                excl = excl[np.flatnonzero(~unknown)]
         n_items = len(self.model.item_ids)
         n = int(min(n, n_items))
         schema = {"user_id": pl.String, "item_id": pl.String, "score": pl.Float32, "rank": pl.UInt32}
         if n <= 0 or not user_ids:
             return pl.DataFrame(schema=schema)
-        excl = self._exclusions(user_ids, exclude)
         chunk = max(1, min(len(user_ids), self.max_chunk_cells // max(n_items, 1)))
         top_items = np.empty((len(user_ids), n), dtype=np.int64)
         top_scores = np.empty((len(user_ids), n), dtype=np.float32)

@@ -13,7 +13,6 @@ holdout report the final model is refit on all warm items.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -121,10 +120,10 @@ class ContentToCFModel:
             return cls(coef=z["coef"], intercept=z["intercept"], config_hash=meta["config_hash"], metrics=meta["metrics"])
 
 
-def _r2(true: np.ndarray, pred: np.ndarray, train_mean: np.ndarray) -> float:
-    """Pooled R^2 over all factor dimensions, relative to the training mean (out-of-sample R^2)."""
+def _r2(true: np.ndarray, pred: np.ndarray) -> float:
+    """Pooled R^2 over all factor dimensions (sum of squares around the holdout's own mean)."""
     ss_res = float(((true - pred) ** 2).sum())
-    ss_tot = float(((true - train_mean) ** 2).sum())
+    ss_tot = float(((true - true.mean(axis=0)) ** 2).sum())
     return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
 
 
@@ -203,9 +202,9 @@ def fit_content_to_cf(
     train_mean = y[train].mean(axis=0)
     base = np.broadcast_to(train_mean, y[hold].shape)
     metrics = {
-        "r2": _r2(y[hold], pred, train_mean),
+        "r2": _r2(y[hold], pred),
         "mean_cosine": _mean_cosine(pred, y[hold]),
-        "baseline_r2": _r2(y[hold], base, train_mean),
+        "baseline_r2": _r2(y[hold], base),
         "baseline_mean_cosine": _mean_cosine(base, y[hold]),
         "n_warm": n_warm,
         "n_train": int(len(train)),

@@ -1,0 +1,138 @@
+"""Per-user metrics of every arm on day D, per segment and scope (EVALUATION.md).
+
+- ``full`` scope: each arm's top-K over the FULL catalogue; item-segment cells
+  restrict the truth to positives of that segment, never the catalogue.
+- ``cold_only`` scope: each arm ranks only the items new at the snapshot; truth
+  is restricted to positives on those items.
+- Warm-up buckets: the same per-user metrics bucketed by how many interactions
+  the user (or, restricting truth, the item) had at the snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import polars as pl
+
+from recsys_assets.lib.evaluation.metrics import candidate_recall, coverage, per_user_metrics, slot_share
+from recsys_assets.lib.snapshot import SEGMENTS, ProtocolConfig, SnapshotView, segment_expr
+
+PER_USER_SCHEMA = {
+    "protocol": pl.String,
+    "scope": pl.String,
+    "arm": pl.String,
+    "segment_kind": pl.String,
+    "segment": pl.String,
+    "bucket_order": pl.Int32,
+    "user_id": pl.String,
+    "metric": pl.String,
+    "k": pl.Int64,
+    "value": pl.Float64,
+}
+ARM_STATS_SCHEMA = {"protocol": pl.String, "scope": pl.String, "arm": pl.String, "metric": pl.String, "k": pl.Int64, "value": pl.Float64, "n_users": pl.Int64}
+
+# Interaction counts at the snapshot: where does ID-only catch up with text?
+HISTORY_BUCKETS = ((0, 0, "0"), (1, 2, "1-2"), (3, 4, "3-4"), (5, 9, "5-9"), (10, 19, "10-19"), (20, 49, "20-49"), (50, None, "50+"))
+
+
+def bucket_expr(count: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    label, order = None, None
+    for i, (lo, hi, name) in enumerate(HISTORY_BUCKETS):
+        cond = (count >= lo) if hi is None else count.is_between(lo, hi)
+        label = pl.when(cond).then(pl.lit(name)) if label is None else label.when(cond).then(pl.lit(name))
+        order = pl.when(cond).then(pl.lit(i)) if order is None else order.when(cond).then(pl.lit(i))
+    return label.otherwise(None), order.otherwise(None).cast(pl.Int32)
+
+
+def _stable_tiebreak(item_id: str) -> int:
+    return int.from_bytes(hashlib.sha1(item_id.encode()).digest()[:6], "big")
+
+
+def rank_scores(scores: pl.DataFrame, k: int) -> pl.DataFrame:
+    """(user_id, item_id, score) -> top-k (user_id, item_id, rank); ties broken by a hash of the item id."""
+    tb = scores.select(pl.col("item_id").unique()).with_columns(
+        _tb=pl.col("item_id").map_elements(_stable_tiebreak, return_dtype=pl.Int64)
+    )
+    return (
+        scores.join(tb, on="item_id", how="left")
+        .sort(["user_id", "score", "_tb"], descending=[False, True, False], nulls_last=True)
+        .with_columns(rank=pl.int_range(1, pl.len() + 1).over("user_id"))
+        .filter(pl.col("rank") <= k)
+        .select("user_id", "item_id", "rank")
+    )
+
+
+def _cells(view: SnapshotView, truth: pl.DataFrame, cfg: ProtocolConfig, with_items: bool) -> list[tuple[str, str, int | None, pl.DataFrame]]:
+    """(segment_kind, segment, bucket_order, truth restricted to the cell) for every cell."""
+    users = truth["user_id"].unique().sort().to_list()
+    useg = view.user_segments(users, cfg)
+    ulabel, uorder = bucket_expr(pl.col("n_events"))
+    useg = useg.with_columns(bucket=ulabel, order=uorder)
+    cells = [("all", "all", None, truth)]
+    for seg in SEGMENTS:
+        ids = useg.filter(pl.col("user_segment") == seg)["user_id"]
+        cells.append(("user", seg, None, truth.filter(pl.col("user_id").is_in(ids.implode()))))
+    for (name, order), grp in useg.group_by(["bucket", "order"]):
+        cells.append(("user_bucket", name, order, truth.filter(pl.col("user_id").is_in(grp["user_id"].implode()))))
+    if with_items:
+        ilabel, iorder = bucket_expr(pl.col("n_interactions"))
+        ist = view.item_stats.select("item_id", "n_interactions", "item_segment").with_columns(bucket=ilabel, order=iorder)
+        t = truth.join(ist, on="item_id", how="left")
+        for seg in SEGMENTS:
+            cells.append(("item", seg, None, t.filter(pl.col("item_segment") == seg).select("user_id", "item_id")))
+        for (name, order), grp in t.group_by(["bucket", "order"]):
+            if name is not None:
+                cells.append(("item_bucket", name, order, grp.select("user_id", "item_id")))
+    return [c for c in cells if c[3].height]
+
+
+def _metrics_frame(recs: pl.DataFrame, cell_truth: pl.DataFrame, ks, labels: dict) -> pl.DataFrame:
+    users = cell_truth["user_id"].unique().sort()
+    m = per_user_metrics(recs, cell_truth, users, ks)
+    return m.with_columns(**{k: pl.lit(v) for k, v in labels.items()})
+
+
+def evaluate_view(
+    view: SnapshotView,
+    truth: pl.DataFrame,
+    arm_recs: dict[str, pl.DataFrame],
+    arm_cold_scores: dict[str, pl.DataFrame],
+    arm_candidates: dict[str, pl.DataFrame],
+    cfg: ProtocolConfig,
+    ks: tuple[int, ...] = (10, 20),
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per-user metrics (PER_USER_SCHEMA) and arm-level stats (ARM_STATS_SCHEMA) for one protocol."""
+    frames, stats = [], []
+    kmax = max(ks)
+    full_cells = _cells(view, truth, cfg, with_items=True)
+    new_items = view.item_stats.filter(pl.col("item_segment") == "new")["item_id"]
+    cold_truth = truth.filter(pl.col("item_id").is_in(new_items.implode()))
+    cold_cells = _cells(view, cold_truth, cfg, with_items=False) if cold_truth.height else []
+    item_segments = view.item_stats.select("item_id", pl.col("item_segment").alias("segment"))
+    for arm, recs in arm_recs.items():
+        for kind, seg, order, cell_truth in full_cells:
+            frames.append(_metrics_frame(recs, cell_truth, ks, {"protocol": view.protocol, "scope": "full", "arm": arm, "segment_kind": kind, "segment": seg, "bucket_order": order}))
+        n_users = truth["user_id"].n_unique()
+        for k in ks:
+            stats.append({"protocol": view.protocol, "scope": "full", "arm": arm, "metric": "coverage", "k": k, "value": coverage(recs, view.catalog.height, k), "n_users": n_users})
+            for seg, share in slot_share(recs, item_segments, k).items():
+                stats.append({"protocol": view.protocol, "scope": "full", "arm": arm, "metric": f"slot_share_{seg}", "k": k, "value": share, "n_users": n_users})
+        if arm in arm_candidates:
+            cr = candidate_recall(arm_candidates[arm], truth)
+            stats.append({"protocol": view.protocol, "scope": "full", "arm": arm, "metric": "candidate_recall", "k": 0, "value": float(cr["value"].mean()), "n_users": cr.height})
+        if arm in arm_cold_scores and cold_cells:
+            cold_recs = rank_scores(arm_cold_scores[arm], kmax)
+            for kind, seg, order, cell_truth in cold_cells:
+                frames.append(_metrics_frame(cold_recs, cell_truth, ks, {"protocol": view.protocol, "scope": "cold_only", "arm": arm, "segment_kind": kind, "segment": seg, "bucket_order": order}))
+    per_user = pl.concat([f.select(list(PER_USER_SCHEMA)).cast(PER_USER_SCHEMA) for f in frames]) if frames else pl.DataFrame(schema=PER_USER_SCHEMA)
+    return per_user, pl.DataFrame(stats, schema=ARM_STATS_SCHEMA)
+
+
+def arm_metrics_table(per_user: pl.DataFrame) -> pl.DataFrame:
+    """Mean of each per-user metric per cell (the ``arm_metrics`` rows, without day/config columns)."""
+    return (
+        per_user.filter(pl.col("segment_kind").is_in(["all", "user", "item"]))
+        .group_by("protocol", "scope", "arm", "segment_kind", "segment", "metric", "k")
+        .agg(pl.col("value").mean(), pl.col("user_id").n_unique().alias("n_users"))
+        .sort("protocol", "scope", "arm", "segment_kind", "segment", "metric", "k")
+    )

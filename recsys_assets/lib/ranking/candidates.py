@@ -1,0 +1,245 @@
+"""Candidate sources of the two-stage recommender (stage 1), vectorized.
+
+Sources (``cfg.pool_size(source)`` candidates per user each):
+
+- ``als``: top-N ALS dot product over catalogue items with factors; users
+  without factors (brand-new users) get none.
+- ``content:<enc>``: kNN of the user's interest vector against the catalogue's
+  item vectors (cosine); users without a vector get none.
+- ``c2cf:<enc>``: user ALS factors x pseudo factors (content->CF bridge) of the
+  items that are NEW at the snapshot (``item_segment == "new"``).
+- ``popular``: most popular by ``n_recent`` then ``n_interactions`` (ties by
+  hashed item id).
+- ``new``: youngest items (``age_days``) of segment new or cold.
+
+Every source excludes the user's seen items (``view.seen``) and only returns
+catalogue items. The merged frame has one row per (user, item) with a bool
+``source_<slug>`` flag, a ``score_<slug>`` and a ``rank_<slug>`` (1 = best,
+null where the source did not propose the item) for every requested source.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Sequence
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys_assets.lib.errors import RecsysError
+from recsys_assets.lib.ranking.config import RankingConfig
+from recsys_assets.lib.ranking.inputs import SnapshotFeatures
+
+BASE_SOURCES: tuple[str, ...] = ("als", "popular", "new")
+"""Sources of every ranker arm (ID and popularity signals only)."""
+
+MAX_CHUNK_CELLS = 1 << 24
+"""Users per matmul chunk are sized so that a chunk's score block stays below this many cells."""
+
+
+class CandidateError(RecsysError):
+    """A candidate source cannot be generated as asked."""
+
+
+def slug(name: str) -> str:
+    """Column-safe form of a source or encoder name (``content:minilm-l6`` -> ``content_minilm_l6``)."""
+    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
+
+
+def source_column(source: str) -> str:
+    return f"source_{slug(source)}"
+
+
+def score_column(source: str) -> str:
+    return f"score_{slug(source)}"
+
+
+def rank_column(source: str) -> str:
+    return f"rank_{slug(source)}"
+
+
+def text_sources(encoder: str) -> tuple[str, ...]:
+    """The text-derived sources an arm with ``encoder`` adds."""
+    return (f"content:{encoder}", f"c2cf:{encoder}")
+
+
+def arm_sources(arm: str) -> tuple[str, ...]:
+    """Candidate sources of a ranker arm: ``ranker_no_text`` or ``ranker_<enc>`` (a ``+slots`` suffix is ignored)."""
+    base = arm.split("+", 1)[0]
+    if base == "ranker_no_text":
+        return BASE_SOURCES
+    if base.startswith("ranker_"):
+        return BASE_SOURCES + text_sources(base[len("ranker_") :])
+    raise CandidateError(f"arm_sources: {arm!r} is not a ranker arm (ranker_no_text or ranker_<encoder>).")
+
+
+def default_arm_sources(cfg: RankingConfig | None = None) -> dict[str, tuple[str, ...]]:
+    """``{ranker arm: sources}`` for the encoders of ``cfg`` (arms differ ONLY in the text sources)."""
+    cfg = cfg or RankingConfig()
+    out = {"ranker_no_text": BASE_SOURCES}
+    out.update({f"ranker_{e}": arm_sources(f"ranker_{e}") for e in cfg.encoders})
+    return out
+
+
+ARM_SOURCES: dict[str, tuple[str, ...]] = default_arm_sources()
+"""Sources per ranker arm for the default encoders; use :func:`arm_sources` for any other encoder."""
+
+
+# --- the top-N kernel ----------------------------------------------------------------
+
+
+def topn_block(
+    n: int,
+    seen: sp.csr_matrix,
+    user_rows: np.ndarray,
+    col_ids: np.ndarray,
+    score_fn: Callable[[np.ndarray], np.ndarray],
+    n_catalog: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Top ``n`` of ``col_ids`` per user row by ``score_fn(rows) -> (len(rows), len(col_ids))``, seen excluded.
+
+    Returns flat ``(user_row, catalogue_col, score, rank)``; -inf scores are never returned.
+    """
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int32))
+    if n <= 0 or len(user_rows) == 0 or len(col_ids) == 0:
+        return empty
+    pos = np.full(n_catalog, -1, dtype=np.int64)
+    pos[col_ids] = np.arange(len(col_ids))
+    chunk = max(1, MAX_CHUNK_CELLS // len(col_ids))
+    k = min(n, len(col_ids))
+    out_u, out_c, out_s, out_r = [], [], [], []
+    ranks = np.arange(1, k + 1, dtype=np.int32)
+    for s in range(0, len(user_rows), chunk):
+        rows = user_rows[s : s + chunk]
+        scores = np.array(score_fn(rows), dtype=np.float32, copy=True)
+        sub = seen[rows]
+        if sub.nnz:
+            rr = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
+            cc = pos[sub.indices]
+            keep = cc >= 0
+            scores[rr[keep], cc[keep]] = -np.inf
+        if k < scores.shape[1]:
+            part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        else:
+            part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
+        ps = np.take_along_axis(scores, part, axis=1)
+        order = np.argsort(-ps, axis=1, kind="stable")
+        part = np.take_along_axis(part, order, axis=1)
+        ps = np.take_along_axis(ps, order, axis=1)
+        valid = np.isfinite(ps).ravel()
+        out_u.append(np.repeat(rows, k)[valid])
+        out_c.append(col_ids[part.ravel()][valid])
+        out_s.append(ps.ravel()[valid])
+        out_r.append(np.tile(ranks, len(rows))[valid])
+    return np.concatenate(out_u), np.concatenate(out_c), np.concatenate(out_s), np.concatenate(out_r)
+
+
+def _ordered_list_source(
+    order: np.ndarray, values: np.ndarray, n: int, seen: sp.csr_matrix, user_rows: np.ndarray, n_catalog: int
+):
+    """Same global list for every user (popular, new): only the first n + max(seen) entries can matter."""
+    if len(user_rows) == 0 or n <= 0 or len(order) == 0:
+        return topn_block(0, seen, user_rows, order, lambda r: None, n_catalog)
+    max_seen = int(np.diff(seen.indptr).max(initial=0))
+    cols = order[: n + max_seen]
+    pseudo = -np.arange(len(cols), dtype=np.float32)  # strictly decreasing: list position decides
+    u, c, _, r = topn_block(n, seen, user_rows, cols, lambda rows: np.broadcast_to(pseudo, (len(rows), len(cols))), n_catalog)
+    return u, c, values[c].astype(np.float32), r
+
+
+def source_topn(
+    features: SnapshotFeatures, source: str, n: int, user_ids: Sequence[str], seen: sp.csr_matrix
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One source's top ``n`` per user as flat arrays (user_row into ``user_ids``, catalogue col, score, rank)."""
+    n_cat = len(features.item_ids)
+    all_rows = np.arange(len(user_ids))
+    kind, _, enc = source.partition(":")
+    if kind == "als":
+        urow = features.als_user_rows(user_ids)
+        items, known = features.als_items()
+        cols = np.flatnonzero(known)
+        uf = features.als.user_factors if features.als is not None else None
+        itf = items[cols]
+        return topn_block(n, seen, all_rows[urow >= 0], cols, lambda r: uf[urow[r]] @ itf.T, n_cat)
+    if kind == "content":
+        al = features.aligned(enc)
+        urow = features.encoder_user_rows(enc, user_ids)
+        cols = np.flatnonzero(al.has_vector)
+        iv = al.vectors[cols]
+        uv = features.encoder(enc).user_vectors
+        return topn_block(n, seen, all_rows[urow >= 0], cols, lambda r: uv[urow[r]] @ iv.T, n_cat)
+    if kind == "c2cf":
+        al = features.aligned(enc)
+        if al.pseudo is None:
+            return topn_block(0, seen, all_rows, np.zeros(0, np.int64), lambda r: None, n_cat)
+        urow = features.als_user_rows(user_ids)
+        is_new = features.item_array("item_segment") == "new"
+        cols = np.flatnonzero(is_new & al.has_vector)
+        pf = al.pseudo[cols]
+        uf = features.als.user_factors
+        return topn_block(n, seen, all_rows[urow >= 0], cols, lambda r: uf[urow[r]] @ pf.T, n_cat)
+    if kind == "popular":
+        return _ordered_list_source(features.popularity_order, features.popularity_score, n, seen, all_rows, n_cat)
+    if kind == "new":
+        seg = features.item_array("item_segment")
+        age = features.item_table.get_column("age_days").cast(pl.Float64).fill_null(np.nan).to_numpy()
+        eligible = np.flatnonzero(np.isin(seg, ["new", "cold"]))
+        age_key = np.where(np.isnan(age[eligible]), np.inf, age[eligible])
+        order = eligible[np.lexsort((features.item_array("tiebreak")[eligible], age_key))]
+        return _ordered_list_source(order, -age, n, seen, all_rows, n_cat)
+    raise CandidateError(f"Unknown candidate source {source!r}; choose from als, content:<enc>, c2cf:<enc>, popular, new.")
+
+
+def generate_candidates(
+    features: SnapshotFeatures,
+    user_ids: Sequence[str],
+    sources: tuple[str, ...],
+    cfg: RankingConfig,
+    *,
+    pool_sizes: dict[str, int] | None = None,
+) -> pl.DataFrame:
+    """Candidates of ``sources`` for ``user_ids``: one row per (user, item), every source's flag/score/rank.
+
+    ``pool_sizes`` overrides ``cfg.pool_size(source)`` per source. Rows are sorted
+    by user (in ``user_ids`` order) and catalogue item id.
+    """
+    users = list(dict.fromkeys(user_ids))
+    seen = features.seen_matrix(users)
+    frames = []
+    for src in sources:
+        n = (pool_sizes or {}).get(src, cfg.pool_size(src))
+        u, c, s, r = source_topn(features, src, n, users, seen)
+        frames.append(
+            pl.DataFrame(
+                {
+                    "urow": u.astype(np.int64),
+                    "icol": c.astype(np.int64),
+                    score_column(src): s.astype(np.float32),
+                    rank_column(src): r.astype(np.int32),
+                }
+            )
+        )
+    if frames:
+        merged = pl.concat(frames, how="diagonal").group_by("urow", "icol").agg(pl.all().max())
+    else:
+        merged = pl.DataFrame(schema={"urow": pl.Int64, "icol": pl.Int64})
+    merged = merged.sort("urow", "icol")
+    user_series = pl.Series("user_id", users, dtype=pl.String)
+    item_series = pl.Series("item_id", features.item_ids, dtype=pl.String)
+    out = merged.select(
+        user_series.gather(merged.get_column("urow")).alias("user_id"),
+        item_series.gather(merged.get_column("icol")).alias("item_id"),
+        *[pl.col(rank_column(s)).is_not_null().alias(source_column(s)) for s in sources],
+        *[pl.col(score_column(s)) for s in sources],
+        *[pl.col(rank_column(s)) for s in sources],
+    )
+    return out
+
+
+def candidate_recall(candidates: pl.DataFrame, truth: pl.DataFrame) -> float:
+    """Share of ``truth`` (user_id, item_id) pairs inside the candidate pool (NaN without truth)."""
+    if truth.height == 0:
+        return float("nan")
+    hit = truth.select("user_id", "item_id").unique().join(candidates.select("user_id", "item_id"), on=["user_id", "item_id"], how="semi")
+    return hit.height / truth.select("user_id", "item_id").unique().height

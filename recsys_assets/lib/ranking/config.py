@@ -1,0 +1,107 @@
+"""Configuration of the two-stage recommender (candidate sources + LightGBM ranker)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from recsys_assets.lib.confighash import config_hash
+from recsys_assets.lib.errors import RecsysError
+
+
+class RankingConfigError(RecsysError):
+    """A RankingConfig value is impossible."""
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    """Candidate pool sizes, evaluation cut-offs and LightGBM parameters of every arm."""
+
+    encoders: tuple[str, ...] = ("minilm-l6", "tfidf")
+    """Encoders that get a ``content_<enc>`` and a ``ranker_<enc>`` arm."""
+    lm_encoders: tuple[str, ...] = ("minilm-l6", "mpnet-base")
+    """Which of the encoders are pretrained language models (the others are lexical/metadata baselines)."""
+    n_als: int = 100
+    """Candidates per user from ALS (top-N dot product over items with factors)."""
+    n_content: int = 100
+    """Candidates per user from ``content:<enc>`` (kNN of the user's interest vector)."""
+    n_c2cf: int = 50
+    """Candidates per user from ``c2cf:<enc>`` (user factors x pseudo factors of items new at the snapshot)."""
+    n_popular: int = 50
+    """Candidates per user from ``popular`` (n_recent, then n_interactions)."""
+    n_new: int = 50
+    """Candidates per user from ``new`` (youngest items of segment new/cold)."""
+    ks: tuple[int, ...] = (10, 20)
+    """Cut-offs K of the recommendation lists (recommend() is called with max(ks) by default)."""
+    new_item_slots: int = 0
+    """Top-K slots an arm reserves for new items chosen by its own scores; > 0 adds ``+slots{n}`` to arm names."""
+    num_leaves: int = 31
+    """LightGBM ``num_leaves``."""
+    learning_rate: float = 0.05
+    """LightGBM ``learning_rate``."""
+    num_boost_round: int = 300
+    """Maximum boosting rounds."""
+    early_stopping_rounds: int = 30
+    """Stop when validation NDCG@max(ks) has not improved for this many rounds (0 disables)."""
+    min_data_in_leaf: int = 20
+    """LightGBM ``min_data_in_leaf``."""
+    seed: int = 7
+    """LightGBM ``seed`` (drives every LightGBM random stream)."""
+    num_threads: int = 2
+    """LightGBM ``num_threads``."""
+    deterministic: bool = True
+    """LightGBM ``deterministic`` (+ ``force_row_wise``): same data and seed give the same model."""
+    validation_fraction: float = 0.2
+    """Share of training users (by a salted hash of user_id) held out for early stopping."""
+    validation_salt: str = "ranker-valid-v1"
+    """Salt of that hash."""
+    max_train_users: int | None = None
+    """Cap on labelled users in a training frame (the lowest-hash users are kept); None = all."""
+    explain_sample: int = 200
+    """Rows of served recommendations explained with per-feature contributions (pred_contrib)."""
+
+    def __post_init__(self) -> None:
+        sizes = dict(n_als=self.n_als, n_content=self.n_content, n_c2cf=self.n_c2cf, n_popular=self.n_popular, n_new=self.n_new)
+        bad = {k: v for k, v in sizes.items() if v < 0}
+        if bad:
+            raise RankingConfigError(f"RankingConfig candidate pool sizes must be >= 0, got {bad}.")
+        if not self.ks or min(self.ks) < 1:
+            raise RankingConfigError(f"RankingConfig.ks must be positive cut-offs, got {self.ks}.")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise RankingConfigError(f"RankingConfig.validation_fraction must be in [0, 1), got {self.validation_fraction}.")
+        if self.new_item_slots < 0 or self.new_item_slots > max(self.ks):
+            raise RankingConfigError(f"RankingConfig.new_item_slots must be in [0, max(ks)], got {self.new_item_slots}.")
+        for enc in self.encoders:
+            if not enc or "+" in enc or ":" in enc:
+                raise RankingConfigError(f"RankingConfig.encoders: bad encoder name {enc!r} (no '+' or ':').")
+
+    @property
+    def k(self) -> int:
+        """The longest list served (max of ks)."""
+        return max(self.ks)
+
+    def pool_size(self, source: str) -> int:
+        """Candidates per user of one source (``als``, ``content:<enc>``, ``c2cf:<enc>``, ``popular``, ``new``)."""
+        kind = source.split(":", 1)[0]
+        sizes = {"als": self.n_als, "content": self.n_content, "c2cf": self.n_c2cf, "popular": self.n_popular, "new": self.n_new}
+        if kind not in sizes:
+            raise RankingConfigError(f"Unknown candidate source {source!r}; choose from als, content:<enc>, c2cf:<enc>, popular, new.")
+        return sizes[kind]
+
+    def lgb_params(self) -> dict:
+        """LightGBM parameters of the lambdarank ranker (the benchmark's raw call uses the same)."""
+        return {
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "eval_at": list(self.ks),
+            "num_leaves": self.num_leaves,
+            "learning_rate": self.learning_rate,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "seed": self.seed,
+            "num_threads": self.num_threads,
+            "deterministic": self.deterministic,
+            "force_row_wise": True,
+            "verbosity": -1,
+        }
+
+    def config_hash(self) -> str:
+        return config_hash(self)

@@ -1,0 +1,188 @@
+"""Ranker features of (user, candidate item) pairs, with the text features kept apart.
+
+``FEATURES_NO_TEXT`` are ID/popularity/cold-start signals every ranker arm uses;
+``text_feature_names(enc)`` are the ONLY additions of ``ranker_<enc>``: the text
+cosine, the content->CF score and the two text source flags. A missing signal
+is NaN (LightGBM routes it), never a silent 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from recsys_assets.lib.errors import RecsysError
+from recsys_assets.lib.ranking.candidates import BASE_SOURCES, rank_column, slug, source_column, text_sources
+from recsys_assets.lib.ranking.inputs import SEGMENT_ORDINAL, SnapshotFeatures
+
+FEATURES_NO_TEXT: list[str] = [
+    "als_score",
+    "als_rank",
+    "pop_recent_log",
+    "pop_all_log",
+    "item_age_days",
+    "user_hist_len",
+    "user_is_new",
+    "item_is_new",
+    "user_segment",
+    "item_segment",
+    "category_overlap",
+    *[source_column(s) for s in BASE_SOURCES],
+]
+"""Features of ranker_no_text (and the shared part of every text arm)."""
+
+PAIR_CHUNK = 1 << 18
+
+
+class FeatureError(RecsysError):
+    """Ranker features cannot be computed for these candidates."""
+
+
+def text_feature_names(encoder: str) -> list[str]:
+    """Features ``ranker_<encoder>`` adds to FEATURES_NO_TEXT."""
+    s = slug(encoder)
+    return [f"text_cos_{s}", f"c2cf_score_{s}", *[source_column(src) for src in text_sources(encoder)]]
+
+
+def feature_names(encoder: str | None) -> list[str]:
+    """All features of an arm: FEATURES_NO_TEXT (+ the encoder's text features)."""
+    return FEATURES_NO_TEXT + (text_feature_names(encoder) if encoder else [])
+
+
+def pair_dot(a: np.ndarray, a_rows: np.ndarray, b: np.ndarray, b_rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``a[a_rows[k]] . b[b_rows[k]]`` where ``mask[k]``, NaN elsewhere (float32)."""
+    out = np.full(len(a_rows), np.nan, dtype=np.float32)
+    idx = np.flatnonzero(mask)
+    for s in range(0, len(idx), PAIR_CHUNK):
+        j = idx[s : s + PAIR_CHUNK]
+        out[j] = np.einsum("ij,ij->i", a[a_rows[j]], b[b_rows[j]])
+    return out
+
+
+def _category_overlap(features: SnapshotFeatures, pairs: pl.DataFrame) -> np.ndarray:
+    """Share of the item's categories that appear among the categories of the user's history items."""
+    view = features.view
+    n = pairs.height
+    if "categories" not in view.catalog.columns:
+        return np.full(n, np.nan, dtype=np.float32)
+    key = "item_categories"
+    if key not in features._cache:
+        ic = (
+            view.catalog.select("item_id", pl.col("categories").alias("cat"))
+            .explode("cat")
+            .drop_nulls()
+            .unique()
+            .join(features.item_index, on="item_id", how="inner")
+            .select("icol", "cat")
+        )
+        cats = ic.get_column("cat").unique().sort()
+        cat_index = pl.DataFrame({"cat": cats, "c": np.arange(len(cats), dtype=np.int64)})
+        ic = ic.join(cat_index, on="cat").select("icol", "c")
+        uc = (
+            view.history.select("user_id", "item_id")
+            .unique()
+            .join(features.item_index, on="item_id", how="inner")
+            .join(ic, on="icol", how="inner")
+            .select("user_id", "c")
+            .unique()
+        )
+        n_cats = ic.group_by("icol").len()
+        n_cat_arr = np.zeros(len(features.item_ids), dtype=np.float32)
+        n_cat_arr[n_cats.get_column("icol").to_numpy()] = n_cats.get_column("len").to_numpy()
+        features._cache[key] = (ic, uc, n_cat_arr)
+    ic, uc, n_cat_arr = features._cache[key]
+    p = pairs.select("user_id", "icol").with_row_index("k")
+    hits = (
+        p.join(ic, on="icol", how="inner")
+        .join(uc, on=["user_id", "c"], how="semi")
+        .group_by("k")
+        .len()
+    )
+    out = np.zeros(n, dtype=np.float32)
+    out[hits.get_column("k").to_numpy()] = hits.get_column("len").to_numpy()
+    denom = n_cat_arr[pairs.get_column("icol").to_numpy()]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(denom > 0, out / denom, np.nan).astype(np.float32)
+    return out
+
+
+def ranker_features(features: SnapshotFeatures, candidates: pl.DataFrame, encoder: str | None) -> pl.DataFrame:
+    """Feature frame (same rows and order as ``candidates``): user_id, item_id + ``feature_names(encoder)``.
+
+    ``candidates`` needs user_id and item_id; ``source_*`` flags and ``rank_als``
+    are taken from it when present (missing flags are False, missing ranks NaN).
+    Items must be in the view's catalogue.
+    """
+    for c in ("user_id", "item_id"):
+        if c not in candidates.columns:
+            raise FeatureError(f"ranker_features: candidates lack column {c!r}; got {candidates.columns}.")
+    pairs = candidates.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)).join(
+        features.item_index, on="item_id", how="left", maintain_order="left"
+    )
+    if pairs.get_column("icol").null_count():
+        bad = pairs.filter(pl.col("icol").is_null()).get_column("item_id").head(3).to_list()
+        raise FeatureError(
+            f"ranker_features: {pairs.get_column('icol').null_count()} candidates name items outside the view's "
+            f"catalogue (e.g. {bad}); generate candidates from the same SnapshotFeatures."
+        )
+    icol = pairs.get_column("icol").to_numpy()
+    users = pairs.get_column("user_id").unique(maintain_order=True).to_list()
+    uidx = pl.DataFrame({"user_id": pl.Series(users, dtype=pl.String), "urow": np.arange(len(users), dtype=np.int64)})
+    urow = pairs.join(uidx, on="user_id", how="left", maintain_order="left").get_column("urow").to_numpy()
+
+    ut = features.user_table(users)
+    n_events = ut.get_column("n_events").to_numpy().astype(np.float32)[urow]
+    user_seg = ut.get_column("user_segment").replace_strict(SEGMENT_ORDINAL, return_dtype=pl.Int8).to_numpy()[urow]
+
+    als_u = features.als_user_rows(users)[urow]
+    itf, known = features.als_items()
+    has_als_user = als_u >= 0
+    uf = features.als.user_factors if features.als is not None else np.zeros((0, itf.shape[1]), np.float32)
+    als_score = pair_dot(uf, als_u, itf, icol, has_als_user & known[icol])
+
+    def col_or(name: str) -> pl.Series | None:
+        return candidates.get_column(name) if name in candidates.columns else None
+
+    rank = col_or(rank_column("als"))
+    als_rank = rank.cast(pl.Float32).fill_null(np.nan).to_numpy() if rank is not None else np.full(len(icol), np.nan, np.float32)
+
+    item_seg = features.item_array("item_segment")[icol]
+    age = features.item_table.get_column("age_days").cast(pl.Float32).fill_null(np.nan).to_numpy()[icol]
+    cols: dict[str, np.ndarray] = {
+        "als_score": als_score,
+        "als_rank": als_rank.astype(np.float32),
+        "pop_recent_log": np.log1p(features.item_array("n_recent")[icol].astype(np.float32)),
+        "pop_all_log": np.log1p(features.item_array("n_interactions")[icol].astype(np.float32)),
+        "item_age_days": age,
+        "user_hist_len": n_events,
+        "user_is_new": (n_events == 0).astype(np.float32),
+        "item_is_new": (item_seg == "new").astype(np.float32),
+        "user_segment": user_seg.astype(np.float32),
+        "item_segment": _segment_codes(item_seg).astype(np.float32),
+        "category_overlap": _category_overlap(features, pairs.with_columns(pl.Series("icol", icol))),
+    }
+    flag_sources = list(BASE_SOURCES) + (list(text_sources(encoder)) if encoder else [])
+    for src in flag_sources:
+        f = col_or(source_column(src))
+        cols[source_column(src)] = f.cast(pl.Float32).fill_null(0.0).to_numpy() if f is not None else np.zeros(len(icol), np.float32)
+    if encoder:
+        s = slug(encoder)
+        al = features.aligned(encoder)
+        er = features.encoder_user_rows(encoder, users)[urow]
+        uv = features.encoder(encoder).user_vectors
+        cols[f"text_cos_{s}"] = pair_dot(uv, er, al.vectors, icol, (er >= 0) & al.has_vector[icol])
+        if al.pseudo is not None:
+            cols[f"c2cf_score_{s}"] = pair_dot(uf, als_u, al.pseudo, icol, has_als_user & al.has_vector[icol])
+        else:
+            cols[f"c2cf_score_{s}"] = np.full(len(icol), np.nan, np.float32)
+    names = feature_names(encoder)
+    return pl.DataFrame(
+        [pairs.get_column("user_id"), pairs.get_column("item_id")] + [pl.Series(n, cols[n], dtype=pl.Float32) for n in names]
+    )
+
+
+def _segment_codes(seg: np.ndarray) -> np.ndarray:
+    codes = np.zeros(len(seg), dtype=np.int64)
+    for s, v in SEGMENT_ORDINAL.items():
+        codes[seg == s] = v
+    return codes

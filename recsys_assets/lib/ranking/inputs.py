@@ -1,0 +1,308 @@
+"""What the ranking stage gets per snapshot view: the view, its ALS model and per-encoder vectors.
+
+:class:`SnapshotFeatures` bundles them and caches catalogue-aligned arrays (one row
+per catalogue item, in sorted item_id order) so that candidate generation and
+feature computation are matmuls and gathers, not joins per source.
+
+:func:`assemble_snapshot_features` builds the whole bundle from a view and the
+encoders' item vectors with the features modules (ALS fit on ``view.history``,
+EMA profiles, content->CF bridge); the Dagster assets may use it or pass
+pre-computed parts to the dataclasses directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys_assets.lib.errors import RecsysError
+from recsys_assets.lib.features.als import ALSModel
+from recsys_assets.lib.features.content_to_cf import ContentToCFModel
+from recsys_assets.lib.snapshot import ProtocolConfig, SnapshotView
+
+log = logging.getLogger(__name__)
+
+SEGMENT_ORDINAL = {"new": 0, "cold": 1, "warming": 2, "warm": 3}
+
+
+class RankingInputError(RecsysError):
+    """The ranking inputs of a snapshot do not fit together."""
+
+
+def hash_u64(ids: pl.Series | Sequence[str], salt: str = "") -> np.ndarray:
+    """Stable 64-bit hash per id (sha1 of ``salt:id``): deterministic tie-breaks and splits."""
+    return np.fromiter(
+        (int.from_bytes(hashlib.sha1(f"{salt}:{i}".encode()).digest()[:8], "big") for i in ids),
+        dtype=np.uint64,
+        count=len(ids),
+    )
+
+
+@dataclass
+class EncoderFeatures:
+    """One encoder's vectors for a snapshot view."""
+
+    item_ids: list[str]
+    """Row ids of ``item_vectors`` (the view's catalogue; items missing here have no vector)."""
+    item_vectors: np.ndarray
+    """float32 (n_items, dim), L2-normalized."""
+    user_ids: list[str]
+    """Row ids of ``user_vectors``: EMA profiles of users with history, plus profile-text users."""
+    user_vectors: np.ndarray
+    """float32 (n_users, dim), L2-normalized, same space as the items."""
+    c2cf: ContentToCFModel | None = None
+    """Text -> ALS-factor bridge fit on this view (None: no pseudo factors, c2cf source and feature empty)."""
+
+    def __post_init__(self) -> None:
+        self.item_ids = list(self.item_ids)
+        self.user_ids = list(self.user_ids)
+        self.item_vectors = np.ascontiguousarray(self.item_vectors, dtype=np.float32)
+        self.user_vectors = np.ascontiguousarray(self.user_vectors, dtype=np.float32)
+        if self.item_vectors.shape[0] != len(self.item_ids) or self.user_vectors.shape[0] != len(self.user_ids):
+            raise RankingInputError(
+                f"EncoderFeatures: {len(self.item_ids)} item ids for {self.item_vectors.shape[0]} item rows, "
+                f"{len(self.user_ids)} user ids for {self.user_vectors.shape[0]} user rows."
+            )
+        if len(self.user_ids) and self.user_vectors.shape[1] != self.item_vectors.shape[1]:
+            raise RankingInputError(
+                f"EncoderFeatures: user vectors have dim {self.user_vectors.shape[1]}, items {self.item_vectors.shape[1]}."
+            )
+
+
+def merge_user_vectors(*parts: tuple[Sequence[str], np.ndarray]) -> tuple[list[str], np.ndarray]:
+    """Concatenate (user_ids, vectors) parts; a user present in several keeps the EARLIEST part's row.
+
+    Typical use: ``merge_user_vectors(history_profiles, profile_text_vectors)``.
+    """
+    ids: list[str] = []
+    rows: list[np.ndarray] = []
+    taken: set[str] = set()
+    dim = None
+    for uids, mat in parts:
+        mat = np.asarray(mat, dtype=np.float32)
+        if len(uids) == 0:
+            continue
+        dim = dim or mat.shape[1]
+        keep = [j for j, u in enumerate(uids) if u not in taken]
+        ids.extend(uids[j] for j in keep)
+        taken.update(uids[j] for j in keep)
+        rows.append(mat[keep])
+    if not rows:
+        return [], np.zeros((0, 0), dtype=np.float32)
+    return ids, np.ascontiguousarray(np.vstack(rows), dtype=np.float32)
+
+
+@dataclass
+class _Aligned:
+    """Catalogue-aligned arrays of one encoder."""
+
+    vectors: np.ndarray  # (n_cat, dim), zero rows where missing
+    has_vector: np.ndarray  # bool (n_cat,)
+    pseudo: np.ndarray | None  # (n_cat, f) pseudo ALS factors, None without a bridge
+    user_index: pl.DataFrame  # user_id, row
+
+
+@dataclass
+class SnapshotFeatures:
+    """Inputs of the ranking stage for one view (one protocol, one stage)."""
+
+    view: SnapshotView
+    """The snapshot view (history, seen, catalogue, item/user stats)."""
+    als: ALSModel | None
+    """ALS fitted on ``view.history`` (+ folded-in users); None = no collaborative signal."""
+    encoders: dict[str, EncoderFeatures] = field(default_factory=dict)
+    """Per encoder name: item vectors, user interest vectors, content->CF bridge."""
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    """Segment thresholds (user segments are computed with them)."""
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    # --- catalogue --------------------------------------------------------------
+    @property
+    def item_ids(self) -> list[str]:
+        """Catalogue item ids, sorted (the column order of every aligned array)."""
+        if "item_ids" not in self._cache:
+            self._cache["item_ids"] = sorted(self.view.catalog.get_column("item_id").unique().to_list())
+        return self._cache["item_ids"]
+
+    @property
+    def item_index(self) -> pl.DataFrame:
+        """(item_id, icol) for the catalogue."""
+        if "item_index" not in self._cache:
+            self._cache["item_index"] = pl.DataFrame(
+                {"item_id": pl.Series(self.item_ids, dtype=pl.String), "icol": np.arange(len(self.item_ids), dtype=np.int64)}
+            )
+        return self._cache["item_index"]
+
+    @property
+    def item_table(self) -> pl.DataFrame:
+        """Catalogue-aligned item stats: icol, item_id, n_interactions, n_recent, item_segment, age_days, tiebreak."""
+        if "item_table" not in self._cache:
+            st = self.view.item_stats
+            t = self.item_index.join(st, on="item_id", how="left", maintain_order="left").with_columns(
+                pl.col("n_interactions").fill_null(0),
+                pl.col("n_recent").fill_null(0),
+                pl.col("item_segment").fill_null("new"),
+                pl.Series("tiebreak", hash_u64(self.item_ids, "tiebreak"), dtype=pl.UInt64),
+            )
+            self._cache["item_table"] = t
+        return self._cache["item_table"]
+
+    def item_array(self, name: str) -> np.ndarray:
+        key = ("item_array", name)
+        if key not in self._cache:
+            self._cache[key] = self.item_table.get_column(name).to_numpy()
+        return self._cache[key]
+
+    @property
+    def popularity_score(self) -> np.ndarray:
+        """float64 per catalogue item: n_recent + n_interactions / (max + 1) (lexicographic order)."""
+        if "pop" not in self._cache:
+            rec = self.item_array("n_recent").astype(np.float64)
+            allc = self.item_array("n_interactions").astype(np.float64)
+            self._cache["pop"] = rec + allc / (allc.max(initial=0.0) + 1.0)
+        return self._cache["pop"]
+
+    @property
+    def popularity_order(self) -> np.ndarray:
+        """Catalogue columns, most popular first; ties by hashed item id."""
+        if "pop_order" not in self._cache:
+            self._cache["pop_order"] = np.lexsort((self.item_array("tiebreak"), -self.popularity_score))
+        return self._cache["pop_order"]
+
+    # --- ALS ----------------------------------------------------------------------
+    def als_items(self) -> tuple[np.ndarray, np.ndarray]:
+        """(item factors aligned to the catalogue with zero rows, known mask)."""
+        if "als_items" not in self._cache:
+            n = len(self.item_ids)
+            if self.als is None:
+                self._cache["als_items"] = (np.zeros((n, 1), np.float32), np.zeros(n, bool))
+            else:
+                rows = _rows_of(self.item_ids, self.als.item_ids)
+                known = rows >= 0
+                f = np.zeros((n, self.als.n_factors), np.float32)
+                f[known] = self.als.item_factors[rows[known]]
+                self._cache["als_items"] = (f, known)
+        return self._cache["als_items"]
+
+    def als_user_rows(self, user_ids: Sequence[str]) -> np.ndarray:
+        """Row in ``als.user_factors`` per user (-1 without factors)."""
+        if self.als is None:
+            return np.full(len(user_ids), -1, np.int64)
+        if "als_user_index" not in self._cache:
+            self._cache["als_user_index"] = _index_frame(self.als.user_ids)
+        return _lookup(user_ids, self._cache["als_user_index"])
+
+    # --- encoders -----------------------------------------------------------------
+    def encoder(self, name: str) -> EncoderFeatures:
+        if name not in self.encoders:
+            raise RankingInputError(
+                f"No vectors for encoder {name!r} in this snapshot (have {sorted(self.encoders)}); "
+                "embed the catalogue with it or drop it from RankingConfig.encoders."
+            )
+        return self.encoders[name]
+
+    def aligned(self, name: str) -> _Aligned:
+        key = ("enc", name)
+        if key not in self._cache:
+            enc = self.encoder(name)
+            n = len(self.item_ids)
+            rows = _rows_of(self.item_ids, enc.item_ids)
+            has = rows >= 0
+            vec = np.zeros((n, enc.item_vectors.shape[1]), np.float32)
+            vec[has] = enc.item_vectors[rows[has]]
+            pseudo = None
+            if enc.c2cf is not None and self.als is not None:
+                pseudo = np.zeros((n, self.als.n_factors), np.float32)
+                if has.any():
+                    pseudo[has] = enc.c2cf.predict(vec[has])
+            if not has.all():
+                log.info("encoder %s: %d of %d catalogue items have no vector", name, int((~has).sum()), n)
+            self._cache[key] = _Aligned(vec, has, pseudo, _index_frame(enc.user_ids))
+        return self._cache[key]
+
+    def encoder_user_rows(self, name: str, user_ids: Sequence[str]) -> np.ndarray:
+        return _lookup(user_ids, self.aligned(name).user_index)
+
+    # --- users --------------------------------------------------------------------
+    def user_table(self, user_ids: Sequence[str]) -> pl.DataFrame:
+        """(user_id, n_events, user_segment) per requested user (unknown users are ``new``)."""
+        return self.view.user_segments(list(user_ids), self.protocol)
+
+    def seen_matrix(self, user_ids: Sequence[str]) -> sp.csr_matrix:
+        """bool CSR (requested users x catalogue): pairs seen before the cutoff (never recommended)."""
+        req = pl.DataFrame({"user_id": pl.Series(list(user_ids), dtype=pl.String), "urow": np.arange(len(user_ids), dtype=np.int64)})
+        hit = self.view.seen.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)).join(
+            req, on="user_id", how="inner"
+        ).join(self.item_index, on="item_id", how="inner")
+        m = sp.csr_matrix(
+            (np.ones(hit.height, dtype=bool), (hit.get_column("urow").to_numpy(), hit.get_column("icol").to_numpy())),
+            shape=(len(user_ids), len(self.item_ids)),
+        )
+        m.sum_duplicates()
+        return m
+
+
+def _index_frame(ids: Sequence[str]) -> pl.DataFrame:
+    return pl.DataFrame({"id": pl.Series(list(ids), dtype=pl.String), "row": np.arange(len(ids), dtype=np.int64)})
+
+
+def _lookup(ids: Sequence[str], index: pl.DataFrame) -> np.ndarray:
+    q = pl.DataFrame({"id": pl.Series(list(ids), dtype=pl.String)})
+    return q.join(index, on="id", how="left", maintain_order="left").get_column("row").fill_null(-1).to_numpy()
+
+
+def _rows_of(wanted: Sequence[str], ids: Sequence[str]) -> np.ndarray:
+    return _lookup(wanted, _index_frame(ids))
+
+
+def assemble_snapshot_features(
+    view: SnapshotView,
+    item_vectors: dict[str, tuple[Sequence[str], np.ndarray]],
+    *,
+    als_config=None,
+    interaction_config=None,
+    profile_config=None,
+    c2cf_config=None,
+    protocol: ProtocolConfig | None = None,
+    user_text_vectors: dict[str, tuple[Sequence[str], np.ndarray]] | None = None,
+) -> SnapshotFeatures:
+    """Fit ALS, build profiles and content->CF bridges for ``view`` with the features modules.
+
+    ``item_vectors[enc] = (item_ids, matrix)`` for the view's catalogue;
+    ``user_text_vectors[enc]`` optionally adds profile-text vectors for users with
+    no usable history. A bridge that cannot be fit (too few warm items) is left
+    out (c2cf None, logged) rather than failing the snapshot.
+    """
+    from recsys_assets.lib.features.als import ALSConfig, ALSError, fit_als
+    from recsys_assets.lib.features.content_to_cf import ContentToCFConfig, ContentToCFError, fit_content_to_cf
+    from recsys_assets.lib.features.interactions import InteractionConfig
+    from recsys_assets.lib.features.profiles import ProfileConfig, build_user_profiles
+
+    inter = interaction_config or InteractionConfig()
+    try:
+        als = fit_als(view.history, als_config or ALSConfig(), inter) if view.history.height else None
+    except ALSError as exc:
+        log.warning("assemble_snapshot_features: no ALS model for %s/%s: %s", view.protocol, view.stage, exc)
+        als = None
+    counts = view.item_stats.select("item_id", "n_interactions")
+    encs: dict[str, EncoderFeatures] = {}
+    for name, (iids, mat) in item_vectors.items():
+        uids, umat = build_user_profiles(view.history, iids, mat, profile_config or ProfileConfig(), inter)
+        if user_text_vectors and name in user_text_vectors:
+            uids, umat = merge_user_vectors((uids, umat), user_text_vectors[name])
+        if len(uids) == 0:
+            umat = np.zeros((0, np.asarray(mat).shape[1]), np.float32)
+        bridge = None
+        if als is not None:
+            try:
+                bridge = fit_content_to_cf(iids, mat, als, counts, c2cf_config or ContentToCFConfig())
+            except ContentToCFError as exc:
+                log.warning("assemble_snapshot_features: no content->CF bridge for %s: %s", name, exc)
+        encs[name] = EncoderFeatures(list(iids), mat, uids, umat, bridge)
+    return SnapshotFeatures(view=view, als=als, encoders=encs, protocol=protocol or ProtocolConfig())

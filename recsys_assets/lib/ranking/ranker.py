@@ -1,0 +1,223 @@
+"""LightGBM lambdarank ranker (stage 2): training, persistence, scoring and explanations.
+
+Training groups rows by user; users with no positive candidate carry no
+ranking signal and are dropped from the fit (counted in ``meta``). Early
+stopping watches NDCG@ks on a validation slice of users chosen by a salted hash
+of user_id, so the split is the same on every run and on every arm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import polars as pl
+from upath import UPath
+
+from recsys_assets.lib.errors import RecsysError
+from recsys_assets.lib.lake import write_bytes_atomic
+from recsys_assets.lib.ranking.config import RankingConfig
+from recsys_assets.lib.ranking.inputs import hash_u64
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "ranker.txt"
+META_FILE = "ranker.json"
+
+
+class RankerError(RecsysError):
+    """The ranker cannot be trained, loaded or applied as asked."""
+
+
+def _matrix(frame: pl.DataFrame, feature_names: Sequence[str]) -> np.ndarray:
+    missing = [f for f in feature_names if f not in frame.columns]
+    if missing:
+        raise RankerError(f"Frame lacks ranker features {missing}; compute them with ranker_features() for the same arm.")
+    return frame.select([pl.col(f).cast(pl.Float32) for f in feature_names]).to_numpy()
+
+
+@dataclass
+class LgbData:
+    """Matrices of one training run, as handed to ``lightgbm.train`` (the benchmark reuses them)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    group_train: np.ndarray
+    x_valid: np.ndarray | None
+    y_valid: np.ndarray | None
+    group_valid: np.ndarray | None
+    stats: dict = field(default_factory=dict)
+
+
+def prepare_lgb_data(train_frame: pl.DataFrame, feature_names: Sequence[str], cfg: RankingConfig, label_col: str = "label") -> LgbData:
+    """Group by user, drop users without a positive, split train/validation users by hash."""
+    for c in ("user_id", label_col):
+        if c not in train_frame.columns:
+            raise RankerError(f"train_ranker: training frame lacks column {c!r}; build it with build_training_frame().")
+    frame = train_frame.sort("user_id", maintain_order=True)
+    per_user = frame.group_by("user_id", maintain_order=True).agg(pl.len().alias("n"), pl.col(label_col).sum().alias("pos"))
+    n_users = per_user.height
+    keep_users = per_user.filter(pl.col("pos") > 0)
+    n_no_pos = n_users - keep_users.height
+    if keep_users.height == 0:
+        raise RankerError(
+            f"train_ranker: none of the {n_users} training users has a positive among their candidates; "
+            "check the label window and the candidate sources (candidate_recall is 0)."
+        )
+    valid_mask = np.zeros(keep_users.height, dtype=bool)
+    if cfg.validation_fraction > 0 and cfg.early_stopping_rounds > 0:
+        h = hash_u64(keep_users.get_column("user_id").to_list(), cfg.validation_salt)
+        valid_mask = (h.astype(np.float64) / 2.0**64) < cfg.validation_fraction
+        if valid_mask.all() or not valid_mask.any():
+            valid_mask[:] = False
+    keep_users = keep_users.with_columns(pl.Series("_valid", valid_mask))
+    frame = frame.join(keep_users.select("user_id", "_valid"), on="user_id", how="inner", maintain_order="left")
+    tr = frame.filter(~pl.col("_valid"))
+    va = frame.filter(pl.col("_valid"))
+    gt = keep_users.filter(~pl.col("_valid")).get_column("n").to_numpy()
+    gv = keep_users.filter(pl.col("_valid")).get_column("n").to_numpy()
+    stats = {
+        "n_users": n_users,
+        "n_users_no_positive": n_no_pos,
+        "n_train_users": int(len(gt)),
+        "n_valid_users": int(len(gv)),
+        "n_train_rows": tr.height,
+        "n_valid_rows": va.height,
+        "positive_rate": float(frame.get_column(label_col).mean()),
+    }
+    return LgbData(
+        x_train=_matrix(tr, feature_names),
+        y_train=tr.get_column(label_col).cast(pl.Float32).to_numpy(),
+        group_train=gt,
+        x_valid=_matrix(va, feature_names) if len(gv) else None,
+        y_valid=va.get_column(label_col).cast(pl.Float32).to_numpy() if len(gv) else None,
+        group_valid=gv if len(gv) else None,
+        stats=stats,
+    )
+
+
+def fit_lgb(data: LgbData, feature_names: Sequence[str], cfg: RankingConfig):
+    """The lightgbm.train call itself (Dataset construction included)."""
+    import lightgbm as lgb
+
+    params = cfg.lgb_params()
+    dtrain = lgb.Dataset(data.x_train, label=data.y_train, group=data.group_train, feature_name=list(feature_names), free_raw_data=False)
+    valid_sets, callbacks = [], []
+    if data.x_valid is not None:
+        dvalid = lgb.Dataset(data.x_valid, label=data.y_valid, group=data.group_valid, reference=dtrain)
+        valid_sets = [dvalid]
+        callbacks = [lgb.early_stopping(cfg.early_stopping_rounds, first_metric_only=True, verbose=False)]
+    return lgb.train(params, dtrain, num_boost_round=cfg.num_boost_round, valid_sets=valid_sets, callbacks=callbacks)
+
+
+@dataclass
+class RankerModel:
+    """A fitted LightGBM ranker with the feature list it expects."""
+
+    booster: object
+    """lightgbm.Booster."""
+    feature_names: list[str]
+    """Columns read from a feature frame, in this order."""
+    meta: dict = field(default_factory=dict)
+    """config_hash, best_iteration, training stats (users, rows, dropped users), fit seconds, arm."""
+
+    @property
+    def best_iteration(self) -> int:
+        return int(self.meta.get("best_iteration") or 0) or int(self.booster.current_iteration())
+
+    def predict(self, frame: pl.DataFrame) -> np.ndarray:
+        """Scores (float64) of the frame's rows; higher = better."""
+        if frame.height == 0:
+            return np.zeros(0, dtype=np.float64)
+        return self.booster.predict(_matrix(frame, self.feature_names), num_iteration=self.best_iteration, num_threads=self.meta.get("num_threads", 0) or 0)
+
+    def feature_importance(self) -> pl.DataFrame:
+        """(feature, gain, split) sorted by gain, descending."""
+        gain = self.booster.feature_importance("gain", iteration=self.best_iteration)
+        split = self.booster.feature_importance("split", iteration=self.best_iteration)
+        return pl.DataFrame({"feature": self.feature_names, "gain": gain.astype(np.float64), "split": split.astype(np.int64)}).sort(
+            "gain", descending=True, maintain_order=True
+        )
+
+    def explain(self, frame_sample: pl.DataFrame) -> pl.DataFrame:
+        """Per-row contributions (``pred_contrib``): id columns, score, ``bias`` and one ``contrib_<feature>`` per feature.
+
+        The contributions of a row sum to its score (LightGBM's SHAP values).
+        """
+        ids = [c for c in ("user_id", "item_id") if c in frame_sample.columns]
+        if frame_sample.height == 0:
+            schema = {c: pl.String for c in ids} | {"score": pl.Float64, "bias": pl.Float64} | {f"contrib_{f}": pl.Float64 for f in self.feature_names}
+            return pl.DataFrame(schema=schema)
+        contrib = self.booster.predict(_matrix(frame_sample, self.feature_names), num_iteration=self.best_iteration, pred_contrib=True)
+        contrib = np.asarray(contrib, dtype=np.float64)
+        out = frame_sample.select(ids).with_columns(
+            pl.Series("score", contrib.sum(axis=1)),
+            pl.Series("bias", contrib[:, -1]),
+            *[pl.Series(f"contrib_{f}", contrib[:, j]) for j, f in enumerate(self.feature_names)],
+        )
+        return out
+
+    # --- persistence -----------------------------------------------------------
+    def save(self, directory: UPath) -> None:
+        """Write ``ranker.txt`` (booster.model_to_string) then ``ranker.json`` (meta + sha256), each atomically."""
+        directory = UPath(directory)
+        text = self.booster.model_to_string(num_iteration=-1).encode()
+        write_bytes_atomic(directory / MODEL_FILE, text)
+        meta = dict(self.meta, feature_names=self.feature_names, model_sha256=hashlib.sha256(text).hexdigest(), format="recsys_assets.ranker/1")
+        write_bytes_atomic(directory / META_FILE, json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
+
+    @classmethod
+    def load(cls, directory: UPath) -> "RankerModel":
+        import lightgbm as lgb
+
+        directory = UPath(directory)
+        mpath, jpath = directory / MODEL_FILE, directory / META_FILE
+        if not mpath.exists() or not jpath.exists():
+            raise RankerError(f"No ranker at {directory}: expected {MODEL_FILE} and {META_FILE}; train the ranker first.")
+        meta = json.loads(jpath.read_bytes())
+        text = mpath.read_bytes()
+        if hashlib.sha256(text).hexdigest() != meta.get("model_sha256"):
+            raise RankerError(f"{mpath} does not match {jpath} (sha256 differs): a write was interrupted; retrain the ranker.")
+        booster = lgb.Booster(model_str=text.decode())
+        names = list(meta.pop("feature_names"))
+        if booster.feature_name() != names:
+            raise RankerError(f"{mpath}: booster features {booster.feature_name()} differ from {jpath} {names}.")
+        return cls(booster=booster, feature_names=names, meta=meta)
+
+
+def train_ranker(
+    train_frame: pl.DataFrame,
+    feature_names: Sequence[str],
+    cfg: RankingConfig,
+    *,
+    label_col: str = "label",
+    arm: str | None = None,
+) -> RankerModel:
+    """LightGBM lambdarank on ``train_frame`` (user_id, label, features), early-stopped on hashed users."""
+    feature_names = list(feature_names)
+    t0 = time.perf_counter()
+    data = prepare_lgb_data(train_frame, feature_names, cfg, label_col)
+    t1 = time.perf_counter()
+    booster = fit_lgb(data, feature_names, cfg)
+    t2 = time.perf_counter()
+    best = int(booster.best_iteration or 0) or int(booster.current_iteration())
+    valid_scores = {}
+    if data.x_valid is not None and booster.best_score:
+        valid_scores = {k: float(v) for k, v in next(iter(booster.best_score.values())).items()}
+    meta = {
+        "arm": arm,
+        "config_hash": cfg.config_hash(),
+        "best_iteration": best,
+        "num_threads": cfg.num_threads,
+        "valid_scores": valid_scores,
+        "prepare_seconds": round(t1 - t0, 4),
+        "fit_seconds": round(t2 - t1, 4),
+        **data.stats,
+    }
+    log.info("train_ranker %s: %s", arm, meta)
+    return RankerModel(booster=booster, feature_names=feature_names, meta=meta)
