@@ -41,7 +41,13 @@ def _defs():
     return defs
 
 
-def run_job(name: str, inst: dg.DagsterInstance, partition_key: str | None = None, tags: dict | None = None) -> dg.ExecuteInProcessResult:
+def run_job(
+    name: str,
+    inst: dg.DagsterInstance,
+    partition_key: str | None = None,
+    tags: dict | None = None,
+    run_config_resources: dict | None = None,
+) -> dg.ExecuteInProcessResult:
     job = _defs().resolve_job_def(name)
     result = job.execute_in_process(
         instance=inst,
@@ -49,7 +55,10 @@ def run_job(name: str, inst: dg.DagsterInstance, partition_key: str | None = Non
         tags=tags or {},
         raise_on_error=False,
         # The CLI prints its own progress; the full event log stays in the run's history.
-        run_config={"loggers": {"console": {"config": {"log_level": os.environ.get("RECSYS_LOG_LEVEL", "WARNING")}}}},
+        run_config={
+            "loggers": {"console": {"config": {"log_level": os.environ.get("RECSYS_LOG_LEVEL", "WARNING")}}},
+            "resources": run_config_resources or {},
+        },
     )
     if not result.success:
         raise RecsysError(f"Dagster run {result.run_id} of {name} failed: {_failure_text(result)}")

@@ -5,6 +5,7 @@ import dagster as dg
 from recsys_assets.defs.partitions import daily_partitions
 
 INGEST_ASSETS = ("staged_events", "items", "users")
+DAY_GROUPS = ("features", "ranking", "reports")
 
 catalog_job = dg.define_asset_job(
     "catalog_job",
@@ -23,7 +24,7 @@ nightly_job = dg.define_asset_job(
     "nightly_job",
     # Everything of day D: new landing files, catalogs, D's events, snapshot-D features,
     # rankers, recommendations and the lift reports (analyst views are unpartitioned).
-    selection=dg.AssetSelection.assets(*INGEST_ASSETS) | dg.AssetSelection.assets("events").downstream(),
+    selection=dg.AssetSelection.groups("ingest", *DAY_GROUPS),
     partitions_def=daily_partitions,
     tags={"recsys/heavy": "true"},
     description="The whole graph for one day: ingest, features, ranking, evaluation, reports.",
@@ -32,7 +33,7 @@ nightly_job = dg.define_asset_job(
 day_job = dg.define_asset_job(
     "day_job",
     # Features -> reports for day D when events are already published (demo, backfills).
-    selection=dg.AssetSelection.assets("events").downstream() - dg.AssetSelection.assets("events"),
+    selection=dg.AssetSelection.groups(*DAY_GROUPS),
     partitions_def=daily_partitions,
     tags={"recsys/heavy": "true"},
     description="Features, ranking and reports of day D from already published events.",

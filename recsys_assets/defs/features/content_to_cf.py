@@ -8,6 +8,7 @@ from recsys_assets.defs.features.item_embeddings import item_embeddings
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.lib.features.als import ALSModel
+from recsys_assets.lib.features.content_to_cf import ContentToCFError
 from recsys_assets.lib.features.nightly import als_dir, c2cf_dir, fit_view_c2cf, load_item_embeddings, load_views, snapshot_dir
 
 
@@ -25,7 +26,13 @@ def content_to_cf(context: dg.AssetExecutionContext, lake: LakeResource, models:
         item_ids, vectors, _ = load_item_embeddings(the_lake, day, name)
         for (protocol, stage), view in views.items():
             als = ALSModel.load(als_dir(the_lake, day, protocol, stage))
-            model = fit_view_c2cf(view, item_ids, vectors, als, cfg)
+            try:
+                model = fit_view_c2cf(view, item_ids, vectors, als, cfg)
+            except ContentToCFError as exc:
+                # Too few warm items: new items get no pseudo factors (the ranker sees NaN), logged.
+                context.log.warning(f"{name}/{protocol}/{stage}: no content_to_cf: {exc}")
+                metadata[f"{name}/{protocol}/{stage}/skipped"] = str(exc)
+                continue
             model.save(c2cf_dir(the_lake, day, protocol, stage, name))
             if stage == "serve":
                 for key in ("r2", "mean_cosine", "baseline_r2", "baseline_mean_cosine", "n_warm", "n_holdout"):

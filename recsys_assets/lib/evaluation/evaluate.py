@@ -10,12 +10,10 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import polars as pl
 
 from recsys_assets.lib.evaluation.metrics import candidate_recall, coverage, per_user_metrics, slot_share
-from recsys_assets.lib.snapshot import SEGMENTS, ProtocolConfig, SnapshotView, segment_expr
+from recsys_assets.lib.snapshot import SEGMENTS, ProtocolConfig, SnapshotView
 
 PER_USER_SCHEMA = {
     "protocol": pl.String,
@@ -42,24 +40,6 @@ def bucket_expr(count: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
         label = pl.when(cond).then(pl.lit(name)) if label is None else label.when(cond).then(pl.lit(name))
         order = pl.when(cond).then(pl.lit(i)) if order is None else order.when(cond).then(pl.lit(i))
     return label.otherwise(None), order.otherwise(None).cast(pl.Int32)
-
-
-def _stable_tiebreak(item_id: str) -> int:
-    return int.from_bytes(hashlib.sha1(item_id.encode()).digest()[:6], "big")
-
-
-def rank_scores(scores: pl.DataFrame, k: int) -> pl.DataFrame:
-    """(user_id, item_id, score) -> top-k (user_id, item_id, rank); ties broken by a hash of the item id."""
-    tb = scores.select(pl.col("item_id").unique()).with_columns(
-        _tb=pl.col("item_id").map_elements(_stable_tiebreak, return_dtype=pl.Int64)
-    )
-    return (
-        scores.join(tb, on="item_id", how="left")
-        .sort(["user_id", "score", "_tb"], descending=[False, True, False], nulls_last=True)
-        .with_columns(rank=pl.int_range(1, pl.len() + 1).over("user_id"))
-        .filter(pl.col("rank") <= k)
-        .select("user_id", "item_id", "rank")
-    )
 
 
 def _cells(view: SnapshotView, truth: pl.DataFrame, cfg: ProtocolConfig, with_items: bool) -> list[tuple[str, str, int | None, pl.DataFrame]]:
@@ -96,14 +76,13 @@ def evaluate_view(
     view: SnapshotView,
     truth: pl.DataFrame,
     arm_recs: dict[str, pl.DataFrame],
-    arm_cold_scores: dict[str, pl.DataFrame],
+    arm_cold_recs: dict[str, pl.DataFrame],
     arm_candidates: dict[str, pl.DataFrame],
     cfg: ProtocolConfig,
     ks: tuple[int, ...] = (10, 20),
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Per-user metrics (PER_USER_SCHEMA) and arm-level stats (ARM_STATS_SCHEMA) for one protocol."""
     frames, stats = [], []
-    kmax = max(ks)
     full_cells = _cells(view, truth, cfg, with_items=True)
     new_items = view.item_stats.filter(pl.col("item_segment") == "new")["item_id"]
     cold_truth = truth.filter(pl.col("item_id").is_in(new_items.implode()))
@@ -120,8 +99,8 @@ def evaluate_view(
         if arm in arm_candidates:
             cr = candidate_recall(arm_candidates[arm], truth)
             stats.append({"protocol": view.protocol, "scope": "full", "arm": arm, "metric": "candidate_recall", "k": 0, "value": float(cr["value"].mean()), "n_users": cr.height})
-        if arm in arm_cold_scores and cold_cells:
-            cold_recs = rank_scores(arm_cold_scores[arm], kmax)
+        if arm in arm_cold_recs and cold_cells:
+            cold_recs = arm_cold_recs[arm]
             for kind, seg, order, cell_truth in cold_cells:
                 frames.append(_metrics_frame(cold_recs, cell_truth, ks, {"protocol": view.protocol, "scope": "cold_only", "arm": arm, "segment_kind": kind, "segment": seg, "bucket_order": order}))
     per_user = pl.concat([f.select(list(PER_USER_SCHEMA)).cast(PER_USER_SCHEMA) for f in frames]) if frames else pl.DataFrame(schema=PER_USER_SCHEMA)

@@ -109,13 +109,22 @@ def available_items(items: pl.DataFrame, day: date) -> pl.DataFrame:
 def compute_item_embeddings(lake: Lake, items: pl.DataFrame, day: date, encoder_name: str, cfg: FeatureConfig) -> EmbeddingResult:
     """Vectors of every item available on ``day``; neural encoders reuse the lake's cache."""
     encoder = get_encoder(encoder_name, cfg.encoder, cache_dir=lake.cache)
-    return embed_items(
+    result = embed_items(
         available_items(items, day),
         encoder,
         cfg.text,
         cache_root=lake.embeddings_dir(encoder_name),
         extra_vectors_weight=cfg.image_weight,
     )
+    # Cost accounting (encoder_cost table): size, precision and where it ran.
+    described = encoder.describe()
+    result.stats.update(params=described["n_params"], precision=described["precision"], device=_device_of(encoder))
+    return result
+
+
+def _device_of(encoder) -> str:
+    model = getattr(encoder, "model", None) or getattr(encoder, "_model", None)
+    return str(getattr(model, "device", "cpu"))
 
 
 def save_item_embeddings(lake: Lake, day: date, encoder_name: str, result: EmbeddingResult, cfg: FeatureConfig) -> None:

@@ -59,7 +59,7 @@ def prepare_lgb_data(train_frame: pl.DataFrame, feature_names: Sequence[str], cf
     for c in ("user_id", label_col):
         if c not in train_frame.columns:
             raise RankerError(f"train_ranker: training frame lacks column {c!r}; build it with build_training_frame().")
-    frame = train_frame.sort("user_id", maintain_order=True)
+    frame = train_frame if train_frame.get_column("user_id").is_sorted() else train_frame.sort("user_id", maintain_order=True)
     per_user = frame.group_by("user_id", maintain_order=True).agg(pl.len().alias("n"), pl.col(label_col).sum().alias("pos"))
     n_users = per_user.height
     keep_users = per_user.filter(pl.col("pos") > 0)

@@ -1,0 +1,39 @@
+"""cold_start_eval of day D: day-D truth against every arm's stored recommendations, per protocol."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+
+from recsys_assets.lib.errors import LeakageError
+from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, PER_USER_SCHEMA, evaluate_view
+from recsys_assets.lib.features.nightly import FeatureConfig
+from recsys_assets.lib.lake import Lake, read_parquet
+from recsys_assets.lib.ranking.arms import parse_arm
+from recsys_assets.lib.ranking.nightly import arm_candidates, day_truth, recs_dir
+from recsys_assets.lib.snapshot import SnapshotView, audit_leakage
+
+
+def evaluate_protocol(lake: Lake, view: SnapshotView, events_of_day: pl.DataFrame, cfg: FeatureConfig, ks=(10, 20)) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """(per-user metrics, arm stats, n evaluated users) of one protocol's serve view."""
+    problems = audit_leakage(view)
+    if problems:
+        raise LeakageError("leakage audit failed: " + "; ".join(problems))
+    truth = day_truth(events_of_day, view, cfg)
+    folder = recs_dir(lake, view.day, view.protocol)
+    recs = read_parquet(folder.joinpath("recs.parquet"))
+    cold = read_parquet(folder.joinpath("cold_recs.parquet"))
+    pool = read_parquet(folder.joinpath("candidates.parquet"))
+    arms = recs["arm"].unique(maintain_order=True).to_list()
+    arm_recs = {a: recs.filter(pl.col("arm") == a).drop("arm") for a in arms}
+    arm_cold = {a: cold.filter(pl.col("arm") == a).drop("arm") for a in cold["arm"].unique(maintain_order=True).to_list()}
+    cands = {a: arm_candidates(pool, a) for a in arms if parse_arm(a).kind == "ranker"}
+    if truth.height == 0:
+        return pl.DataFrame(schema=PER_USER_SCHEMA), pl.DataFrame(schema=ARM_STATS_SCHEMA), 0
+    per_user, stats = evaluate_view(view, truth, arm_recs, arm_cold, cands, cfg.protocol, ks)
+    return per_user, stats, truth["user_id"].n_unique()
+
+
+def events_of_day(lake: Lake, day: date) -> pl.DataFrame:
+    return lake.read_events(days=[day])

@@ -1,0 +1,137 @@
+"""From per-user metrics to the warehouse's report rows (day tables, pooled rollups, warm-up curves).
+
+File contract under ``eval/day=D/``: ``per_user.parquet`` (evaluate.PER_USER_SCHEMA)
+and ``arm_stats.parquet`` (evaluate.ARM_STATS_SCHEMA), one of each per day.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import date, timedelta
+from functools import lru_cache
+from pathlib import Path
+
+import polars as pl
+
+from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, PER_USER_SCHEMA, arm_metrics_table
+from recsys_assets.lib.evaluation.lift import LiftConfig, comparisons_for, lift_rows, pool_days, warmup_rows
+from recsys_assets.lib.lake import Lake, read_parquet, write_parquet_atomic
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """Package version + git commit (when run from a checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("recsys-assets")
+    except PackageNotFoundError:
+        v = "0+unknown"
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{v}+g{sha}" if sha else v
+
+
+def eval_dir(lake: Lake, day: date):
+    return lake.snapshot_dir("eval", day)
+
+
+def save_eval(lake: Lake, day: date, per_user: pl.DataFrame, arm_stats: pl.DataFrame) -> None:
+    write_parquet_atomic(per_user, eval_dir(lake, day).joinpath("per_user.parquet"))
+    write_parquet_atomic(arm_stats, eval_dir(lake, day).joinpath("arm_stats.parquet"))
+
+
+def load_per_user(lake: Lake, day: date) -> pl.DataFrame:
+    path = eval_dir(lake, day).joinpath("per_user.parquet")
+    return read_parquet(path) if path.exists() else pl.DataFrame(schema=PER_USER_SCHEMA)
+
+
+def load_arm_stats(lake: Lake, day: date) -> pl.DataFrame:
+    path = eval_dir(lake, day).joinpath("arm_stats.parquet")
+    return read_parquet(path) if path.exists() else pl.DataFrame(schema=ARM_STATS_SCHEMA)
+
+
+def encoder_of(arm: str) -> str | None:
+    """``ranker_minilm-l6+slots2`` -> ``minilm-l6``; arms without an encoder -> None."""
+    base = arm.split("+", 1)[0]
+    for prefix in ("ranker_", "content_"):
+        if base.startswith(prefix) and base != "ranker_no_text":
+            return base[len(prefix):]
+    return None
+
+
+def _provenance(frame: pl.DataFrame, fingerprints: dict[str, str], config_hash: str) -> pl.DataFrame:
+    return frame.with_columns(
+        encoder=pl.col("arm").map_elements(encoder_of, return_dtype=pl.String),
+    ).with_columns(
+        encoder_fingerprint=pl.col("encoder").replace_strict(fingerprints, default=None, return_dtype=pl.String),
+        config_hash=pl.lit(config_hash),
+        code_version=pl.lit(code_version()),
+    )
+
+
+def day_arm_metrics(per_user: pl.DataFrame, day: date, config_hash: str, fingerprints: dict[str, str]) -> pl.DataFrame:
+    return _provenance(arm_metrics_table(per_user), fingerprints, config_hash).with_columns(day=pl.lit(day)).drop("encoder_fingerprint")
+
+
+def day_lift(per_user: pl.DataFrame, day: date, lm_encoders: list[str], cfg: LiftConfig, config_hash: str, fingerprints: dict[str, str]) -> pl.DataFrame:
+    """The ``cold_start_lift`` rows of one day (snapshot D = events before D; truth = day D)."""
+    arms = per_user["arm"].unique().to_list()
+    rows = lift_rows(per_user, comparisons_for(arms, lm_encoders), cfg)
+    return _provenance(rows, fingerprints, config_hash).with_columns(day=pl.lit(day), snapshot=pl.lit(day))
+
+
+def window_days(lake: Lake, end: date, n_days: int) -> list[date]:
+    """Days in (end - n_days, end] that have an evaluation."""
+    return [d for d in (end - timedelta(days=i) for i in range(n_days)) if eval_dir(lake, d).joinpath("per_user.parquet").exists()][::-1]
+
+
+def rollup(
+    lake: Lake, end: date, n_days: int, lm_encoders: list[str], cfg: LiftConfig, config_hash: str, fingerprints: dict[str, str]
+) -> tuple[pl.DataFrame, pl.DataFrame, list[date]]:
+    """Pooled lift rows and warm-up curve over the window's user-days."""
+    days = window_days(lake, end, n_days)
+    pooled = pool_days({d: load_per_user(lake, d) for d in days})
+    if pooled.height == 0:
+        return pl.DataFrame(), pl.DataFrame(), days
+    arms = pooled["arm"].unique().to_list()
+    comps = comparisons_for(arms, lm_encoders)
+    start = days[0]
+    lift = _provenance(lift_rows(pooled, comps, cfg), fingerprints, config_hash).with_columns(window_start=pl.lit(start), window_end=pl.lit(end))
+    warm = warmup_rows(pooled, comps, cfg).with_columns(window_start=pl.lit(start), window_end=pl.lit(end))
+    return lift, warm, days
+
+
+def open_warehouse(lake: Lake):
+    """The analyst warehouse with its tables and views in place (idempotent)."""
+    from recsys_assets.lib.evaluation.warehouse import Warehouse
+
+    wh = Warehouse(lake.warehouse)
+    wh.apply_sql()
+    return wh
+
+
+def encoder_cost_rows(day: date, metas: dict[str, dict]) -> pl.DataFrame:
+    """One ``encoder_cost`` row per encoder from its embeddings' metadata."""
+    rows = [
+        {
+            "day": day,
+            "encoder": name,
+            "encoder_fingerprint": m.get("fingerprint"),
+            "params": int(m.get("params") or 0),
+            "dim": int(m.get("dim") or 0),
+            "texts_total": int(m.get("texts_total") or 0),
+            "texts_encoded": int(m.get("texts_encoded") or 0),
+            "cache_hits": int(m.get("cache_hits") or 0),
+            "seconds": float(m.get("seconds") or 0.0),
+            "texts_per_s": float(m.get("texts_per_s") or 0.0),
+            "device": str(m.get("device", "cpu")),
+            "precision": str(m.get("precision", "fp32")),
+        }
+        for name, m in metas.items()
+    ]
+    return pl.DataFrame(rows) if rows else pl.DataFrame()

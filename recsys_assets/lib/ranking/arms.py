@@ -1,0 +1,401 @@
+"""The compared arms (EVALUATION.md): same users, same truth, same K.
+
+- ``popularity``: recent popularity (n_recent, then n_interactions).
+- ``als``: ALS top-K (ID only).
+- ``content_<enc>``: kNN of the user's interest vector.
+- ``ranker_no_text``: LightGBM over (als, popular, new) candidates, no text feature.
+- ``ranker_<enc>``: the same plus the content/c2cf sources and the text features.
+- ``<arm>+slots{n}``: the arm with ``n`` of its top-K slots reserved for new items
+  chosen by its own scores (compare ``ranker_<enc>+slots{n}`` against
+  ``ranker_no_text+slots{n}``).
+
+Every served user gets K items when the catalogue allows: users an arm cannot
+score (no ALS factors / no interest vector) get the popularity list and are
+counted as ``fallback_users``; short lists are padded from the popularity list
+(``padded_users``). Nobody is dropped silently. Ties are broken by a hashed item
+id, deterministically.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import polars as pl
+
+from recsys_assets.lib.errors import RecsysError
+from recsys_assets.lib.ranking.candidates import (
+    arm_sources,
+    candidate_recall,
+    generate_candidates,
+    source_column,
+    source_topn,
+)
+from recsys_assets.lib.ranking.config import RankingConfig
+from recsys_assets.lib.ranking.features import feature_names, pair_dot, ranker_features
+from recsys_assets.lib.ranking.inputs import SnapshotFeatures, hash_u64
+from recsys_assets.lib.ranking.ranker import RankerModel
+
+RECS_SCHEMA = {"user_id": pl.String, "item_id": pl.String, "rank": pl.Int64, "score": pl.Float64}
+_SLOTS_RE = re.compile(r"^(?P<base>[^+]+)(?:\+slots(?P<n>\d+))?$")
+
+
+class ArmError(RecsysError):
+    """An arm name is unknown or cannot be served with the given models."""
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    name: str
+    """Full arm name (with any ``+slots{n}`` suffix)."""
+    base: str
+    """Name without the suffix (the key of its ranker model)."""
+    kind: str
+    """popularity | als | content | ranker."""
+    encoder: str | None
+    """Encoder of content_/ranker_ arms (None for ranker_no_text and the ID arms)."""
+    slots: int
+    """New-item slots reserved in the top K."""
+
+
+def parse_arm(name: str) -> ArmSpec:
+    m = _SLOTS_RE.match(name)
+    if not m:
+        raise ArmError(f"Bad arm name {name!r}: expected <arm> or <arm>+slots<n>.")
+    base, slots = m.group("base"), int(m.group("n") or 0)
+    if base == "popularity":
+        return ArmSpec(name, base, "popularity", None, slots)
+    if base == "als":
+        return ArmSpec(name, base, "als", None, slots)
+    if base.startswith("content_") and len(base) > 8:
+        return ArmSpec(name, base, "content", base[8:], slots)
+    if base == "ranker_no_text":
+        return ArmSpec(name, base, "ranker", None, slots)
+    if base.startswith("ranker_") and len(base) > 7:
+        return ArmSpec(name, base, "ranker", base[7:], slots)
+    raise ArmError(f"Unknown arm {name!r}: choose popularity, als, content_<enc>, ranker_no_text, ranker_<enc> (+slots<n>).")
+
+
+def arm_names(cfg: RankingConfig) -> list[str]:
+    """Arms of one evaluation run; with ``new_item_slots`` the ranker arms also run as ``+slots{n}``."""
+    names = ["popularity", "als", *[f"content_{e}" for e in cfg.encoders], "ranker_no_text", *[f"ranker_{e}" for e in cfg.encoders]]
+    if cfg.new_item_slots:
+        names += [f"{a}+slots{cfg.new_item_slots}" for a in names if a.startswith("ranker_")]
+    return names
+
+
+def ranker_arm_names(cfg: RankingConfig) -> list[str]:
+    """The arms that need a trained model (one per name)."""
+    return ["ranker_no_text", *[f"ranker_{e}" for e in cfg.encoders]]
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _tiebreak(features: SnapshotFeatures) -> pl.DataFrame:
+    return features.item_table.select("item_id", "tiebreak")
+
+
+def top_k_from_scores(scores: pl.DataFrame, k: int, features: SnapshotFeatures) -> pl.DataFrame:
+    """(user_id, item_id, rank, score): best ``k`` per user; NaN/null/-inf last; ties by hashed item id."""
+    if scores.height == 0:
+        return pl.DataFrame(schema=RECS_SCHEMA)
+    s = scores.select("user_id", "item_id", pl.col("score").cast(pl.Float64).fill_nan(None)).join(
+        _tiebreak(features), on="item_id", how="left"
+    )
+    s = s.sort(["user_id", "score", "tiebreak"], descending=[False, True, False], nulls_last=True)
+    s = s.with_columns(rank=pl.int_range(1, pl.len() + 1).over("user_id").cast(pl.Int64)).filter(pl.col("rank") <= k)
+    return s.select("user_id", "item_id", "rank", pl.col("score").fill_null(float("-inf")))
+
+
+def _source_frame(features: SnapshotFeatures, users: list[str], source: str, n: int) -> pl.DataFrame:
+    seen = features.seen_matrix(users)
+    u, c, s, _ = source_topn(features, source, n, users, seen)
+    return pl.DataFrame(
+        {
+            "user_id": pl.Series(users, dtype=pl.String).gather(u),
+            "item_id": pl.Series(features.item_ids, dtype=pl.String).gather(c),
+            "score": s.astype(np.float64),
+        }
+    )
+
+
+def _popular_scores(features: SnapshotFeatures, users: list[str], n: int) -> pl.DataFrame:
+    """Popularity list (seen excluded) with the lexicographic popularity score."""
+    f = _source_frame(features, users, "popular", n)
+    pop = pl.DataFrame({"item_id": features.item_ids, "_p": features.popularity_score})
+    return f.join(pop, on="item_id", how="left").select("user_id", "item_id", pl.col("_p").alias("score"))
+
+
+def _pad(recs: pl.DataFrame, features: SnapshotFeatures, users: list[str], k: int) -> tuple[pl.DataFrame, int, int]:
+    """Fill lists shorter than k from the popularity list; returns (recs, padded_users, still_short_users)."""
+    counts = pl.DataFrame({"user_id": pl.Series(users, dtype=pl.String)}).join(
+        recs.group_by("user_id").len(), on="user_id", how="left"
+    ).with_columns(pl.col("len").fill_null(0))
+    short = counts.filter(pl.col("len") < k)
+    if short.height == 0:
+        return recs, 0, 0
+    su = short.get_column("user_id").to_list()
+    pop = _popular_scores(features, su, 2 * k).join(recs.select("user_id", "item_id"), on=["user_id", "item_id"], how="anti")
+    pop = pop.join(short.rename({"len": "_have"}), on="user_id").with_columns(
+        rank=(pl.int_range(1, pl.len() + 1).over("user_id") + pl.col("_have")).cast(pl.Int64),
+        score=pl.lit(float("-inf")),
+    ).filter(pl.col("rank") <= k)
+    out = pl.concat([recs, pop.select(recs.columns)], how="vertical").sort("user_id", "rank")
+    final = out.group_by("user_id").len()
+    still = short.height - final.join(short.select("user_id"), on="user_id", how="semi").filter(pl.col("len") >= k).height
+    return out, short.height, still
+
+
+def new_item_ids(features: SnapshotFeatures, segments: Sequence[str] = ("new",)) -> list[str]:
+    """Catalogue items of the given segments at this snapshot (the ``cold_only`` scope's items)."""
+    return features.item_table.filter(pl.col("item_segment").is_in(list(segments))).get_column("item_id").to_list()
+
+
+def reserve_new_slots(recs: pl.DataFrame, scores: pl.DataFrame, item_stats: pl.DataFrame, n: int, *, segments: Sequence[str] = ("new",)) -> pl.DataFrame:
+    """Guarantee ``n`` new items in each user's list, chosen by the arm's own ``scores``.
+
+    ``recs``: the arm's top-K (user_id, item_id, rank, score). ``scores``: the arm's
+    scores of (user, item) pairs that include new items (e.g. its candidate pool,
+    or ``score_items`` over the new items). A user whose top-K already holds ``m``
+    new items gets ``n - m`` more: the best-scoring new items not yet listed
+    replace the lowest-ranked non-new items, and take the last slots (the
+    original order is kept above them). Ties by hashed item id. K is unchanged.
+    """
+    if n <= 0 or recs.height == 0:
+        return recs
+    new_ids = item_stats.filter(pl.col("item_segment").is_in(list(segments))).select("item_id")
+    is_new = pl.col("item_id").is_in(new_ids.get_column("item_id").implode())
+    recs = recs.with_columns(_new=is_new)
+    have = recs.group_by("user_id").agg(pl.col("_new").sum().alias("_m"), pl.len().alias("_k"))
+    pool = (
+        scores.select("user_id", "item_id", pl.col("score").cast(pl.Float64).fill_nan(None))
+        .join(new_ids, on="item_id", how="semi")
+        .join(recs.select("user_id", "item_id"), on=["user_id", "item_id"], how="anti")
+        .join(have, on="user_id", how="inner")
+    )
+    uniq = pool.get_column("item_id").unique()
+    pool = pool.join(pl.DataFrame({"item_id": uniq, "_tb": hash_u64(uniq.to_list(), "tiebreak")}), on="item_id")
+    pool = (
+        pool.sort(["user_id", "score", "_tb"], descending=[False, True, False], nulls_last=True)
+        .with_columns(_j=pl.int_range(pl.len()).over("user_id"))
+        .filter(pl.col("_j") < (n - pl.col("_m")))
+    )
+    added = pool.group_by("user_id").len().rename({"len": "_add"})
+    kept = (
+        recs.join(have, on="user_id")
+        .join(added, on="user_id", how="left")
+        .with_columns(pl.col("_add").fill_null(0))
+        .sort("user_id", "rank")
+        # drop the lowest-ranked non-new items, one per added new item
+        .with_columns(_rev_nonnew=(~pl.col("_new")).cast(pl.Int64).reverse().cum_sum().reverse().over("user_id"))
+        .filter(pl.col("_new") | (pl.col("_rev_nonnew") > pl.col("_add")))
+    )
+    tail = pool.select("user_id", "item_id", pl.col("score").fill_null(float("-inf")), _o=pl.lit(1), _r=pl.col("_j"))
+    head = kept.select("user_id", "item_id", "score", _o=pl.lit(0), _r=pl.col("rank"))
+    out = pl.concat([head.with_columns(pl.col("_r").cast(pl.Int64)), tail.with_columns(pl.col("_r").cast(pl.Int64))])
+    out = out.sort("user_id", "_o", "_r").with_columns(rank=pl.int_range(1, pl.len() + 1).over("user_id").cast(pl.Int64))
+    return out.select("user_id", "item_id", "rank", "score")
+
+
+def _model_for(spec: ArmSpec, ranker_models: dict[str, RankerModel] | None) -> RankerModel:
+    model = (ranker_models or {}).get(spec.base)
+    if model is None:
+        raise ArmError(f"Arm {spec.name!r} needs a trained ranker under key {spec.base!r}; have {sorted(ranker_models or {})}.")
+    expected = feature_names(spec.encoder)
+    if model.feature_names != expected:
+        raise ArmError(f"Ranker for {spec.base!r} expects features {model.feature_names}, the arm computes {expected}.")
+    return model
+
+
+def _ranker_pool(spec: ArmSpec, features: SnapshotFeatures, users: list[str], model: RankerModel, cfg: RankingConfig) -> tuple[pl.DataFrame, dict]:
+    cands = generate_candidates(features, users, arm_sources(spec.base), cfg)
+    feats = ranker_features(features, cands, spec.encoder)
+    scored = feats.select("user_id", "item_id").with_columns(pl.Series("score", model.predict(feats), dtype=pl.Float64))
+    n_per_user = cands.group_by("user_id").len().get_column("len")
+    stats = {"n_candidates": cands.height, "candidates_per_user_min": int(n_per_user.min() or 0), "candidates_per_user_mean": float(n_per_user.mean() or 0)}
+    return scored, stats
+
+
+def recommend(
+    arm: str,
+    features: SnapshotFeatures,
+    user_ids: Sequence[str],
+    k: int,
+    ranker_models: dict[str, RankerModel] | None,
+    cfg: RankingConfig,
+) -> tuple[pl.DataFrame, dict]:
+    """Top-``k`` (user_id, item_id, rank, score) of ``arm`` for every user in ``user_ids`` + stats.
+
+    stats: n_users, fallback_users (served the popularity list because the arm
+    cannot score them), padded_users (lists filled up from popularity),
+    short_users (fewer than k items even after padding: catalogue exhausted),
+    and for rankers the candidate pool size.
+    """
+    spec = parse_arm(arm)
+    users = list(dict.fromkeys(user_ids))
+    stats: dict = {"arm": arm, "n_users": len(users), "k": k, "fallback_users": 0}
+    pool: pl.DataFrame
+    if spec.kind == "popularity":
+        pool = _popular_scores(features, users, k)
+    elif spec.kind in ("als", "content"):
+        source = "als" if spec.kind == "als" else f"content:{spec.encoder}"
+        pool = _source_frame(features, users, source, k)
+        served = set(pool.get_column("user_id").unique().to_list())
+        fb = [u for u in users if u not in served]
+        stats["fallback_users"] = len(fb)
+        if fb:
+            pool = pl.concat([pool, _popular_scores(features, fb, k)])
+    else:
+        model = _model_for(spec, ranker_models)
+        pool, extra = _ranker_pool(spec, features, users, model, cfg)
+        stats.update(extra)
+    recs = top_k_from_scores(pool, k, features)
+    if spec.slots:
+        if spec.kind == "ranker":
+            slot_scores = pool
+        else:
+            slot_scores = score_items(spec.base, features, users, new_item_ids(features), ranker_models, cfg)
+        recs = reserve_new_slots(recs, slot_scores, features.item_table, spec.slots)
+    recs, padded, short = _pad(recs, features, users, k)
+    stats.update(padded_users=padded, short_users=short, n_rows=recs.height)
+    return recs.select(list(RECS_SCHEMA)).cast(RECS_SCHEMA), stats
+
+
+def score_items(
+    arm: str,
+    features: SnapshotFeatures,
+    user_ids: Sequence[str],
+    item_ids: Sequence[str],
+    ranker_models: dict[str, RankerModel] | None = None,
+    cfg: RankingConfig | None = None,
+) -> pl.DataFrame:
+    """The arm's score of every (user, item) pair of ``user_ids x item_ids`` (the ``cold_only`` scope).
+
+    Pairs the user has seen and items outside the catalogue are left out. Pairs
+    the arm cannot score get -inf (ALS without factors; content users without a
+    vector get the popularity score instead, as in :func:`recommend`); rank with
+    :func:`top_k_from_scores`, which breaks ties by hashed item id.
+    """
+    cfg = cfg or RankingConfig()
+    spec = parse_arm(arm)
+    users = list(dict.fromkeys(user_ids))
+    items = features.item_index.join(pl.DataFrame({"item_id": pl.Series(list(dict.fromkeys(item_ids)), dtype=pl.String)}), on="item_id", how="semi")
+    pairs = (
+        pl.DataFrame({"user_id": pl.Series(users, dtype=pl.String)})
+        .with_row_index("urow")
+        .join(items, how="cross")
+        .join(features.view.seen.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)), on=["user_id", "item_id"], how="anti")
+        .sort("urow", "icol")
+    )
+    urow = pairs.get_column("urow").cast(pl.Int64).to_numpy()
+    icol = pairs.get_column("icol").to_numpy()
+    pop = features.popularity_score[icol]
+    if spec.kind == "popularity":
+        score = pop
+    elif spec.kind == "als":
+        au = features.als_user_rows(users)[urow]
+        itf, known = features.als_items()
+        uf = features.als.user_factors if features.als is not None else np.zeros((0, itf.shape[1]), np.float32)
+        s = pair_dot(uf, au, itf, icol, (au >= 0) & known[icol]).astype(np.float64)
+        score = np.where(np.isnan(s), -np.inf, s)
+    elif spec.kind == "content":
+        al = features.aligned(spec.encoder)
+        er = features.encoder_user_rows(spec.encoder, users)[urow]
+        uv = features.encoder(spec.encoder).user_vectors
+        s = pair_dot(uv, er, al.vectors, icol, (er >= 0) & al.has_vector[icol]).astype(np.float64)
+        score = np.where(er >= 0, np.where(np.isnan(s), -np.inf, s), pop)
+    else:
+        model = _model_for(spec, ranker_models)
+        cands = generate_candidates(features, users, arm_sources(spec.base), cfg)
+        flag_cols = [c for c in cands.columns if c.startswith("source_") or c == "rank_als"]
+        frame = pairs.select("user_id", "item_id").join(cands.select("user_id", "item_id", *flag_cols), on=["user_id", "item_id"], how="left", maintain_order="left")
+        frame = frame.with_columns([pl.col(c).fill_null(False) for c in flag_cols if c.startswith("source_")])
+        feats = ranker_features(features, frame, spec.encoder)
+        score = model.predict(feats)
+    return pairs.select("user_id", "item_id").with_columns(pl.Series("score", np.asarray(score, dtype=np.float64)))
+
+
+def build_training_frame(
+    train_features: SnapshotFeatures,
+    labels: pl.DataFrame,
+    arm: str,
+    cfg: RankingConfig,
+) -> tuple[pl.DataFrame, dict]:
+    """Training rows of a ranker arm: its candidates for the labelled users, features, ``label``.
+
+    ``train_features`` must be built on the TRAIN view (inputs before D - w);
+    ``labels`` are that view's label-window positives (``snapshot.labels_for_train``).
+    Returns ``(frame sorted by user_id, item_id; stats)`` with stats
+    ``candidate_recall`` (share of label pairs inside the candidate pool),
+    n_users, n_label_pairs, n_rows, n_positive_rows, users_without_positive_candidates.
+    """
+    spec = parse_arm(arm)
+    if spec.kind != "ranker":
+        raise ArmError(f"build_training_frame: {arm!r} is not a ranker arm.")
+    if train_features.view.stage != "train":
+        raise ArmError(
+            f"build_training_frame: the view is a {train_features.view.stage!r} view; rankers train on the "
+            "'train' view (inputs before D - w) so that they never see day D."
+        )
+    lab = labels.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)).unique()
+    users = sorted(lab.get_column("user_id").unique().to_list())
+    if cfg.max_train_users is not None and len(users) > cfg.max_train_users:
+        h = hash_u64(users, "train-users")
+        users = sorted(np.asarray(users, dtype=object)[np.argsort(h, kind="stable")[: cfg.max_train_users]].tolist())
+        lab = lab.filter(pl.col("user_id").is_in(users))
+    cands = generate_candidates(train_features, users, arm_sources(spec.base), cfg)
+    feats = ranker_features(train_features, cands, spec.encoder)
+    frame = feats.join(lab.with_columns(label=pl.lit(1, pl.Int8)), on=["user_id", "item_id"], how="left", maintain_order="left").with_columns(
+        pl.col("label").fill_null(0)
+    ).sort("user_id", "item_id")
+    pos_users = frame.filter(pl.col("label") > 0).get_column("user_id").n_unique()
+    stats = {
+        "arm": arm,
+        "candidate_recall": candidate_recall(cands, lab),
+        "n_users": len(users),
+        "n_label_pairs": lab.height,
+        "n_rows": frame.height,
+        "n_positive_rows": int(frame.get_column("label").sum()),
+        "users_without_positive_candidates": len(users) - pos_users,
+    }
+    return frame, stats
+
+
+def explain_recommendations(
+    arm: str,
+    features: SnapshotFeatures,
+    recs: pl.DataFrame,
+    ranker_models: dict[str, RankerModel],
+    cfg: RankingConfig,
+) -> pl.DataFrame:
+    """Per-feature contributions for a deterministic sample (``cfg.explain_sample`` rows) of a ranker arm's recs."""
+    spec = parse_arm(arm)
+    model = _model_for(spec, ranker_models)
+    if recs.height == 0:
+        return model.explain(recs.head(0))
+    h = hash_u64([f"{u}\x00{i}" for u, i in zip(recs.get_column("user_id").to_list(), recs.get_column("item_id").to_list())], "explain")
+    sample = recs.with_columns(pl.Series("_h", h)).sort("_h").head(cfg.explain_sample).drop("_h")
+    users = sample.get_column("user_id").unique().sort().to_list()
+    cands = generate_candidates(features, users, arm_sources(spec.base), cfg)
+    flag_cols = [c for c in cands.columns if c.startswith("source_") or c == "rank_als"]
+    frame = sample.select("user_id", "item_id", "rank").join(cands.select("user_id", "item_id", *flag_cols), on=["user_id", "item_id"], how="left", maintain_order="left")
+    frame = frame.with_columns([pl.col(c).fill_null(False) for c in flag_cols if c.startswith("source_")])
+    feats = ranker_features(features, frame, spec.encoder)
+    return sample.select("user_id", "item_id", "rank").hstack(model.explain(feats).drop("user_id", "item_id"))
+
+
+def training_labels(train_view, events, interaction_config) -> pl.DataFrame:
+    """Label-window positives of a TRAIN view from any event log: events on/after day D are cut first.
+
+    ``snapshot.labels_for_train`` keeps every event from D - w on, so it relies on its
+    caller to pass only events before D; this wrapper enforces that (day D is the truth).
+    """
+    from recsys_assets.lib.snapshot import day_start, labels_for_train
+
+    if train_view.stage != "train":
+        raise ArmError(f"training_labels: need a 'train' view, got {train_view.stage!r}.")
+    before = events.filter(pl.col("ts") < day_start(train_view.day))
+    return labels_for_train(train_view, before, interaction_config)

@@ -1,0 +1,181 @@
+"""The nightly ranking stage of day D: load snapshot features, train arms, serve and store recommendations.
+
+Layout:
+- ``models/snapshot=D/<protocol>/ranker_dataset/<arm>.parquet``  training frame (label window)
+- ``models/snapshot=D/<protocol>/rankers/<arm>/``                 LightGBM model + meta
+- ``recs/day=D/<protocol>/candidates.parquet``                    candidate pool of the served users (source flags)
+- ``recs/day=D/<protocol>/recs.parquet``                          top-K per user per arm
+- ``recs/day=D/<protocol>/cold_recs.parquet``                     each arm's top-K among the new items only (cold_only scope)
+- ``recs/day=D/<protocol>/explanations.parquet``                  pred_contrib for a sample of ranker recs
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import polars as pl
+from upath import UPath
+
+from recsys_assets.lib.features.als import ALSModel
+from recsys_assets.lib.features.content_to_cf import ContentToCFModel
+from recsys_assets.lib.features.nightly import (
+    FeatureConfig,
+    als_dir,
+    c2cf_dir,
+    load_item_embeddings,
+    profiles_path,
+    read_npz,
+    snapshot_dir,
+    view_dir,
+)
+from recsys_assets.lib.lake import Lake, read_parquet, write_parquet_atomic
+from recsys_assets.lib.ranking.arms import (
+    arm_names,
+    build_training_frame,
+    explain_recommendations,
+    new_item_ids,
+    parse_arm,
+    ranker_arm_names,
+    RECS_SCHEMA,
+    recommend,
+    score_items,
+    top_k_from_scores,
+    training_labels,
+)
+from recsys_assets.lib.ranking.candidates import arm_sources, generate_candidates
+from recsys_assets.lib.ranking.config import RankingConfig
+from recsys_assets.lib.ranking.features import feature_names
+from recsys_assets.lib.ranking.inputs import EncoderFeatures, SnapshotFeatures
+from recsys_assets.lib.ranking.ranker import RankerModel, train_ranker
+from recsys_assets.lib.snapshot import SnapshotView, day_start, positives_excluding_seen
+
+
+def available_encoders(lake: Lake, day: date, cfg: FeatureConfig) -> list[str]:
+    """Configured encoders whose embeddings exist for D (a missing optional model degrades only its arms)."""
+    return [e for e in cfg.encoders if snapshot_dir(lake, day).joinpath("embeddings", f"{e}.npz").exists()]
+
+
+def ranking_config(lake: Lake, day: date, cfg: FeatureConfig, new_item_slots: int = 0) -> RankingConfig:
+    return RankingConfig(encoders=tuple(available_encoders(lake, day, cfg)), ks=(10, 20), new_item_slots=new_item_slots)
+
+
+def load_snapshot_features(lake: Lake, view: SnapshotView, encoders: list[str], cfg: FeatureConfig) -> SnapshotFeatures:
+    """Assemble the ranking inputs of a view from the feature assets' artifacts."""
+    day, p, s = view.day, view.protocol, view.stage
+    als_path = als_dir(lake, day, p, s)
+    als = ALSModel.load(als_path) if als_path.joinpath("als_model.json").exists() else None
+    catalog_ids = set(view.catalog["item_id"].to_list())
+    encs = {}
+    for name in encoders:
+        item_ids, vectors, _ = load_item_embeddings(lake, day, name)
+        keep = np.fromiter((i in catalog_ids for i in item_ids), dtype=bool, count=len(item_ids))
+        ppath = profiles_path(lake, day, p, s, name)
+        if ppath.exists():
+            arrays, _ = read_npz(ppath)
+            uids, umat = arrays["user_ids"].tolist(), arrays["vectors"]
+        else:
+            uids, umat = [], np.zeros((0, vectors.shape[1]), np.float32)
+        cpath = c2cf_dir(lake, day, p, s, name)
+        c2cf = ContentToCFModel.load(cpath) if cpath.exists() and any(cpath.iterdir()) else None
+        encs[name] = EncoderFeatures([i for i, k in zip(item_ids, keep) if k], vectors[keep], uids, umat, c2cf)
+    return SnapshotFeatures(view=view, als=als, encoders=encs, protocol=cfg.protocol)
+
+
+# --- users and truth ----------------------------------------------------------------------
+
+
+def served_users(events_of_day: pl.DataFrame) -> list[str]:
+    """Users active on day D (new users included): the ones the evaluation can judge."""
+    return sorted(events_of_day["user_id"].unique().to_list())
+
+
+def day_truth(events_of_day: pl.DataFrame, view: SnapshotView, cfg: FeatureConfig) -> pl.DataFrame:
+    """Positives of day D, minus pairs seen before D, restricted to the catalogue."""
+    return positives_excluding_seen(events_of_day, view.seen, cfg.interactions, view.catalog["item_id"])
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def ranker_dataset_path(lake: Lake, day: date, protocol: str, arm: str) -> UPath:
+    return view_dir(lake, day, protocol, "ranker_dataset").joinpath(f"{arm}.parquet")
+
+
+def ranker_model_dir(lake: Lake, day: date, protocol: str, arm: str) -> UPath:
+    return view_dir(lake, day, protocol, "rankers").joinpath(arm)
+
+
+def build_ranker_datasets(lake: Lake, train_view: SnapshotView, events_before_day: pl.DataFrame, cfg: FeatureConfig, rcfg: RankingConfig) -> dict[str, dict]:
+    """Training frames of every ranker arm from the label window [D - w, D); returns stats per arm."""
+    labels = training_labels(train_view, events_before_day, cfg.interactions)
+    feats = load_snapshot_features(lake, train_view, list(rcfg.encoders), cfg)
+    stats = {}
+    for arm in ranker_arm_names(rcfg):
+        frame, st = build_training_frame(feats, labels, arm, rcfg)
+        write_parquet_atomic(frame, ranker_dataset_path(lake, train_view.day, train_view.protocol, arm))
+        st["label_window"] = f"{train_view.cutoff}..{train_view.day}"
+        st["label_events_max_ts"] = str(events_before_day.filter(pl.col("ts") >= day_start(train_view.cutoff))["ts"].max())
+        stats[arm] = st
+    return stats
+
+
+def train_rankers(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> dict[str, RankerModel]:
+    models = {}
+    for arm in ranker_arm_names(rcfg):
+        frame = read_parquet(ranker_dataset_path(lake, day, protocol, arm))
+        model = train_ranker(frame, feature_names(parse_arm(arm).encoder), rcfg, arm=arm)
+        model.save(ranker_model_dir(lake, day, protocol, arm))
+        models[arm] = model
+    return models
+
+
+def load_rankers(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> dict[str, RankerModel]:
+    return {arm: RankerModel.load(ranker_model_dir(lake, day, protocol, arm)) for arm in ranker_arm_names(rcfg)}
+
+
+# --- serving ----------------------------------------------------------------------------------
+
+
+def recs_dir(lake: Lake, day: date, protocol: str) -> UPath:
+    return lake.snapshot_dir("recs", day).joinpath(protocol)
+
+
+def candidate_pool(feats: SnapshotFeatures, users: list[str], rcfg: RankingConfig) -> pl.DataFrame:
+    """Union of every ranker arm's candidate sources (flags say which source proposed a pair)."""
+    sources = tuple(dict.fromkeys(s for arm in ranker_arm_names(rcfg) for s in arm_sources(arm)))
+    cands = generate_candidates(feats, users, sources, rcfg)
+    return cands.select("user_id", "item_id", *[c for c in cands.columns if c.startswith("source_")])
+
+
+def arm_candidates(pool: pl.DataFrame, arm: str) -> pl.DataFrame:
+    """The pairs a ranker arm's own sources proposed."""
+    from recsys_assets.lib.ranking.candidates import source_column
+
+    cols = [source_column(s) for s in arm_sources(arm) if source_column(s) in pool.columns]
+    return pool.filter(pl.any_horizontal([pl.col(c) for c in cols])).select("user_id", "item_id")
+
+
+def serve_day(
+    lake: Lake, feats: SnapshotFeatures, users: list[str], eval_users: list[str], models: dict[str, RankerModel], rcfg: RankingConfig
+) -> dict[str, dict]:
+    """Top-K of every arm for the served users + top-K among new items for the evaluated users; written per protocol."""
+    view = feats.view
+    out_dir = recs_dir(lake, view.day, view.protocol)
+    new_items = new_item_ids(feats)
+    recs, cold, stats, explained = [], [], {}, []
+    for arm in arm_names(rcfg):
+        r, st = recommend(arm, feats, users, rcfg.k, models, rcfg)
+        recs.append(r.with_columns(arm=pl.lit(arm)))
+        stats[arm] = st
+        if new_items and eval_users and "+" not in arm:
+            c = top_k_from_scores(score_items(arm, feats, eval_users, new_items, models, rcfg), rcfg.k, feats)
+            cold.append(c.with_columns(arm=pl.lit(arm)))
+        if parse_arm(arm).kind == "ranker" and "+" not in arm and r.height:
+            explained.append(explain_recommendations(arm, feats, r, models, rcfg).with_columns(arm=pl.lit(arm)))
+    write_parquet_atomic(pl.concat(recs), out_dir.joinpath("recs.parquet"))
+    cold_frame = pl.concat(cold) if cold else pl.DataFrame(schema={**RECS_SCHEMA, "arm": pl.String})
+    write_parquet_atomic(cold_frame, out_dir.joinpath("cold_recs.parquet"))
+    if explained:
+        write_parquet_atomic(pl.concat(explained, how="diagonal"), out_dir.joinpath("explanations.parquet"))
+    return stats
