@@ -10,7 +10,7 @@ from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.resources import IngestResource, LakeResource
 from recsys_assets.lib.ingest.catalog import read_catalog
 from recsys_assets.lib.ingest.events import build_day_partitions, publish_day
-from recsys_assets.lib.ingest.validation import validate_events
+from recsys_assets.lib.ingest.validation import validate_event_days
 
 
 @dg.asset(
@@ -30,8 +30,10 @@ def events(context: dg.AssetExecutionContext, lake: LakeResource, ingest: Ingest
     days = [date.fromisoformat(k) for k in context.partition_keys]
     totals = {"rows_read": 0, "rows_written": 0, "rows_quarantined": 0, "duplicates_dropped": 0}
     failed = []
-    for i, part in enumerate(build_day_partitions(the_lake, days)):
-        outcome = validate_events(part.events, part.day, catalog_ids, cfg)
+    parts = build_day_partitions(the_lake, days)
+    outcomes = validate_event_days([(p.day, p.events) for p in parts], catalog_ids, cfg)
+    for i, part in enumerate(parts):
+        outcome = outcomes[part.day]
         if not outcome.success:
             # Not published: downstream of this day is stopped by the blocking check.
             failed.append(f"{part.day}: {outcome.summary()}")

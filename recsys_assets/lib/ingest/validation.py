@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, timedelta
 from functools import lru_cache
 
 import polars as pl
@@ -74,21 +74,19 @@ def _run(suite_name: str, df: pl.DataFrame, expectations: list) -> SuiteOutcome:
     return SuiteOutcome(suite=suite_name, success=bool(result.success), outcomes=outcomes)
 
 
-def validate_events(events: pl.DataFrame, day: date, catalog_item_ids: pl.Series, cfg: IngestConfig) -> SuiteOutcome:
-    """Schema, nulls, ts inside the day, value ranges, known types, item ids in the catalog."""
+def _event_suite(events: pl.DataFrame, suite_name: str, catalog_item_ids: pl.Series, cfg: IngestConfig) -> SuiteOutcome:
+    """Run the events suite on rows carrying their partition day in ``_day``."""
     gx, _ = _context()
     E = gx.expectations
-    start = datetime.combine(day, time(0), tzinfo=timezone.utc)
     frame = events.with_columns(
-        # GE compares plain numbers reliably; microseconds since the day's start.
-        _us_into_day=(pl.col("ts") - pl.lit(start)).dt.total_microseconds(),
+        # GE compares plain numbers reliably; microseconds since the row's partition day started.
+        _us_into_day=(pl.col("ts") - pl.col("_day").cast(pl.Datetime("us", "UTC"))).dt.total_microseconds(),
         _in_catalog=pl.col("item_id").is_in(catalog_item_ids.implode()),
         _rating_ok=pl.when(pl.col("event_type") == "rating")
         .then(pl.col("value").is_between(*cfg.rating_range))
         .otherwise(pl.col("value").is_between(0, cfg.max_value)),
         event_type=pl.col("event_type").cast(pl.String),
-    )
-    schema_ok = dict(events.schema) == EVENT_SCHEMA
+    ).drop("_day")
     exps = [
         E.ExpectTableColumnsToMatchOrderedList(column_list=list(EVENT_SCHEMA) + ["_us_into_day", "_in_catalog", "_rating_ok"]),
         *[E.ExpectColumnValuesToNotBeNull(column=c) for c in EVENT_SCHEMA],
@@ -98,11 +96,38 @@ def validate_events(events: pl.DataFrame, day: date, catalog_item_ids: pl.Series
         E.ExpectColumnValuesToBeInSet(column="_rating_ok", value_set=[True]),
         E.ExpectColumnValuesToBeInSet(column="_in_catalog", value_set=[True]),
     ]
-    out = _run(f"events_{day.isoformat()}", frame, exps)
-    if not schema_ok:
-        out.success = False
-        out.outcomes.append(ExpectationOutcome("schema_matches_contract", "*", False, events.height, [str(dict(events.schema))]))
-    return out
+    return _run(suite_name, frame, exps)
+
+
+def _schema_outcome(events: pl.DataFrame) -> ExpectationOutcome | None:
+    if dict(events.schema) == EVENT_SCHEMA:
+        return None
+    return ExpectationOutcome("schema_matches_contract", "*", False, events.height, [str(dict(events.schema))])
+
+
+def validate_events(events: pl.DataFrame, day: date, catalog_item_ids: pl.Series, cfg: IngestConfig) -> SuiteOutcome:
+    """Schema, nulls, ts inside the day, value ranges, known types, item ids in the catalog."""
+    bad_schema = _schema_outcome(events)
+    if bad_schema:
+        return SuiteOutcome(f"events_{day.isoformat()}", False, [bad_schema])
+    return _event_suite(events.with_columns(_day=pl.lit(day)), f"events_{day.isoformat()}", catalog_item_ids, cfg)
+
+
+def validate_event_days(parts: list[tuple[date, pl.DataFrame]], catalog_item_ids: pl.Series, cfg: IngestConfig) -> dict[date, SuiteOutcome]:
+    """The events suite over many days: one GE run for all (fast path), per day only to locate failures.
+
+    Event ids are unique per day (a re-delivered event shares its day), so the
+    pooled uniqueness expectation is the same test as the per-day one.
+    """
+    if not parts:
+        return {}
+    bad = {d: _schema_outcome(df) for d, df in parts}
+    if not any(bad.values()):
+        pooled = pl.concat([df.with_columns(_day=pl.lit(d)) for d, df in parts])
+        outcome = _event_suite(pooled, f"events_{parts[0][0]}..{parts[-1][0]}", catalog_item_ids, cfg)
+        if outcome.success:
+            return {d: outcome for d, _ in parts}
+    return {d: validate_events(df, d, catalog_item_ids, cfg) for d, df in parts}
 
 
 def validate_items(items: pl.DataFrame) -> SuiteOutcome:
