@@ -184,7 +184,8 @@ def positives_excluding_seen(events: pl.DataFrame, seen: pl.DataFrame, inter: In
 def labels_for_train(view: SnapshotView, events_before_day: pl.DataFrame, inter: InteractionConfig) -> pl.DataFrame:
     """Ranker labels: positives in [D - w, D), including holdout items (EVALUATION.md)."""
     assert view.stage == "train"
-    window = events_before_day.filter(pl.col("ts") >= day_start(view.cutoff))
+    # Bounded on both sides: day D is the truth and never a label, whatever the caller passed.
+    window = events_before_day.filter((pl.col("ts") >= day_start(view.cutoff)) & (pl.col("ts") < day_start(view.day)))
     return positives_excluding_seen(window, view.seen, inter, view.catalog["item_id"])
 
 

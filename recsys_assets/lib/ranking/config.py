@@ -52,6 +52,11 @@ class RankingConfig:
     """LightGBM ``deterministic`` (+ ``force_row_wise``): same data and seed give the same model."""
     validation_fraction: float = 0.2
     """Share of training users (by a salted hash of user_id) held out for early stopping."""
+    min_valid_users: int = 50
+    """Early stopping needs at least this many validation users; with fewer (small days) the
+    validation NDCG is too noisy to stop on, so all labelled users train for ``rounds_without_validation``."""
+    rounds_without_validation: int = 100
+    """Boosting rounds when there is no usable validation slice."""
     validation_salt: str = "ranker-valid-v1"
     """Salt of that hash."""
     max_train_users: int | None = None

@@ -73,7 +73,7 @@ def prepare_lgb_data(train_frame: pl.DataFrame, feature_names: Sequence[str], cf
     if cfg.validation_fraction > 0 and cfg.early_stopping_rounds > 0:
         h = hash_u64(keep_users.get_column("user_id").to_list(), cfg.validation_salt)
         valid_mask = (h.astype(np.float64) / 2.0**64) < cfg.validation_fraction
-        if valid_mask.all() or not valid_mask.any():
+        if valid_mask.all() or valid_mask.sum() < cfg.min_valid_users:
             valid_mask[:] = False
     keep_users = keep_users.with_columns(pl.Series("_valid", valid_mask))
     frame = frame.join(keep_users.select("user_id", "_valid"), on="user_id", how="inner", maintain_order="left")
@@ -112,7 +112,8 @@ def fit_lgb(data: LgbData, feature_names: Sequence[str], cfg: RankingConfig):
         dvalid = lgb.Dataset(data.x_valid, label=data.y_valid, group=data.group_valid, reference=dtrain)
         valid_sets = [dvalid]
         callbacks = [lgb.early_stopping(cfg.early_stopping_rounds, first_metric_only=True, verbose=False)]
-    return lgb.train(params, dtrain, num_boost_round=cfg.num_boost_round, valid_sets=valid_sets, callbacks=callbacks)
+    rounds = cfg.num_boost_round if valid_sets else min(cfg.num_boost_round, cfg.rounds_without_validation)
+    return lgb.train(params, dtrain, num_boost_round=rounds, valid_sets=valid_sets, callbacks=callbacks)
 
 
 @dataclass

@@ -1,0 +1,57 @@
+"""LightGBM ranker: persistence, determinism, importances and explanations."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from upath import UPath
+
+from recsys_assets.lib.ranking.arms import build_training_frame, explain_recommendations, recommend
+from recsys_assets.lib.ranking.features import feature_names
+from recsys_assets.lib.ranking.ranker import RankerError, RankerModel, train_ranker
+from recsys_assets_tests.lib.ranking.conftest import CFG
+
+
+def test_save_load_roundtrip_and_determinism(tmp_path, train_features, labels, models):
+    frame, _ = build_training_frame(train_features, labels, "ranker_topic", CFG)
+    again = train_ranker(frame, feature_names("topic"), CFG, arm="ranker_topic")
+    m = models["ranker_topic"]
+    assert again.booster.model_to_string() == m.booster.model_to_string()
+    m.save(UPath(tmp_path) / "ranker_topic")
+    loaded = RankerModel.load(UPath(tmp_path) / "ranker_topic")
+    assert loaded.feature_names == m.feature_names
+    assert loaded.best_iteration == m.best_iteration
+    np.testing.assert_allclose(loaded.predict(frame.head(500)), m.predict(frame.head(500)))
+    (UPath(tmp_path) / "ranker_topic" / "ranker.txt").write_text(m.booster.model_to_string() + "\n#")
+    with pytest.raises(RankerError):
+        RankerModel.load(UPath(tmp_path) / "ranker_topic")
+
+
+def test_users_without_positives_dropped_but_counted(train_features, labels, models):
+    m = models["ranker_no_text"]
+    frame, stats = build_training_frame(train_features, labels, "ranker_no_text", CFG)
+    assert m.meta["n_users_no_positive"] == stats["users_without_positive_candidates"] > 0
+    assert m.meta["n_users"] == stats["n_users"]
+    assert m.meta["n_train_users"] + m.meta["n_valid_users"] + m.meta["n_users_no_positive"] == m.meta["n_users"]
+    assert m.meta["n_valid_users"] > 0 and 0 < m.meta["best_iteration"] <= CFG.num_boost_round
+    empty = frame.with_columns(pl.lit(0).alias("label"))
+    with pytest.raises(RankerError):
+        train_ranker(empty, feature_names(None), CFG)
+
+
+def test_importance_and_explanations(serve_features, models):
+    m = models["ranker_topic"]
+    imp = m.feature_importance()
+    assert imp.columns == ["feature", "gain", "split"] and set(imp.get_column("feature")) == set(m.feature_names)
+    text_gain = imp.filter(pl.col("feature").is_in(["text_cos_topic", "c2cf_score_topic"])).get_column("gain").sum()
+    assert text_gain > 0
+    users = sorted(serve_features.als.user_ids)[:20]
+    recs, _ = recommend("ranker_topic", serve_features, users, 10, models, CFG)
+    ex = explain_recommendations("ranker_topic", serve_features, recs, models, CFG)
+    assert ex.height == min(CFG.explain_sample, recs.height)
+    contrib = ex.select([f"contrib_{f}" for f in m.feature_names] + ["bias"]).to_numpy().sum(axis=1)
+    np.testing.assert_allclose(contrib, ex.get_column("score").to_numpy(), rtol=1e-6, atol=1e-6)
+    # the explained score is the served score
+    joined = ex.join(recs, on=["user_id", "item_id"], suffix="_served")
+    np.testing.assert_allclose(joined.get_column("score").to_numpy(), joined.get_column("score_served").to_numpy(), rtol=1e-5, atol=1e-6)
