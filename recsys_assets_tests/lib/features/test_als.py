@@ -260,3 +260,15 @@ def test_load_detects_mismatched_files(model, tmp_path):
         ALSModel.load(d)
     with pytest.raises(ALSError, match="No ALS model"):
         ALSModel.load(UPath(tmp_path) / "missing")
+
+
+def test_skip_unknown_keeps_sparse_exclusions_aligned(model):
+    s = ALSScorer(model)
+    u0, u1 = model.user_ids[0], model.user_ids[1]
+    best_u1 = s.top_n([u1], 1).get_column("item_id")[0]
+    mat, _, _ = build_matrix(
+        _events([(u1, best_u1, "click", None)]), ICFG, user_ids=[u0, "ghost", u1], item_ids=model.item_ids
+    )
+    out = s.top_n([u0, "ghost", u1], 3, exclude=mat, skip_unknown=True)
+    assert best_u1 not in out.filter(pl.col("user_id") == u1).get_column("item_id").to_list()
+    assert out.height == 6
