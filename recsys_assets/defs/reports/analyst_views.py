@@ -10,5 +10,5 @@ from recsys_assets.lib.evaluation.sql_files import sql_files, view_names
 @dg.asset(group_name="reports", kinds={"duckdb", "sql"}, deps=["lift_rollup"], pool="duckdb_writer")
 def analyst_views(lake: LakeResource) -> dg.MaterializeResult:
     """Applies sql/ddl then sql/views to <lake>/warehouse.duckdb (idempotent)."""
-    wh = open_warehouse(lake.lake())
+    open_warehouse(lake.lake())
     return dg.MaterializeResult(metadata={"sql_files": len(sql_files()), "views": ", ".join(view_names()), "warehouse": str(lake.lake().warehouse)})
