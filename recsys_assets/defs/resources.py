@@ -51,6 +51,8 @@ class ModelsResource(dg.ConfigurableResource):
     """ALS latent factors."""
     als_iterations: int = 15
     """ALS sweeps."""
+    als_min_user_events: int = 3
+    """Users with fewer events are folded in from their history (no refit), not fitted."""
     new_item_slots: int = 0
     """Top-K slots each ranker arm reserves for new items (0 = none; >0 adds `+slotsN` arms)."""
     n_boot: int = 1000
@@ -67,7 +69,7 @@ class ModelsResource(dg.ConfigurableResource):
         return FeatureConfig(
             encoders=tuple(e.strip() for e in self.encoders.split(",") if e.strip()),
             encoder=EncoderConfig(precision=self.precision, device=self.device, show_progress=False),
-            als=ALSConfig(factors=self.als_factors, iterations=self.als_iterations),
+            als=ALSConfig(factors=self.als_factors, iterations=self.als_iterations, min_user_events_for_fit=self.als_min_user_events),
             protocol=ProtocolConfig(
                 protocols=tuple(p.strip() for p in self.protocols.split(",") if p.strip()),
                 holdout_fraction=self.holdout_fraction,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import date, timedelta
 
@@ -38,8 +39,11 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, inge
         touched |= set(parsed.bad["day"].drop_nulls().unique().to_list())
     last_key = daily_partitions.get_last_partition_key()
     last = date.fromisoformat(last_key) if last_key else None
+    # A content digest (not hash(): salted per process) so that a retried tick in a restarted
+    # code server gives the same run keys and Dagster does not launch the runs twice.
+    state = hashlib.sha256(json.dumps(sorted(current.items())).encode()).hexdigest()[:12]
     requests = [
-        dg.RunRequest(run_key=f"landing-{day}-{hash(frozenset(current.items())) & 0xFFFFFFFF:x}", partition_key=day.isoformat())
+        dg.RunRequest(run_key=f"landing-{day}-{state}", partition_key=day.isoformat())
         for day in days_to_request(touched, last)
     ]
     context.update_cursor(json.dumps(current))

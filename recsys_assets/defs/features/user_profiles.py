@@ -33,6 +33,7 @@ def user_profiles(context: dg.AssetExecutionContext, lake: LakeResource, models:
             uids, mat, stats = build_view_profiles(
                 view, item_ids, vectors, users, name, int(meta.get("text_dim", vectors.shape[1])), cfg, the_lake, available_items(items, day)
             )
+            stats.update(config_hash=cfg.config_hash(), encoder_fingerprint=meta.get("fingerprint"))
             write_npz(profiles_path(the_lake, day, protocol, stage, name), meta=stats, user_ids=np.asarray(uids, dtype=str), vectors=mat)
             if stage == "serve":
                 metadata[f"{name}/{protocol}/users"] = len(uids)
