@@ -26,7 +26,8 @@ def lake_root_from_env(explicit: str | None = None) -> str:
     return explicit or os.environ.get(LAKE_ENV_VAR) or DEFAULT_LAKE
 
 
-def _as_upath(root: str | os.PathLike | UPath) -> UPath:
+def as_upath(root: str | os.PathLike | UPath) -> UPath:
+    """A UPath for a local folder (made absolute) or any fsspec URL."""
     if isinstance(root, UPath):
         return root
     text = str(root)
@@ -45,7 +46,7 @@ class Lake:
     @classmethod
     def at(cls, root: str | os.PathLike | UPath | None = None) -> "Lake":
         """The lake at ``root``, else at ``$RECSYS_LAKE``, else at ``./data_lake``."""
-        return cls(_as_upath(root if root is not None else lake_root_from_env()))
+        return cls(as_upath(root if root is not None else lake_root_from_env()))
 
     # --- folders -------------------------------------------------------------
     def path(self, *parts: str) -> UPath:

@@ -48,7 +48,7 @@ import polars as pl
 from upath import UPath
 
 from recsys_assets.lib.errors import RecsysError
-from recsys_assets.lib.lake import write_bytes_atomic
+from recsys_assets.lib.lake import as_upath, write_bytes_atomic
 
 SCHEMA = "reports"
 TABLES = ("arm_metrics", "cold_start_lift", "cold_start_lift_rollup", "warmup_curve", "encoder_cost")
@@ -66,15 +66,6 @@ class WarehouseLockedError(WarehouseError):
 
 class WarehouseSchemaError(WarehouseError):
     """A frame does not fit the table it is written to (unknown or missing columns)."""
-
-
-def _as_upath(path: UPath | str | os.PathLike) -> UPath:
-    if isinstance(path, UPath):
-        return path
-    text = str(path)
-    if "://" not in text:
-        return UPath(Path(text).expanduser().resolve())
-    return UPath(text)
 
 
 def _quote(identifier: str) -> str:
@@ -95,7 +86,7 @@ class Warehouse:
         *,
         lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
     ) -> None:
-        self.path: UPath = _as_upath(path)
+        self.path: UPath = as_upath(path)
         self.lock_timeout_s = float(lock_timeout_s)
         self._tmpdir: str | None = None
         self._finalizer: weakref.finalize | None = None

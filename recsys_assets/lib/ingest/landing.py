@@ -71,17 +71,22 @@ def _as_text(value) -> str | None:
     return str(value)
 
 
-def _jsonl_rows(data: bytes, cfg: IngestConfig, fields: tuple[str, ...] = RAW_FIELDS) -> list[tuple]:
-    rows = []
-    nones = (None,) * len(fields)
-    for n, raw_line in enumerate(data.split(b"\n"), start=1):
+def _decoded_lines(lines: list[bytes], first_line: int, nones: tuple, rows: list):
+    """(line number, text) of each non-blank line; a non-UTF-8 line becomes a bad row in ``rows``."""
+    for n, raw_line in enumerate(lines, start=first_line):
+        raw_line = raw_line.rstrip(b"\r")
         if not raw_line.strip():
             continue
         try:
-            text = raw_line.decode("utf-8")
+            yield n, raw_line.decode("utf-8")
         except UnicodeDecodeError as exc:
             rows.append((n, raw_line.decode("utf-8", "replace"), "(row)", f"not valid UTF-8 ({exc.reason} at byte {exc.start})", *nones))
-            continue
+
+
+def _jsonl_rows(data: bytes, cfg: IngestConfig, fields: tuple[str, ...] = RAW_FIELDS) -> list[tuple]:
+    rows = []
+    nones = (None,) * len(fields)
+    for n, text in _decoded_lines(data.split(b"\n"), 1, nones, rows):
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -103,15 +108,7 @@ def _csv_rows(data: bytes, cfg: IngestConfig, fields: tuple[str, ...] = RAW_FIEL
     header = [cfg.canonical(h.strip()) for h in header]
     rows = []
     nones = (None,) * len(fields)
-    for n, raw_line in enumerate(lines[1:], start=2):
-        raw_line = raw_line.rstrip(b"\r")
-        if not raw_line.strip():
-            continue
-        try:
-            text = raw_line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            rows.append((n, raw_line.decode("utf-8", "replace"), "(row)", f"not valid UTF-8 ({exc.reason} at byte {exc.start})", *nones))
-            continue
+    for n, text in _decoded_lines(lines[1:], 2, nones, rows):
         try:
             values = next(csv.reader([text], strict=True))
         except csv.Error as exc:
