@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date
 
 from recsys_assets.lib.errors import RecsysError
 

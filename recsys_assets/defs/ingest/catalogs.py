@@ -1,7 +1,6 @@
 """Item and user catalogs (not partitioned: each run rebuilds the current snapshot)."""
 
 import dagster as dg
-import polars as pl
 
 from recsys_assets.defs.ingest.staged_events import staged_events
 from recsys_assets.defs.resources import IngestResource, LakeResource

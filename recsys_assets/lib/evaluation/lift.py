@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import polars as pl
 
 from recsys_assets.lib.evaluation.stats import MIN_USERS_DEFAULT, cell_flag, holm_adjust, paired_bootstrap

@@ -19,9 +19,7 @@ preference 1 where ``c > 0``), exactly as a raw ``implicit`` fit would.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -32,10 +30,10 @@ import polars as pl
 import scipy.sparse as sp
 from upath import UPath
 
+from recsys_assets.lib.artifacts import read_artifact, write_artifact
 from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.features.interactions import InteractionConfig, build_matrix, interaction_strength
-from recsys_assets.lib.lake import write_bytes_atomic
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -152,7 +150,6 @@ class ALSModel:
     # --- persistence ---------------------------------------------------------
     def save(self, directory: UPath) -> None:
         """Write ``als_factors.npz`` then ``als_model.json`` (each atomically) under ``directory``."""
-        directory = UPath(directory)
         buf = io.BytesIO()
         np.savez(
             buf,
@@ -162,8 +159,6 @@ class ALSModel:
             item_factors=self.item_factors,
             user_folded=self.user_folded,
         )
-        data = buf.getvalue()
-        write_bytes_atomic(directory / FACTORS_FILE, data)
         meta = {
             "format": "recsys_assets.als/1",
             "config_hash": self.config_hash,
@@ -172,23 +167,13 @@ class ALSModel:
             "n_users": len(self.user_ids),
             "n_items": len(self.item_ids),
             "n_folded": int(self.user_folded.sum()),
-            "factors_sha256": hashlib.sha256(data).hexdigest(),
         }
-        write_bytes_atomic(directory / META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
+        write_artifact(directory, FACTORS_FILE, buf.getvalue(), META_FILE, meta)
 
     @classmethod
     def load(cls, directory: UPath) -> "ALSModel":
         """Read a model written by :meth:`save`; fails if the two files do not belong together."""
-        directory = UPath(directory)
-        fpath, mpath = directory / FACTORS_FILE, directory / META_FILE
-        if not fpath.exists() or not mpath.exists():
-            raise ALSError(f"No ALS model at {directory}: expected {FACTORS_FILE} and {META_FILE}; run the ALS fit first.")
-        meta = json.loads(mpath.read_bytes())
-        data = fpath.read_bytes()
-        if hashlib.sha256(data).hexdigest() != meta.get("factors_sha256"):
-            raise ALSError(
-                f"{fpath} does not match {mpath} (sha256 differs): a write was interrupted; refit the model."
-            )
+        data, meta = read_artifact(directory, FACTORS_FILE, META_FILE, ALSError, "ALS model", "refit the model (als_model asset)")
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         ic = dict(meta["interaction_config"])

@@ -13,9 +13,7 @@ holdout report the final model is refit on all warm items.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -23,10 +21,10 @@ import numpy as np
 import polars as pl
 from upath import UPath
 
+from recsys_assets.lib.artifacts import read_artifact, write_artifact
 from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.features.als import ALSModel
-from recsys_assets.lib.lake import write_bytes_atomic
 
 WEIGHTS_FILE = "content_to_cf.npz"
 META_FILE = "content_to_cf.json"
@@ -93,29 +91,14 @@ class ContentToCFModel:
 
     def save(self, directory: UPath) -> None:
         """Write ``content_to_cf.npz`` then ``content_to_cf.json`` (atomically) under ``directory``."""
-        directory = UPath(directory)
         buf = io.BytesIO()
         np.savez(buf, coef=self.coef, intercept=self.intercept)
-        data = buf.getvalue()
-        write_bytes_atomic(directory / WEIGHTS_FILE, data)
-        meta = {
-            "format": "recsys_assets.content_to_cf/1",
-            "config_hash": self.config_hash,
-            "metrics": self.metrics,
-            "weights_sha256": hashlib.sha256(data).hexdigest(),
-        }
-        write_bytes_atomic(directory / META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
+        meta = {"format": "recsys_assets.content_to_cf/1", "config_hash": self.config_hash, "metrics": self.metrics}
+        write_artifact(directory, WEIGHTS_FILE, buf.getvalue(), META_FILE, meta)
 
     @classmethod
     def load(cls, directory: UPath) -> "ContentToCFModel":
-        directory = UPath(directory)
-        wpath, mpath = directory / WEIGHTS_FILE, directory / META_FILE
-        if not wpath.exists() or not mpath.exists():
-            raise ContentToCFError(f"No content->CF model at {directory}: expected {WEIGHTS_FILE} and {META_FILE}.")
-        meta = json.loads(mpath.read_bytes())
-        data = wpath.read_bytes()
-        if hashlib.sha256(data).hexdigest() != meta.get("weights_sha256"):
-            raise ContentToCFError(f"{wpath} does not match {mpath} (sha256 differs): refit the bridge.")
+        data, meta = read_artifact(directory, WEIGHTS_FILE, META_FILE, ContentToCFError, "content->CF model", "refit the bridge (content_to_cf asset)")
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             return cls(coef=z["coef"], intercept=z["intercept"], config_hash=meta["config_hash"], metrics=meta["metrics"])
 

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from recsys_assets.lib.ingest.config import IngestConfig
-from recsys_assets.lib.ingest.schema import EVENT_SCHEMA, EVENT_TYPES, UTC_TS
+from recsys_assets.lib.ingest.schema import EVENT_SCHEMA, UTC_TS
 
 RAW_FIELDS = ("user_id", "item_id", "event_type", "ts", "value")
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".parquet")

@@ -24,7 +24,6 @@ from datetime import date, datetime, timezone
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recsys_assets.lib.confighash import config_hash

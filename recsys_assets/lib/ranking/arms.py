@@ -30,7 +30,6 @@ from recsys_assets.lib.ranking.candidates import (
     arm_sources,
     candidate_recall,
     generate_candidates,
-    source_column,
     source_topn,
 )
 from recsys_assets.lib.ranking.config import RankingConfig

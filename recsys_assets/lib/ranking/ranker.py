@@ -8,8 +8,6 @@ of user_id, so the split is the same on every run and on every arm.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,8 +17,8 @@ import numpy as np
 import polars as pl
 from upath import UPath
 
+from recsys_assets.lib.artifacts import read_artifact, write_artifact
 from recsys_assets.lib.errors import RecsysError
-from recsys_assets.lib.lake import write_bytes_atomic
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.inputs import hash_u64
 
@@ -166,28 +164,19 @@ class RankerModel:
     # --- persistence -----------------------------------------------------------
     def save(self, directory: UPath) -> None:
         """Write ``ranker.txt`` (booster.model_to_string) then ``ranker.json`` (meta + sha256), each atomically."""
-        directory = UPath(directory)
         text = self.booster.model_to_string(num_iteration=-1).encode()
-        write_bytes_atomic(directory / MODEL_FILE, text)
-        meta = dict(self.meta, feature_names=self.feature_names, model_sha256=hashlib.sha256(text).hexdigest(), format="recsys_assets.ranker/1")
-        write_bytes_atomic(directory / META_FILE, json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
+        meta = dict(self.meta, feature_names=self.feature_names, format="recsys_assets.ranker/1")
+        write_artifact(directory, MODEL_FILE, text, META_FILE, meta)
 
     @classmethod
     def load(cls, directory: UPath) -> "RankerModel":
         import lightgbm as lgb
 
-        directory = UPath(directory)
-        mpath, jpath = directory / MODEL_FILE, directory / META_FILE
-        if not mpath.exists() or not jpath.exists():
-            raise RankerError(f"No ranker at {directory}: expected {MODEL_FILE} and {META_FILE}; train the ranker first.")
-        meta = json.loads(jpath.read_bytes())
-        text = mpath.read_bytes()
-        if hashlib.sha256(text).hexdigest() != meta.get("model_sha256"):
-            raise RankerError(f"{mpath} does not match {jpath} (sha256 differs): a write was interrupted; retrain the ranker.")
+        text, meta = read_artifact(directory, MODEL_FILE, META_FILE, RankerError, "ranker", "retrain it (rankers asset)")
         booster = lgb.Booster(model_str=text.decode())
         names = list(meta.pop("feature_names"))
         if booster.feature_name() != names:
-            raise RankerError(f"{mpath}: booster features {booster.feature_name()} differ from {jpath} {names}.")
+            raise RankerError(f"{directory}: booster features {booster.feature_name()} differ from its meta {names}.")
         return cls(booster=booster, feature_names=names, meta=meta)
 
 
