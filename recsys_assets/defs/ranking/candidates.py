@@ -24,7 +24,7 @@ def candidates(context: dg.AssetExecutionContext, lake: LakeResource, models: Mo
     """
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     items, _ = catalogs(the_lake)
-    rcfg = ranking_config(the_lake, day, cfg, models.new_item_slots)
+    rcfg = ranking_config(the_lake, day, cfg, models.new_item_slots, models.max_train_users)
     users = served_users(events_of_day(the_lake, day))
     metadata = {"served_users": len(users), "encoders": ", ".join(rcfg.encoders)}
     for (protocol, stage), view in load_views(the_lake, day, items, cfg).items():

@@ -22,7 +22,7 @@ def ranker_dataset(context: dg.AssetExecutionContext, lake: LakeResource, models
     """Per protocol and ranker arm: candidates of label-window users, features from models fit before D - w, labels."""
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     items, _ = catalogs(the_lake)
-    rcfg = ranking_config(the_lake, day, cfg, models.new_item_slots)
+    rcfg = ranking_config(the_lake, day, cfg, models.new_item_slots, models.max_train_users)
     events = the_lake.read_events(before=day)
     metadata, problems = {"label_window_days": cfg.protocol.label_window_days}, []
     for (protocol, stage), view in load_views(the_lake, day, items, cfg).items():

@@ -17,7 +17,7 @@ def recommendations(context: dg.AssetExecutionContext, lake: LakeResource, model
     """Every arm serves every active user of D (no one silently dropped: fallbacks are counted)."""
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     items, _ = catalogs(the_lake)
-    rcfg = ranking_config(the_lake, day, cfg, models.new_item_slots)
+    rcfg = ranking_config(the_lake, day, cfg, models.new_item_slots, models.max_train_users)
     day_events = events_of_day(the_lake, day)
     users = served_users(day_events)
     metadata = {"served_users": len(users)}

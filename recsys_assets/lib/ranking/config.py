@@ -36,9 +36,9 @@ class RankingConfig:
     """Top-K slots an arm reserves for new items chosen by its own scores; > 0 adds ``+slots{n}`` to arm names."""
     num_leaves: int = 31
     """LightGBM ``num_leaves``."""
-    learning_rate: float = 0.05
+    learning_rate: float = 0.1
     """LightGBM ``learning_rate``."""
-    num_boost_round: int = 300
+    num_boost_round: int = 150
     """Maximum boosting rounds."""
     early_stopping_rounds: int = 30
     """Stop when validation NDCG@max(ks) has not improved for this many rounds (0 disables)."""

@@ -56,8 +56,14 @@ def available_encoders(lake: Lake, day: date, cfg: FeatureConfig) -> list[str]:
     return [e for e in cfg.encoders if snapshot_dir(lake, day).joinpath("embeddings", f"{e}.npz").exists()]
 
 
-def ranking_config(lake: Lake, day: date, cfg: FeatureConfig, new_item_slots: int = 0) -> RankingConfig:
-    return RankingConfig(encoders=tuple(available_encoders(lake, day, cfg)), ks=(10, 20), new_item_slots=new_item_slots)
+def ranking_config(lake: Lake, day: date, cfg: FeatureConfig, new_item_slots: int = 0, max_train_users: int | None = None) -> RankingConfig:
+    """Ranking settings of day D: arms for the encoders whose embeddings exist."""
+    return RankingConfig(
+        encoders=tuple(available_encoders(lake, day, cfg)),
+        ks=(10, 20),
+        new_item_slots=new_item_slots,
+        max_train_users=max_train_users,
+    )
 
 
 def load_snapshot_features(lake: Lake, view: SnapshotView, encoders: list[str], cfg: FeatureConfig) -> SnapshotFeatures:
