@@ -151,10 +151,12 @@ def build_view(
         .with_columns(
             item_segment=segment_expr(pl.col("n_interactions"), cfg),
             # Age as the model could know it: from created_at, else from the first visible event.
+            # Items released after the cutoff (inside a label window) are "brand new" (age 0),
+            # as new items are when served: a negative age would be a train-only signal.
             age_days=(
-                pl.lit(day_start(cutoff)) - pl.coalesce(pl.col("created_at"), pl.col("_first_ts"))
-            ).dt.total_hours().cast(pl.Float32)
-            / 24.0,
+                (pl.lit(day_start(cutoff)) - pl.coalesce(pl.col("created_at"), pl.col("_first_ts"))).dt.total_hours().cast(pl.Float32)
+                / 24.0
+            ).clip(lower_bound=0.0),
         )
         .drop("_first_ts", "first_seen_day", "created_at")
     )

@@ -1,0 +1,198 @@
+"""The whole day graph (day_job: features -> ranking -> reports) on a small synthetic world.
+
+Ingest as the CLI does it (catalog_job, then one events_job run over the whole
+range), then day_job for two consecutive days with TF-IDF only (no neural model:
+fast), then one day again. Checks the contracts the analysts rely on: full
+recommendation lists, the DuckDB report rows and their provenance columns,
+idempotent re-runs, the rollup + HTML report, the blocking leakage checks and
+the analyst views.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from recsys_assets.defs.resources import IngestResource, LakeResource, ModelsResource
+from recsys_assets.lib.evaluation.reporting import encoder_of, open_warehouse
+from recsys_assets.lib.evaluation.sql_files import view_names
+from recsys_assets.lib.ingest.catalog import read_catalog
+from recsys_assets.lib.ingest.events import read_manifest
+from recsys_assets.lib.ingest.synthetic import SyntheticConfig, generate_synthetic_world
+from recsys_assets.lib.lake import LAKE_ENV_VAR, Lake, read_parquet
+from recsys_assets.lib.snapshot import day_start
+
+WORLD = SyntheticConfig(n_users=300, n_items=200, n_events=12_000, n_topics=5, n_days=14, start_day="2024-03-01", seed=5)
+K = 20
+PROTOCOLS = ("temporal", "item_holdout")
+MODELS = dict(encoders="tfidf", n_boot=200, label_window_days=5, als_factors=8, als_iterations=5, rollup_days=7)
+DAYS = [WORLD.start + timedelta(days=WORLD.n_days - 2), WORLD.start + timedelta(days=WORLD.n_days - 1)]
+# The report contract: never NULL on a cold_start_lift row (encoder_fingerprint: on encoder arms).
+LIFT_NOT_NULL = ("day", "protocol", "scope", "arm", "baseline_arm", "segment_kind", "segment", "metric", "k", "n_users", "config_hash", "code_version")
+LIFT_KEY = ("day", "protocol", "scope", "arm", "baseline_arm", "segment_kind", "segment", "metric", "k")
+
+
+def _defs():
+    from recsys_assets.definitions import defs
+
+    return defs
+
+
+def _resources(lake: Lake) -> dict:
+    return {"lake": LakeResource(root=str(lake.root.path)), "ingest": IngestResource(), "models": ModelsResource(**MODELS)}
+
+
+def _run(lake: Lake, job: str, **kw) -> dg.ExecuteInProcessResult:
+    result = _defs().resolve_job_def(job).execute_in_process(resources=_resources(lake), raise_on_error=False, **kw)
+    if not result.success:
+        failures = [
+            f"{e.step_key}: {e.step_failure_data.error.cause.message if e.step_failure_data.error.cause else e.step_failure_data.error.message}"
+            for e in result.all_events
+            if e.is_step_failure
+        ]
+        pytest.fail(f"{job} {kw.get('partition_key', '')} failed: {failures}")
+    return result
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed for e in result.get_asset_check_evaluations()}
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    """Ingest, then day_job for DAYS[0] and DAYS[1]; returns the lake, the two day results and timings."""
+    mp = pytest.MonkeyPatch()
+    mp.delenv(LAKE_ENV_VAR, raising=False)
+    mp.delenv("DAGSTER_HOME", raising=False)
+    lake = Lake.at(tmp_path_factory.mktemp("day_graph") / "lake")
+    timings = {}
+    t = time.perf_counter()
+    generate_synthetic_world(lake, WORLD)
+    _run(lake, "catalog_job")
+    days = sorted({d for ds in read_manifest(lake)["days"].to_list() for d in ds})
+    tags = {"dagster/asset_partition_range_start": days[0].isoformat(), "dagster/asset_partition_range_end": days[-1].isoformat()}
+    ingest = _run(lake, "events_job", tags=tags)
+    timings["ingest"] = time.perf_counter() - t
+    results = {}
+    for d in DAYS:
+        t = time.perf_counter()
+        results[d] = _run(lake, "day_job", partition_key=d.isoformat())
+        timings[str(d)] = time.perf_counter() - t
+    yield {"lake": lake, "days": days, "ingest": ingest, "results": results, "timings": timings}
+    mp.undo()
+
+
+def test_ingest_published_every_day(graph):
+    assert graph["days"][-1] == DAYS[-1] and graph["lake"].event_days() == graph["days"]
+    assert _checks(graph["ingest"]) == {"events:events_expectations": True}
+
+
+def test_every_arm_serves_k_items_to_every_served_user(graph):
+    lake: Lake = graph["lake"]
+    items = read_catalog(lake, "items")
+    for d in DAYS:
+        events = lake.read_events()
+        served = sorted(events.filter(pl.col("ts").dt.date() == d)["user_id"].unique().to_list())
+        assert len(served) > 50
+        seen = events.filter(pl.col("ts") < day_start(d)).select("user_id", "item_id").unique()
+        n_catalog = items.filter(pl.col("first_seen_day").is_null() | (pl.col("first_seen_day") <= d)).height
+        allowed = (
+            pl.DataFrame({"user_id": served})
+            .join(seen.group_by("user_id").len(), on="user_id", how="left")
+            .select("user_id", expected=pl.min_horizontal(pl.lit(K), pl.lit(n_catalog) - pl.col("len").fill_null(0)))
+        )
+        for protocol in PROTOCOLS:
+            recs = read_parquet(lake.snapshot_dir("recs", d).joinpath(protocol, "recs.parquet"))
+            arms = recs["arm"].unique().sort().to_list()
+            assert {"popularity", "als", "content_tfidf", "ranker_no_text", "ranker_tfidf"} <= set(arms), arms
+            # Every (arm, served user) pair: as many items as the catalogue allows, ranks 1..n, no repeat.
+            grid = pl.DataFrame({"arm": arms}).join(allowed, how="cross")
+            per = recs.group_by("arm", "user_id").agg(
+                pl.len().alias("n"), pl.col("item_id").n_unique().alias("distinct"), pl.col("rank").min().alias("r0"), pl.col("rank").max().alias("r1")
+            )
+            got = grid.join(per, on=["arm", "user_id"], how="left")
+            bad = got.filter((pl.col("n").fill_null(0) != pl.col("expected")) | (pl.col("distinct") != pl.col("n")) | (pl.col("r0") != 1) | (pl.col("r1") != pl.col("n")))
+            assert bad.height == 0, f"{d} {protocol}: {bad.head(10)}"
+            assert set(recs["user_id"].unique().to_list()) == set(served)
+            # Nothing the user interacted with before D is recommended.
+            assert recs.join(seen, on=["user_id", "item_id"], how="semi").height == 0, (d, protocol)
+
+
+def test_leakage_checks_passed(graph):
+    for d, result in graph["results"].items():
+        checks = _checks(result)
+        assert checks.get("ranker_dataset:label_window_before_day") is True, (d, checks)
+        assert checks.get("cold_start_eval:leakage_audit") is True, (d, checks)
+
+
+def test_cold_start_lift_rows_for_both_days(graph):
+    wh = open_warehouse(graph["lake"])
+    rows = wh.query("SELECT * FROM reports.cold_start_lift ORDER BY day")
+    assert sorted(set(rows["day"].to_list())) == DAYS
+    for d in DAYS:
+        day_rows = rows.filter(pl.col("day") == d)
+        assert set(day_rows["protocol"].unique().to_list()) == set(PROTOCOLS), d
+        assert set(day_rows["scope"].unique().to_list()) == {"full", "cold_only"}, d
+        assert ("ranker_tfidf", "ranker_no_text") in set(zip(day_rows["arm"].to_list(), day_rows["baseline_arm"].to_list()))
+    nulls = {c: rows[c].null_count() for c in LIFT_NOT_NULL}
+    assert not any(nulls.values()), nulls
+    enc_rows = rows.filter(pl.col("arm").map_elements(encoder_of, return_dtype=pl.String).is_not_null())
+    assert enc_rows.height > 0 and enc_rows["encoder_fingerprint"].null_count() == 0
+    assert set(enc_rows["encoder"].unique().to_list()) == {"tfidf"}
+    # The fingerprint is the one item_embeddings recorded for that day.
+    from recsys_assets.lib.features.nightly import load_item_embeddings
+
+    for d in DAYS:
+        fp = load_item_embeddings(graph["lake"], d, "tfidf")[2]["fingerprint"]
+        assert set(enc_rows.filter(pl.col("day") == d)["encoder_fingerprint"].unique().to_list()) == {fp}
+    assert (rows["n_users"] > 0).all()
+    assert rows.select(LIFT_KEY).is_duplicated().sum() == 0
+    # Cells with enough users carry a real CI around their lift.
+    ok = rows.filter(pl.col("flag").is_null())
+    assert ok.height > 0
+    assert (ok["ci_low"] <= ok["abs_lift"] + 1e-12).all() and (ok["abs_lift"] <= ok["ci_high"] + 1e-12).all()
+
+
+def test_rollup_report_and_views(graph):
+    lake: Lake = graph["lake"]
+    assert Path(lake.reports.joinpath("index.html").path).stat().st_size > 0
+    wh = open_warehouse(lake)
+    rollup = wh.query("SELECT * FROM reports.cold_start_lift_rollup WHERE window_end = ?", [DAYS[-1]])
+    assert rollup.height > 0
+    assert set(rollup["window_start"].to_list()) == {DAYS[0]}  # both evaluated days pooled
+    warm = wh.query("SELECT * FROM reports.warmup_curve WHERE window_end = ?", [DAYS[-1]])
+    assert warm.height > 0
+    names = view_names()
+    assert len(names) == 4
+    present = wh.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'reports' AND table_type = 'VIEW'")
+    assert set(names) <= set(present["table_name"].to_list())
+    for name in names:
+        wh.query(f"SELECT * FROM reports.{name} LIMIT 5")  # queryable
+
+
+def test_rerunning_a_day_replaces_its_rows(graph):
+    lake: Lake = graph["lake"]
+    wh = open_warehouse(lake)
+    count = "SELECT day, count(*) AS n FROM reports.cold_start_lift GROUP BY day ORDER BY day"
+    before = wh.query(count)
+    before_rows = wh.query("SELECT * FROM reports.cold_start_lift WHERE day = ?", [DAYS[0]])
+    metrics_before = wh.query("SELECT count(*) AS n FROM reports.arm_metrics WHERE day = ?", [DAYS[0]])["n"][0]
+    t = time.perf_counter()
+    result = _run(lake, "day_job", partition_key=DAYS[0].isoformat())
+    graph["timings"]["rerun"] = time.perf_counter() - t
+    assert _checks(result)["cold_start_eval:leakage_audit"] is True
+    after = wh.query(count)
+    assert after.equals(before), (before, after)
+    rows = wh.query("SELECT * FROM reports.cold_start_lift WHERE day = ?", [DAYS[0]])
+    assert rows.select(LIFT_KEY).is_duplicated().sum() == 0
+    # Same inputs, same seeds: the replaced rows carry the same numbers.
+    key = list(LIFT_KEY)
+    a, b = before_rows.sort(key), rows.sort(key)
+    assert a.select(*key, "value", "baseline_value", "ci_low", "ci_high").equals(b.select(*key, "value", "baseline_value", "ci_low", "ci_high"))
+    assert wh.query("SELECT count(*) AS n FROM reports.arm_metrics WHERE day = ?", [DAYS[0]])["n"][0] == metrics_before
+    print("day graph timings (s):", {k: round(v, 1) for k, v in graph["timings"].items()})
