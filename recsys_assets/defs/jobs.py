@@ -27,6 +27,9 @@ nightly_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("ingest", *DAY_GROUPS),
     partitions_def=daily_partitions,
     tags={"recsys/heavy": "true"},
+    # One process per run: the steps of a day are sequential and share loaded models; partitions
+    # (days) still run in parallel as separate runs. Swap for multiprocess/k8s executors at scale.
+    executor_def=dg.in_process_executor,
     description="The whole graph for one day: ingest, features, ranking, evaluation, reports.",
 )
 
@@ -36,5 +39,6 @@ day_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups(*DAY_GROUPS),
     partitions_def=daily_partitions,
     tags={"recsys/heavy": "true"},
+    executor_def=dg.in_process_executor,
     description="Features, ranking and reports of day D from already published events.",
 )
