@@ -9,6 +9,10 @@ from recsys_assets.defs.jobs import nightly_job
 
 SCHEDULE_TZ = os.environ.get("RECSYS_SCHEDULE_TZ", "UTC")
 
+# The report assets must have been materialized within the last 24 h by 06:00 (schedule
+# timezone): a missed or failed night shows as stale on the asset in the UI.
+REPORT_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 6 * * *", lower_bound_delta=timedelta(hours=24), timezone=SCHEDULE_TZ)
+
 
 def yesterday_key(scheduled_local) -> str:
     """Yesterday relative to the tick's local date: the last complete day at 02:00 local."""

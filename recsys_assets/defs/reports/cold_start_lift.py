@@ -8,10 +8,14 @@ from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.reports.cold_start_eval import cold_start_eval
 from recsys_assets.defs.reports.common import encoder_metas, fingerprints
 from recsys_assets.defs.resources import LakeResource, ModelsResource
+from recsys_assets.defs.schedules import REPORT_FRESHNESS
 from recsys_assets.lib.evaluation.html_report import markdown_lift_table
 from recsys_assets.lib.evaluation.lift import LiftConfig
-from recsys_assets.lib.evaluation.reporting import day_lift, load_per_user, open_warehouse
-
+from recsys_assets.lib.evaluation.reporting import (
+    day_lift,
+    load_per_user,
+    open_warehouse,
+)
 
 
 def lm_encoders(cfg) -> list[str]:
@@ -19,7 +23,7 @@ def lm_encoders(cfg) -> list[str]:
     return [e for e in cfg.encoders if e not in ("tfidf", "metadata")]
 
 
-@dg.asset(group_name="reports", kinds={"duckdb"}, partitions_def=daily_partitions, deps=[cold_start_eval], pool="duckdb_writer")
+@dg.asset(group_name="reports", kinds={"duckdb"}, partitions_def=daily_partitions, deps=[cold_start_eval], pool="duckdb_writer", freshness_policy=REPORT_FRESHNESS)
 def cold_start_lift(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource) -> dg.MaterializeResult:
     """ranker_<lm> vs ranker_tfidf / ranker_no_text / als / popularity per segment x metric x K; day D replaced in one transaction."""
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)

@@ -8,12 +8,16 @@ from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.reports.cold_start_lift import cold_start_lift, lm_encoders
 from recsys_assets.defs.reports.common import encoder_metas, fingerprints
 from recsys_assets.defs.resources import LakeResource, ModelsResource
-from recsys_assets.lib.evaluation.html_report import markdown_lift_table, write_html_report
+from recsys_assets.defs.schedules import REPORT_FRESHNESS
+from recsys_assets.lib.evaluation.html_report import (
+    markdown_lift_table,
+    write_html_report,
+)
 from recsys_assets.lib.evaluation.lift import LiftConfig
 from recsys_assets.lib.evaluation.reporting import open_warehouse, rollup
 
 
-@dg.asset(group_name="reports", kinds={"duckdb", "html"}, partitions_def=daily_partitions, deps=[cold_start_lift], pool="duckdb_writer")
+@dg.asset(group_name="reports", kinds={"duckdb", "html"}, partitions_def=daily_partitions, deps=[cold_start_lift], pool="duckdb_writer", freshness_policy=REPORT_FRESHNESS)
 def lift_rollup(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource) -> dg.MaterializeResult:
     """Bootstrap over the pooled user-days of (D - window, D]; warm-up curve per history bucket; <lake>/reports/index.html."""
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
