@@ -8,6 +8,8 @@ import polars as pl
 
 from recsys_assets.lib.errors import RecsysError
 
+SHORT_HISTORY_DAYS = 21
+
 LIFT_PRINT_COLUMNS = ["protocol", "scope", "arm", "baseline_arm", "segment_kind", "segment", "value", "baseline_value", "abs_lift", "ci_low", "ci_high", "p_adjusted", "n_users", "flag"]
 
 
@@ -52,7 +54,12 @@ def cmd_demo(args) -> int:
         end = date.fromisoformat(args.end)
         start = end - timedelta(days=args.days - 1)
     else:
-        start, end = densest_window(days, counts, args.days, args.min_history_days)
+        try:
+            start, end = densest_window(days, counts, args.days, args.min_history_days)
+        except RecsysError:
+            # Short worlds (the 60-day synthetic default): keep just the label window + a week.
+            say(f"data too short for {args.min_history_days} days of history; using {SHORT_HISTORY_DAYS}")
+            start, end = densest_window(days, counts, args.days, SHORT_HISTORY_DAYS)
     wanted = [start + timedelta(days=i) for i in range(args.days)]
     say(f"evaluating {len(wanted)} days {start}..{end} through features, ranking and reports (day_job)")
     inst = runner.instance()
