@@ -9,7 +9,7 @@ from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.lib.features.als import ALSModel
 from recsys_assets.lib.features.content_to_cf import ContentToCFError
-from recsys_assets.lib.features.nightly import als_dir, c2cf_dir, fit_view_c2cf, load_item_embeddings, load_views, snapshot_dir
+from recsys_assets.lib.features.nightly import als_dir, c2cf_dir, encoders_with_embeddings, fit_view_c2cf, load_item_embeddings, load_views
 
 
 @dg.asset(group_name="features", kinds={"scikitlearn"}, partitions_def=daily_partitions, deps=[item_embeddings, als_model])
@@ -19,10 +19,7 @@ def content_to_cf(context: dg.AssetExecutionContext, lake: LakeResource, models:
     items, _ = catalogs(the_lake)
     views = load_views(the_lake, day, items, cfg)
     metadata = {"config_hash": cfg.config_hash()}
-    for name in cfg.encoders:
-        if not snapshot_dir(the_lake, day).joinpath("embeddings", f"{name}.npz").exists():
-            context.log.warning(f"no {name} embeddings for {day}: skipping its content_to_cf")
-            continue
+    for name in encoders_with_embeddings(the_lake, day, cfg):
         item_ids, vectors, _ = load_item_embeddings(the_lake, day, name)
         for (protocol, stage), view in views.items():
             als = ALSModel.load(als_dir(the_lake, day, protocol, stage))

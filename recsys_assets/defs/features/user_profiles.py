@@ -10,10 +10,10 @@ from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.lib.features.nightly import (
     available_items,
     build_view_profiles,
+    encoders_with_embeddings,
     load_item_embeddings,
     load_views,
     profiles_path,
-    snapshot_dir,
     write_npz,
 )
 
@@ -25,9 +25,7 @@ def user_profiles(context: dg.AssetExecutionContext, lake: LakeResource, models:
     items, users = catalogs(the_lake)
     views = load_views(the_lake, day, items, cfg)
     metadata = {"config_hash": cfg.config_hash()}
-    for name in cfg.encoders:
-        if not snapshot_dir(the_lake, day).joinpath("embeddings", f"{name}.npz").exists():
-            continue
+    for name in encoders_with_embeddings(the_lake, day, cfg):
         item_ids, vectors, meta = load_item_embeddings(the_lake, day, name)
         for (protocol, stage), view in views.items():
             uids, mat, stats = build_view_profiles(

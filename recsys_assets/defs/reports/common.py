@@ -2,16 +2,12 @@
 
 from datetime import date
 
-from recsys_assets.lib.features.nightly import FeatureConfig, load_item_embeddings, snapshot_dir
+from recsys_assets.lib.features.nightly import FeatureConfig, encoders_with_embeddings, load_item_embeddings
 
 
 def encoder_metas(lake, day: date, cfg: FeatureConfig) -> dict[str, dict]:
     """Embedding metadata (fingerprint, cost) of every encoder that ran for D."""
-    out = {}
-    for name in cfg.encoders:
-        if snapshot_dir(lake, day).joinpath("embeddings", f"{name}.npz").exists():
-            out[name] = load_item_embeddings(lake, day, name)[2]
-    return out
+    return {name: load_item_embeddings(lake, day, name)[2] for name in encoders_with_embeddings(lake, day, cfg)}
 
 
 def fingerprints(metas: dict[str, dict]) -> dict[str, str]:

@@ -136,6 +136,11 @@ def save_item_embeddings(lake: Lake, day: date, encoder_name: str, result: Embed
     )
 
 
+def encoders_with_embeddings(lake: Lake, day: date, cfg: FeatureConfig) -> list[str]:
+    """Configured encoders whose embeddings exist for D (a missing optional model degrades only its arms)."""
+    return [e for e in cfg.encoders if snapshot_dir(lake, day).joinpath("embeddings", f"{e}.npz").exists()]
+
+
 def load_item_embeddings(lake: Lake, day: date, encoder_name: str) -> tuple[list[str], np.ndarray, dict]:
     arrays, meta = read_npz(snapshot_dir(lake, day).joinpath("embeddings", f"{encoder_name}.npz"))
     return arrays["item_ids"].tolist(), arrays["vectors"], meta

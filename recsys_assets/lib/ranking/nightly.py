@@ -23,10 +23,10 @@ from recsys_assets.lib.features.nightly import (
     FeatureConfig,
     als_dir,
     c2cf_dir,
+    encoders_with_embeddings,
     load_item_embeddings,
     profiles_path,
     read_npz,
-    snapshot_dir,
     view_dir,
 )
 from recsys_assets.lib.lake import Lake, read_parquet, write_parquet_atomic
@@ -51,15 +51,10 @@ from recsys_assets.lib.ranking.ranker import RankerModel, train_ranker
 from recsys_assets.lib.snapshot import SnapshotView, day_start, positives_excluding_seen
 
 
-def available_encoders(lake: Lake, day: date, cfg: FeatureConfig) -> list[str]:
-    """Configured encoders whose embeddings exist for D (a missing optional model degrades only its arms)."""
-    return [e for e in cfg.encoders if snapshot_dir(lake, day).joinpath("embeddings", f"{e}.npz").exists()]
-
-
 def ranking_config(lake: Lake, day: date, cfg: FeatureConfig, new_item_slots: int = 0, max_train_users: int | None = None) -> RankingConfig:
     """Ranking settings of day D: arms for the encoders whose embeddings exist."""
     return RankingConfig(
-        encoders=tuple(available_encoders(lake, day, cfg)),
+        encoders=tuple(encoders_with_embeddings(lake, day, cfg)),
         ks=(10, 20),
         new_item_slots=new_item_slots,
         max_train_users=max_train_users,
