@@ -108,6 +108,25 @@ def _tick_label(v: float) -> str:
     return f"{v:.3f}".rstrip("0").rstrip(".") if abs(v) >= 0.001 else f"{v:.1e}"
 
 
+def _svg_open(width: int, height: int, title: str) -> list[str]:
+    """Opening tag, accessible title and the bold heading of a chart."""
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11" role="img">',
+        f"<title>{_esc(title)}</title>",
+        f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{_esc(title)}</text>',
+    ]
+
+
+def _y_grid(y_lo: float, y_hi: float, left: float, plot_w: float, py) -> list[str]:
+    """Horizontal grid lines with their tick labels."""
+    out = []
+    for t in _nice_ticks(y_lo, y_hi):
+        out.append(f'<line x1="{left}" y1="{py(t):.1f}" x2="{left + plot_w}" y2="{py(t):.1f}" stroke="#eee"/>')
+        out.append(f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" fill="#555">{_esc(_tick_label(t))}</text>')
+    return out
+
+
 def _empty_svg(message: str = NO_DATA, width: int = 480, height: int = 60) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -322,15 +341,7 @@ def _svg_line_chart(
     def py(v: float) -> float:
         return top + (y_hi - v) / (y_hi - y_lo) * plot_h
 
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11" role="img">',
-        f"<title>{_esc(title)}</title>",
-        f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{_esc(title)}</text>',
-    ]
-    for t in _nice_ticks(y_lo, y_hi):
-        out.append(f'<line x1="{left}" y1="{py(t):.1f}" x2="{left + plot_w}" y2="{py(t):.1f}" stroke="#eee"/>')
-        out.append(f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" fill="#555">{_esc(_tick_label(t))}</text>')
+    out = _svg_open(width, height, title) + _y_grid(y_lo, y_hi, left, plot_w, py)
     out.append(f'<line x1="{left}" y1="{py(0):.1f}" x2="{left + plot_w}" y2="{py(0):.1f}" stroke="#444" stroke-dasharray="3,3"/>')
     # Thin x labels to at most ~10.
     label_items = sorted(x_labels.items())
@@ -504,15 +515,7 @@ def svg_cost_scatter(points: pl.DataFrame, *, title: str, width: int = 760, heig
     def py(v: float) -> float:
         return top + (y_hi - v) / (y_hi - y_lo) * plot_h
 
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11" role="img">',
-        f"<title>{_esc(title)}</title>",
-        f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{_esc(title)}</text>',
-    ]
-    for t in _nice_ticks(y_lo, y_hi):
-        out.append(f'<line x1="{left}" y1="{py(t):.1f}" x2="{left + plot_w}" y2="{py(t):.1f}" stroke="#eee"/>')
-        out.append(f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" fill="#555">{_esc(_tick_label(t))}</text>')
+    out = _svg_open(width, height, title) + _y_grid(y_lo, y_hi, left, plot_w, py)
     if log_x:
         x_ticks = [
             math.log10(m * 10 ** e)
