@@ -70,7 +70,8 @@ def lift_rows(per_user: pl.DataFrame, comparisons: list[tuple[str, str]], cfg: L
             rows.append({**dict(zip(keys, key)), "arm": arm, "baseline_arm": base, **st.as_dict(), "flag": cell_flag(st.n_users, cfg.min_users)})
     if not rows:
         return pl.DataFrame(schema={c: (pl.String if c in ("protocol", "scope", "arm", "baseline_arm", "segment_kind", "segment", "metric", "flag") else pl.Float64) for c in LIFT_COLUMNS})
-    out = pl.DataFrame(rows).with_columns(pl.col("k").cast(pl.Int64), pl.col("n_users").cast(pl.Int64))
+    # Every row decides the schema: a flag first seen after row 100 must not break inference.
+    out = pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.col("k").cast(pl.Int64), pl.col("n_users").cast(pl.Int64))
     # Holm across the segment x metric x K family of one (protocol, scope, arm, baseline) report.
     adjusted = []
     for _, grp in out.with_row_index("_i").group_by(["protocol", "scope", "arm", "baseline_arm"], maintain_order=True):
@@ -101,7 +102,7 @@ def warmup_rows(per_user: pl.DataFrame, comparisons: list[tuple[str, str]], cfg:
             )
     if not rows:
         return pl.DataFrame(schema={c: pl.Float64 for c in WARMUP_COLUMNS})
-    return pl.DataFrame(rows).select(WARMUP_COLUMNS).sort("protocol", "scope", "arm", "baseline_arm", "segment_kind", "bucket_order", "metric", "k")
+    return pl.DataFrame(rows, infer_schema_length=None).select(WARMUP_COLUMNS).sort("protocol", "scope", "arm", "baseline_arm", "segment_kind", "bucket_order", "metric", "k")
 
 
 def pool_days(per_user_by_day: dict, ) -> pl.DataFrame:

@@ -134,4 +134,4 @@ def encoder_cost_rows(day: date, metas: dict[str, dict]) -> pl.DataFrame:
         }
         for name, m in metas.items()
     ]
-    return pl.DataFrame(rows) if rows else pl.DataFrame()
+    return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
