@@ -29,7 +29,7 @@ def user_profiles(context: dg.AssetExecutionContext, lake: LakeResource, models:
         item_ids, vectors, meta = load_item_embeddings(the_lake, day, name)
         for (protocol, stage), view in views.items():
             uids, mat, stats = build_view_profiles(
-                view, item_ids, vectors, users, name, int(meta.get("text_dim", vectors.shape[1])), cfg, the_lake, available_items(items, day)
+                view, item_ids, vectors, users, name, cfg, the_lake, available_items(items, day)
             )
             stats.update(config_hash=cfg.config_hash(), encoder_fingerprint=meta.get("fingerprint"))
             write_npz(profiles_path(the_lake, day, protocol, stage, name), meta=stats, user_ids=np.asarray(uids, dtype=str), vectors=mat)

@@ -105,7 +105,7 @@ def warmup_rows(per_user: pl.DataFrame, comparisons: list[tuple[str, str]], cfg:
     return pl.DataFrame(rows, infer_schema_length=None).select(WARMUP_COLUMNS).sort("protocol", "scope", "arm", "baseline_arm", "segment_kind", "bucket_order", "metric", "k")
 
 
-def pool_days(per_user_by_day: dict, ) -> pl.DataFrame:
+def pool_days(per_user_by_day: dict) -> pl.DataFrame:
     """Concatenate daily per-user frames; a user evaluated on two days counts as two observations."""
     frames = [f.with_columns(user_id=pl.format("{}|{}", pl.lit(str(d)), pl.col("user_id"))) for d, f in sorted(per_user_by_day.items())]
     return pl.concat(frames) if frames else pl.DataFrame()

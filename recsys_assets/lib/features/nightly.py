@@ -168,11 +168,17 @@ def als_dir(lake: Lake, day: date, protocol: str, stage: str) -> UPath:
 # --- content -> CF -----------------------------------------------------------------------
 
 
+def catalog_vectors(view: SnapshotView, item_ids: list[str], vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The rows of a snapshot's item vectors that belong to the view's catalogue (train views see fewer items)."""
+    keep = set(view.catalog["item_id"].to_list())
+    mask = np.fromiter((i in keep for i in item_ids), dtype=bool, count=len(item_ids))
+    return [i for i, k in zip(item_ids, mask) if k], vectors[mask]
+
+
 def fit_view_c2cf(view: SnapshotView, item_ids: list[str], vectors: np.ndarray, als: ALSModel, cfg: FeatureConfig) -> ContentToCFModel:
     counts = view.item_stats.select("item_id", "n_interactions")
-    keep = set(view.catalog["item_id"].to_list())
-    idx = [i for i, it in enumerate(item_ids) if it in keep]
-    return fit_content_to_cf([item_ids[i] for i in idx], vectors[idx], als, counts, cfg.c2cf)
+    ids, mat = catalog_vectors(view, item_ids, vectors)
+    return fit_content_to_cf(ids, mat, als, counts, cfg.c2cf)
 
 
 def c2cf_dir(lake: Lake, day: date, protocol: str, stage: str, encoder_name: str) -> UPath:
@@ -188,17 +194,13 @@ def build_view_profiles(
     vectors: np.ndarray,
     users: pl.DataFrame,
     encoder_name: str,
-    text_dim: int,
     cfg: FeatureConfig,
     lake: Lake,
     items_available: pl.DataFrame,
 ) -> tuple[list[str], np.ndarray, dict]:
     """History EMA for users with events; encoded profile text for users with none (neural/tfidf)."""
-    keep = set(view.catalog["item_id"].to_list())
-    idx = [i for i, it in enumerate(item_ids) if it in keep]
-    uids, mat, stats = build_user_profiles(
-        view.history, [item_ids[i] for i in idx], vectors[idx], cfg.profile, cfg.interactions, return_stats=True
-    )
+    ids, mat_items = catalog_vectors(view, item_ids, vectors)
+    uids, mat, stats = build_user_profiles(view.history, ids, mat_items, cfg.profile, cfg.interactions, return_stats=True)
     stats = dict(stats) if isinstance(stats, dict) else {"detail": str(stats)}
     with_history = set(uids)
     cold = users.filter(pl.col("profile").is_not_null() & ~pl.col("user_id").is_in(list(with_history)))
@@ -211,7 +213,7 @@ def build_view_profiles(
         def encode_fn(texts: list[str]) -> np.ndarray:
             v = encode_texts(encoder, texts)
             if v.shape[1] < vectors.shape[1]:
-                # Item vectors may carry a fused image block after text_dim: profile text has none.
+                # Item vectors may carry a fused image block after the text block: profile text has none.
                 v = np.concatenate([v, np.zeros((v.shape[0], vectors.shape[1] - v.shape[1]), np.float32)], axis=1)
             return v
 

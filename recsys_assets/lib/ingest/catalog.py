@@ -8,7 +8,7 @@ import json
 import polars as pl
 
 from recsys_assets.lib.ingest.config import IngestConfig
-from recsys_assets.lib.ingest.landing import BAD_SCHEMA, _parse_ts, landing_event_files, read_raw_records
+from recsys_assets.lib.ingest.landing import BAD_SCHEMA, landing_event_files, parse_ts, read_raw_records
 from recsys_assets.lib.ingest.schema import ITEM_SCHEMA, LANDING_ITEM_FIELDS, LANDING_USER_FIELDS, USER_SCHEMA, UTC_TS
 from recsys_assets.lib.lake import Lake
 
@@ -78,7 +78,7 @@ def build_items(lake: Lake, events_first_day: pl.DataFrame, cfg: IngestConfig) -
         items = pl.DataFrame(schema={k: v for k, v in ITEM_SCHEMA.items() if k not in ("first_seen_day", "text_hash")})
     else:
         rec = records.with_columns(
-            _created=_parse_ts(pl.col("created_at")),
+            _created=parse_ts(pl.col("created_at")),
             _year=pl.col("year").str.strip_chars().cast(pl.Int32, strict=False),
         )
         row_bad = rec.filter(pl.col("err_reason").is_not_null() | pl.col("item_id").is_null() | (pl.col("created_at").is_not_null() & pl.col("_created").is_null()))

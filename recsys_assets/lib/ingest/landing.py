@@ -147,7 +147,7 @@ def _parquet_frame(data: bytes, source: str, cfg: IngestConfig, fields: tuple[st
     return out
 
 
-def _parse_ts(col: pl.Expr) -> pl.Expr:
+def parse_ts(col: pl.Expr) -> pl.Expr:
     """Epoch seconds (int or float) or ISO-8601 with an explicit offset (``Z`` allowed)."""
     s = col.str.strip_chars()
     is_epoch = s.str.contains(r"^-?\d+(\.\d+)?$")
@@ -190,7 +190,7 @@ def validate_raw(raw: pl.DataFrame, cfg: IngestConfig, now: datetime | None = No
         etype_map, on="_et_raw", how="left", maintain_order="left"
     )
     df = df.with_columns(
-        _ts=_parse_ts(pl.col("ts")),
+        _ts=parse_ts(pl.col("ts")),
         _value=pl.col("value").str.strip_chars().cast(pl.Float64, strict=False),
     )
     lo, hi = cfg.rating_range

@@ -23,6 +23,7 @@ from recsys_assets.lib.features.nightly import (
     FeatureConfig,
     als_dir,
     c2cf_dir,
+    catalog_vectors,
     encoders_with_embeddings,
     load_item_embeddings,
     profiles_path,
@@ -66,11 +67,9 @@ def load_snapshot_features(lake: Lake, view: SnapshotView, encoders: list[str], 
     day, p, s = view.day, view.protocol, view.stage
     als_path = als_dir(lake, day, p, s)
     als = ALSModel.load(als_path) if als_path.joinpath("als_model.json").exists() else None
-    catalog_ids = set(view.catalog["item_id"].to_list())
     encs = {}
     for name in encoders:
-        item_ids, vectors, _ = load_item_embeddings(lake, day, name)
-        keep = np.fromiter((i in catalog_ids for i in item_ids), dtype=bool, count=len(item_ids))
+        item_ids, vectors = catalog_vectors(view, *load_item_embeddings(lake, day, name)[:2])
         ppath = profiles_path(lake, day, p, s, name)
         if ppath.exists():
             arrays, _ = read_npz(ppath)
@@ -79,7 +78,7 @@ def load_snapshot_features(lake: Lake, view: SnapshotView, encoders: list[str], 
             uids, umat = [], np.zeros((0, vectors.shape[1]), np.float32)
         cpath = c2cf_dir(lake, day, p, s, name)
         c2cf = ContentToCFModel.load(cpath) if cpath.exists() and any(cpath.iterdir()) else None
-        encs[name] = EncoderFeatures([i for i, k in zip(item_ids, keep) if k], vectors[keep], uids, umat, c2cf)
+        encs[name] = EncoderFeatures(item_ids, vectors, uids, umat, c2cf)
     return SnapshotFeatures(view=view, als=als, encoders=encs, protocol=cfg.protocol)
 
 
