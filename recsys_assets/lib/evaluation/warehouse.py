@@ -51,7 +51,7 @@ from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.lake import as_upath, write_bytes_atomic
 
 SCHEMA = "reports"
-TABLES = ("arm_metrics", "cold_start_lift", "cold_start_lift_rollup", "warmup_curve", "encoder_cost")
+TABLES = ("arm_metrics", "cold_start_lift", "cold_start_lift_rollup", "warmup_curve", "encoder_cost", "headline")
 DEFAULT_LOCK_TIMEOUT_S = 300.0
 _LOCAL_PROTOCOLS = ("", "file", "local")
 
