@@ -7,8 +7,11 @@ moved over the target, so a killed run leaves the previous version intact.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -19,6 +22,32 @@ from upath import UPath
 
 DEFAULT_LAKE = "./data_lake"
 LAKE_ENV_VAR = "RECSYS_LAKE"
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,79}")
+_SLUG_DROP = re.compile(r"[^A-Za-z0-9_.+-]+")
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe, unique stand-in for a user-given name (encoder, arm, dataset).
+
+    Names that are already safe (letters, digits, ``_ . + -``, not starting with a
+    dot, no ``..``, at most 80 characters) are kept as they are, so the lake
+    layout of the usual names does not change. Any other name (a local model
+    path, ``..``, separators, NUL, very long names) becomes a readable slug plus
+    ``~`` and a short hash of the full name: ``/models/my model`` ->
+    ``models-my-model~1b2c3d4e``. ``~`` never occurs in a kept name, so two
+    different names never map to the same file name; the result never contains
+    a path separator, so joining it under a lake folder stays inside the lake.
+    """
+    text = str(name)
+    if _SAFE_NAME.fullmatch(text) and ".." not in text:
+        return text
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = _SLUG_DROP.sub("-", ascii_text).strip("-.")
+    slug = re.sub(r"\.{2,}", ".", slug)[-40:].strip("-.") or "name"
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{slug}~{digest}"
 
 
 def lake_root_from_env(explicit: str | None = None) -> str:
@@ -77,7 +106,19 @@ class Lake:
         return self.path(kind, "catalog.parquet")
 
     def embeddings_dir(self, encoder: str) -> UPath:
-        return self.path("embeddings", f"encoder={encoder}")
+        """Vector cache of ``encoder`` (any name, even a local model path: see :func:`safe_name`)."""
+        return self.path("embeddings", f"encoder={safe_name(encoder)}")
+
+    def contains(self, path: UPath) -> bool:
+        """Whether ``path`` (after resolving ``..`` and, locally, symlinks) lies inside the lake."""
+        if is_local(self.root):
+            root = os.path.realpath(self.root.path)
+            target = os.path.realpath(path.path)
+            return target == root or target.startswith(root.rstrip(os.sep) + os.sep)
+        if path.protocol != self.root.protocol:
+            return False
+        root = os.path.normpath(self.root.path).rstrip("/") + "/"
+        return os.path.normpath(path.path).startswith(root)
 
     def snapshot_dir(self, kind: str, day: date) -> UPath:
         """``models/snapshot=D``, ``recs/day=D``, ``eval/day=D`` ..."""

@@ -30,7 +30,7 @@ from recsys_assets.lib.features.encoders import EncoderConfig, get_encoder
 from recsys_assets.lib.features.interactions import InteractionConfig
 from recsys_assets.lib.features.profiles import ProfileConfig, build_user_profiles, profiles_from_text
 from recsys_assets.lib.features.text import ItemTextConfig
-from recsys_assets.lib.lake import Lake, write_bytes_atomic
+from recsys_assets.lib.lake import Lake, safe_name, write_bytes_atomic
 from recsys_assets.lib.snapshot import ProtocolConfig, SnapshotView, build_view
 
 STAGES = ("serve", "train")
@@ -129,7 +129,7 @@ def _device_of(encoder) -> str:
 
 def save_item_embeddings(lake: Lake, day: date, encoder_name: str, result: EmbeddingResult, cfg: FeatureConfig) -> None:
     write_npz(
-        snapshot_dir(lake, day).joinpath("embeddings", f"{encoder_name}.npz"),
+        snapshot_dir(lake, day).joinpath("embeddings", f"{safe_name(encoder_name)}.npz"),
         meta={**result.stats, "config_hash": cfg.config_hash()},
         item_ids=np.asarray(result.item_ids, dtype=str),
         vectors=result.vectors.astype(np.float32),
@@ -138,11 +138,11 @@ def save_item_embeddings(lake: Lake, day: date, encoder_name: str, result: Embed
 
 def encoders_with_embeddings(lake: Lake, day: date, cfg: FeatureConfig) -> list[str]:
     """Configured encoders whose embeddings exist for D (a missing optional model degrades only its arms)."""
-    return [e for e in cfg.encoders if snapshot_dir(lake, day).joinpath("embeddings", f"{e}.npz").exists()]
+    return [e for e in cfg.encoders if snapshot_dir(lake, day).joinpath("embeddings", f"{safe_name(e)}.npz").exists()]
 
 
 def load_item_embeddings(lake: Lake, day: date, encoder_name: str) -> tuple[list[str], np.ndarray, dict]:
-    arrays, meta = read_npz(snapshot_dir(lake, day).joinpath("embeddings", f"{encoder_name}.npz"))
+    arrays, meta = read_npz(snapshot_dir(lake, day).joinpath("embeddings", f"{safe_name(encoder_name)}.npz"))
     return arrays["item_ids"].tolist(), arrays["vectors"], meta
 
 
@@ -182,7 +182,7 @@ def fit_view_c2cf(view: SnapshotView, item_ids: list[str], vectors: np.ndarray, 
 
 
 def c2cf_dir(lake: Lake, day: date, protocol: str, stage: str, encoder_name: str) -> UPath:
-    return view_dir(lake, day, protocol, stage).joinpath(f"c2cf_{encoder_name}")
+    return view_dir(lake, day, protocol, stage).joinpath(f"c2cf_{safe_name(encoder_name)}")
 
 
 # --- user profiles ------------------------------------------------------------------------
@@ -228,4 +228,4 @@ def build_view_profiles(
 
 
 def profiles_path(lake: Lake, day: date, protocol: str, stage: str, encoder_name: str) -> UPath:
-    return view_dir(lake, day, protocol, stage).joinpath(f"profiles_{encoder_name}.npz")
+    return view_dir(lake, day, protocol, stage).joinpath(f"profiles_{safe_name(encoder_name)}.npz")

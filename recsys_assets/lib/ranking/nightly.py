@@ -30,7 +30,7 @@ from recsys_assets.lib.features.nightly import (
     read_npz,
     view_dir,
 )
-from recsys_assets.lib.lake import Lake, read_parquet, write_parquet_atomic
+from recsys_assets.lib.lake import Lake, read_parquet, safe_name, write_parquet_atomic
 from recsys_assets.lib.ranking.arms import (
     arm_names,
     build_training_frame,
@@ -99,11 +99,11 @@ def day_truth(events_of_day: pl.DataFrame, view: SnapshotView, cfg: FeatureConfi
 
 
 def ranker_dataset_path(lake: Lake, day: date, protocol: str, arm: str) -> UPath:
-    return view_dir(lake, day, protocol, "ranker_dataset").joinpath(f"{arm}.parquet")
+    return view_dir(lake, day, protocol, "ranker_dataset").joinpath(f"{safe_name(arm)}.parquet")
 
 
 def ranker_model_dir(lake: Lake, day: date, protocol: str, arm: str) -> UPath:
-    return view_dir(lake, day, protocol, "rankers").joinpath(arm)
+    return view_dir(lake, day, protocol, "rankers").joinpath(safe_name(arm))
 
 
 def build_ranker_datasets(lake: Lake, train_view: SnapshotView, events_before_day: pl.DataFrame, cfg: FeatureConfig, rcfg: RankingConfig) -> dict[str, dict]:
