@@ -1,7 +1,13 @@
-"""``recsys-assets demo`` (ingest + backfill days through every asset) and ``recsys-assets report``."""
+"""``recsys-assets demo`` (ingest + backfill days through every asset) and ``recsys-assets report``.
+
+Both end with the answer: the headline endpoints (``reports.headline``) as a short
+table, one plain sentence per protocol, the encoding cost, then the paths of the
+DuckDB file and the HTML report.
+"""
 
 from __future__ import annotations
 
+import sys
 from datetime import date, timedelta
 
 import polars as pl
@@ -10,7 +16,13 @@ from recsys_assets.lib.errors import RecsysError
 
 SHORT_HISTORY_DAYS = 21
 
-LIFT_PRINT_COLUMNS = ["protocol", "scope", "arm", "baseline_arm", "segment_kind", "segment", "value", "baseline_value", "abs_lift", "ci_low", "ci_high", "p_adjusted", "n_users", "flag"]
+FORMATS = ("text", "csv", "json")
+
+ALL_PRINT_COLUMNS = [
+    "protocol", "scope", "arm", "baseline_arm", "segment_kind", "segment", "metric", "k",
+    "value", "baseline_value", "abs_lift", "ci_low", "ci_high", "p_adjusted", "n_users", "flag",
+]
+"""Columns of ``report --all`` (the cells' other columns are in the warehouse)."""
 
 
 def densest_window(event_days: list[date], counts: dict[date, int], n_days: int, min_history_days: int) -> tuple[date, date]:
@@ -27,19 +39,75 @@ def densest_window(event_days: list[date], counts: dict[date, int], n_days: int,
     return best - timedelta(days=n_days - 1), best
 
 
-def format_lift_table(df: pl.DataFrame, metric: str = "recall", k: int = 20) -> str:
+def _table(df: pl.DataFrame) -> str:
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, float_precision=4, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+        return str(df)
+
+
+def format_all_cells(df: pl.DataFrame) -> str:
+    """Every lift cell (every metric, K, segment), sorted."""
     if df.height == 0:
         return "(no lift rows)"
-    shown = df.filter((pl.col("metric") == metric) & (pl.col("k") == k) & pl.col("segment_kind").is_in(["all", "user", "item"]))
-    shown = shown.sort("protocol", "scope", "arm", "baseline_arm", "segment_kind", "segment").select(LIFT_PRINT_COLUMNS)
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, float_precision=4, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
-        return f"{metric}@{k}:\n{shown}"
+    cols = [c for c in ALL_PRINT_COLUMNS if c in df.columns]
+    return _table(df.sort("protocol", "scope", "arm", "baseline_arm", "segment_kind", "segment", "metric", "k").select(cols))
+
+
+def answer_text(headline: pl.DataFrame, encoder_cost: pl.DataFrame | None = None) -> str:
+    """The headline table, one sentence per protocol and the cost sentence (terminal text)."""
+    from recsys_assets.lib.evaluation.answer import answer_sentences, cost_sentence, format_headline_table, verdict_counts, window_words
+
+    if headline.is_empty():
+        return "Headline: reports.headline has no rows yet (run the report assets: `recsys-assets demo`, or the nightly job)."
+    counts = ", ".join(f"{n} {v}" for v, n in verdict_counts(headline).items() if n)
+    lines = [f"Headline, {window_words(headline)} (primary endpoints; {counts}):", format_headline_table(headline), ""]
+    lines += [f"- {s}" for s in answer_sentences(headline)]
+    cost = cost_sentence(encoder_cost)
+    if cost:
+        lines += ["", cost]
+    return "\n".join(lines)
+
+
+def print_answer(lake, fmt: str = "text", all_cells: bool = False, out=None) -> None:
+    """Print the answer of the lake's warehouse: headline (or every cell with ``all_cells``) as text, CSV or JSON."""
+    from recsys_assets.lib.evaluation.answer import to_csv, to_json
+    from recsys_assets.lib.evaluation.headline import read_headline
+    from recsys_assets.lib.evaluation.warehouse import Warehouse
+
+    out = out or sys.stdout
+    if fmt not in FORMATS:
+        raise RecsysError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if not lake.warehouse.exists():
+        raise RecsysError(f"no warehouse at {lake.warehouse}: run `recsys-assets demo` (or the nightly job) first")
+    wh = Warehouse(lake.warehouse)
+    headline = read_headline(lake.warehouse)
+    cells = pl.DataFrame()
+    if all_cells:
+        latest = wh.query("SELECT max(window_end) AS d FROM reports.cold_start_lift_rollup")["d"][0]
+        if latest is not None:
+            cells = wh.query("SELECT * FROM reports.cold_start_lift_rollup WHERE window_end = ?", [latest])
+    if fmt != "text":
+        rows = cells if all_cells else headline
+        print(to_csv(rows) if fmt == "csv" else to_json(rows), file=out, end="" if fmt == "csv" else "\n")
+        return
+    if all_cells:
+        span = f"{cells['window_start'].min()}..{cells['window_end'].max()}" if cells.height else "(none)"
+        print(f"Every pooled lift cell, window {span} ({cells.height} rows):", file=out)
+        print(format_all_cells(cells), file=out)
+        print(file=out)
+    cost = pl.DataFrame()
+    if headline.height:
+        cost = wh.query(
+            "SELECT * FROM reports.encoder_cost WHERE day BETWEEN ? AND ?",
+            [headline["window_start"].min(), headline["window_end"].max()],
+        )
+    print(answer_text(headline, cost), file=out)
+    print(f"\nDuckDB:      {lake.warehouse}\nHTML report: {lake.reports.joinpath('index.html')}", file=out)
 
 
 def cmd_demo(args) -> int:
     from recsys_assets import runner
     from recsys_assets.cli import cmd_ingest
-    from recsys_assets.lib.evaluation.reporting import open_warehouse
+    from recsys_assets.lib.progress import progress
 
     if not args.skip_ingest:
         rc = cmd_ingest(args)
@@ -63,14 +131,10 @@ def cmd_demo(args) -> int:
     wanted = [start + timedelta(days=i) for i in range(args.days)]
     say(f"evaluating {len(wanted)} days {start}..{end} through features, ranking and reports (day_job)")
     inst = runner.instance()
-    for i, day in enumerate(wanted, 1):
+    for day in progress(wanted, desc=f"day_job {start}..{end}", unit="day", log=say):
         runner.run_job("day_job", inst, partition_key=day.isoformat(), run_config_resources=_resource_config(args))
-        say(f"day {i}/{len(wanted)} {day} done ({counts.get(day, 0)} events)")
-    wh = open_warehouse(lake)
-    rollup = wh.query("SELECT * FROM reports.cold_start_lift_rollup WHERE window_end = ?", [end])
-    print(f"\nPooled lift over {rollup['window_start'].min() if rollup.height else start}..{end} (paired bootstrap over user-days, Holm-adjusted p):")
-    print(format_lift_table(rollup))
-    print(f"\nDuckDB:      {lake.warehouse}\nHTML report: {lake.reports.joinpath('index.html')}")
+    print()
+    print_answer(lake, args.format)
     return 0
 
 
@@ -85,30 +149,16 @@ def _resource_config(args) -> dict:
 
 def cmd_report(args) -> int:
     from recsys_assets import runner
-    from recsys_assets.lib.evaluation.warehouse import Warehouse
 
     lake = runner.use_lake(args.lake)
-    if not lake.warehouse.exists():
-        raise RecsysError(f"no warehouse at {lake.warehouse}: run `recsys-assets demo` (or the nightly job) first")
-    wh = Warehouse(lake.warehouse)
-    latest = wh.query("SELECT max(window_end) AS d FROM reports.cold_start_lift_rollup")["d"][0]
-    if latest is not None:
-        rollup = wh.query("SELECT * FROM reports.cold_start_lift_rollup WHERE window_end = ?", [latest])
-        print(f"Pooled lift, window ending {latest}:")
-        print(format_lift_table(rollup, args.metric, args.k))
-    day = wh.query("SELECT max(day) AS d FROM reports.cold_start_lift")["d"][0]
-    if day is not None:
-        print(f"\nLift on the latest day {day}:")
-        print(format_lift_table(wh.query("SELECT * FROM reports.cold_start_lift WHERE day = ?", [day]), args.metric, args.k))
-    if latest is None and day is None:
-        print("the warehouse has no lift rows yet")
+    print_answer(lake, args.format, all_cells=args.all)
     return 0
 
 
 def add_commands(sub, add_lake) -> None:
     from recsys_assets.cli import SOURCES
 
-    p = sub.add_parser("demo", help="ingest a dataset and run every asset over N days, then print the pooled lift table")
+    p = sub.add_parser("demo", help="ingest a dataset and run every asset over N days, then print the headline")
     p.add_argument("--dataset", dest="source", choices=SOURCES, default="ml-100k")
     p.add_argument("--path", help="folder of GroupLens original files (for --dataset grouplens)")
     p.add_argument("--days", type=int, default=21, help="evaluated days (default 21)")
@@ -120,12 +170,12 @@ def add_commands(sub, add_lake) -> None:
     p.add_argument("--text-signal", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--skip-ingest", action="store_true", help="use the events already in the lake")
+    p.add_argument("--format", choices=FORMATS, default="text", help="how the final headline is printed (csv/json for scripts)")
     add_lake(p)
     p.set_defaults(func=cmd_demo)
 
-    r = sub.add_parser("report", help="print the latest lift tables from DuckDB")
-    r.add_argument("--metric", default="recall", choices=["recall", "ndcg", "hitrate", "mrr"])
-    r.add_argument("-k", type=int, default=20)
+    r = sub.add_parser("report", help="print the headline (primary endpoints, verdicts, one sentence per protocol) from DuckDB")
+    r.add_argument("--all", action="store_true", help="print every pooled lift cell of the latest window, not only the headline")
+    r.add_argument("--format", choices=FORMATS, default="text", help="text (default), or csv/json of the headline (of every cell with --all)")
     add_lake(r)
     r.set_defaults(func=cmd_report)
-

@@ -1,12 +1,20 @@
-"""The demo's choice of evaluation window and the lift table printer."""
+"""The demo's choice of evaluation window, and `recsys-assets report`: the headline first, --all, --format csv|json."""
 
+import csv
+import io
+import json
 from datetime import date, timedelta
 
 import polars as pl
 import pytest
 
-from recsys_assets.cli_reports import densest_window, format_lift_table
+from recsys_assets.cli import main
+from recsys_assets.cli_reports import answer_text, densest_window
 from recsys_assets.lib.errors import RecsysError
+from recsys_assets.lib.evaluation.headline import HEADLINE_COLUMNS
+from recsys_assets.lib.evaluation.reporting import open_warehouse
+from recsys_assets.lib.lake import Lake
+from recsys_assets_tests.lib.evaluation.report_fixtures import END, START, headline_frame, lift_rows
 
 
 def _days(n: int) -> list[date]:
@@ -32,18 +40,63 @@ def test_densest_window_refuses_data_too_short():
         densest_window(days, {d: 1 for d in days}, 21, 30)
 
 
-def test_lift_table_shows_only_the_asked_metric():
-    rows = pl.DataFrame(
-        {
-            "protocol": ["temporal"] * 2, "scope": ["full"] * 2, "arm": ["ranker_minilm-l6"] * 2,
-            "baseline_arm": ["ranker_no_text"] * 2, "segment_kind": ["all"] * 2, "segment": ["all"] * 2,
-            "metric": ["recall", "ndcg"], "k": [20, 20], "value": [0.5, 0.4], "baseline_value": [0.25, 0.3],
-            "abs_lift": [0.25, 0.777], "ci_low": [0.1, 0.0], "ci_high": [0.4, 0.2], "p_adjusted": [0.01, 0.5],
-            "n_users": [100, 100], "flag": [None, None],
-        }
-    )
-    text = format_lift_table(rows, "recall", 20)
-    assert text.startswith("recall@20:")
-    assert "0.2500" in text
-    assert "0.7770" not in text
-    assert text.count("ranker_minilm-l6") == 1
+def test_answer_text_is_a_short_table_and_one_sentence_per_protocol():
+    text = answer_text(headline_frame())
+    lines = text.splitlines()
+    assert lines[0] == f"Headline, {START} to {END} (primary endpoints; 1 lift, 2 no detectable lift, 1 harm, 1 too few):"
+    table = lines[1:lines.index("")]
+    assert len(table) == 2 + headline_frame().height  # header, rule, one line per endpoint
+    sentences = [line for line in lines if line.startswith("- ")]
+    assert [s.split(" ")[1] for s in sentences] == ["item_holdout", "temporal"]
+    assert "ranker_minilm-l6 lifts recall@20 by +0.062 over ranker_no_text (+48%, 95% CI [+0.010, +0.100])" in sentences[0]
+    assert "has too few users (n=12)" in sentences[0]
+    assert "lowers recall@20 against ranker_no_text" in sentences[1]
+    assert "no rows yet" in answer_text(headline_frame().head(0))
+
+
+@pytest.fixture
+def lake_with_reports(tmp_path):
+    lake = Lake.at(str(tmp_path / "lake"))
+    wh = open_warehouse(lake)
+    wh.replace_partition("headline", headline_frame(), {"window_end": END, "window_kind": "window"})
+    rollup = pl.DataFrame(lift_rows(window=(START, END)))
+    wh.replace_partition("cold_start_lift_rollup", rollup.select(wh.table_columns("reports.cold_start_lift_rollup").keys() & set(rollup.columns)), {"window_end": END})
+    return lake, rollup
+
+
+def test_report_prints_the_headline_then_the_paths(lake_with_reports, capsys):
+    lake, _ = lake_with_reports
+    assert main(["report", "--lake", str(lake.root)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Headline, 2024-03-01 to 2024-03-21")
+    assert out.rstrip().endswith(f"HTML report: {lake.reports.joinpath('index.html')}")
+    assert f"DuckDB:      {lake.warehouse}" in out
+    assert "lm_vs_tfidf/cold_items" in out and "ranker_minilm-l6 lifts recall@20" in out
+
+
+def test_report_all_prints_every_cell(lake_with_reports, capsys):
+    lake, rollup = lake_with_reports
+    assert main(["report", "--all", "--lake", str(lake.root)]) == 0
+    out = capsys.readouterr().out
+    assert f"({rollup.height} rows)" in out
+    assert out.count("ranker_tfidf") >= rollup.filter(pl.col("arm") == "ranker_tfidf").height
+    assert "Headline," in out  # and still ends on the answer
+
+
+def test_report_csv_and_json_are_the_headline_rows(lake_with_reports, capsys):
+    lake, rollup = lake_with_reports
+    assert main(["report", "--format", "csv", "--lake", str(lake.root)]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == headline_frame().height and list(rows[0]) == HEADLINE_COLUMNS
+    assert {r["verdict"] for r in rows} == {"lift", "no detectable lift", "harm", "too few"}
+    assert main(["report", "--format", "json", "--lake", str(lake.root)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [(d["protocol"], d["endpoint"]) for d in data] == sorted(headline_frame().select("protocol", "endpoint").rows())
+    assert data[0]["window_end"] == END.isoformat() and isinstance(data[0]["abs_lift"], float)
+    assert main(["report", "--all", "--format", "json", "--lake", str(lake.root)]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == rollup.height
+
+
+def test_report_without_a_warehouse_says_what_to_run(tmp_path, capsys):
+    assert main(["report", "--lake", str(tmp_path / "nothing")]) == 2
+    assert "run `recsys-assets demo`" in capsys.readouterr().err

@@ -1,51 +1,64 @@
-"""The HTML lift report: one self-contained file with inline SVG charts (no JS, no CDN).
+"""The HTML lift report: one self-contained file that opens on the answer.
 
-The machines that build and read it may have no internet, so every chart is
-SVG generated here and every style is inline. Sections:
+Order of the page: (1) the answer card (headline table of the primary
+endpoints with their verdicts, one sentence per protocol, the window and the
+encoding cost); (2) the charts a reader wants: lift of the primary endpoints
+over days with its 95% band, the warm-up curve (where ID-only catches up),
+lift against encoder cost; (3) the per-segment detail, collapsed by protocol
+and scope, small cells behind their own toggle; (4) the data tables.
 
-(a) lift by segment with 95% CI error bars (forest plot, one panel per
-    protocol x scope at a headline metric@k, recall@20 when present);
-(b) lift trend over days (daily rows, new-user / new-item cells);
-(c) warm-up curves: abs lift vs history bucket with a CI band;
-(d) encoder cost (texts/s) vs lift scatter;
-plus readable tables. Empty inputs give "no data yet" instead of failing.
-
-``svg_lift_chart`` and ``markdown_lift_table`` are reused by the Dagster
+Charts are drawn by matplotlib and inlined as SVG (no scripts, no CDN: the
+machines that build and read the report may be offline); a rerun on the same
+rows writes the same bytes. ``markdown_lift_table`` is reused by the Dagster
 assets for their UI metadata.
 """
 
 from __future__ import annotations
 
 import html
+import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
 import polars as pl
 from upath import UPath
 
+from recsys_assets.lib.evaluation import answer
+from recsys_assets.lib.evaluation.stats import MIN_USERS_DEFAULT, TOO_FEW_USERS
 from recsys_assets.lib.lake import write_bytes_atomic
 
-PALETTE = (
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
-    "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22",
-)
 SEGMENT_ORDER = {"new": 0, "cold": 1, "warming": 2, "warm": 3, "all": 4}
 HEADLINE_METRIC = ("recall", 20)
 NO_DATA = "no data yet"
+TEXT_BASELINES = ("ranker_no_text", "ranker_tfidf")
+"""Baselines of the text arms shown in the warm-up and trend charts (when present)."""
 
 _CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1200px}
-h1{font-size:22px} h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;color:#222;max-width:1180px;padding:0 16px}
+h1{font-size:22px;margin-bottom:4px} h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
 h3{font-size:14px;margin:16px 0 4px} p.note{color:#555;font-size:13px}
 table{border-collapse:collapse;font-size:12px;margin:8px 0}
 th,td{border:1px solid #ddd;padding:3px 6px;text-align:right;white-space:nowrap}
 th{background:#f4f4f4} td.t{text-align:left}
 tr.pos td{background:#eef8ee} tr.neg td{background:#fbeeee}
-.empty{color:#888;font-style:italic} svg{display:block;margin:4px 0 12px}
-details summary{cursor:pointer;font-size:13px}
+.empty{color:#888;font-style:italic}
+.card{border:2px solid #2b6cb0;border-radius:8px;padding:12px 18px;margin:16px 0;background:#f7fafd}
+.card h2{margin-top:4px;border:none}
+.card ul{padding-left:18px} .card li{margin:6px 0;line-height:1.4}
+.window{font-size:14px;color:#333}
+.badge{display:inline-block;border-radius:10px;padding:1px 9px;margin-right:6px;font-size:12px;font-weight:bold}
+.v-lift{background:#c6f6d5;color:#22543d} .v-harm{background:#fed7d7;color:#742a2a}
+.v-none{background:#edf2f7;color:#2d3748} .v-few{background:#fefcbf;color:#744210}
+figure.chart{margin:8px 0 20px} figure.chart svg{max-width:100%;height:auto;display:block}
+figcaption{font-size:13px;color:#444;margin-bottom:4px}
+details{margin:6px 0} details summary{cursor:pointer;font-size:14px}
+details details{margin-left:18px} details details summary{font-size:13px;color:#555}
 """
+
+VERDICT_CLASS = {"lift": "v-lift", "harm": "v-harm", "no detectable lift": "v-none", "too few": "v-few"}
+"""CSS class of each verdict badge."""
 
 
 # --- small helpers ------------------------------------------------------------------
@@ -83,60 +96,6 @@ def _get(row: dict, key: str, default: Any = None) -> Any:
     return row.get(key, default)
 
 
-def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    if hi <= lo:
-        hi = lo + 1.0
-    raw = (hi - lo) / max(n, 1)
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    start = math.ceil(lo / step) * step
-    ticks = []
-    t = start
-    while t <= hi + step * 1e-9:
-        ticks.append(round(t, 12))
-        t += step
-    return ticks
-
-
-def _tick_label(v: float) -> str:
-    if v == 0:
-        return "0"
-    if abs(v) >= 100:
-        return f"{v:.0f}"
-    if abs(v) >= 1:
-        return f"{v:.3g}"
-    return f"{v:.3f}".rstrip("0").rstrip(".") if abs(v) >= 0.001 else f"{v:.1e}"
-
-
-def _svg_open(width: int, height: int, title: str) -> list[str]:
-    """Opening tag, accessible title and the bold heading of a chart."""
-    return [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11" role="img">',
-        f"<title>{_esc(title)}</title>",
-        f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{_esc(title)}</text>',
-    ]
-
-
-def _y_grid(y_lo: float, y_hi: float, left: float, plot_w: float, py) -> list[str]:
-    """Horizontal grid lines with their tick labels."""
-    out = []
-    for t in _nice_ticks(y_lo, y_hi):
-        out.append(f'<line x1="{left}" y1="{py(t):.1f}" x2="{left + plot_w}" y2="{py(t):.1f}" stroke="#eee"/>')
-        out.append(f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end" fill="#555">{_esc(_tick_label(t))}</text>')
-    return out
-
-
-def _empty_svg(message: str = NO_DATA, width: int = 480, height: int = 60) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img"><title>{_esc(message)}</title>'
-        f'<rect x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" fill="#fafafa" stroke="#ddd"/>'
-        f'<text x="{width / 2}" y="{height / 2 + 4}" text-anchor="middle" font-size="13" '
-        f'fill="#888" font-style="italic">{_esc(message)}</text></svg>'
-    )
-
-
 def _segment_label(row: dict) -> str:
     kind, seg = _get(row, "segment_kind"), _get(row, "segment")
     if kind is None and seg is None:
@@ -164,13 +123,6 @@ def _sort_rows(rows: list[dict]) -> list[dict]:
 
     return sorted(rows, key=key)
 
-
-def _color_map(names: Iterable[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name in names:
-        if name not in out:
-            out[name] = PALETTE[len(out) % len(PALETTE)]
-    return out
 
 
 def _metric_label(metric: Any, k: Any) -> str:
@@ -219,224 +171,160 @@ def _groups(df: pl.DataFrame, keys: Sequence[str]) -> list[tuple[tuple, pl.DataF
     return sorted(parts.items(), key=lambda kv: tuple(str(x) for x in kv[0]))
 
 
-# --- (a) forest plot of lift with CI ------------------------------------------------------
 
 
-def svg_lift_chart(df: pl.DataFrame, *, title: str | None = None, width: int = 760) -> str:
-    """A forest plot: one row per (arm vs baseline, segment[, metric@k]), dot = abs lift, bar = 95% CI.
 
-    Needs ``abs_lift``; uses ``ci_low``/``ci_high``, ``arm``, ``baseline_arm``,
-    ``segment_kind``, ``segment``, ``metric``, ``k``, ``n_users``, ``flag`` when
-    present. Flagged rows (e.g. too few users) are drawn hollow and grey.
-    Returns an ``<svg>`` string (a "no data yet" box for an empty frame).
-    """
-    if df is None or df.is_empty() or "abs_lift" not in df.columns:
-        return _empty_svg()
-    rows = _sort_rows(df.to_dicts())
-    multi_metric = "metric" in df.columns and df.select("metric", *(["k"] if "k" in df.columns else [])).n_unique() > 1
-    multi_ctx = any(c in df.columns and df[c].n_unique() > 1 for c in ("protocol", "scope"))
-    values: list[float] = []
-    for r in rows:
-        for key in ("abs_lift", "ci_low", "ci_high"):
-            f = _num(r.get(key))
-            if f is not None:
-                values.append(f)
-    lo, hi = (min(values + [0.0]), max(values + [0.0])) if values else (-1.0, 1.0)
-    pad = (hi - lo) * 0.08 or 0.01
-    lo, hi = lo - pad, hi + pad
-    label_w, right_w, row_h, top, bottom = 330, 90, 20, 30 if title else 12, 34
-    plot_w = max(width - label_w - right_w, 120)
-    height = top + row_h * len(rows) + bottom
-
-    def x(v: float) -> float:
-        return label_w + (v - lo) / (hi - lo) * plot_w
-
-    colors = _color_map(_pair_label(r) for r in rows)
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11" role="img">',
-        f"<title>{_esc(title or 'lift with 95% CI')}</title>",
-    ]
-    if title:
-        out.append(f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{_esc(title)}</text>')
-    axis_y = top + row_h * len(rows)
-    for i in range(0, len(rows), 2):
-        out.append(f'<rect x="0" y="{top + row_h * i}" width="{width}" height="{row_h}" fill="#f8f8f8"/>')
-    for t in _nice_ticks(lo, hi):
-        tx = x(t)
-        out.append(f'<line x1="{tx:.1f}" y1="{top}" x2="{tx:.1f}" y2="{axis_y}" stroke="#eee"/>')
-        out.append(f'<text x="{tx:.1f}" y="{axis_y + 14}" text-anchor="middle" fill="#555">{_esc(_tick_label(t))}</text>')
-    out.append(f'<line x1="{x(0):.1f}" y1="{top - 4}" x2="{x(0):.1f}" y2="{axis_y}" stroke="#444" stroke-dasharray="3,3"/>')
-    out.append(
-        f'<text x="{label_w + plot_w / 2}" y="{axis_y + 28}" text-anchor="middle" fill="#333">'
-        "absolute lift (arm - baseline), 95% CI</text>"
-    )
-    out.append(f'<text x="{label_w + plot_w + 8}" y="{top - 2 if title else 10}" fill="#555">n users</text>')
-    for i, r in enumerate(rows):
-        cy = top + row_h * i + row_h / 2
-        label = f"{_pair_label(r)} · {_segment_label(r)}"
-        if multi_metric:
-            label += f" · {_metric_label(r.get('metric'), r.get('k'))}"
-        if multi_ctx:
-            label = f"{r.get('protocol', '')}/{r.get('scope', '')} · " + label
-        flag = r.get("flag")
-        color = "#999" if flag else colors[_pair_label(r)]
-        lift, cl, ch = _num(r.get("abs_lift")), _num(r.get("ci_low")), _num(r.get("ci_high"))
-        tip = (
-            f"{label}: lift {_fmt(lift)} [{_fmt(cl)}, {_fmt(ch)}], value {_fmt(r.get('value'))} vs "
-            f"{_fmt(r.get('baseline_value'))}, p_adj {_fmt(r.get('p_adjusted'))}, n={r.get('n_users', '')}"
-            + (f", flag: {flag}" if flag else "")
-        )
-        out.append(f"<g><title>{_esc(tip)}</title>")
-        out.append(f'<text x="{label_w - 8}" y="{cy + 4:.1f}" text-anchor="end" fill="{"#999" if flag else "#222"}">{_esc(label[:60])}</text>')
-        if cl is not None and ch is not None:
-            out.append(f'<line x1="{x(cl):.1f}" y1="{cy:.1f}" x2="{x(ch):.1f}" y2="{cy:.1f}" stroke="{color}" stroke-width="2"/>')
-            for v in (cl, ch):
-                out.append(f'<line x1="{x(v):.1f}" y1="{cy - 4:.1f}" x2="{x(v):.1f}" y2="{cy + 4:.1f}" stroke="{color}" stroke-width="2"/>')
-        if lift is not None:
-            fill = "white" if flag else color
-            out.append(f'<circle cx="{x(lift):.1f}" cy="{cy:.1f}" r="4" fill="{fill}" stroke="{color}" stroke-width="1.5"/>')
-        n = r.get("n_users")
-        out.append(f'<text x="{label_w + plot_w + 8}" y="{cy + 4:.1f}" fill="#555">{_esc("" if n is None else n)}{" ⚠" if flag else ""}</text>')
-        out.append("</g>")
-    out.append("</svg>")
-    return "".join(out)
-
-
-# --- (b)(c) line charts ---------------------------------------------------------------
-
-
-def _svg_line_chart(
-    series: list[dict],
-    *,
-    x_labels: dict[float, str],
-    title: str,
-    y_label: str,
-    width: int = 760,
-    height: int = 300,
-    band: bool = True,
-) -> str:
-    """series: [{"name", "xs", "ys", "lo", "hi"}]; xs numeric; lo/hi optional CI per point."""
-    pts = [(xv, yv) for s in series for xv, yv in zip(s["xs"], s["ys"]) if yv is not None]
-    if not pts:
-        return _empty_svg()
-    ys = [p[1] for p in pts] + [0.0]
-    if band:
-        for s in series:
-            ys += [v for v in s.get("lo", []) + s.get("hi", []) if v is not None]
-    xs = [p[0] for p in pts]
-    x_lo, x_hi = min(xs), max(xs)
-    if x_hi == x_lo:
-        x_lo, x_hi = x_lo - 1, x_hi + 1
-    y_lo, y_hi = min(ys), max(ys)
-    pad = (y_hi - y_lo) * 0.08 or 0.01
-    y_lo, y_hi = y_lo - pad, y_hi + pad
-    left, right, top, legend_h = 64, 20, 28, 16 * ((len(series) + 1) // 2) + 8
-    bottom = 40 + legend_h
-    plot_w, plot_h = width - left - right, height - top - bottom
-
-    def px(v: float) -> float:
-        return left + (v - x_lo) / (x_hi - x_lo) * plot_w
-
-    def py(v: float) -> float:
-        return top + (y_hi - v) / (y_hi - y_lo) * plot_h
-
-    out = _svg_open(width, height, title) + _y_grid(y_lo, y_hi, left, plot_w, py)
-    out.append(f'<line x1="{left}" y1="{py(0):.1f}" x2="{left + plot_w}" y2="{py(0):.1f}" stroke="#444" stroke-dasharray="3,3"/>')
-    # Thin x labels to at most ~10.
-    label_items = sorted(x_labels.items())
-    step = max(1, math.ceil(len(label_items) / 10))
-    for xv, text in label_items[::step]:
-        out.append(f'<text x="{px(xv):.1f}" y="{top + plot_h + 14}" text-anchor="middle" fill="#555">{_esc(text)}</text>')
-    out.append(
-        f'<text transform="translate(14,{top + plot_h / 2}) rotate(-90)" text-anchor="middle" fill="#333">{_esc(y_label)}</text>'
-    )
-    for i, s in enumerate(series):
-        color = PALETTE[i % len(PALETTE)]
-        trip = [(xv, yv) for xv, yv in zip(s["xs"], s["ys"]) if yv is not None]
-        lo_hi = [
-            (xv, lo, hi)
-            for xv, lo, hi in zip(s["xs"], s.get("lo") or [None] * len(s["xs"]), s.get("hi") or [None] * len(s["xs"]))
-            if lo is not None and hi is not None
-        ]
-        out.append(f"<g><title>{_esc(s['name'])}</title>")
-        if band and len(lo_hi) >= 2:
-            poly = [f"{px(a):.1f},{py(h):.1f}" for a, _, h in lo_hi] + [f"{px(a):.1f},{py(lo):.1f}" for a, lo, _ in reversed(lo_hi)]
-            out.append(f'<polygon points="{" ".join(poly)}" fill="{color}" fill-opacity="0.15" stroke="none"/>')
-        elif band and len(lo_hi) == 1:
-            a, lo, hi = lo_hi[0]
-            out.append(f'<line x1="{px(a):.1f}" y1="{py(lo):.1f}" x2="{px(a):.1f}" y2="{py(hi):.1f}" stroke="{color}" stroke-opacity="0.5" stroke-width="3"/>')
-        if len(trip) >= 2:
-            path = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in trip)
-            out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
-        for a, b in trip:
-            out.append(
-                f'<circle cx="{px(a):.1f}" cy="{py(b):.1f}" r="3" fill="{color}"><title>{_esc(s["name"])}: '
-                f'{_esc(x_labels.get(a, a))} → {_fmt(b)}</title></circle>'
-            )
-        out.append("</g>")
-        lx = left + (i % 2) * (plot_w / 2)
-        ly = top + plot_h + 32 + 16 * (i // 2)
-        out.append(f'<rect x="{lx:.1f}" y="{ly - 9}" width="12" height="10" fill="{color}"/>')
-        out.append(f'<text x="{lx + 16:.1f}" y="{ly}" fill="#222">{_esc(s["name"][:70])}</text>')
-    out.append("</svg>")
-    return "".join(out)
-
-
-def _as_ordinal(v: Any) -> float:
+def _as_date(v: Any) -> date | None:
     if isinstance(v, datetime):
-        return float(v.date().toordinal())
-    if isinstance(v, date):
-        return float(v.toordinal())
-    return float(v)
+        return v.date()
+    return v if isinstance(v, date) else None
 
 
-def svg_trend_chart(daily: pl.DataFrame, *, title: str, max_series: int = 8) -> str:
-    """abs lift per day, one line (with CI band) per arm vs baseline x segment."""
-    if daily is None or daily.is_empty() or "day" not in daily.columns:
-        return _empty_svg()
-    keys = [c for c in ("arm", "baseline_arm", "segment_kind", "segment") if c in daily.columns]
-    groups = _groups(daily.sort("day"), keys)
-    groups.sort(key=lambda kv: (-kv[1].height, tuple(str(x) for x in kv[0])))
-    series, labels = [], {}
-    for _, g in groups[:max_series]:
-        first = g.row(0, named=True)
-        xs = [_as_ordinal(d) for d in g["day"].to_list()]
-        for d, xv in zip(g["day"].to_list(), xs):
-            labels[xv] = d.isoformat()[5:] if hasattr(d, "isoformat") else str(d)
-        series.append({
-            "name": f"{_pair_label(first)} · {_segment_label(first)}",
-            "xs": xs,
-            "ys": [_num(v) for v in g["abs_lift"].to_list()],
-            "lo": [_num(v) for v in g["ci_low"].to_list()] if "ci_low" in g.columns else [],
-            "hi": [_num(v) for v in g["ci_high"].to_list()] if "ci_high" in g.columns else [],
-        })
-    return _svg_line_chart(series, x_labels=labels, title=title, y_label="abs lift", band=len(series) <= 3)
+def is_small(row: dict, min_users: int = MIN_USERS_DEFAULT) -> bool:
+    """A cell shown only behind the small-cells toggle: flagged too few users, or under ``min_users``."""
+    n = row.get("n_users")
+    return row.get("flag") == TOO_FEW_USERS or n is None or int(n) < min_users
 
 
-def svg_warmup_chart(warmup: pl.DataFrame, *, title: str) -> str:
-    """abs lift vs history bucket (ordered by bucket_order), one line + CI band per arm vs baseline."""
-    if warmup is None or warmup.is_empty() or "bucket_order" not in warmup.columns:
-        return _empty_svg()
-    labels = {
-        float(o): str(b)
-        for o, b in warmup.select("bucket_order", "history_bucket").unique().iter_rows()
-        if o is not None
-    }
-    series = []
-    for _, g in _groups(warmup.sort("bucket_order"), ["arm", "baseline_arm"]):
-        first = g.row(0, named=True)
-        series.append({
-            "name": _pair_label(first),
-            "xs": [float(v) for v in g["bucket_order"].to_list()],
-            "ys": [_num(v) for v in g["abs_lift"].to_list()],
-            "lo": [_num(v) for v in g["ci_low"].to_list()] if "ci_low" in g.columns else [],
-            "hi": [_num(v) for v in g["ci_high"].to_list()] if "ci_high" in g.columns else [],
-        })
-    return _svg_line_chart(series, x_labels=labels, title=title, y_label="abs lift (history bucket on x)")
+# --- charts (matplotlib -> inline SVG) ----------------------------------------------------
 
 
-# --- (d) encoder cost vs lift -------------------------------------------------------------
+def _figure(width_in: float, height_in: float):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=100, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _svg(fig) -> str:
+    """The figure as an ``<svg>`` element (text kept as text; fixed ids so reruns give the same bytes)."""
+    import matplotlib
+
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "recsys-assets", "svg.id": None}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _figure_html(name: str, caption: str, svg: str) -> str:
+    return f'<figure class="chart" data-chart="{_esc(name)}"><figcaption>{_esc(caption)}</figcaption>{svg}</figure>'
+
+
+def _empty(message: str = NO_DATA) -> str:
+    return f'<p class="empty">{_esc(message)}</p>'
+
+
+def _zero_line(ax) -> None:
+    ax.axhline(0, color="#444", linewidth=0.8, linestyle="--")
+
+
+def chart_lift_over_days(series: pl.DataFrame, *, title: str) -> str:
+    """abs lift per day, one line with its 95% band per ``label`` (columns day, label, abs_lift, ci_low, ci_high)."""
+    if series is None or series.is_empty():
+        return ""
+    fig, ax = _figure(10, 3.6)
+    for i, (key, g) in enumerate(_groups(series.sort("day"), ["label"])):
+        color = f"C{i % 10}"
+        days = [_as_date(d) for d in g["day"].to_list()]
+        ys = [_num(v) for v in g["abs_lift"].to_list()]
+        lo = [_num(v) for v in g["ci_low"].to_list()]
+        hi = [_num(v) for v in g["ci_high"].to_list()]
+        band = [(d, a, b) for d, a, b in zip(days, lo, hi) if a is not None and b is not None]
+        if band:
+            ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], color=color, alpha=0.15, linewidth=0)
+        pts = [(d, y) for d, y in zip(days, ys) if y is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, color=color, label=str(key[0]))
+    _zero_line(ax)
+    ax.set_title(title, fontsize=11)
+    ax.set_ylabel("abs lift (arm - baseline)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.autofmt_xdate()
+    return _svg(fig)
+
+
+def chart_warmup(warm: pl.DataFrame, *, title: str) -> str:
+    """abs lift by history bucket (bucket_order), one line with a 95% band per arm vs baseline."""
+    if warm is None or warm.is_empty():
+        return ""
+    fig, ax = _figure(10, 3.4)
+    labels = dict(warm.select("bucket_order", "history_bucket").unique().sort("bucket_order").iter_rows())
+    for i, (key, g) in enumerate(_groups(warm.sort("bucket_order"), ["arm", "baseline_arm"])):
+        color = f"C{i % 10}"
+        xs = g["bucket_order"].to_list()
+        ys = [_num(v) for v in g["abs_lift"].to_list()]
+        lo = [_num(v) for v in g["ci_low"].to_list()]
+        hi = [_num(v) for v in g["ci_high"].to_list()]
+        band = [(x, a, b) for x, a, b in zip(xs, lo, hi) if a is not None and b is not None]
+        if band:
+            ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], color=color, alpha=0.15, linewidth=0)
+        pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=4, color=color, label=f"{key[0]} vs {key[1]}")
+    _zero_line(ax)
+    ax.set_xticks(list(labels), [str(v) for v in labels.values()])
+    ax.set_xlabel("prior interactions at the snapshot (history bucket)")
+    ax.set_ylabel("abs lift")
+    ax.set_title(title, fontsize=11)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _svg(fig)
+
+
+def chart_cost(points: pl.DataFrame, *, title: str) -> str:
+    """Encoding throughput (texts/s, log scale) against text lift, one colour per cell, encoders labelled."""
+    if points is None or points.is_empty():
+        return ""
+    pts = [p for p in points.to_dicts() if _num(p.get("texts_per_s")) and _num(p.get("lift")) is not None]
+    if not pts:
+        return ""
+    fig, ax = _figure(10, 3.6)
+    cells = sorted({str(p["cell"]) for p in pts})
+    for i, cell in enumerate(cells):
+        mine = [p for p in pts if str(p["cell"]) == cell]
+        xs = [_num(p["texts_per_s"]) for p in mine]
+        ys = [_num(p["lift"]) for p in mine]
+        err = [
+            [max(0.0, y - (_num(p.get("ci_low")) if _num(p.get("ci_low")) is not None else y)) for p, y in zip(mine, ys)],
+            [max(0.0, (_num(p.get("ci_high")) if _num(p.get("ci_high")) is not None else y) - y) for p, y in zip(mine, ys)],
+        ]
+        ax.errorbar(xs, ys, yerr=err, fmt="o", color=f"C{i % 10}", capsize=3, label=cell)
+        for p, x, y in zip(mine, xs, ys):
+            ax.annotate(str(p["encoder"]), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    _zero_line(ax)
+    ax.set_xscale("log")
+    ax.set_xlabel("encoding throughput, texts/s (log scale)")
+    ax.set_ylabel("abs lift vs ranker_no_text")
+    ax.set_title(title, fontsize=11)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _svg(fig)
+
+
+def chart_forest(df: pl.DataFrame, *, title: str) -> str:
+    """A forest plot: one row per (arm vs baseline, segment), dot = abs lift, bar = 95% CI."""
+    if df is None or df.is_empty():
+        return ""
+    rows = _sort_rows(df.to_dicts())[::-1]
+    fig, ax = _figure(10, 0.9 + 0.24 * len(rows))
+    pairs = sorted({_pair_label(r) for r in rows})
+    color = {p: f"C{i % 10}" for i, p in enumerate(pairs)}
+    seen: set[str] = set()
+    for y, r in enumerate(rows):
+        lift, lo, hi = _num(r.get("abs_lift")), _num(r.get("ci_low")), _num(r.get("ci_high"))
+        pair = _pair_label(r)
+        if lo is not None and hi is not None:
+            ax.plot([lo, hi], [y, y], color=color[pair], linewidth=2)
+        if lift is not None:
+            ax.plot([lift], [y], "o", color=color[pair], label=None if pair in seen else pair)
+            seen.add(pair)
+    ax.axvline(0, color="#444", linewidth=0.8, linestyle="--")
+    ax.set_yticks(range(len(rows)), [f"{_segment_label(r)} (n={r.get('n_users')})" for r in rows], fontsize=8)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel("abs lift (arm - baseline), 95% CI")
+    ax.set_title(title, fontsize=11)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _svg(fig)
+
+
+# --- encoder cost vs lift -----------------------------------------------------------------
 
 
 def encoder_cost_vs_lift(encoder_cost: pl.DataFrame, lift: pl.DataFrame) -> pl.DataFrame:
@@ -482,75 +370,6 @@ def encoder_cost_vs_lift(encoder_cost: pl.DataFrame, lift: pl.DataFrame) -> pl.D
     joined = cost.join(lf, on="encoder", how="inner")
     return joined.select(cols).sort("cell", "encoder")
 
-
-def svg_cost_scatter(points: pl.DataFrame, *, title: str, width: int = 760, height: int = 320) -> str:
-    """texts/s (log x when the range is wide) vs lift, one colour per cell, encoder names as labels."""
-    if points is None or points.is_empty():
-        return _empty_svg()
-    pts = [p for p in points.to_dicts() if _num(p.get("texts_per_s")) and _num(p.get("lift")) is not None]
-    if not pts:
-        return _empty_svg("no encoder with both cost and lift yet")
-    tps = [_num(p["texts_per_s"]) for p in pts]
-    log_x = min(tps) > 0 and max(tps) / min(tps) > 20
-    tx = (lambda v: math.log10(v)) if log_x else (lambda v: v)
-    xs = [tx(v) for v in tps]
-    ys = [_num(p["lift"]) for p in pts] + [0.0]
-    ys += [v for p in pts for v in (_num(p.get("ci_low")), _num(p.get("ci_high"))) if v is not None]
-    x_lo, x_hi = min(xs), max(xs)
-    if x_hi == x_lo:
-        x_lo, x_hi = x_lo - 1, x_hi + 1
-    xpad = (x_hi - x_lo) * 0.08
-    x_lo, x_hi = x_lo - xpad, x_hi + xpad
-    y_lo, y_hi = min(ys), max(ys)
-    pad = (y_hi - y_lo) * 0.1 or 0.01
-    y_lo, y_hi = y_lo - pad, y_hi + pad
-    cells = _color_map(str(p.get("cell")) for p in pts)
-    left, right, top = 64, 20, 28
-    plot_w, plot_h = width - left - right, height - top - 44
-    height = top + plot_h + 44 + 16 * len(cells)
-
-    def px(v: float) -> float:
-        return left + (v - x_lo) / (x_hi - x_lo) * plot_w
-
-    def py(v: float) -> float:
-        return top + (y_hi - v) / (y_hi - y_lo) * plot_h
-
-    out = _svg_open(width, height, title) + _y_grid(y_lo, y_hi, left, plot_w, py)
-    if log_x:
-        x_ticks = [
-            math.log10(m * 10 ** e)
-            for e in range(math.floor(x_lo), math.ceil(x_hi) + 1)
-            for m in ((1,) if x_hi - x_lo > 2 else (1, 2, 5))
-            if x_lo <= math.log10(m * 10 ** e) <= x_hi
-        ]
-    else:
-        x_ticks = _nice_ticks(x_lo, x_hi)
-    for t in x_ticks:
-        label = f"{10 ** t:,.0f}" if log_x else _tick_label(t)
-        out.append(f'<text x="{px(t):.1f}" y="{top + plot_h + 14}" text-anchor="middle" fill="#555">{_esc(label)}</text>')
-    out.append(f'<line x1="{left}" y1="{py(0):.1f}" x2="{left + plot_w}" y2="{py(0):.1f}" stroke="#444" stroke-dasharray="3,3"/>')
-    out.append(
-        f'<text x="{left + plot_w / 2}" y="{top + plot_h + 30}" text-anchor="middle" fill="#333">'
-        f'encoding throughput, texts/s{" (log scale)" if log_x else ""}</text>'
-    )
-    out.append(f'<text transform="translate(14,{top + plot_h / 2}) rotate(-90)" text-anchor="middle" fill="#333">abs lift</text>')
-    for p, xv in zip(pts, xs):
-        color = cells[str(p.get("cell"))]
-        cx, cy = px(xv), py(_num(p["lift"]))
-        lo, hi = _num(p.get("ci_low")), _num(p.get("ci_high"))
-        tip = f"{p['encoder']} ({p.get('cell')}): {_fmt(p['texts_per_s'], 1)} texts/s, lift {_fmt(p['lift'])} [{_fmt(lo)}, {_fmt(hi)}]"
-        out.append(f"<g><title>{_esc(tip)}</title>")
-        if lo is not None and hi is not None:
-            out.append(f'<line x1="{cx:.1f}" y1="{py(lo):.1f}" x2="{cx:.1f}" y2="{py(hi):.1f}" stroke="{color}" stroke-opacity="0.6" stroke-width="2"/>')
-        out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{color}"/>')
-        out.append(f'<text x="{cx + 7:.1f}" y="{cy - 5:.1f}" fill="#222">{_esc(p["encoder"])}</text>')
-        out.append("</g>")
-    for i, (cell, color) in enumerate(cells.items()):
-        ly = top + plot_h + 46 + 16 * i
-        out.append(f'<rect x="{left}" y="{ly - 9}" width="12" height="10" fill="{color}"/>')
-        out.append(f'<text x="{left + 16}" y="{ly}" fill="#222">{_esc(cell)}</text>')
-    out.append("</svg>")
-    return "".join(out)
 
 
 # --- tables ------------------------------------------------------------------------------
@@ -665,11 +484,101 @@ def _sorted_frame(df: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(_sort_rows(df.to_dicts()), schema=df.schema)
 
 
+
+
 # --- the report ----------------------------------------------------------------------------
 
 
 def _ctx_title(key: tuple, names: Sequence[str]) -> str:
     return ", ".join(f"{n}={v}" for n, v in zip(names, key))
+
+
+def _headline_table(headline: pl.DataFrame) -> str:
+    shown = answer.headline_display(headline)
+    out = ['<table class="headline"><thead><tr>', "".join(f"<th>{_esc(c)}</th>" for c in answer.TABLE_COLUMNS), "</tr></thead><tbody>"]
+    for r, verdict in zip(shown.iter_rows(named=True), headline.sort("protocol", "endpoint", maintain_order=True)["verdict"].to_list()):
+        cells = []
+        for c in answer.TABLE_COLUMNS:
+            if c == "verdict":
+                cells.append(f'<td class="t"><span class="badge {VERDICT_CLASS.get(verdict, "")}">{_esc(r[c])}</span></td>')
+            else:
+                cells.append(f'<td class="{"t" if c in ("protocol", "endpoint", "arm vs baseline", "metric") else ""}">{_esc(r[c])}</td>')
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def answer_card(headline: pl.DataFrame, encoder_cost: pl.DataFrame, window: str, days_pooled: int | None = None) -> str:
+    """The first thing on the page: window, verdict counts, one sentence per protocol, the headline table, cost."""
+    pooled = f" ({days_pooled} evaluated days pooled)" if days_pooled else ""
+    parts = ['<section id="answer" class="card">', "<h2>The answer</h2>", f'<p class="window">Window: <b>{_esc(window)}</b>{pooled}</p>']
+    if headline is None or headline.is_empty():
+        parts.append('<p class="empty">No headline yet: reports.headline has no rows for this window.</p></section>')
+        return "".join(parts)
+    counts = answer.verdict_counts(headline)
+    parts.append('<p class="verdicts">' + "".join(
+        f'<span class="badge {VERDICT_CLASS[v]}">{n} {_esc(v)}</span>' for v, n in counts.items() if n
+    ) + f' of {headline.height} primary endpoints</p>')
+    parts.append('<ul class="sentences">' + "".join(f"<li>{_esc(s)}</li>" for s in answer.answer_sentences(headline)) + "</ul>")
+    parts.append(_headline_table(headline))
+    cost = answer.cost_sentence(encoder_cost)
+    if cost:
+        parts.append(f'<p class="note">{_esc(cost)}</p>')
+    parts.append('<p class="note">Lift = arm minus baseline arm on the same users, the same truth and the same K. '
+                 "Verdicts come from the primary endpoints only (Holm-adjusted within the window x protocol); every other "
+                 "cell below is exploratory. See docs/protocol.md in the repository.</p>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _trend_series(headline_days: pl.DataFrame, lift_daily: pl.DataFrame) -> tuple[pl.DataFrame, str]:
+    """Per-day lift series (protocol, label, day, abs_lift, ci_low, ci_high) and what they are."""
+    cols = ["protocol", "label", "day", "abs_lift", "ci_low", "ci_high"]
+    if headline_days is not None and not headline_days.is_empty():
+        out = headline_days.with_columns(
+            label=pl.concat_str([pl.col("endpoint"), pl.lit(" ("), pl.col("arm"), pl.lit(" vs "), pl.col("baseline_arm"), pl.lit(")")]),
+            day=pl.col("window_end"),
+        )
+        return out.select(cols), "the primary endpoints, evaluated day by day"
+    if lift_daily is None or lift_daily.is_empty() or "day" not in lift_daily.columns:
+        return pl.DataFrame(), ""
+    df = _filter_metric(lift_daily, choose_metric(lift_daily))
+    df = df.filter(pl.col("baseline_arm").is_in(TEXT_BASELINES) & (pl.col("segment") == "new") & pl.col("arm").str.starts_with("ranker_"))
+    out = df.with_columns(
+        label=pl.concat_str([pl.col("scope"), pl.lit(" · "), pl.col("segment_kind"), pl.lit(":new ("), pl.col("arm"), pl.lit(" vs "), pl.col("baseline_arm"), pl.lit(")")])
+    )
+    return out.select(cols), "new-user and new-item cells of the text arms (no headline rows for these days)"
+
+
+def _detail_section(cells: pl.DataFrame, metric: tuple[str, int | None] | None) -> list[str]:
+    """Per protocol x scope, collapsed: a forest plot and table of the adequate cells, small cells behind a toggle."""
+    parts = ["<h2>Per-segment detail (exploratory)</h2>"]
+    if cells is None or cells.is_empty():
+        return parts + [_empty()]
+    parts.append(f'<p class="note">Pooled lift of every arm pair and segment at {_esc(_metric_label(*metric)) if metric else ""}; '
+                 f"cells under {MIN_USERS_DEFAULT} users are behind their own toggle. Every metric and K is in the warehouse "
+                 "table reports.cold_start_lift_rollup.</p>")
+    shown = _latest_window(_filter_metric(cells, metric), ["protocol", "scope"])
+    for key, g in _groups(shown, ["protocol", "scope"]):
+        name = _ctx_title(key, ["protocol", "scope"])
+        rows = g.to_dicts()
+        small = [r for r in rows if is_small(r)]
+        big = [r for r in rows if not is_small(r)]
+        parts.append(f'<details class="detail" data-protocol="{_esc(key[0])}" data-scope="{_esc(key[1])}">'
+                     f"<summary>{_esc(name)}: {len(big)} cells, {len(small)} small</summary>")
+        if big:
+            big_df = pl.DataFrame(big, schema=g.schema)
+            parts.append(_figure_html("forest", f"{name} · {_metric_label(*metric) if metric else ''}",
+                                      chart_forest(big_df, title=f"{name} · {_metric_label(*metric) if metric else ''}")))
+            parts.append(_html_table(_sorted_frame(big_df), _LIFT_COLUMNS))
+        else:
+            parts.append(_empty(f"no cell with {MIN_USERS_DEFAULT}+ users"))
+        if small:
+            parts.append(f'<details class="small"><summary>{len(small)} small cells (under {MIN_USERS_DEFAULT} users)</summary>')
+            parts.append(_html_table(_sorted_frame(pl.DataFrame(small, schema=g.schema)), _LIFT_COLUMNS))
+            parts.append("</details>")
+        parts.append("</details>")
+    return parts
 
 
 def render_html_report(
@@ -678,104 +587,94 @@ def render_html_report(
     warmup: pl.DataFrame,
     encoder_cost: pl.DataFrame,
     title: str,
+    headline: pl.DataFrame | None = None,
+    headline_days: pl.DataFrame | None = None,
 ) -> str:
     """The report as an HTML string (see :func:`write_html_report`)."""
     def clean(df: pl.DataFrame | None) -> pl.DataFrame:
         return df if df is not None else pl.DataFrame()
 
-    lift_rollup, lift_daily, warmup, encoder_cost = map(clean, (lift_rollup, lift_daily, warmup, encoder_cost))
+    lift_rollup, lift_daily, warmup, encoder_cost, headline, headline_days = map(
+        clean, (lift_rollup, lift_daily, warmup, encoder_cost, headline, headline_days)
+    )
+    window, days_pooled = "", None
+    if not headline.is_empty():
+        window = answer.window_words(headline)
+    elif not lift_rollup.is_empty() and "window_start" in lift_rollup.columns:
+        window = f"{lift_rollup['window_start'].min()} to {lift_rollup['window_end'].max()}"
+    elif not lift_daily.is_empty() and "day" in lift_daily.columns:
+        window = f"{lift_daily['day'].min()} to {lift_daily['day'].max()}"
+    if not lift_daily.is_empty() and "day" in lift_daily.columns:
+        days_pooled = lift_daily["day"].n_unique()
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{_esc(title)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{_esc(title)}</h1>",
-        '<p class="note">Lift = arm minus baseline arm on the same users, same truth, same K; '
-        "95% paired-bootstrap CI; p adjusted with Holm across segment x metric. <b>full</b> ranks the "
-        "whole catalogue, <b>cold_only</b> only the items new at the snapshot: read both, never one as "
-        "the other. Grey/hollow points carry a flag (e.g. too few users).</p>",
+        answer_card(headline, encoder_cost, window or NO_DATA, days_pooled),
     ]
 
-    # (a) lift by segment
-    parts.append("<h2>Lift by segment</h2>")
-    seg_src, seg_note = lift_rollup, "pooled over the window"
-    if seg_src.is_empty() and not lift_daily.is_empty():
-        seg_src = lift_daily.filter(pl.col("day") == pl.col("day").max().over(["protocol", "scope"])) \
-            if {"day", "protocol", "scope"} <= set(lift_daily.columns) else lift_daily
-        seg_note = "latest day (no rollup yet)"
-    metric = choose_metric(seg_src)
-    seg = _latest_window(_filter_metric(seg_src, metric), ["protocol", "scope"])
-    if seg.is_empty():
-        parts.append(_empty_svg())
+    # Lift over days, with its band.
+    parts.append("<h2>Lift over days</h2>")
+    trend, what = _trend_series(headline_days, lift_daily)
+    if trend.is_empty():
+        parts.append(_empty())
     else:
-        for key, g in _groups(seg, ["protocol", "scope"]):
-            window = ""
-            if "window_start" in g.columns and "window_end" in g.columns:
-                window = f", window {g['window_start'].min()} .. {g['window_end'].max()}"
-            elif "day" in g.columns:
-                window = f", day {g['day'].max()}"
-            name = _ctx_title(key, [c for c in ("protocol", "scope") if c in g.columns])
-            panel_title = f"{name} · {_metric_label(*metric)} · {seg_note}{window}"
-            parts.append(f"<h3>{_esc(panel_title)}</h3>")
-            parts.append(svg_lift_chart(g, title=f"{name} · {_metric_label(*metric)}"))
+        parts.append(f'<p class="note">Absolute lift per evaluated day of {_esc(what)}; the band is the 95% CI of each day. '
+                     "Single days are noisy: the answer above pools the window.</p>")
+        for key, g in _groups(trend, ["protocol"]):
+            parts.append(_figure_html("lift_over_days", f"protocol={key[0]}", chart_lift_over_days(g, title=f"{key[0]}: lift per day")))
 
-    # (b) trend
-    parts.append("<h2>Lift trend over days</h2>")
-    d_metric = choose_metric(lift_daily)
-    trend = _filter_metric(lift_daily, d_metric)
-    if not trend.is_empty() and "segment" in trend.columns and (trend["segment"] == "new").any():
-        trend = trend.filter(pl.col("segment") == "new")
-        parts.append('<p class="note">New-user and new-item cells; all cells are in the warehouse view reports.lift_trend.</p>')
-    if trend.is_empty() or "day" not in trend.columns:
-        parts.append(_empty_svg())
-    else:
-        for key, g in _groups(trend, ["protocol", "scope"]):
-            name = _ctx_title(key, [c for c in ("protocol", "scope") if c in g.columns])
-            parts.append(svg_trend_chart(g, title=f"{name} · {_metric_label(*d_metric)} · abs lift per day"))
-
-    # (c) warm-up
-    parts.append("<h2>Warm-up curves: where does ID-only catch up?</h2>")
+    # Warm-up.
+    parts.append("<h2>Warm-up: where does ID-only catch up?</h2>")
     w_metric = choose_metric(warmup)
     wu = _latest_window(_filter_metric(warmup, w_metric), ["protocol", "scope"])
+    if not wu.is_empty() and "baseline_arm" in wu.columns and wu["baseline_arm"].is_in(TEXT_BASELINES).any():
+        wu = wu.filter(pl.col("baseline_arm").is_in(TEXT_BASELINES))
     if wu.is_empty():
-        parts.append(_empty_svg())
+        parts.append(_empty())
     else:
-        parts.append('<p class="note">Lift of each arm over its baseline by amount of prior history; '
-                     "the band is the 95% CI. Where the band covers 0 the baseline has caught up.</p>")
+        parts.append('<p class="note">Lift of the text rankers by how much history the user or item had at the snapshot; '
+                     "the band is the 95% CI. Where the band covers 0 the arm without text has caught up.</p>")
         for key, g in _groups(wu, ["protocol", "scope", "segment_kind"]):
-            name = _ctx_title(key, [c for c in ("protocol", "scope", "segment_kind") if c in g.columns])
-            parts.append(svg_warmup_chart(g, title=f"{name} · {_metric_label(*w_metric)}"))
+            name = _ctx_title(key, ["protocol", "scope", "history of"])
+            parts.append(_figure_html("warmup", name, chart_warmup(g, title=f"{name} · {_metric_label(*w_metric)}")))
 
-    # (d) cost vs lift
-    parts.append("<h2>Encoder cost vs lift</h2>")
-    points = encoder_cost_vs_lift(encoder_cost, lift_rollup if not lift_rollup.is_empty() else lift_daily)
-    lift_metric = choose_metric(lift_rollup if not lift_rollup.is_empty() else lift_daily)
-    scatter_title = "texts/s vs text lift of ranker_<encoder>"
-    if lift_metric:
-        scatter_title += f" · {_metric_label(*lift_metric)}"
-    parts.append(svg_cost_scatter(points, title=scatter_title))
-    parts.append(_html_table(points))
+    # Cost vs lift.
+    parts.append("<h2>Lift against encoder cost</h2>")
+    lift_src = lift_rollup if not lift_rollup.is_empty() else lift_daily
+    points = encoder_cost_vs_lift(encoder_cost, lift_src)
+    if not points.is_empty():
+        points = points.filter(~pl.col("cell").str.ends_with("/all/all")) if points["cell"].str.ends_with("/new").any() else points
+    svg = chart_cost(points, title="texts/s vs text lift of ranker_<encoder> over ranker_no_text")
+    if svg:
+        parts.append(_figure_html("cost", "encoder cost vs lift (new-user / new-item cells)", svg))
+        parts.append(_html_table(points))
+    else:
+        parts.append(_empty())
 
-    # tables
-    parts.append("<h2>Tables</h2>")
-    parts.append("<h3>Lift, pooled over the window</h3>")
-    parts.append(_html_table(_sorted_frame(lift_rollup), _LIFT_COLUMNS))
-    parts.append("<h3>Lift, latest day</h3>")
+    # Per-segment detail, collapsed.
+    parts += _detail_section(lift_rollup, choose_metric(lift_rollup))
+
+    # Data tables, collapsed.
+    parts.append("<h2>Data</h2>")
     latest = lift_daily
     if not latest.is_empty() and "day" in latest.columns:
         latest = latest.filter(pl.col("day") == pl.col("day").max())
-    parts.append(_html_table(_sorted_frame(latest), _LIFT_COLUMNS))
-    parts.append("<h3>Warm-up curves</h3>")
     wu_table = warmup
     if not wu_table.is_empty():
         sort_cols = [c for c in ("protocol", "scope", "segment_kind", "arm", "baseline_arm", "metric", "k", "bucket_order") if c in wu_table.columns]
         wu_table = wu_table.sort(sort_cols, nulls_last=True)
-    parts.append(_html_table(wu_table))
-    parts.append("<h3>Encoder cost</h3>")
     ec = encoder_cost
     if not ec.is_empty() and {"day", "encoder"} <= set(ec.columns):
         ec = ec.sort(["day", "encoder"], descending=[True, False])
-    parts.append(_html_table(ec))
+    for name, table in (
+        ("Lift, latest day (every cell)", _html_table(_sorted_frame(latest), _LIFT_COLUMNS)),
+        ("Warm-up curves", _html_table(wu_table)),
+        ("Encoder cost per day", _html_table(ec)),
+    ):
+        parts.append(f"<details><summary>{_esc(name)}</summary>{table}</details>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -787,8 +686,14 @@ def write_html_report(
     warmup: pl.DataFrame,
     encoder_cost: pl.DataFrame,
     title: str,
+    headline: pl.DataFrame | None = None,
+    headline_days: pl.DataFrame | None = None,
 ) -> None:
-    """Write the self-contained HTML report to ``target`` atomically (any UPath)."""
-    text = render_html_report(lift_rollup, lift_daily, warmup, encoder_cost, title)
+    """Write the self-contained HTML report to ``target`` atomically (any UPath).
+
+    ``headline``: the window's ``reports.headline`` rows (the answer card);
+    ``headline_days``: the daily headline rows of the window (lift over days).
+    """
+    text = render_html_report(lift_rollup, lift_daily, warmup, encoder_cost, title, headline, headline_days)
     target = target if isinstance(target, UPath) else UPath(target)
     write_bytes_atomic(target, text.encode("utf-8"))

@@ -1,9 +1,9 @@
-"""The self-contained HTML lift report and its reusable SVG / markdown pieces."""
+"""The self-contained HTML lift report: answer card first, matplotlib charts inline, detail collapsed."""
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import date, timedelta
 from html.parser import HTMLParser
 
 import polars as pl
@@ -15,54 +15,9 @@ from recsys_assets.lib.evaluation.html_report import (
     encoder_cost_vs_lift,
     markdown_lift_table,
     render_html_report,
-    svg_lift_chart,
     write_html_report,
 )
-
-D0 = date(2024, 3, 1)
-ARMS = [("ranker_minilm", "ranker_no_text"), ("ranker_tfidf", "ranker_no_text"), ("ranker_minilm", "ranker_tfidf")]
-
-
-def _lift_rows(day: date | None = None, window: tuple[date, date] | None = None) -> list[dict]:
-    rows = []
-    for protocol, scope in (("item_holdout", "cold_only"), ("time_split", "full")):
-        for arm, base in ARMS:
-            for kind, seg in (("item", "new"), ("user", "new"), ("user", "warm"), ("all", "all")):
-                for metric, k in (("recall", 20), ("ndcg", 10)):
-                    lift = 0.05 if "minilm" in arm else 0.01
-                    row = dict(
-                        protocol=protocol, scope=scope, arm=arm, baseline_arm=base, segment_kind=kind,
-                        segment=seg, metric=metric, k=k, value=0.1 + lift, baseline_value=0.1,
-                        abs_lift=lift, rel_lift=lift / 0.1, ci_low=lift - 0.02, ci_high=lift + 0.02,
-                        p_value=0.01, p_adjusted=0.03, n_users=40 if seg == "new" else 300,
-                        flag="too_few_users" if (seg == "warm" and arm == "ranker_tfidf") else None,
-                        encoder=arm.removeprefix("ranker_"),
-                    )
-                    if day is not None:
-                        row.update(day=day, snapshot=day)
-                    if window is not None:
-                        row.update(window_start=window[0], window_end=window[1])
-                    rows.append(row)
-    return rows
-
-
-def _frames() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    rollup = pl.DataFrame(_lift_rows(window=(D0, D0 + timedelta(days=6))))
-    daily = pl.DataFrame([r for i in range(7) for r in _lift_rows(day=D0 + timedelta(days=i))])
-    buckets = ["0", "1-4", "5-19", "20+"]
-    warm = pl.DataFrame([
-        dict(protocol="time_split", scope="full", arm=arm, baseline_arm="als", segment_kind=kind,
-             history_bucket=b, bucket_order=i, metric="recall", k=20, value=0.2, baseline_value=0.2 - 0.08 / (i + 1),
-             abs_lift=0.08 / (i + 1), ci_low=0.08 / (i + 1) - 0.03, ci_high=0.08 / (i + 1) + 0.03, n_users=100,
-             window_start=D0, window_end=D0 + timedelta(days=6))
-        for arm in ("ranker_minilm", "ranker_no_text") for kind in ("user", "item") for i, b in enumerate(buckets)
-    ])
-    cost = pl.DataFrame([
-        dict(day=D0 + timedelta(days=i), encoder=enc, encoder_fingerprint="f", params=p, dim=dim, texts_total=1000,
-             texts_encoded=100, cache_hits=900, seconds=100 / tps, texts_per_s=tps, device="cpu", precision="fp32")
-        for i in range(2) for enc, p, dim, tps in (("minilm", 22_700_000, 384, 600.0), ("tfidf", 0, 5000, 50_000.0))
-    ])
-    return rollup, daily, warm, cost
+from recsys_assets_tests.lib.evaluation.report_fixtures import daily_headline, headline_frame, report_frames
 
 
 class _Checker(HTMLParser):
@@ -75,19 +30,23 @@ class _Checker(HTMLParser):
         self.errors: list[str] = []
         self.external: list[str] = []
         self.text: list[str] = []
+        self.order: list[tuple[str, dict]] = []
 
     def handle_starttag(self, tag, attrs):
         self.tags[tag] = self.tags.get(tag, 0) + 1
+        attrs_d = dict(attrs)
+        self.order.append((tag, attrs_d))
         for name, value in attrs:
-            if name in ("src", "href") and value and "://" in value:
+            if name in ("src", "href") and value and "://" in value and not value.startswith("http://www.w3.org/"):
                 self.external.append(value)
-        if tag in ("script", "link"):
+        if tag in ("script", "link", "img"):
             self.external.append(tag)
         if tag not in self.VOID:
             self.stack.append(tag)
 
     def handle_startendtag(self, tag, attrs):
         self.tags[tag] = self.tags.get(tag, 0) + 1
+        self.order.append((tag, dict(attrs)))
 
     def handle_endtag(self, tag):
         if not self.stack or self.stack[-1] != tag:
@@ -106,22 +65,70 @@ def _parse(text: str) -> _Checker:
     return checker
 
 
-def test_report_has_charts_arm_names_and_is_well_formed(tmp_path):
-    rollup, daily, warm, cost = _frames()
-    target = UPath(tmp_path / "reports" / "lift.html")
-    write_html_report(target, rollup, daily, warm, cost, title="Cold-start <lift> report")
+def _full_report(title: str = "Cold-start <lift> report") -> str:
+    rollup, daily, warm, cost = report_frames()
+    return render_html_report(rollup, daily, warm, cost, title, headline_frame(), daily_headline())
+
+
+def test_report_opens_on_the_answer_card_then_the_charts_then_the_detail(tmp_path):
+    rollup, daily, warm, cost = report_frames()
+    target = UPath(tmp_path / "reports" / "index.html")
+    write_html_report(target, rollup, daily, warm, cost, "Cold-start <lift> report", headline_frame(), daily_headline())
     text = target.read_text(encoding="utf-8")
     parsed = _parse(text)
     assert parsed.errors == [] and parsed.stack == []
-    assert parsed.external == []  # self-contained: no scripts, no linked CSS, no URLs to fetch
-    # (a) 2 protocol panels, (b) 2 trend panels, (c) 2 warm-up panels, (d) 1 scatter
-    assert parsed.tags["svg"] >= 7
-    assert parsed.tags.get("polygon", 0) >= 1  # warm-up CI band
-    body = "".join(parsed.text)
-    for name in ("ranker_minilm", "ranker_tfidf", "ranker_no_text", "item_holdout", "cold_only", "recall@20"):
-        assert name in body
-    assert "Cold-start <lift> report" in body and "<lift>" not in text  # escaped
-    assert "no data yet" not in body
+    assert parsed.external == []  # self-contained: no scripts, images, linked CSS or URLs to fetch
+    assert "Cold-start <lift> report" in "".join(parsed.text) and "<lift>" not in text  # escaped
+    # Order: answer card, lift over days, warm-up, cost, per-segment detail.
+    pos = [text.index(s) for s in ('id="answer"', 'data-chart="lift_over_days"', 'data-chart="warmup"', 'data-chart="cost"', 'class="detail"')]
+    assert pos == sorted(pos)
+    card = text[text.index('id="answer"'):text.index("</section>")]
+    # The card: window, verdict counts, one sentence per protocol, every endpoint with its verdict.
+    assert "2024-03-01 to 2024-03-21" in card
+    assert "1 lift" in card and "2 no detectable lift" in card and "1 harm" in card and "1 too few" in card
+    assert card.count("<li>") == 2
+    assert "ranker_minilm-l6 lifts recall@20 by +0.062 over ranker_no_text" in card
+    for endpoint in headline_frame()["endpoint"].unique():
+        assert endpoint in card
+    assert "Encoding cost over the window" in card
+    assert "no data yet" not in text
+
+
+def test_every_chart_is_an_inline_matplotlib_svg_with_text():
+    text = _full_report()
+    figures = re.findall(r'<figure class="chart" data-chart="(\w+)">.*?</figure>', text, flags=re.S)
+    # 2 protocols of lift over days, 2 warm-up panels (user, item), 1 cost chart, 4 forest plots (2 protocols x... ).
+    assert figures.count("lift_over_days") == 2
+    assert figures.count("warmup") == 2 and figures.count("cost") == 1
+    assert figures.count("forest") >= 2
+    for block in re.findall(r'<figure class="chart".*?</figure>', text, flags=re.S):
+        svg = block[block.index("<svg"):]
+        assert svg.count("<svg") == 1 and "id=\"figure_1\"" in svg and "id=\"axes_1\"" in svg  # drawn by matplotlib
+        assert "<text" in svg  # labels stay text (svg.fonttype none)
+    # Bands: lift over days and warm-up curves fill their CI (a PolyCollection path with opacity).
+    assert "fill-opacity: 0.15" in text or 'fill-opacity="0.15"' in text
+
+
+def test_detail_is_collapsed_by_protocol_and_scope_with_small_cells_behind_a_toggle():
+    text = _full_report()
+    parsed = _parse(text)
+    details = [a for tag, a in parsed.order if tag == "details" and a.get("class") == "detail"]
+    assert {(d["data-protocol"], d["data-scope"]) for d in details} == {("item_holdout", "cold_only"), ("time_split", "full")}
+    assert all("open" not in d for d in details)
+    # The fixture flags user:warm of ranker_tfidf as too few users: it sits in the small-cells toggle only.
+    for block in re.findall(r'<details class="detail".*?</details>\s*</details>|<details class="detail".*?</details>', text, flags=re.S):
+        if 'class="small"' in block:
+            main, small = block.split('<details class="small">', 1)
+            assert "too_few_users" in small and "too_few_users" not in main
+            assert re.search(r"\d+ small cells \(under 20 users\)", small)
+
+
+def test_report_is_byte_identical_on_rerun(tmp_path):
+    rollup, daily, warm, cost = report_frames()
+    a, b = UPath(tmp_path / "a.html"), UPath(tmp_path / "b.html")
+    for target in (a, b):
+        write_html_report(target, rollup, daily, warm, cost, "t", headline_frame(), daily_headline())
+    assert a.read_bytes() == b.read_bytes()
 
 
 def test_report_on_empty_frames_says_no_data(tmp_path):
@@ -131,32 +138,23 @@ def test_report_on_empty_frames_says_no_data(tmp_path):
     text = target.read_text()
     parsed = _parse(text)
     assert parsed.errors == [] and parsed.stack == []
+    assert "No headline yet" in text
     assert text.count("no data yet") >= 4
+    assert "<svg" not in text
 
 
-def test_report_uses_daily_when_no_rollup_and_writes_to_memory_lake():
-    _, daily, _, cost = _frames()
-    schema_only = daily.head(0)
-    url = f"memory://lake-{uuid.uuid4().hex}/reports/lift.html"
-    write_html_report(UPath(url), schema_only, daily, pl.DataFrame(), cost, title="t")
+def test_without_headline_rows_the_trend_uses_the_daily_new_cells_and_writes_to_memory_lake():
+    rollup, daily, _, cost = report_frames()
+    url = f"memory://lake-{uuid.uuid4().hex}/reports/index.html"
+    write_html_report(UPath(url), rollup, daily, pl.DataFrame(), cost, title="t")
     text = UPath(url).read_text()
-    assert "latest day (no rollup yet)" in text and "ranker_minilm" in text
+    assert "No headline yet" in text
+    assert "no headline rows for these days" in text and 'data-chart="lift_over_days"' in text
     assert _parse(text).errors == []
 
 
-def test_svg_lift_chart_rows_and_empty():
-    rollup, *_ = _frames()
-    one = rollup.filter((pl.col("protocol") == "time_split") & (pl.col("metric") == "recall"))
-    svg = svg_lift_chart(one, title="t")
-    parsed = _parse(svg)
-    assert parsed.errors == [] and svg.startswith("<svg")
-    assert parsed.tags["circle"] == one.height  # one point per row
-    assert "ranker_minilm vs ranker_tfidf" in svg and "item:new" in svg
-    assert "no data yet" in svg_lift_chart(pl.DataFrame())
-
-
 def test_choose_metric_prefers_recall_at_20_else_most_common():
-    rollup, *_ = _frames()
+    rollup, *_ = report_frames()
     assert choose_metric(rollup) == ("recall", 20)
     only_ndcg = rollup.filter(pl.col("metric") == "ndcg")
     assert choose_metric(only_ndcg) == ("ndcg", 10)
@@ -164,7 +162,7 @@ def test_choose_metric_prefers_recall_at_20_else_most_common():
 
 
 def test_encoder_cost_vs_lift_pairs_encoders_with_their_ranker():
-    rollup, _, _, cost = _frames()
+    rollup, _, _, cost = report_frames()
     pts = encoder_cost_vs_lift(cost, rollup)
     assert set(pts["encoder"]) == {"minilm", "tfidf"}
     minilm = pts.filter((pl.col("encoder") == "minilm") & (pl.col("cell") == "item_holdout/cold_only/item/new"))

@@ -1,0 +1,281 @@
+"""The answer, first: the headline endpoints as a short table, one plain sentence per protocol, CSV/JSON.
+
+Input is a frame with the columns of ``reports.headline``
+(:data:`recsys_assets.lib.evaluation.headline.HEADLINE_COLUMNS`, one row per
+window x protocol x primary endpoint with its verdict), as returned by
+:func:`~recsys_assets.lib.evaluation.headline.read_headline`. Everything here
+only presents those rows; the statistics behind them live in ``stats.py`` /
+``headline.py``. Used by the CLI (terminal, ``--format csv|json``), the HTML
+report's answer card and the Dagster UI metadata of the report assets.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date
+from typing import Any
+
+import polars as pl
+
+from recsys_assets.lib.evaluation.headline import (
+    HEADLINE_COLUMNS,
+    VERDICT_HARM,
+    VERDICT_LIFT,
+    VERDICT_NONE,
+    VERDICT_TOO_FEW,
+)
+
+PROTOCOL_WORDS = {
+    "item_holdout": "20% of items hidden from every model until day D",
+    "temporal": "natural new items and new users",
+}
+"""How each protocol is described in the plain-words sentences (others are named as they are)."""
+
+VERDICT_MARKS = {VERDICT_LIFT: "▲", VERDICT_HARM: "▼", VERDICT_NONE: "·", VERDICT_TOO_FEW: "?"}
+"""One-character marks of the verdicts in tables."""
+
+TABLE_COLUMNS = ["protocol", "endpoint", "arm vs baseline", "metric", "value", "baseline", "abs lift", "95% CI", "rel", "p adj", "users", "items", "verdict"]
+"""Columns of :func:`headline_display` (terminal table, markdown and HTML answer card)."""
+
+
+# --- formatting ----------------------------------------------------------------------------
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) or math.isinf(f) else f
+
+
+def fmt_value(value: Any, digits: int = 3) -> str:
+    f = _num(value)
+    return "" if f is None else f"{f:.{digits}f}"
+
+
+def fmt_signed(value: Any, digits: int = 3) -> str:
+    f = _num(value)
+    return "" if f is None else f"{f:+.{digits}f}"
+
+
+def fmt_pct(value: Any) -> str:
+    f = _num(value)
+    return "" if f is None else f"{f * 100:+.0f}%"
+
+
+def fmt_p(value: Any) -> str:
+    f = _num(value)
+    if f is None:
+        return ""
+    return "<0.001" if f < 0.001 else f"{f:.3f}"
+
+
+def fmt_ci(lo: Any, hi: Any, digits: int = 3) -> str:
+    lo_f, hi_f = _num(lo), _num(hi)
+    if lo_f is None or hi_f is None:
+        return ""
+    return f"[{lo_f:+.{digits}f}, {hi_f:+.{digits}f}]"
+
+
+def fmt_int(value: Any) -> str:
+    return "" if value is None else f"{int(value):,}"
+
+
+def cell_words(endpoint: str) -> str:
+    """``lm_vs_tfidf/cold_items`` -> ``cold items`` (the cell part of a stable endpoint id)."""
+    cell = endpoint.split("/", 1)[1] if "/" in endpoint else endpoint
+    return cell.replace("_", " ")
+
+
+def metric_words(row: dict) -> str:
+    return f"{row['metric']}@{row['k']}" if row.get("k") is not None else str(row["metric"])
+
+
+def window_words(df: pl.DataFrame) -> str:
+    """``1998-03-27 to 1998-04-16`` (or one day) of the headline rows; empty frame -> ''."""
+    if df.is_empty():
+        return ""
+    start, end = df["window_start"].min(), df["window_end"].max()
+    return f"{start}" if start == end else f"{start} to {end}"
+
+
+def _ordered(df: pl.DataFrame) -> pl.DataFrame:
+    return df.sort("protocol", "endpoint", maintain_order=True) if not df.is_empty() else df
+
+
+# --- the short table -----------------------------------------------------------------------
+
+
+def headline_display(df: pl.DataFrame) -> pl.DataFrame:
+    """The headline rows as strings in :data:`TABLE_COLUMNS` (what every presentation shows)."""
+    rows = []
+    for r in _ordered(df).iter_rows(named=True):
+        rows.append(
+            {
+                "protocol": r["protocol"],
+                "endpoint": r["endpoint"],
+                "arm vs baseline": f"{r['arm']} vs {r['baseline_arm']}",
+                "metric": metric_words(r),
+                "value": fmt_value(r["value"]),
+                "baseline": fmt_value(r["baseline_value"]),
+                "abs lift": fmt_signed(r["abs_lift"]),
+                "95% CI": fmt_ci(r["ci_low"], r["ci_high"]),
+                "rel": fmt_pct(r["rel_lift"]),
+                "p adj": fmt_p(r["p_adjusted"]),
+                "users": fmt_int(r["n_users"]),
+                "items": fmt_int(r["n_items"]),
+                "verdict": f"{VERDICT_MARKS.get(r['verdict'], '')} {r['verdict']}".strip(),
+            }
+        )
+    return pl.DataFrame(rows, schema={c: pl.String for c in TABLE_COLUMNS})
+
+
+def format_headline_table(df: pl.DataFrame) -> str:
+    """The short terminal table of the primary endpoints (``(no headline rows)`` when empty)."""
+    if df.is_empty():
+        return "(no headline rows)"
+    shown = headline_display(df)
+    widths = [max(len(c), *(len(v) for v in shown[c].to_list())) for c in TABLE_COLUMNS]
+    right = {"value", "baseline", "abs lift", "95% CI", "rel", "p adj", "users", "items"}
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if name in right else c.ljust(w) for c, w, name in zip(cells, widths, TABLE_COLUMNS)).rstrip()
+
+    out = [line(TABLE_COLUMNS), line(["-" * w for w in widths])]
+    out += [line(list(row)) for row in shown.iter_rows()]
+    return "\n".join(out)
+
+
+def markdown_headline(df: pl.DataFrame) -> str:
+    """The same table in markdown (Dagster UI metadata)."""
+    if df.is_empty():
+        return "_no headline rows yet_"
+    shown = headline_display(df)
+    esc = lambda s: s.replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "|".join("---" for _ in TABLE_COLUMNS) + "|"]
+    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in shown.iter_rows()]
+    return "\n".join(lines)
+
+
+# --- the sentences -------------------------------------------------------------------------
+
+
+def _clause(r: dict) -> str:
+    m, base = metric_words(r), r["baseline_arm"]
+    lift, ci, rel = fmt_signed(r["abs_lift"]), fmt_ci(r["ci_low"], r["ci_high"]), fmt_pct(r["rel_lift"])
+    verdict = r["verdict"]
+    if verdict == VERDICT_TOO_FEW:
+        return f"has too few users (n={fmt_int(r['n_users'])}) to be judged against {base}"
+    detail = f"{lift}" + (f", {rel}" if rel else "") + (f", 95% CI {ci}" if ci else "")
+    if verdict == VERDICT_LIFT:
+        return f"lifts {m} by {lift} over {base} ({rel + ', ' if rel else ''}95% CI {ci})"
+    if verdict == VERDICT_HARM:
+        return f"lowers {m} against {base} ({detail})"
+    return f"shows no detectable lift in {m} over {base} ({detail})"
+
+
+def protocol_sentence(df: pl.DataFrame, protocol: str) -> str:
+    """One plain-words sentence for the headline rows of ``protocol``."""
+    rows = [r for r in _ordered(df).iter_rows(named=True) if r["protocol"] == protocol]
+    if not rows:
+        return f"{protocol}: no headline rows."
+    parts: list[str] = []
+    cells: dict[str, list[dict]] = {}
+    for r in rows:
+        cells.setdefault(cell_words(r["endpoint"]), []).append(r)
+    for cell, cell_rows in cells.items():
+        n_users = max((r["n_users"] or 0) for r in cell_rows)
+        n_items = max((r["n_items"] or 0) for r in cell_rows)
+        who = f"{n_users:,} users" + (f", {n_items:,} items" if n_items else "")
+        by_arm: dict[str, list[str]] = {}
+        for r in cell_rows:
+            by_arm.setdefault(r["arm"], []).append(_clause(r))
+        arms = "; ".join(f"{arm} " + " and ".join(clauses) for arm, clauses in by_arm.items())
+        parts.append(f"on {cell} ({who}), {arms}")
+    about = PROTOCOL_WORDS.get(protocol)
+    head = f"{protocol}" + (f" ({about})" if about else "")
+    return f"{head}, {window_words(pl.DataFrame(rows))}: " + "; ".join(parts) + "."
+
+
+def answer_sentences(df: pl.DataFrame) -> list[str]:
+    """One sentence per protocol, in protocol order."""
+    if df.is_empty():
+        return []
+    return [protocol_sentence(df, p) for p in sorted(df["protocol"].unique().to_list())]
+
+
+def verdict_counts(df: pl.DataFrame) -> dict[str, int]:
+    """How many endpoints got each verdict (keys in the order lift, no detectable lift, harm, too few)."""
+    counts = dict.fromkeys((VERDICT_LIFT, VERDICT_NONE, VERDICT_HARM, VERDICT_TOO_FEW), 0)
+    for v in df["verdict"].to_list() if not df.is_empty() else []:
+        counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
+def cost_sentence(encoder_cost: pl.DataFrame | None) -> str:
+    """What encoding cost over the window: per encoder, texts encoded, seconds and texts/s ('' without rows)."""
+    if encoder_cost is None or encoder_cost.is_empty() or "encoder" not in encoder_cost.columns:
+        return ""
+    agg = (
+        encoder_cost.group_by("encoder")
+        .agg(
+            pl.col("texts_encoded").sum().alias("texts"),
+            pl.col("seconds").sum().alias("seconds"),
+            pl.col("params").max().alias("params"),
+            pl.col("device").last().alias("device"),
+        )
+        .sort("encoder")
+    )
+    parts = []
+    for r in agg.iter_rows(named=True):
+        texts, secs = int(r["texts"] or 0), float(r["seconds"] or 0.0)
+        rate = f", {texts / secs:,.0f} texts/s" if secs > 0 and texts else ""
+        params = f" ({r['params'] / 1e6:.1f}M parameters)" if r["params"] else ""
+        parts.append(f"{r['encoder']}{params}: {texts:,} texts encoded in {secs:.1f} s on {r['device']}{rate}")
+    return "Encoding cost over the window: " + "; ".join(parts) + "."
+
+
+# --- machine-readable ----------------------------------------------------------------------
+
+
+def to_csv(df: pl.DataFrame) -> str:
+    """CSV of the rows (header included; dates ISO-8601)."""
+    return df.write_csv()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def to_json(df: pl.DataFrame) -> str:
+    """A JSON list of row objects (dates ISO-8601, NaN as null)."""
+    rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in df.iter_rows(named=True)]
+    return json.dumps(rows, default=_json_default, indent=1, allow_nan=False)
+
+
+def headline_numbers(df: pl.DataFrame) -> dict[str, float]:
+    """Numeric values per endpoint (abs lift, CI bounds) keyed ``<protocol>/<endpoint>/<field>``.
+
+    The Dagster UI plots numeric materialization metadata across partitions.
+    """
+    out: dict[str, float] = {}
+    for r in _ordered(df).iter_rows(named=True):
+        for field in ("abs_lift", "ci_low", "ci_high"):
+            f = _num(r[field])
+            if f is not None:
+                out[f"{r['protocol']}/{r['endpoint']}/{field}"] = f
+    return out
+
+
+def check_columns(df: pl.DataFrame) -> pl.DataFrame:
+    """The frame restricted to :data:`HEADLINE_COLUMNS`; a missing column raises naming it."""
+    missing = [c for c in HEADLINE_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"headline frame lacks columns {missing} (expected reports.headline's {HEADLINE_COLUMNS})")
+    return df.select(HEADLINE_COLUMNS)
