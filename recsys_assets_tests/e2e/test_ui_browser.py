@@ -173,11 +173,29 @@ def test_lineage_and_lift_report_in_the_ui(ui_home, tmp_path):
         assert "ranker_tfidf vs ranker_no_text" in table and "95% CI" in table
         shot("cold_start_lift")
 
-        # 3. The rollup's partition page: the HTML report's path in the lake.
+        # 3. The rollup's partition page: the headline first (as in reports.headline), the HTML report's path.
+        from recsys_assets.lib.evaluation.answer import headline_texts
+        from recsys_assets.lib.evaluation.headline import read_headline
+
+        headline = read_headline(lake / "warehouse.duckdb")
         driver.get(f"{base}/assets/lift_rollup?view=events")
         wait.until(lambda d: "pooled lift (recall@20)" in body())
-        assert str(lake / "reports" / "index.html") in body()
+        dismiss_popups()
+        text = body()
+        assert str(lake / "reports" / "index.html") in text
+        lines = text.split("\n")
+        assert "headline" in lines and lines.index("headline") < lines.index("pooled lift (recall@20)")
+        if headline.height:
+            for key, line in headline_texts(headline).items():
+                assert key in lines and line in text, (key, line)
+        else:
+            assert "no reports.headline rows for this partition" in text
         shot("lift_rollup")
+        # 4. The asset's overview page: what the asset answers, and its latest headline.
+        driver.get(f"{base}/assets/lift_rollup")
+        wait.until(lambda d: "Answers the question" in body())
+        dismiss_popups()
+        shot("lift_rollup_overview")
     finally:
         if driver is not None:
             driver.quit()

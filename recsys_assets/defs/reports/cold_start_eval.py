@@ -8,7 +8,7 @@ from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.ranking.recommendations import recommendations
 from recsys_assets.defs.reports.common import encoder_metas, fingerprints
 from recsys_assets.defs.resources import LakeResource, ModelsResource
-from recsys_assets.lib.evaluation.daily import evaluate_protocol, events_of_day
+from recsys_assets.lib.evaluation.daily import evaluate_protocol_pairs, events_of_day
 from recsys_assets.lib.evaluation.reporting import day_arm_metrics, encoder_cost_rows, open_warehouse, save_eval
 from recsys_assets.lib.features.nightly import load_views
 from recsys_assets.lib.markdown import frame_to_markdown
@@ -23,21 +23,26 @@ from recsys_assets.lib.markdown import frame_to_markdown
     check_specs=[dg.AssetCheckSpec("leakage_audit", asset="cold_start_eval", blocking=True)],
 )
 def cold_start_eval(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource):
-    """Recall/NDCG/HitRate/MRR@K over the full catalogue and among new items only; arm_metrics + encoder_cost in DuckDB."""
+    """Answers: how well does each arm recommend on day D, for new, cold and warm users and items?
+
+    Recall/NDCG/HitRate/MRR@K over the full catalogue and among cold items only, per protocol, segment and scope
+    (reports.arm_metrics), and what each encoder cost that night (reports.encoder_cost).
+    """
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     items, _ = catalogs(the_lake)
     day_events = events_of_day(the_lake, day)
-    per_user, stats, n_users = [], [], {}
+    per_user, stats, pairs, n_users = [], [], [], {}
     for (protocol, stage), view in load_views(the_lake, day, items, cfg).items():
         if stage != "serve":
             continue
-        pu, st, n = evaluate_protocol(the_lake, view, day_events, cfg)  # raises LeakageError on a failed audit
+        pu, st, pp, n = evaluate_protocol_pairs(the_lake, view, day_events, cfg)  # raises LeakageError on a failed audit
         per_user.append(pu)
         stats.append(st)
+        pairs.append(pp)
         n_users[protocol] = n
     yield dg.AssetCheckResult(check_name="leakage_audit", passed=True, metadata={"checked": "inputs < D, holdout hidden, segments from snapshot"})
     per_user_df, stats_df = pl.concat(per_user), pl.concat(stats)
-    save_eval(the_lake, day, per_user_df, stats_df)
+    save_eval(the_lake, day, per_user_df, stats_df, pl.concat(pairs))
     metas = encoder_metas(the_lake, day, cfg)
     table = day_arm_metrics(per_user_df, day, cfg.config_hash(), fingerprints(metas))
     wh = open_warehouse(the_lake)

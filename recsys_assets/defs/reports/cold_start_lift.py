@@ -6,13 +6,16 @@ import polars as pl
 from recsys_assets.defs.features.common import partition_day
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.reports.cold_start_eval import cold_start_eval
-from recsys_assets.defs.reports.common import encoder_metas, fingerprints
+from recsys_assets.defs.reports.common import encoder_metas, fingerprints, headline_metadata
 from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.defs.schedules import REPORT_FRESHNESS
+from recsys_assets.lib.evaluation.answer import window_headline
 from recsys_assets.lib.evaluation.html_report import markdown_lift_table
 from recsys_assets.lib.evaluation.lift import LiftConfig
 from recsys_assets.lib.evaluation.reporting import (
-    day_lift,
+    day_report,
+    load_arm_stats,
+    load_per_pair,
     load_per_user,
     open_warehouse,
 )
@@ -25,7 +28,11 @@ def lm_encoders(cfg) -> list[str]:
 
 @dg.asset(group_name="reports", kinds={"duckdb"}, partitions_def=daily_partitions, deps=[cold_start_eval], pool="duckdb_writer", freshness_policy=REPORT_FRESHNESS)
 def cold_start_lift(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource) -> dg.MaterializeResult:
-    """ranker_<lm> vs ranker_tfidf / ranker_no_text / als / popularity per segment x metric x K; day D replaced in one transaction."""
+    """Answers: on day D alone, by how much does each text ranker beat its baselines, per segment?
+
+    ranker_<lm> vs ranker_tfidf / ranker_no_text / als / popularity per segment x metric x K with paired-bootstrap
+    CIs (reports.cold_start_lift, day D replaced in one transaction); the day's headline verdicts as metadata.
+    """
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     metas = encoder_metas(the_lake, day, cfg)
     rows = day_lift(load_per_user(the_lake, day), day, lm_encoders(cfg), LiftConfig(n_boot=models.n_boot), cfg.config_hash(), fingerprints(metas))
@@ -36,4 +43,5 @@ def cold_start_lift(context: dg.AssetExecutionContext, lake: LakeResource, model
         # Numeric metadata: the UI plots these across partitions (lift trend per segment).
         metadata[f"{r['protocol']}/{r['scope']}/{r['arm']}-vs-no_text/{r['segment_kind']}:{r['segment']}/recall@20"] = float(r["abs_lift"])
     metadata["lift (recall@20)"] = dg.MetadataValue.md(markdown_lift_table(shown))
+    metadata = {**headline_metadata(window_headline(the_lake.warehouse, day, day)[1]), **metadata}
     return dg.MaterializeResult(metadata=metadata)

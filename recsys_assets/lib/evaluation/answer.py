@@ -279,3 +279,31 @@ def check_columns(df: pl.DataFrame) -> pl.DataFrame:
     if missing:
         raise ValueError(f"headline frame lacks columns {missing} (expected reports.headline's {HEADLINE_COLUMNS})")
     return df.select(HEADLINE_COLUMNS)
+
+
+def window_headline(db_path, start: date, end: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The pooled headline rows of the window ending ``end`` and the daily headline rows of [start, end].
+
+    Reads ``reports.headline`` through :func:`~recsys_assets.lib.evaluation.headline.read_headline`;
+    both frames are empty when the table has no rows for them.
+    """
+    from recsys_assets.lib.evaluation.headline import read_headline
+
+    win = read_headline(db_path, "window", latest=False).filter(pl.col("window_end") == end)
+    if win.height:
+        win = win.filter(pl.col("window_start") == win["window_start"].max())
+    days = read_headline(db_path, "day", latest=False).filter(pl.col("window_end").is_between(start, end))
+    return win, days
+
+
+def headline_texts(df: pl.DataFrame) -> dict[str, str]:
+    """One short line per endpoint, keyed ``<protocol>/<endpoint>`` (shown inline in the Dagster UI)."""
+    out: dict[str, str] = {}
+    for r in _ordered(df).iter_rows(named=True):
+        users = f"{fmt_int(r['n_users'])} users" + (f", {fmt_int(r['n_items'])} items" if r["n_items"] else "")
+        lift = f"{fmt_signed(r['abs_lift'])} {fmt_ci(r['ci_low'], r['ci_high'])}".strip()
+        out[f"{r['protocol']}/{r['endpoint']}"] = (
+            f"{VERDICT_MARKS.get(r['verdict'], '')} {r['verdict']}: {r['arm']} vs {r['baseline_arm']}, "
+            f"{metric_words(r)} {lift} ({users})"
+        )
+    return out
