@@ -1,6 +1,6 @@
 """Snapshots and protocols: exactly which events, items and users each model may see.
 
-For the evaluated day D (EVALUATION.md):
+For the evaluated day D (docs/protocol.md):
 
 - ``serve`` view: model inputs are events with ts < D; the catalogue is every
   item available by D; truth is day D's positives minus pairs seen before D.
@@ -184,7 +184,7 @@ def positives_excluding_seen(events: pl.DataFrame, seen: pl.DataFrame, inter: In
 
 
 def labels_for_train(view: SnapshotView, events_before_day: pl.DataFrame, inter: InteractionConfig) -> pl.DataFrame:
-    """Ranker labels: positives in [D - w, D), including holdout items (EVALUATION.md)."""
+    """Ranker labels: positives in [D - w, D), including holdout items (docs/protocol.md)."""
     assert view.stage == "train"
     # Bounded on both sides: day D is the truth and never a label, whatever the caller passed.
     window = events_before_day.filter((pl.col("ts") >= day_start(view.cutoff)) & (pl.col("ts") < day_start(view.day)))

@@ -1,4 +1,4 @@
-"""Per-user metrics of every arm on day D, per segment and scope (EVALUATION.md).
+"""Per-user metrics of every arm on day D, per segment and scope (docs/protocol.md).
 
 - ``full`` scope: each arm's top-K over the FULL catalogue; item-segment cells
   restrict the truth to positives of that segment, never the catalogue.

@@ -1,10 +1,10 @@
-"""Full-catalogue ranking metrics per user (EVALUATION.md "Metrics"), vectorized in polars.
+"""Full-catalogue ranking metrics per user (docs/protocol.md "Metrics"), vectorized in polars.
 
 Definitions (binary relevance; ``T_u`` = the user's positives of day D, ``r(i)`` = 1-based rank):
 
 - ``recall@K  = |top-K ∩ T_u| / |T_u|``. The denominator is the full ``|T_u|``, NOT
   ``min(K, |T_u|)``: this is the standard Recall@K of the literature (and of the prototype
-  numbers quoted in EVALUATION.md), so values stay comparable across papers and a user with
+  numbers quoted in docs/protocol.md), so values stay comparable across papers and a user with
   more positives than K slots simply cannot reach 1. (Capping at ``min(K, |T_u|)`` would be a
   different, R-precision-like metric.)
 - ``ndcg@K    = DCG@K / IDCG@K`` with ``DCG@K = sum over hits with r <= K of 1/log2(r + 1)`` and
@@ -323,7 +323,7 @@ def slot_share(recs: pl.DataFrame, item_segment: pl.DataFrame, k: int) -> dict[s
 
 
 def restrict_truth(truth: pl.DataFrame, item_segments: pl.DataFrame, segment: str) -> pl.DataFrame:
-    """Truth rows whose item is in ``segment`` (item-segment metrics, EVALUATION.md "Segments").
+    """Truth rows whose item is in ``segment`` (item-segment metrics, docs/protocol.md "Segments").
 
     Only the truth is restricted: rank over the FULL catalogue and pass the restricted truth to
     ``per_user_metrics`` with the users that still have positives

@@ -1,4 +1,4 @@
-"""The compared arms (EVALUATION.md): same users, same truth, same K.
+"""The compared arms (docs/protocol.md): same users, same truth, same K.
 
 - ``popularity``: recent popularity (n_recent, then n_interactions).
 - ``als``: ALS top-K (ID only).

@@ -1,4 +1,4 @@
-"""Known-answer checks of the lift report (EVALUATION.md "Known-answer checks").
+"""Known-answer checks of the lift report (docs/protocol.md "Known-answer checks").
 
 Synthetic worlds from ``lib.ingest.synthetic`` whose item text is built from
 topic-specific SYNONYM sets: with ``text_signal=1`` an item's words (and its
@@ -15,7 +15,7 @@ Protocol: ``item_holdout``. Under ``temporal`` only the handful of items
 created on D itself are new at the snapshot (items get events the day they
 appear), so there is hardly any new-item truth; ``item_holdout`` hides 20% of
 the items from every model input while keeping their label-window
-interactions as ranker labels (EVALUATION.md), which gives a few hundred
+interactions as ranker labels (docs/protocol.md), which gives a few hundred
 new-item positives per day.
 
 Cell of (a)/(b): scope ``cold_only`` (every arm ranks only the items new at the
