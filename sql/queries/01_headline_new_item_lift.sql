@@ -6,7 +6,7 @@ SELECT protocol, scope, arm, baseline_arm, segment_kind, segment,
        round(value, 4) AS value, round(baseline_value, 4) AS baseline,
        round(abs_lift, 4) AS abs_lift, round(rel_lift, 3) AS rel_lift,
        round(ci_low, 4) AS ci_low, round(ci_high, 4) AS ci_high,
-       round(p_adjusted, 4) AS p_adj, n_users, flag
+       round(p_adjusted, 4) AS p_adj, n_users, flag, role
 FROM reports.latest_lift_by_segment
 WHERE metric = 'recall' AND k = 20
   AND segment = 'new'

@@ -5,7 +5,7 @@ CREATE OR REPLACE VIEW reports.lift_trend AS
 SELECT
     day, protocol, scope, arm, baseline_arm, segment_kind, segment, metric, k,
     value, baseline_value, abs_lift, rel_lift, ci_low, ci_high, p_adjusted,
-    n_users, flag, encoder,
+    n_users, flag, role, encoder,
     avg(abs_lift) OVER (
         PARTITION BY protocol, scope, arm, baseline_arm, segment_kind, segment, metric, k
         ORDER BY day

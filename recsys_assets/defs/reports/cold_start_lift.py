@@ -31,14 +31,21 @@ def cold_start_lift(context: dg.AssetExecutionContext, lake: LakeResource, model
     """Answers: on day D alone, by how much does each text ranker beat its baselines, per segment?
 
     ranker_<lm> vs ranker_tfidf / ranker_no_text / als / popularity per segment x metric x K with paired-bootstrap
-    CIs (reports.cold_start_lift, day D replaced in one transaction); the day's headline verdicts as metadata.
+    CIs (reports.cold_start_lift, exploratory except the primary endpoints; day D replaced in one transaction) and
+    the verdict of each primary endpoint (reports.headline, window_kind 'day'), shown as metadata.
     """
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     metas = encoder_metas(the_lake, day, cfg)
-    rows = day_lift(load_per_user(the_lake, day), day, lm_encoders(cfg), LiftConfig(n_boot=models.n_boot), cfg.config_hash(), fingerprints(metas))
-    open_warehouse(the_lake).replace_partition("cold_start_lift", rows, {"day": day})
+    rows, head = day_report(
+        load_per_user(the_lake, day), day, lm_encoders(cfg), LiftConfig(n_boot=models.n_boot), cfg.config_hash(), fingerprints(metas),
+        per_pair=load_per_pair(the_lake, day), arm_stats=load_arm_stats(the_lake, day),
+    )
+    wh = open_warehouse(the_lake)
+    wh.replace_partition("cold_start_lift", rows, {"day": day})
+    # The verdict of each primary endpoint for day D (reports.headline, window_kind 'day').
+    wh.replace_partition("headline", head, {"window_end": day, "window_kind": "day"})
     shown = rows.filter(pl.col("segment_kind").is_in(["all", "user", "item"]) & (pl.col("metric") == "recall") & (pl.col("k") == 20))
-    metadata = {"rows": rows.height, "significant_rows": int(((rows["p_adjusted"] < 0.05) & ((rows["ci_low"] > 0) | (rows["ci_high"] < 0))).sum()) if rows.height else 0}
+    metadata = {"rows": rows.height, "primary_lift_rows": int((head["verdict"] == "lift").sum()) if head.height else 0}
     for r in shown.filter(pl.col("baseline_arm") == "ranker_no_text").iter_rows(named=True):
         # Numeric metadata: the UI plots these across partitions (lift trend per segment).
         metadata[f"{r['protocol']}/{r['scope']}/{r['arm']}-vs-no_text/{r['segment_kind']}:{r['segment']}/recall@20"] = float(r["abs_lift"])

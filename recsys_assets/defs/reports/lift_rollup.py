@@ -46,7 +46,6 @@ def lift_rollup(context: dg.AssetExecutionContext, lake: LakeResource, models: M
             **headline_metadata(headline),
             "window": f"{start}..{day}",
             "days_pooled": len(days),
-            **{f"headline/{r['protocol']}/{r['endpoint']}": r["verdict"] for r in (head.iter_rows(named=True) if head.height else [])},
             "rows": lift.height,
             "report": dg.MetadataValue.path(str(report)),
             "pooled lift (recall@20)": dg.MetadataValue.md(markdown_lift_table(shown) if lift.height else "no evaluated days in the window"),

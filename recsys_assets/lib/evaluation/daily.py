@@ -7,7 +7,7 @@ from datetime import date
 import polars as pl
 
 from recsys_assets.lib.errors import LeakageError
-from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, PER_USER_SCHEMA, evaluate_view
+from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, PER_PAIR_SCHEMA, PER_USER_SCHEMA, evaluate_view
 from recsys_assets.lib.features.nightly import FeatureConfig
 from recsys_assets.lib.lake import Lake, read_parquet
 from recsys_assets.lib.ranking.arms import parse_arm
@@ -17,6 +17,14 @@ from recsys_assets.lib.snapshot import SnapshotView, audit_leakage
 
 def evaluate_protocol(lake: Lake, view: SnapshotView, events_of_day: pl.DataFrame, cfg: FeatureConfig, ks=(10, 20)) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """(per-user metrics, arm stats, n evaluated users) of one protocol's serve view."""
+    per_user, stats, _, n = evaluate_protocol_pairs(lake, view, events_of_day, cfg, ks)
+    return per_user, stats, n
+
+
+def evaluate_protocol_pairs(
+    lake: Lake, view: SnapshotView, events_of_day: pl.DataFrame, cfg: FeatureConfig, ks=(10, 20)
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
+    """(per-user metrics, arm stats, per-pair ranks, n evaluated users) of one protocol's serve view."""
     problems = audit_leakage(view)
     if problems:
         raise LeakageError("leakage audit failed: " + "; ".join(problems))
@@ -30,9 +38,9 @@ def evaluate_protocol(lake: Lake, view: SnapshotView, events_of_day: pl.DataFram
     arm_cold = {a: cold.filter(pl.col("arm") == a).drop("arm") for a in cold["arm"].unique(maintain_order=True).to_list()}
     cands = {a: arm_candidates(pool, a) for a in arms if parse_arm(a).kind == "ranker"}
     if truth.height == 0:
-        return pl.DataFrame(schema=PER_USER_SCHEMA), pl.DataFrame(schema=ARM_STATS_SCHEMA), 0
-    per_user, stats = evaluate_view(view, truth, arm_recs, arm_cold, cands, cfg.protocol, ks)
-    return per_user, stats, truth["user_id"].n_unique()
+        return pl.DataFrame(schema=PER_USER_SCHEMA), pl.DataFrame(schema=ARM_STATS_SCHEMA), pl.DataFrame(schema=PER_PAIR_SCHEMA), 0
+    per_user, stats, pairs = evaluate_view(view, truth, arm_recs, arm_cold, cands, cfg.protocol, ks)
+    return per_user, stats, pairs, truth["user_id"].n_unique()
 
 
 def events_of_day(lake: Lake, day: date) -> pl.DataFrame:

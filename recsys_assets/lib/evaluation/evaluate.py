@@ -2,8 +2,16 @@
 
 - ``full`` scope: each arm's top-K over the FULL catalogue; item-segment cells
   restrict the truth to positives of that segment, never the catalogue.
-- ``cold_only`` scope: each arm ranks only the items new at the snapshot; truth
-  is restricted to positives on those items.
+- ``cold_only`` scope: each arm ranks only the cold items at the snapshot (the
+  segments the ranking stage ranked in ``cold_recs``: ``new`` under item_holdout;
+  ``new`` + ``cold`` where the ranking stage ranks both, e.g. under temporal);
+  truth is restricted to positives on those items, and item cells (``new`` /
+  ``cold``) split it by segment. ``ranked_items`` (arm stats) records how many
+  items the scope ranked: a cell with no more than K of them is ``trivial``.
+- Per (user, truth item) pairs: ``PER_PAIR_SCHEMA`` rows give the rank of every
+  positive of the ``all`` cell in each arm's list (null beyond the largest K),
+  with the item's segment and history bucket. The two-way bootstrap of
+  ``lift.py`` derives every cell's per-item contributions from them.
 - Warm-up buckets: the same per-user metrics bucketed by how many interactions
   the user (or, restricting truth, the item) had at the snapshot.
 """
@@ -27,6 +35,22 @@ PER_USER_SCHEMA = {
     "k": pl.Int64,
     "value": pl.Float64,
 }
+PER_PAIR_SCHEMA = {
+    "protocol": pl.String,
+    "scope": pl.String,
+    "arm": pl.String,
+    "user_id": pl.String,
+    "item_id": pl.String,
+    "item_segment": pl.String,
+    "item_bucket": pl.String,
+    "rank": pl.Int32,
+}
+PER_USER_KEYS = ["protocol", "scope", "arm", "segment_kind", "segment", "metric", "k", "user_id"]
+"""Sort order of ``per_user.parquet`` (reruns write byte-identical files)."""
+PER_PAIR_KEYS = ["protocol", "scope", "arm", "user_id", "item_id"]
+"""Sort order (and key) of ``per_pair.parquet``."""
+RANKED_ITEMS = "ranked_items"
+"""Arm-stats metric: number of items the scope ranked (catalogue size, or cold items)."""
 ARM_STATS_SCHEMA = {"protocol": pl.String, "scope": pl.String, "arm": pl.String, "metric": pl.String, "k": pl.Int64, "value": pl.Float64, "n_users": pl.Int64}
 
 # Interaction counts at the snapshot: where does ID-only catch up with text?
@@ -42,7 +66,9 @@ def bucket_expr(count: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     return label.otherwise(None), order.otherwise(None).cast(pl.Int32)
 
 
-def _cells(view: SnapshotView, truth: pl.DataFrame, cfg: ProtocolConfig, with_items: bool) -> list[tuple[str, str, int | None, pl.DataFrame]]:
+def _cells(
+    view: SnapshotView, truth: pl.DataFrame, cfg: ProtocolConfig, with_items: bool, item_segments: tuple[str, ...] = SEGMENTS
+) -> list[tuple[str, str, int | None, pl.DataFrame]]:
     """(segment_kind, segment, bucket_order, truth restricted to the cell) for every cell."""
     users = truth["user_id"].unique().sort().to_list()
     useg = view.user_segments(users, cfg)
@@ -58,8 +84,10 @@ def _cells(view: SnapshotView, truth: pl.DataFrame, cfg: ProtocolConfig, with_it
         ilabel, iorder = bucket_expr(pl.col("n_interactions"))
         ist = view.item_stats.select("item_id", "n_interactions", "item_segment").with_columns(bucket=ilabel, order=iorder)
         t = truth.join(ist, on="item_id", how="left")
-        for seg in SEGMENTS:
+        for seg in item_segments:
             cells.append(("item", seg, None, t.filter(pl.col("item_segment") == seg).select("user_id", "item_id")))
+        if item_segments != SEGMENTS:
+            return [c for c in cells if c[3].height]
         for (name, order), grp in t.group_by(["bucket", "order"]):
             if name is not None:
                 cells.append(("item_bucket", name, order, grp.select("user_id", "item_id")))
@@ -72,6 +100,22 @@ def _metrics_frame(recs: pl.DataFrame, cell_truth: pl.DataFrame, ks, labels: dic
     return m.with_columns(**{k: pl.lit(v) for k, v in labels.items()})
 
 
+def cold_scope_segments(view: SnapshotView, arm_cold_recs: dict[str, pl.DataFrame]) -> tuple[str, ...]:
+    """Item segments the ranking stage ranked in the cold scope: ``new``, plus ``cold`` when any arm's
+    cold list holds a ``cold``-segment item (the ranking stage decides which segments it scores)."""
+    ranked = pl.concat([r.select("item_id") for r in arm_cold_recs.values()]) if arm_cold_recs else pl.DataFrame(schema={"item_id": pl.String})
+    segs = set(view.item_stats.join(ranked.unique(), on="item_id", how="semi")["item_segment"].to_list())
+    return tuple(s for s in SEGMENTS if s == "new" or s in segs)
+
+
+def pair_ranks(recs: pl.DataFrame, truth: pl.DataFrame, item_info: pl.DataFrame, kmax: int) -> pl.DataFrame:
+    """(user_id, item_id, item_segment, item_bucket, rank) of every truth pair; rank null beyond ``kmax``."""
+    r = recs.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String), pl.col("rank").cast(pl.Int32)).filter(pl.col("rank") <= kmax)
+    r = r.group_by("user_id", "item_id").agg(pl.col("rank").min())
+    t = truth.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)).unique()
+    return t.join(r, on=["user_id", "item_id"], how="left").join(item_info, on="item_id", how="left")
+
+
 def evaluate_view(
     view: SnapshotView,
     truth: pl.DataFrame,
@@ -80,17 +124,24 @@ def evaluate_view(
     arm_candidates: dict[str, pl.DataFrame],
     cfg: ProtocolConfig,
     ks: tuple[int, ...] = (10, 20),
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Per-user metrics (PER_USER_SCHEMA) and arm-level stats (ARM_STATS_SCHEMA) for one protocol."""
-    frames, stats = [], []
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Per-user metrics (PER_USER_SCHEMA), arm-level stats (ARM_STATS_SCHEMA) and per-pair ranks
+    (PER_PAIR_SCHEMA) for one protocol, each sorted by its keys."""
+    frames, stats, pairs = [], [], []
+    kmax = max(ks)
     full_cells = _cells(view, truth, cfg, with_items=True)
-    new_items = view.item_stats.filter(pl.col("item_segment") == "new")["item_id"]
-    cold_truth = truth.filter(pl.col("item_id").is_in(new_items.implode()))
-    cold_cells = _cells(view, cold_truth, cfg, with_items=False) if cold_truth.height else []
+    cold_segments = cold_scope_segments(view, arm_cold_recs)
+    cold_items = view.item_stats.filter(pl.col("item_segment").is_in(list(cold_segments)))["item_id"]
+    cold_truth = truth.filter(pl.col("item_id").is_in(cold_items.implode()))
+    cold_cells = _cells(view, cold_truth, cfg, with_items=len(cold_segments) > 1, item_segments=cold_segments) if cold_truth.height else []
     item_segments = view.item_stats.select("item_id", pl.col("item_segment").alias("segment"))
+    ilabel, _ = bucket_expr(pl.col("n_interactions"))
+    item_info = view.item_stats.select(pl.col("item_id").cast(pl.String), pl.col("item_segment").cast(pl.String), ilabel.alias("item_bucket"))
     for arm, recs in arm_recs.items():
         for kind, seg, order, cell_truth in full_cells:
             frames.append(_metrics_frame(recs, cell_truth, ks, {"protocol": view.protocol, "scope": "full", "arm": arm, "segment_kind": kind, "segment": seg, "bucket_order": order}))
+        pairs.append(pair_ranks(recs, truth, item_info, kmax).with_columns(protocol=pl.lit(view.protocol), scope=pl.lit("full"), arm=pl.lit(arm)))
+        stats.append({"protocol": view.protocol, "scope": "full", "arm": arm, "metric": RANKED_ITEMS, "k": 0, "value": float(view.catalog.height), "n_users": truth["user_id"].n_unique()})
         n_users = truth["user_id"].n_unique()
         for k in ks:
             stats.append({"protocol": view.protocol, "scope": "full", "arm": arm, "metric": "coverage", "k": k, "value": coverage(recs, view.catalog.height, k), "n_users": n_users})
@@ -103,8 +154,15 @@ def evaluate_view(
             cold_recs = arm_cold_recs[arm]
             for kind, seg, order, cell_truth in cold_cells:
                 frames.append(_metrics_frame(cold_recs, cell_truth, ks, {"protocol": view.protocol, "scope": "cold_only", "arm": arm, "segment_kind": kind, "segment": seg, "bucket_order": order}))
+            pairs.append(pair_ranks(cold_recs, cold_truth, item_info, kmax).with_columns(protocol=pl.lit(view.protocol), scope=pl.lit("cold_only"), arm=pl.lit(arm)))
+            stats.append({"protocol": view.protocol, "scope": "cold_only", "arm": arm, "metric": RANKED_ITEMS, "k": 0, "value": float(cold_items.len()), "n_users": cold_truth["user_id"].n_unique()})
     per_user = pl.concat([f.select(list(PER_USER_SCHEMA)).cast(PER_USER_SCHEMA) for f in frames]) if frames else pl.DataFrame(schema=PER_USER_SCHEMA)
-    return per_user, pl.DataFrame(stats, schema=ARM_STATS_SCHEMA)
+    per_pair = pl.concat([f.select(list(PER_PAIR_SCHEMA)).cast(PER_PAIR_SCHEMA) for f in pairs]) if pairs else pl.DataFrame(schema=PER_PAIR_SCHEMA)
+    return (
+        per_user.sort(PER_USER_KEYS),
+        pl.DataFrame(stats, schema=ARM_STATS_SCHEMA).sort("protocol", "scope", "arm", "metric", "k"),
+        per_pair.sort(PER_PAIR_KEYS),
+    )
 
 
 def arm_metrics_table(per_user: pl.DataFrame) -> pl.DataFrame:

@@ -13,7 +13,9 @@ p_value, p_adjusted (DOUBLE), n_users, n_items (BIGINT), verdict VARCHAR in
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass, replace
 from datetime import date
 
 import polars as pl
@@ -60,6 +62,117 @@ VERDICT_HARM = "harm"
 VERDICT_TOO_FEW = "too few"
 VERDICTS = (VERDICT_LIFT, VERDICT_NONE, VERDICT_HARM, VERDICT_TOO_FEW)
 """Allowed ``verdict`` values (see :func:`verdict`)."""
+
+
+LM = "{lm}"
+"""Placeholder in an endpoint's arm names: the headline LM encoder (the first LM one configured)."""
+
+
+@dataclass(frozen=True)
+class PrimaryEndpoint:
+    """One confirmatory comparison (per protocol): the cells Holm corrects and a verdict is given for."""
+
+    name: str
+    """Stable id, e.g. ``lm_vs_tfidf/cold_items`` (the ``endpoint`` column)."""
+    arm: str
+    """Treatment arm; ``{lm}`` stands for the headline LM encoder."""
+    baseline_arm: str
+    """Baseline arm; ``{lm}`` as above."""
+    scope: str
+    """``full`` or ``cold_only``."""
+    segment_kind: str
+    """``all``, ``user`` or ``item``."""
+    segment: str
+    """Segment of that kind, e.g. ``new``."""
+    metric: str = "recall"
+    """Per-user metric."""
+    k: int = 20
+    """Cut-off."""
+
+
+DEFAULT_PRIMARY_ENDPOINTS: tuple[PrimaryEndpoint, ...] = (
+    PrimaryEndpoint("lm_vs_tfidf/cold_items", "ranker_{lm}", "ranker_tfidf", "cold_only", "all", "all"),
+    PrimaryEndpoint("lm_vs_no_text/cold_items", "ranker_{lm}", "ranker_no_text", "cold_only", "all", "all"),
+    PrimaryEndpoint("lm_vs_tfidf/new_users", "ranker_{lm}", "ranker_tfidf", "full", "user", "new"),
+    PrimaryEndpoint("lm_vs_no_text/new_users", "ranker_{lm}", "ranker_no_text", "full", "user", "new"),
+    PrimaryEndpoint("content_lm_vs_tfidf/cold_items", "content_{lm}", "content_tfidf", "cold_only", "all", "all"),
+    PrimaryEndpoint("content_lm_vs_tfidf/new_users", "content_{lm}", "content_tfidf", "full", "user", "new"),
+)
+"""Per protocol: the LM ranker vs TF-IDF and vs no text, and the LM content arm vs TF-IDF, on the
+cold-item cell (``cold_only`` scope, all users) and the new-user cell, recall@20."""
+
+
+def resolve_endpoints(endpoints: tuple[PrimaryEndpoint, ...], comparisons: list[tuple[str, str]]) -> list[PrimaryEndpoint]:
+    """Endpoints with ``{lm}`` replaced by the headline LM: the first LM whose arm is compared.
+
+    ``comparisons`` lists (arm, baseline) pairs in configured encoder order; endpoints whose
+    comparison is absent stay in the list with ``{lm}`` resolved when possible (their verdict
+    is then ``too few``).
+    """
+    lm = None
+    for arm, _ in comparisons:
+        for prefix in ("ranker_", "content_"):
+            name = arm.split("+", 1)[0]
+            if name.startswith(prefix) and name[len(prefix):] not in ("no_text", "tfidf", "metadata"):
+                lm = name[len(prefix):]
+                break
+        if lm:
+            break
+    out = []
+    for e in endpoints:
+        if lm is not None:
+            e = replace(e, arm=e.arm.replace(LM, lm), baseline_arm=e.baseline_arm.replace(LM, lm))
+        out.append(e)
+    return out
+
+
+def verdict(abs_lift: float | None, p_adjusted: float | None, flag: str | None, alpha: float = 0.05) -> str:
+    """``too few`` (flagged, untested or missing cell), else ``lift`` / ``harm`` when Holm-adjusted
+    p < alpha (by the sign of the lift), else ``no detectable lift``."""
+    if flag or p_adjusted is None or abs_lift is None or (isinstance(p_adjusted, float) and math.isnan(p_adjusted)):
+        return VERDICT_TOO_FEW
+    if p_adjusted < alpha:
+        return VERDICT_LIFT if abs_lift > 0 else VERDICT_HARM
+    return VERDICT_NONE
+
+
+def headline_rows(
+    lift: pl.DataFrame,
+    window_start: date,
+    window_end: date,
+    window_kind: str,
+    protocols: list[str],
+    comparisons: list[tuple[str, str]],
+    endpoints: tuple[PrimaryEndpoint, ...] = DEFAULT_PRIMARY_ENDPOINTS,
+    alpha: float = 0.05,
+) -> pl.DataFrame:
+    """One row per protocol x primary endpoint from a report's lift rows (``lift.LIFT_COLUMNS``).
+
+    An endpoint without a lift row (arm not run, cell empty or dropped as trivial) still
+    gets a row: NULL statistics and verdict ``too few``.
+    """
+    resolved = resolve_endpoints(endpoints, comparisons)
+    rows = []
+    index = {}
+    if lift.height:
+        for r in lift.iter_rows(named=True):
+            index[(r["protocol"], r["arm"], r["baseline_arm"], r["scope"], r["segment_kind"], r["segment"], r["metric"], r["k"])] = r
+    for protocol in protocols:
+        for e in resolved:
+            r = index.get((protocol, e.arm, e.baseline_arm, e.scope, e.segment_kind, e.segment, e.metric, e.k), {})
+            row = {
+                "window_start": window_start, "window_end": window_end, "window_kind": window_kind, "protocol": protocol,
+                "endpoint": e.name, "arm": e.arm, "baseline_arm": e.baseline_arm, "scope": e.scope,
+                "segment_kind": e.segment_kind, "segment": e.segment, "metric": e.metric, "k": e.k,
+            }
+            for c in ("value", "baseline_value", "abs_lift", "rel_lift", "ci_low", "ci_high", "p_value", "p_adjusted", "n_users", "n_items"):
+                v = r.get(c)
+                row[c] = None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+            row["verdict"] = verdict(row["abs_lift"], row["p_adjusted"], r.get("flag") if r else "missing", alpha)
+            rows.append(row)
+    if not rows:
+        return empty_headline()
+    return pl.DataFrame(rows, schema=HEADLINE_SCHEMA).sort("protocol", "endpoint")
 
 
 def empty_headline() -> pl.DataFrame:

@@ -1,7 +1,9 @@
 """From per-user metrics to the warehouse's report rows (day tables, pooled rollups, warm-up curves).
 
-File contract under ``eval/day=D/``: ``per_user.parquet`` (evaluate.PER_USER_SCHEMA)
-and ``arm_stats.parquet`` (evaluate.ARM_STATS_SCHEMA), one of each per day.
+File contract under ``eval/day=D/``: ``per_user.parquet`` (evaluate.PER_USER_SCHEMA),
+``arm_stats.parquet`` (evaluate.ARM_STATS_SCHEMA) and ``per_pair.parquet``
+(evaluate.PER_PAIR_SCHEMA, the rank of each truth pair: the two-way bootstrap's input),
+one of each per day, each sorted by its keys so a rerun writes the same bytes.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 
 import polars as pl
 
-from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, PER_USER_SCHEMA, arm_metrics_table
+from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, PER_PAIR_KEYS, PER_USER_KEYS, PER_USER_SCHEMA, RANKED_ITEMS, arm_metrics_table
+from recsys_assets.lib.evaluation.headline import headline_rows
 from recsys_assets.lib.evaluation.lift import LiftConfig, comparisons_for, lift_rows, pool_days, warmup_rows
 from recsys_assets.lib.lake import Lake, read_parquet, write_parquet_atomic
 
@@ -40,9 +43,18 @@ def eval_dir(lake: Lake, day: date):
     return lake.snapshot_dir("eval", day)
 
 
-def save_eval(lake: Lake, day: date, per_user: pl.DataFrame, arm_stats: pl.DataFrame) -> None:
-    write_parquet_atomic(per_user, eval_dir(lake, day).joinpath("per_user.parquet"))
-    write_parquet_atomic(arm_stats, eval_dir(lake, day).joinpath("arm_stats.parquet"))
+def save_eval(lake: Lake, day: date, per_user: pl.DataFrame, arm_stats: pl.DataFrame, per_pair: pl.DataFrame | None = None) -> None:
+    """Write day D's evaluation files, sorted by their keys (an identical rerun writes identical bytes)."""
+    write_parquet_atomic(per_user.sort(PER_USER_KEYS), eval_dir(lake, day).joinpath("per_user.parquet"))
+    write_parquet_atomic(arm_stats.sort("protocol", "scope", "arm", "metric", "k"), eval_dir(lake, day).joinpath("arm_stats.parquet"))
+    if per_pair is not None:
+        write_parquet_atomic(per_pair.sort(PER_PAIR_KEYS), eval_dir(lake, day).joinpath("per_pair.parquet"))
+
+
+def load_per_pair(lake: Lake, day: date) -> pl.DataFrame | None:
+    """Day D's per-pair ranks; None for days evaluated before they were stored (one-way statistics then)."""
+    path = eval_dir(lake, day).joinpath("per_pair.parquet")
+    return read_parquet(path) if path.exists() else None
 
 
 def load_per_user(lake: Lake, day: date) -> pl.DataFrame:
@@ -78,11 +90,63 @@ def day_arm_metrics(per_user: pl.DataFrame, day: date, config_hash: str, fingerp
     return _provenance(arm_metrics_table(per_user), fingerprints, config_hash).with_columns(day=pl.lit(day)).drop("encoder_fingerprint")
 
 
-def day_lift(per_user: pl.DataFrame, day: date, lm_encoders: list[str], cfg: LiftConfig, config_hash: str, fingerprints: dict[str, str]) -> pl.DataFrame:
-    """The ``cold_start_lift`` rows of one day (snapshot D = events before D; truth = day D)."""
-    arms = per_user["arm"].unique().to_list()
-    rows = lift_rows(per_user, comparisons_for(arms, lm_encoders), cfg)
-    return _provenance(rows, fingerprints, config_hash).with_columns(day=pl.lit(day), snapshot=pl.lit(day))
+def ranked_items(arm_stats: pl.DataFrame | None) -> pl.DataFrame:
+    """(protocol, scope, n_ranked): how many items each scope ranked (from the arm stats)."""
+    schema = {"protocol": pl.String, "scope": pl.String, "n_ranked": pl.Float64}
+    if arm_stats is None or arm_stats.height == 0:
+        return pl.DataFrame(schema=schema)
+    return (
+        arm_stats.filter(pl.col("metric") == RANKED_ITEMS)
+        .group_by("protocol", "scope")
+        .agg(pl.col("value").max().alias("n_ranked"))
+        .sort("protocol", "scope")
+        .cast(schema)
+    )
+
+
+def day_report(
+    per_user: pl.DataFrame,
+    day: date,
+    lm_encoders: list[str],
+    cfg: LiftConfig,
+    config_hash: str,
+    fingerprints: dict[str, str],
+    per_pair: pl.DataFrame | None = None,
+    arm_stats: pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(``cold_start_lift`` rows, ``headline`` rows) of one day (snapshot D = events before D; truth = day D)."""
+    arms = per_user["arm"].unique().sort().to_list()
+    comps = comparisons_for(arms, lm_encoders)
+    rows = lift_rows(per_user, comps, cfg, per_pair=per_pair, ranked_items=ranked_items(arm_stats))
+    protocols = per_user["protocol"].unique().sort().to_list()
+    head = headline_rows(rows, day, day, "day", protocols, comps, cfg.primary_endpoints, cfg.alpha)
+    return _provenance(rows, fingerprints, config_hash).with_columns(day=pl.lit(day), snapshot=pl.lit(day)), head
+
+
+def day_lift(
+    per_user: pl.DataFrame,
+    day: date,
+    lm_encoders: list[str],
+    cfg: LiftConfig,
+    config_hash: str,
+    fingerprints: dict[str, str],
+    per_pair: pl.DataFrame | None = None,
+    arm_stats: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The ``cold_start_lift`` rows of one day (see :func:`day_report`)."""
+    return day_report(per_user, day, lm_encoders, cfg, config_hash, fingerprints, per_pair, arm_stats)[0]
+
+
+def drop_trivial(per_user: pl.DataFrame, arm_stats: pl.DataFrame | None) -> pl.DataFrame:
+    """Per-user rows of one day without its trivial cells (scope ranked no more than K items)."""
+    ranked = ranked_items(arm_stats)
+    if ranked.height == 0 or per_user.height == 0:
+        return per_user
+    return (
+        per_user.join(ranked, on=["protocol", "scope"], how="left")
+        .filter(pl.col("n_ranked").is_null() | (pl.col("k").cast(pl.Float64) < pl.col("n_ranked")))
+        .drop("n_ranked")
+    )
 
 
 def window_days(lake: Lake, end: date, n_days: int) -> list[date]:
@@ -90,19 +154,38 @@ def window_days(lake: Lake, end: date, n_days: int) -> list[date]:
     return [d for d in (end - timedelta(days=i) for i in range(n_days)) if eval_dir(lake, d).joinpath("per_user.parquet").exists()][::-1]
 
 
+def rollup_report(
+    lake: Lake, end: date, n_days: int, lm_encoders: list[str], cfg: LiftConfig, config_hash: str, fingerprints: dict[str, str]
+) -> tuple[pl.DataFrame, pl.DataFrame, list[date], pl.DataFrame]:
+    """Pooled lift rows, warm-up curve, pooled days and headline rows over the window's user-days.
+
+    Users are clusters (all of a user's days resampled together); trivial day-cells (a scope
+    that ranked no more than K items that day) are left out of the pool.
+    """
+    days = window_days(lake, end, n_days)
+    stats = {d: load_arm_stats(lake, d) for d in days}
+    pooled = pool_days({d: drop_trivial(load_per_user(lake, d), stats[d]) for d in days})
+    if pooled.height == 0:
+        return pl.DataFrame(), pl.DataFrame(), days, pl.DataFrame()
+    pairs_by_day = {d: load_per_pair(lake, d) for d in days}
+    # Two-way cells need every pooled day's pairs; a window with an older day falls back to users only.
+    pairs = pool_days(pairs_by_day) if all(p is not None for p in pairs_by_day.values()) else None
+    arms = pooled["arm"].unique().sort().to_list()
+    comps = comparisons_for(arms, lm_encoders)
+    start = days[0]
+    rows = lift_rows(pooled, comps, cfg, per_pair=pairs)
+    protocols = pooled["protocol"].unique().sort().to_list()
+    head = headline_rows(rows, start, end, "window", protocols, comps, cfg.primary_endpoints, cfg.alpha)
+    lift = _provenance(rows, fingerprints, config_hash).with_columns(window_start=pl.lit(start), window_end=pl.lit(end))
+    warm = warmup_rows(pooled, comps, cfg).with_columns(window_start=pl.lit(start), window_end=pl.lit(end))
+    return lift, warm, days, head
+
+
 def rollup(
     lake: Lake, end: date, n_days: int, lm_encoders: list[str], cfg: LiftConfig, config_hash: str, fingerprints: dict[str, str]
 ) -> tuple[pl.DataFrame, pl.DataFrame, list[date]]:
-    """Pooled lift rows and warm-up curve over the window's user-days."""
-    days = window_days(lake, end, n_days)
-    pooled = pool_days({d: load_per_user(lake, d) for d in days})
-    if pooled.height == 0:
-        return pl.DataFrame(), pl.DataFrame(), days
-    arms = pooled["arm"].unique().to_list()
-    comps = comparisons_for(arms, lm_encoders)
-    start = days[0]
-    lift = _provenance(lift_rows(pooled, comps, cfg), fingerprints, config_hash).with_columns(window_start=pl.lit(start), window_end=pl.lit(end))
-    warm = warmup_rows(pooled, comps, cfg).with_columns(window_start=pl.lit(start), window_end=pl.lit(end))
+    """Pooled lift rows and warm-up curve over the window's user-days (see :func:`rollup_report`)."""
+    lift, warm, days, _ = rollup_report(lake, end, n_days, lm_encoders, cfg, config_hash, fingerprints)
     return lift, warm, days
 
 

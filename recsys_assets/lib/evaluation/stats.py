@@ -1,4 +1,15 @@
-"""Lift statistics (EVALUATION.md "Statistics"): paired bootstrap over users, Holm, small cells.
+"""Lift statistics (docs/statistics.md): cluster and two-way bootstraps, normal p, Holm, small cells.
+
+Two estimators live here:
+
+- :func:`cluster_bootstrap` (used by every report cell): resample user *clusters*
+  (all of a user's days together) and, for cells whose users share held-out items,
+  items independently too (the two-way "pigeonhole" bootstrap of Owen 2007). The
+  p-value is a two-sided normal p from the bootstrap standard error, so it can go
+  far below ``2 / (B + 1)``; the CI is the percentile interval.
+- :func:`paired_bootstrap` (kept for comparison: the interval reports carried
+  before): resample the rows (user-days) only, percentile CI and percentile p
+  with its ``2 / (B + 1)`` floor.
 
 Paired bootstrap: the same users are scored by both arms, so users are resampled with
 replacement and both arms' values move together. For each of ``n_boot`` resamples b:
@@ -30,6 +41,9 @@ MIN_USERS_DEFAULT = 20
 
 TOO_FEW_USERS = "too_few_users"
 """Flag text ``cell_flag`` returns for a cell below the user minimum."""
+
+TRIVIAL = "trivial"
+"""Flag of a cell whose ranked set holds no more than K items (every arm finds every positive)."""
 
 _MAX_CHUNK_ELEMENTS = 4_000_000
 """Bound on the resample index matrix drawn at once (rows x users): ~16 MB of int32."""
@@ -178,3 +192,225 @@ def cell_flag(n_users: int, min_users: int = MIN_USERS_DEFAULT) -> str | None:
     if n_users is None or (isinstance(n_users, float) and math.isnan(n_users)):
         return TOO_FEW_USERS
     return TOO_FEW_USERS if int(n_users) < int(min_users) else None
+
+
+@dataclass(frozen=True)
+class ClusterLiftStats:
+    """Lift of one metric over one cell, with the resampling that matches the data."""
+
+    value: float
+    """Mean of the treatment arm's per-observation (user or user-day) values."""
+    baseline_value: float
+    """Mean of the baseline arm's per-observation values."""
+    abs_lift: float
+    """value - baseline_value."""
+    rel_lift: float
+    """value / baseline_value - 1; NaN when baseline_value is 0."""
+    ci_low: float
+    """Lower bound of the CI of abs_lift: ``abs_lift - t(df) * se``."""
+    ci_high: float
+    """Upper bound of that CI."""
+    rel_ci_low: float
+    """Lower bound of the CI of rel_lift (user-cluster percentile CI widened by se / user_se)."""
+    rel_ci_high: float
+    """Upper bound of that CI; NaN when a resample had baseline mean 0."""
+    p_value: float
+    """Two-sided p of abs_lift = 0 from ``abs_lift / se`` and Student's t with ``df``; NaN when df < 1."""
+    se: float
+    """Standard error of abs_lift (two-way when items are resampled, else user-cluster)."""
+    df: int
+    """Degrees of freedom of the t reference: min(users, items) - 1 (users - 1 when one-way)."""
+    user_ci_low: float
+    """Lower bound of the percentile CI from resampling user clusters only (items fixed)."""
+    user_ci_high: float
+    """Upper bound of that user-only CI."""
+    user_se: float
+    """Bootstrap SD of abs_lift from resampling user clusters only."""
+    n_users: int
+    """Observations (users, or user-days in a pooled window)."""
+    n_clusters: int
+    """Distinct users (the resampled clusters)."""
+    n_items: int
+    """Distinct truth items (resampled when ``two_way``); 0 when no pairs were given."""
+    two_way: bool
+    """Whether items were resampled too."""
+
+    def as_dict(self) -> dict[str, float | int | bool]:
+        return asdict(self)
+
+
+def t_p_value(estimate: float, se: float, df: int) -> float:
+    """Two-sided p of ``estimate = 0`` from ``estimate / se`` and Student's t with ``df`` degrees.
+
+    ``se == 0`` (every resample equal): p = 1 when the estimate is 0, else 0. NaN when df < 1.
+    Unlike a percentile-bootstrap p, this p has no ``2 / (B + 1)`` floor.
+    """
+    from scipy.stats import t as student_t
+
+    if df < 1 or not (math.isfinite(estimate) and math.isfinite(se)):
+        return float("nan")
+    if se <= 0.0:
+        return 1.0 if estimate == 0.0 else 0.0
+    return float(2.0 * student_t.sf(abs(estimate) / se, df))
+
+
+def _multinomial_counts(rng: np.random.Generator, n_boot: int, n: int) -> np.ndarray:
+    """(n_boot, n) counts of ``n`` draws with replacement from ``n`` units, one row per resample."""
+    idx = rng.integers(0, n, size=(n_boot, n))
+    idx += (np.arange(n_boot) * n)[:, None]
+    return np.bincount(idx.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
+
+
+def _resampling_variance(totals: np.ndarray) -> float:
+    """Exact variance of ``sum_j V_j * totals_j`` under multinomial weights V over the units j."""
+    n = totals.shape[0]
+    if n == 0:
+        return 0.0
+    return float(np.sum(totals**2) - totals.sum() ** 2 / n)
+
+
+def cluster_bootstrap(
+    obs_cluster: np.ndarray,
+    treatment: np.ndarray,
+    baseline: np.ndarray,
+    *,
+    pair_obs: np.ndarray | None = None,
+    pair_item: np.ndarray | None = None,
+    pair_treatment: np.ndarray | None = None,
+    pair_baseline: np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> ClusterLiftStats:
+    """Paired lift of the mean per-observation metric; users (and items) resampled as clusters.
+
+    Args:
+        obs_cluster: per observation (a user, or a user-day in a pooled window), its user
+            cluster (any non-negative ints). All of a cluster's observations are drawn together.
+        treatment / baseline: per-observation metric values of the two arms.
+        pair_obs, pair_item, pair_treatment, pair_baseline: optional two-way input, one entry
+            per (observation, truth item) pair: the observation index, the item (any
+            non-negative ints) and each arm's *contribution* of that item to the observation's
+            metric (per observation they must sum to ``treatment`` / ``baseline``).
+
+    One-way (no pairs): ``se`` is the SD of the paired mean difference over ``n_boot``
+    resamples of user clusters (multinomial weights W); the CI is ``abs_lift -/+ t * se``
+    with ``df = clusters - 1``.
+
+    Two-way (users AND items random, docs/statistics.md): resampling users and items
+    independently (Owen 2007's pigeonhole bootstrap, product weights W_u * V_i) counts the
+    pair-level noise about three times (Var(W V) = 3), which makes it conservative. The
+    variance used is the moment-corrected sum (as in Cameron, Gelbach & Miller 2011's
+    two-way clustering) of three resampling variances of the same linear statistic:
+    ``se^2 = Var_W + Var_V - Var_P`` with Var_W from the user-cluster bootstrap above,
+    Var_V / Var_P the exact variances of the item-only / pair-only multinomial bootstraps
+    (``(sum_j D_j^2 - (sum_j D_j)^2 / J) / N^2`` over items / pairs j with delta totals
+    D_j), floored at Var_W (never narrower than the user-only interval); ``df = min(users,
+    items) - 1``.
+    """
+    cl = np.asarray(obs_cluster, dtype=np.int64)
+    t = np.asarray(treatment, dtype=np.float64)
+    b = np.asarray(baseline, dtype=np.float64)
+    if not (cl.ndim == t.ndim == b.ndim == 1 and cl.shape == t.shape == b.shape):
+        raise StatsError(
+            f"obs_cluster, treatment and baseline must be 1-D arrays of the same observations, got shapes "
+            f"{cl.shape}, {t.shape}, {b.shape}."
+        )
+    if not (np.isfinite(t).all() and np.isfinite(b).all()):
+        raise StatsError("treatment/baseline contain NaN or inf; per-user metrics must be finite.")
+    if not 0.0 < alpha < 1.0:
+        raise StatsError(f"alpha must be in (0, 1), got {alpha}.")
+    if n_boot < 2:
+        raise StatsError(f"n_boot must be >= 2, got {n_boot}.")
+    n = t.shape[0]
+    nan = float("nan")
+    two_way = pair_obs is not None
+    if n == 0:
+        return ClusterLiftStats(nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, 0, nan, nan, nan, 0, 0, 0, two_way)
+    if cl.min() < 0:
+        raise StatsError("obs_cluster must hold cluster ids >= 0.")
+    _, cl = np.unique(cl, return_inverse=True)
+    n_clusters = int(cl.max()) + 1
+    mean_t, mean_b = float(t.mean()), float(b.mean())
+    abs_lift = mean_t - mean_b
+    rel_lift = mean_t / mean_b - 1.0 if mean_b != 0.0 else nan
+
+    n_items = 0
+    var_extra = 0.0
+    if two_way:
+        po = np.asarray(pair_obs, dtype=np.int64)
+        pi = np.asarray(pair_item, dtype=np.int64)
+        pt = np.asarray(pair_treatment, dtype=np.float64)
+        pb = np.asarray(pair_baseline, dtype=np.float64)
+        if not (po.ndim == 1 and po.shape == pi.shape == pt.shape == pb.shape):
+            raise StatsError("pair_obs, pair_item, pair_treatment and pair_baseline must be 1-D and aligned.")
+        if po.size and (po.min() < 0 or po.max() >= n or pi.min() < 0):
+            raise StatsError(f"pair_obs must index the {n} observations and pair_item hold ids >= 0.")
+        sums_t = np.bincount(po, weights=pt, minlength=n)
+        sums_b = np.bincount(po, weights=pb, minlength=n)
+        ok = np.isclose(sums_t, t, atol=1e-9) & np.isclose(sums_b, b, atol=1e-9)
+        if not ok.all():
+            bad = int(np.flatnonzero(~ok)[0])
+            raise StatsError(
+                f"pair contributions of observation {bad} sum to ({sums_t[bad]}, {sums_b[bad]}) but its metric "
+                f"values are ({t[bad]}, {b[bad]}); contributions must add up to the per-user metric."
+            )
+        pd = pt - pb
+        if po.size:
+            _, pi = np.unique(pi, return_inverse=True)
+            n_items = int(pi.max()) + 1
+            var_items = _resampling_variance(np.bincount(pi, weights=pd, minlength=n_items)) / n**2
+            var_pairs = _resampling_variance(pd) / n**2
+            var_extra = var_items - var_pairs
+
+    rng = np.random.default_rng(seed)
+    obs_per_cluster = np.bincount(cl, minlength=n_clusters).astype(np.float64)
+    cluster_sums = np.stack([np.bincount(cl, weights=t, minlength=n_clusters), np.bincount(cl, weights=b, minlength=n_clusters)], axis=1)
+    means = np.empty((n_boot, 2))
+    chunk = max(1, _MAX_CHUNK_ELEMENTS // n_clusters)
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        w = _multinomial_counts(rng, stop - start, n_clusters)
+        means[start:stop] = (w @ cluster_sums) / (w @ obs_per_cluster)[:, None]
+    d = means[:, 0] - means[:, 1]
+    deltas = t - b
+    if np.all(deltas == deltas[0]):
+        d = np.full(n_boot, float(deltas[0]))  # snap floating-point noise of a constant difference
+    q = [alpha / 2.0, 1.0 - alpha / 2.0]
+    user_lo, user_hi = (float(x) for x in np.quantile(d, q))
+    user_se = float(np.std(d, ddof=1))
+    se = math.sqrt(max(user_se**2 + var_extra, user_se**2))
+    df = (min(n_clusters, n_items) if two_way else n_clusters) - 1
+    if df >= 1:
+        from scipy.stats import t as student_t
+
+        crit = float(student_t.ppf(1.0 - alpha / 2.0, df))
+        lo, hi = abs_lift - crit * se, abs_lift + crit * se
+    else:
+        lo = hi = nan
+    if mean_b != 0.0 and np.all(means[:, 1] != 0.0) and df >= 1:
+        rlo, rhi = (float(x) for x in np.quantile(means[:, 0] / means[:, 1] - 1.0, q))
+        widen = se / user_se if user_se > 0 else 1.0
+        rlo, rhi = rel_lift - (rel_lift - rlo) * widen, rel_lift + (rhi - rel_lift) * widen
+    else:
+        rlo = rhi = nan
+    return ClusterLiftStats(
+        value=mean_t,
+        baseline_value=mean_b,
+        abs_lift=abs_lift,
+        rel_lift=rel_lift,
+        ci_low=lo,
+        ci_high=hi,
+        rel_ci_low=rlo,
+        rel_ci_high=rhi,
+        p_value=t_p_value(abs_lift, se, df),
+        se=se,
+        df=int(df),
+        user_ci_low=user_lo,
+        user_ci_high=user_hi,
+        user_se=user_se,
+        n_users=int(n),
+        n_clusters=n_clusters,
+        n_items=n_items,
+        two_way=two_way,
+    )

@@ -139,7 +139,7 @@ def run_world(root, text_signal: float, encoders: tuple[str, ...], arms: tuple[s
     ecfg = EncoderConfig(show_progress=False)
     enc = {name: get_encoder(name, ecfg, cache_dir=lake.cache) for name in encoders}
     ranker_arms = [a for a in arms if parse_arm(a).kind == "ranker"]
-    per_user, diagnostics = {}, {}
+    per_user, per_pair, diagnostics = {}, {}, {}
     for i in range(EVAL_DAYS):
         day = scfg.start + timedelta(days=WORLD["n_days"] - EVAL_DAYS + i)
         before = events.filter(pl.col("ts") < day_start(day))
@@ -204,14 +204,16 @@ def run_world(root, text_signal: float, encoders: tuple[str, ...], arms: tuple[s
             cold[arm] = top_k_from_scores(score_items(arm, serve, eval_users, new, models, rcfg), K, serve)
             if parse_arm(arm).kind == "ranker":
                 cands[arm] = generate_candidates(serve, eval_users, arm_sources(arm), rcfg).select("user_id", "item_id")
-        pu, _ = evaluate_view(serve.view, truth, recs, cold, cands, PCFG, ks=(K,))
+        pu, _, pp = evaluate_view(serve.view, truth, recs, cold, cands, PCFG, ks=(K,))
         per_user[day] = pu
+        per_pair[day] = pp
         day_diag["truth_pairs"] = truth.height
         day_diag["new_item_truth_pairs"] = truth.filter(pl.col("item_id").is_in(new)).height
         day_diag["new_items"] = len(new)
         diagnostics[day] = day_diag
     comparisons = [(a, b) for a, b in ((f"ranker_{LM}", "ranker_no_text"), (f"content_{LM}", "content_tfidf")) if a in arms and b in arms]
-    lift = lift_rows(pool_days(per_user), comparisons, LIFT_CFG)
+    # Users as clusters over days, items resampled too in the cold-item cells (two-way).
+    lift = lift_rows(pool_days(per_user), comparisons, LIFT_CFG, per_pair=pool_days(per_pair))
     return KnownAnswer(lift=lift, diagnostics=diagnostics, seconds=time.perf_counter() - t0)
 
 

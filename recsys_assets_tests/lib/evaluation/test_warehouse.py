@@ -30,7 +30,7 @@ def _lift_row(**kw) -> dict:
         day=D1, snapshot=D1, protocol="item_holdout", scope="full", arm="ranker_minilm",
         baseline_arm="ranker_tfidf", segment_kind="item", segment="new", metric="recall", k=20,
         value=0.2, baseline_value=0.1, abs_lift=0.1, rel_lift=1.0, ci_low=0.05, ci_high=0.15,
-        rel_ci_low=0.5, rel_ci_high=1.5, p_value=0.001, p_adjusted=0.004, n_users=120, flag=None,
+        rel_ci_low=0.5, rel_ci_high=1.5, p_value=0.001, p_adjusted=0.004, n_users=120, flag=None, role="primary",
         encoder="minilm", encoder_fingerprint="abc", config_hash="cfg", code_version="v1",
     )
     row.update(kw)
@@ -261,6 +261,8 @@ def test_significant_lm_lift_filters(wh):
         _lift_row(arm="content_minilm", baseline_arm="als"),                  # not a ranker
         _lift_row(arm="ranker_mpnet", segment="warming", abs_lift=-0.05, ci_low=-0.08, ci_high=-0.02),  # significant loss
         _lift_row(arm="rankerXminilm"),                                       # LIKE '_' trap
+        _lift_row(arm="ranker_minilm", segment="warm", role="exploratory", p_adjusted=None),  # exploratory: never significant
+        _lift_row(arm="ranker_minilm", segment="all", flag="too_few_users"),  # too small, even if primary
     ]
     wh.replace_partition("cold_start_lift", pl.DataFrame(rows), {"day": D1, "protocol": "item_holdout"})
     out = wh.query("SELECT arm, segment, direction FROM reports.significant_lm_lift ORDER BY arm")
