@@ -10,6 +10,7 @@ from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.resources import IngestResource, LakeResource
 from recsys_assets.lib.ingest.catalog import read_catalog
 from recsys_assets.lib.ingest.events import build_day_partitions, publish_day
+from recsys_assets.lib.progress import progress
 from recsys_assets.lib.ingest.validation import validate_event_days
 
 
@@ -32,7 +33,7 @@ def events(context: dg.AssetExecutionContext, lake: LakeResource, ingest: Ingest
     failed = []
     parts = build_day_partitions(the_lake, days)
     outcomes = validate_event_days([(p.day, p.events) for p in parts], catalog_ids, cfg)
-    for i, part in enumerate(parts):
+    for part in progress(parts, desc="publishing event days", unit="day", log=context.log.info):
         outcome = outcomes[part.day]
         if not outcome.success:
             # Not published: downstream of this day is stopped by the blocking check.
@@ -43,8 +44,6 @@ def events(context: dg.AssetExecutionContext, lake: LakeResource, ingest: Ingest
         totals["rows_written"] += part.events.height
         totals["rows_quarantined"] += part.quarantine.height
         totals["duplicates_dropped"] += part.duplicates_dropped
-        if len(days) > 20 and (i + 1) % max(1, len(days) // 10) == 0:
-            context.log.info(f"events: {i + 1}/{len(days)} days published")
     reconciled = totals["rows_read"] == totals["rows_written"] + totals["rows_quarantined"] + totals["duplicates_dropped"]
     yield dg.MaterializeResult(metadata={**totals, "days": len(days), "days_failed_validation": len(failed), "reconciles": reconciled})
     yield dg.AssetCheckResult(

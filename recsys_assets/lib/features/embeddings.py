@@ -120,6 +120,23 @@ def compact_cache(folder: UPath) -> int:
     return merged.height
 
 
+PROGRESS_MIN_TEXTS = 2048
+"""Encodes of at least this many texts (a large catalogue) show progress, in chunks of this size."""
+
+
+def _encode_with_progress(encoder: Encoder, texts: list[str]) -> np.ndarray:
+    """``encoder.encode(texts)``; a large batch goes in chunks with a progress bar (rate, ETA) or log lines."""
+    if not texts:
+        return np.zeros((0, encoder.dim), np.float32)
+    if len(texts) < PROGRESS_MIN_TEXTS:
+        return encoder.encode(texts)
+    from recsys_assets.lib.progress import progress
+
+    chunks = [texts[i:i + PROGRESS_MIN_TEXTS] for i in range(0, len(texts), PROGRESS_MIN_TEXTS)]
+    desc = f"encoding {len(texts):,} texts with {encoder.name}"
+    return np.concatenate([encoder.encode(c) for c in progress(chunks, desc=desc, unit="chunk")], axis=0)
+
+
 def _cached_encode(encoder: Encoder, texts: list[str], cache_root: UPath | None) -> tuple[np.ndarray, int, int]:
     """Vectors of ``texts`` (row per text); returns (vectors, texts encoded, rows served from cache).
 
@@ -138,7 +155,7 @@ def _cached_encode(encoder: Encoder, texts: list[str], cache_root: UPath | None)
         hit_keys, mats = _read_cached(folder, set(unique))
         cached = {k: i for i, k in enumerate(hit_keys)}
     todo = [k for k in unique if k not in cached]
-    fresh = encoder.encode([texts[unique[k]] for k in todo]) if todo else np.zeros((0, encoder.dim), np.float32)
+    fresh = _encode_with_progress(encoder, [texts[unique[k]] for k in todo])
     if todo and cache_root is not None and encoder.is_neural:
         _append_part(cache_root / f"fingerprint={encoder.fingerprint}", todo, fresh)
 
