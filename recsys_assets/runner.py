@@ -71,7 +71,23 @@ def run_range(name: str, inst: dg.DagsterInstance, start: date, end: date) -> dg
     return run_job(name, inst, tags=tags)
 
 
+def check_failures(result: dg.ExecuteInProcessResult) -> list[str]:
+    """One line per failed asset check: ``asset.check: what failed`` (the check's own summary, naming file and row)."""
+    out = []
+    for ev in result.get_asset_check_evaluations():
+        if ev.passed:
+            continue
+        meta = {k: getattr(v, "value", v) for k, v in (ev.metadata or {}).items()}
+        detail = meta.get("summary") or meta.get("failures") or "see the check in the UI"
+        detail = " | ".join(line.strip("- ").strip() for line in str(detail).splitlines() if line.strip())
+        out.append(f"{ev.asset_key.to_user_string()}.{ev.check_name} failed: {detail}")
+    return out
+
+
 def _failure_text(result: dg.ExecuteInProcessResult) -> str:
+    checks = check_failures(result)
+    if checks:
+        return "; ".join(checks)
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
             err = event.step_failure_data.error

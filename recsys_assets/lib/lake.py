@@ -146,6 +146,18 @@ class Lake:
                 days.append(date.fromisoformat(name[4:]))
         return sorted(days)
 
+    def count_events(self, days: list[date]) -> int:
+        """Rows of the published events partitions of ``days`` (from Parquet footers, no data read)."""
+        import pyarrow.parquet as pq
+
+        total = 0
+        for d in days:
+            path = self.events_day(d)
+            if path.exists():
+                with path.open("rb") as fh:
+                    total += pq.ParquetFile(fh).metadata.num_rows
+        return total
+
     def read_events(self, before: date | None = None, days: list[date] | None = None) -> pl.DataFrame:
         """Normalized events of the published days (all, only ``days``, or those before ``before``)."""
         from recsys_assets.lib.ingest.schema import EVENT_SCHEMA

@@ -37,7 +37,7 @@ def events(context: dg.AssetExecutionContext, lake: LakeResource, ingest: Ingest
         outcome = outcomes[part.day]
         if not outcome.success:
             # Not published: downstream of this day is stopped by the blocking check.
-            failed.append(f"{part.day}: {outcome.summary()}")
+            failed.append(f"{part.day}: {outcome.summary(part.sources)}")
             continue
         publish_day(the_lake, part)
         totals["rows_read"] += part.rows_read

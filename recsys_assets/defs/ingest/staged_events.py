@@ -23,6 +23,8 @@ def staged_events(context: dg.AssetExecutionContext, lake: LakeResource, ingest:
             "rows_valid": int(m["rows_good"].sum() or 0),
             "rows_quarantined": int(m["rows_bad"].sum() or 0),
             "quarantined_without_day": unknown,
+            "files_refused": len(summary.refused),
+            "landing_changes": dg.MetadataValue.md("\n".join(f"- {c}" for c in summary.landing_changes()) or "none"),
             "first_day": str(m["first_day"].min()),
             "last_day": str(m["last_day"].max()),
             "per_file": dg.MetadataValue.md(frame_to_markdown(m.drop("days"))),

@@ -8,10 +8,16 @@ neighbour was bad.
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import hashlib
 import io
 import json
+import lzma
+import os
+import re
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -19,11 +25,20 @@ import polars as pl
 import pyarrow.parquet as pq
 from upath import UPath
 
-from recsys_assets.lib.ingest.config import IngestConfig
+from recsys_assets.lib.ingest.config import PARTITIONS_START_ENV, IngestConfig
 from recsys_assets.lib.ingest.schema import EVENT_SCHEMA, UTC_TS
 
 RAW_FIELDS = ("user_id", "item_id", "event_type", "ts", "value")
-SUPPORTED_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".parquet")
+FORMATS = (".jsonl", ".json", ".ndjson", ".csv", ".parquet")
+"""Landing file formats; each may also be compressed (``COMPRESSIONS``)."""
+COMPRESSIONS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
+"""Compressed landing files (``events.jsonl.gz``) are decompressed and read like the plain format."""
+SUPPORTED_SUFFIXES = FORMATS  # kept for callers that list plain formats
+
+ID_FIELDS = ("user_id", "item_id")
+"""Fields holding ids: a JSON string or integer; anything else (true, 12.0, {...}) is quarantined."""
+SCALAR_FIELDS = {"event_type": (str,), "ts": (str, int, float), "value": (str, int, float), "year": (str, int, float)}
+"""JSON types accepted per field (bool never); other fields take any JSON value as text."""
 
 STAGED_SCHEMA: dict[str, pl.DataType] = {
     **EVENT_SCHEMA,
@@ -53,12 +68,34 @@ class ParsedFile:
         return self.good.height + self.bad.height
 
 
+@dataclass(frozen=True)
+class LandingFile:
+    """One entry of a landing folder: a file to read, or one refused with a reason."""
+
+    path: UPath
+    """Where the entry is (a symlink is listed under its own name)."""
+    problem: str | None = None
+    """Why the file is not read (broken or escaping symlink, unsupported type); None = readable."""
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
 def _raw_frame(rows: list[tuple], source: str, fields: tuple[str, ...] = RAW_FIELDS) -> pl.DataFrame:
     """rows: (line, raw, error_field, error_reason, *fields) -> a frame of strings."""
     cols = ["line", "raw", "err_field", "err_reason", *fields]
     data = {c: [r[i] for r in rows] for i, c in enumerate(cols)}
     schema = {c: (pl.Int64() if c == "line" else pl.String()) for c in cols}
     return pl.DataFrame(data, schema=schema).with_columns(source_file=pl.lit(source))
+
+
+def _json_type(value) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
 
 
 def _as_text(value) -> str | None:
@@ -71,55 +108,171 @@ def _as_text(value) -> str | None:
     return str(value)
 
 
-def _decoded_lines(lines: list[bytes], first_line: int, nones: tuple, rows: list):
-    """(line number, text) of each non-blank line; a non-UTF-8 line becomes a bad row in ``rows``."""
-    for n, raw_line in enumerate(lines, start=first_line):
-        raw_line = raw_line.rstrip(b"\r")
-        if not raw_line.strip():
-            continue
-        try:
-            yield n, raw_line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            rows.append((n, raw_line.decode("utf-8", "replace"), "(row)", f"not valid UTF-8 ({exc.reason} at byte {exc.start})", *nones))
+def _typed_text(name: str, value) -> tuple[str | None, str | None]:
+    """A JSON value -> (text, None), or (None, reason) when its type is wrong for the field."""
+    if value is None:
+        return None, None
+    if name in ID_FIELDS:
+        if isinstance(value, str):
+            return value, None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value), None
+        return None, f"{name} must be a string or an integer, got {_json_type(value)} {_short(json.dumps(value))}"
+    allowed = SCALAR_FIELDS.get(name)
+    if allowed is not None and (isinstance(value, bool) or not isinstance(value, allowed)):
+        return None, f"{name} must be a {' or '.join(_json_type(t()) for t in allowed)}, got {_json_type(value)} {_short(json.dumps(value))}"
+    return _as_text(value), None
+
+
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _decode(data: bytes) -> str:
+    """UTF-8 text of a whole file, BOM dropped; undecodable bytes kept as surrogates (found per row later)."""
+    text = data.decode("utf-8", "surrogateescape")
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _utf8_problem(text: str) -> str | None:
+    """None if ``text`` decoded cleanly, else the reason naming the first bad byte."""
+    if not _SURROGATE.search(text):
+        return None
+    try:
+        text.encode("utf-8", "surrogateescape").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
+    return "not valid UTF-8"
+
+
+def _printable(text: str) -> str:
+    """``text`` with undecodable bytes shown as U+FFFD (Parquet strings must be valid UTF-8)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if _SURROGATE.search(text) else text
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def _physical_lines(text: str) -> list[str]:
+    """Lines split at LF, CRLF or a lone CR (old Mac files), line ends kept (CSV needs them)."""
+    return io.StringIO(text, newline="").readlines()
 
 
 def _jsonl_rows(data: bytes, cfg: IngestConfig, fields: tuple[str, ...] = RAW_FIELDS) -> list[tuple]:
     rows = []
     nones = (None,) * len(fields)
-    for n, text in _decoded_lines(data.split(b"\n"), 1, nones, rows):
+    for n, line in enumerate(_physical_lines(_decode(data)), start=1):
+        text = line.rstrip("\r\n")
+        if not text.strip():
+            continue
+        problem = _utf8_problem(text)
+        if problem:
+            rows.append((n, _printable(text), "(row)", problem, *nones))
+            continue
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             rows.append((n, text, "(row)", f"malformed JSON: {exc.msg} at column {exc.colno}", *nones))
             continue
+        except RecursionError:
+            rows.append((n, _short(text, 200), "(row)", "malformed JSON: nested too deeply", *nones))
+            continue
         if not isinstance(obj, dict):
-            rows.append((n, text, "(row)", f"expected a JSON object, got {type(obj).__name__}", *nones))
+            rows.append((n, text, "(row)", f"expected a JSON object, got {_json_type(obj)}", *nones))
             continue
         obj = {cfg.canonical(k): v for k, v in obj.items()}
-        rows.append((n, text, None, None, *(_as_text(obj.get(f)) for f in fields)))
+        values, err = [], None
+        for f in fields:
+            value, why = _typed_text(f, obj.get(f))
+            if why and err is None:
+                err = (f, why)
+            values.append(value)
+        rows.append((n, text, *(err or (None, None)), *values))
     return rows
+
+
+class _Cursor:
+    """An iterator over physical lines whose position can be read and reset (CSV resync)."""
+
+    def __init__(self, lines: list[str], pos: int = 0) -> None:
+        self.lines, self.pos = lines, pos
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        if self.pos >= len(self.lines):
+            raise StopIteration
+        self.pos += 1
+        return self.lines[self.pos - 1]
+
+
+def _csv_records(text: str):
+    """(first line number, record text, values or None, error) per CSV record, with real CSV rules.
+
+    Quoted fields may hold delimiters and newlines. A record that is broken (a
+    CSV error, e.g. an unterminated quote) and spans several physical lines is
+    reported on its first line only and parsing resumes on the next physical
+    line, so one stray quote cannot swallow the rest of the file.
+    """
+    lines = _physical_lines(text)
+    cur = _Cursor(lines)
+    reader = csv.reader(cur, strict=True)
+    while cur.pos < len(lines):
+        start = cur.pos
+        if not lines[start].strip():
+            cur.pos += 1
+            continue
+        try:
+            values = next(reader)
+            error = None
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            values, error = None, f"malformed CSV: {exc}"
+        end = max(cur.pos, start + 1)
+        if error and end - start > 1:
+            cur.pos = start + 1
+            reader = csv.reader(cur, strict=True)
+            yield start + 1, lines[start].rstrip("\r\n"), None, error
+            continue
+        if error:
+            reader = csv.reader(cur, strict=True)
+        yield start + 1, "".join(lines[start:end]).rstrip("\r\n"), values, error
 
 
 def _csv_rows(data: bytes, cfg: IngestConfig, fields: tuple[str, ...] = RAW_FIELDS) -> list[tuple]:
-    lines = data.split(b"\n")
-    if not lines or not lines[0].strip():
+    records = _csv_records(_decode(data))
+    header = None
+    for _n, raw, values, error in records:
+        if error or values is None:
+            continue
+        header = [cfg.canonical(h.strip()) for h in values]
+        break
+    if header is None:
         return []
-    header = next(csv.reader([lines[0].decode("utf-8", "replace").strip("\r\ufeff")]))
-    header = [cfg.canonical(h.strip()) for h in header]
     rows = []
     nones = (None,) * len(fields)
-    for n, text in _decoded_lines(lines[1:], 2, nones, rows):
-        try:
-            values = next(csv.reader([text], strict=True))
-        except csv.Error as exc:
-            rows.append((n, text, "(row)", f"malformed CSV: {exc}", *nones))
+    for n, raw, values, error in records:
+        problem = _utf8_problem(raw)
+        if problem:
+            rows.append((n, _printable(raw), "(row)", problem, *nones))
+            continue
+        if error:
+            rows.append((n, raw, "(row)", error, *nones))
             continue
         if len(values) != len(header):
-            rows.append((n, text, "(row)", f"expected {len(header)} fields, got {len(values)}", *nones))
+            rows.append((n, raw, "(row)", f"expected {len(header)} fields, got {len(values)}", *nones))
             continue
         rec = dict(zip(header, values))
-        rows.append((n, text, None, None, *((rec.get(f) if rec.get(f) != "" else None) for f in fields)))
+        rows.append((n, raw, None, None, *((rec.get(f) if rec.get(f) != "" else None) for f in fields)))
     return rows
+
+
+def _as_json_text(value) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value.tolist() if hasattr(value, "tolist") else value, default=str)
 
 
 def _parquet_frame(data: bytes, source: str, cfg: IngestConfig, fields: tuple[str, ...] = RAW_FIELDS) -> pl.DataFrame:
@@ -127,21 +280,29 @@ def _parquet_frame(data: bytes, source: str, cfg: IngestConfig, fields: tuple[st
     df = pl.from_arrow(table)
     df = df.rename({c: cfg.canonical(c) for c in df.columns})
     exprs = []
+    type_errors = []
     for f in fields:
         if f not in df.columns:
             exprs.append(pl.lit(None, pl.String()).alias(f))
-        elif df.schema[f] == pl.Datetime or isinstance(df.schema[f], pl.Datetime):
+            continue
+        dtype = df.schema[f]
+        if f in ID_FIELDS and not (dtype == pl.String or dtype.is_integer() or isinstance(dtype, (pl.Categorical, pl.Enum))):
+            type_errors.append((f, f"column {f} has type {dtype}: ids must be strings or integers"))
+        if isinstance(dtype, pl.Datetime):
             col = pl.col(f)
-            if df.schema[f].time_zone is None:
+            if dtype.time_zone is None:
                 col = col.dt.replace_time_zone("UTC")
             exprs.append(col.dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00").alias(f))
+        elif dtype.is_nested():
+            exprs.append(pl.col(f).map_elements(_as_json_text, return_dtype=pl.String, skip_nulls=True).alias(f))
         else:
             exprs.append(pl.col(f).cast(pl.String()).alias(f))
+    err_field, err_reason = type_errors[0] if type_errors else (None, None)
     out = df.select(exprs).with_row_index("line", offset=1).with_columns(
         pl.col("line").cast(pl.Int64()),
         raw=pl.lit(None, pl.String()),
-        err_field=pl.lit(None, pl.String()),
-        err_reason=pl.lit(None, pl.String()),
+        err_field=pl.lit(err_field, pl.String()),
+        err_reason=pl.lit(err_reason, pl.String()),
         source_file=pl.lit(source),
     )
     return out
@@ -201,7 +362,17 @@ def validate_raw(raw: pl.DataFrame, cfg: IngestConfig, now: datetime | None = No
         ("event_type", pl.col("_et").is_null(), pl.format("unknown event_type '{}'", pl.col("event_type"))),
         ("ts", pl.col("ts").is_null(), pl.lit("missing ts")),
         ("ts", pl.col("_ts").is_null(), pl.format("unparseable timestamp '{}' (want ISO-8601 with offset or epoch seconds)", pl.col("ts"))),
-        ("ts", (pl.col("_ts") < cfg.min_ts) | (pl.col("_ts") > max_ts), pl.format("timestamp {} out of range", pl.col("ts"))),
+        (
+            "ts",
+            pl.col("_ts") < cfg.min_ts,
+            pl.format(
+                "timestamp {} out of range: before the first daily partition {} (set {} to an earlier day to keep it)",
+                pl.col("ts"),
+                pl.lit(cfg.min_ts.date().isoformat()),
+                pl.lit(PARTITIONS_START_ENV),
+            ),
+        ),
+        ("ts", pl.col("_ts") > max_ts, pl.format("timestamp {} out of range: more than {} day(s) after the ingest time", pl.col("ts"), pl.lit(cfg.max_future_days))),
         ("value", pl.col("value").is_not_null() & pl.col("_value").is_null(), pl.format("value '{}' is not a number", pl.col("value"))),
         ("value", pl.col("_value").is_nan() | pl.col("_value").is_infinite(), pl.lit("value is not finite")),
         ("value", (pl.col("_et") == "rating") & pl.col("_value").is_null(), pl.lit("rating event without value")),
@@ -259,12 +430,50 @@ def _whole_file_bad(source: str, reason: str) -> pl.DataFrame:
     )
 
 
+def split_suffix(name: str) -> tuple[str, str | None]:
+    """``events.jsonl.gz`` -> (``.jsonl``, ``.gz``); ``events.csv`` -> (``.csv``, None)."""
+    base, last = os.path.splitext(name.lower())
+    if last in COMPRESSIONS:
+        return os.path.splitext(base)[1], last
+    return last, None
+
+
+def file_problem(name: str) -> str | None:
+    """Why a landing file of this name is not read (None if its format is supported)."""
+    fmt, comp = split_suffix(name)
+    if fmt in FORMATS:
+        return None
+    if name.lower().endswith((".zip", ".zst", ".zstd", ".tar", ".tgz", ".7z", ".rar", ".lz4")):
+        return f"compressed as '{os.path.splitext(name)[1]}', which is not read: decompress it, or recompress as .gz ({', '.join(COMPRESSIONS)} are read)"
+    shown = f"{fmt}{comp or ''}" or "(none)"
+    return f"unsupported file type '{shown}' (use {', '.join(FORMATS)}, optionally compressed {', '.join(COMPRESSIONS)})"
+
+
+def landing_bytes(path: UPath) -> bytes:
+    """The content of a landing file, decompressed when its name ends in .gz/.bz2/.xz.
+
+    Raises ValueError when the compressed stream is corrupt or truncated.
+    """
+    data = path.read_bytes()
+    _fmt, comp = split_suffix(path.name)
+    if comp is None:
+        return data
+    try:
+        return COMPRESSIONS[comp](data)
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
+        raise ValueError(f"unreadable {comp} file (corrupt or truncated): {exc}") from exc
+
+
 def read_raw_records(path: UPath, data: bytes, cfg: IngestConfig, fields: tuple[str, ...]) -> pl.DataFrame:
     """Any supported landing file -> a frame of strings (line, raw, err_field, err_reason, *fields).
 
-    Raises ValueError for unsupported or unreadable files (the caller quarantines the whole file).
+    ``data`` is the decompressed content. Raises ValueError for unsupported or
+    unreadable files (the caller quarantines the whole file).
     """
-    suffix = path.suffix.lower()
+    problem = file_problem(path.name)
+    if problem:
+        raise ValueError(problem)
+    suffix, _comp = split_suffix(path.name)
     if suffix == ".parquet":
         try:
             return _parquet_frame(data, path.name, cfg, fields)
@@ -272,16 +481,17 @@ def read_raw_records(path: UPath, data: bytes, cfg: IngestConfig, fields: tuple[
             raise ValueError(f"unreadable Parquet file: {exc}") from exc
     if suffix == ".csv":
         return _raw_frame(_csv_rows(data, cfg, fields), path.name, fields)
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        return _raw_frame(_jsonl_rows(data, cfg, fields), path.name, fields)
-    raise ValueError(f"unsupported file type '{suffix}' (use .jsonl, .csv or .parquet)")
+    return _raw_frame(_jsonl_rows(data, cfg, fields), path.name, fields)
 
 
 def parse_event_file(path: UPath, cfg: IngestConfig, now: datetime | None = None) -> ParsedFile:
     """Parse one landing events file; never raises for bad content, only for unreadable storage."""
     source = path.name
-    data = path.read_bytes()
     empty_good = pl.DataFrame(schema=STAGED_SCHEMA)
+    try:
+        data = landing_bytes(path)
+    except ValueError as exc:
+        return ParsedFile(source, empty_good, _whole_file_bad(source, str(exc)))
     if not data.strip():
         return ParsedFile(source, empty_good, _whole_file_bad(source, "empty file"))
     try:
@@ -294,14 +504,54 @@ def parse_event_file(path: UPath, cfg: IngestConfig, now: datetime | None = None
     return ParsedFile(source, good, bad)
 
 
+def refused_file(entry: LandingFile) -> ParsedFile:
+    """A landing entry that is not read (broken/escaping symlink, unsupported type) as one quarantined row."""
+    return ParsedFile(entry.name, pl.DataFrame(schema=STAGED_SCHEMA), _whole_file_bad(entry.name, entry.problem or "not read"))
+
+
 def file_fingerprint(path: UPath) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def landing_event_files(landing_dir: UPath) -> list[UPath]:
+def entry_fingerprint(entry: LandingFile) -> str:
+    """Content hash of a readable file; hash of the refusal reason otherwise (no bytes are read)."""
+    if entry.problem:
+        return "refused-" + hashlib.sha256(entry.problem.encode()).hexdigest()[:8]
+    return file_fingerprint(entry.path)
+
+
+def list_landing(landing_dir: UPath, boundary: UPath | None = None) -> list[LandingFile]:
+    """Every visible entry of a landing folder, sorted by name, each readable or refused with a reason.
+
+    Hidden files (``.name``: temporary uploads) and sub-folders are skipped. A
+    symlink whose target is missing, or (local lakes) resolves outside
+    ``boundary`` (default: the lake root, two levels above ``landing/<kind>``),
+    is refused and never opened; so is a file of an unsupported type.
+    Refused entries are reported (quarantined as whole files), never silently dropped.
+    """
     if not landing_dir.exists():
         return []
-    return sorted(
-        (p for p in landing_dir.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUPPORTED_SUFFIXES),
-        key=lambda p: p.name,
-    )
+    boundary = boundary if boundary is not None else landing_dir.parent.parent
+    local = landing_dir.protocol in ("", "file", "local")
+    root = os.path.realpath(boundary.path) if local else None
+    out = []
+    for p in sorted(landing_dir.iterdir(), key=lambda q: q.name):
+        if p.name.startswith("."):
+            continue
+        if local and os.path.islink(p.path):
+            target = os.path.realpath(p.path)
+            if not os.path.exists(target):
+                out.append(LandingFile(p, f"broken symbolic link to {os.readlink(p.path)}: nothing to read"))
+                continue
+            if not (target == root or target.startswith(root.rstrip(os.sep) + os.sep)):
+                out.append(LandingFile(p, f"symbolic link to {target}, outside the lake {root}: refused (copy the file into the landing folder)"))
+                continue
+        if p.is_dir():
+            continue
+        out.append(LandingFile(p, file_problem(p.name)))
+    return out
+
+
+def landing_event_files(landing_dir: UPath) -> list[UPath]:
+    """The readable files of a landing folder (see :func:`list_landing` for the refused ones)."""
+    return [f.path for f in list_landing(landing_dir) if f.problem is None]

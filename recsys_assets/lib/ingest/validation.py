@@ -7,7 +7,7 @@ ephemeral context; progress bars and analytics are off.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
 
@@ -24,6 +24,8 @@ class ExpectationOutcome:
     success: bool
     unexpected_count: int
     examples: list
+    rows: list[int] = field(default_factory=list)
+    """0-based positions of (some of) the failing rows in the validated frame."""
 
 
 @dataclass
@@ -35,11 +37,24 @@ class SuiteOutcome:
     def failures(self) -> list[ExpectationOutcome]:
         return [o for o in self.outcomes if not o.success]
 
-    def summary(self) -> str:
+    def summary(self, provenance: pl.DataFrame | None = None) -> str:
+        """One line per failed expectation; with ``provenance`` (source_file, line per validated row) it names the landing rows."""
         bad = self.failures()
         if not bad:
             return f"{self.suite}: all {len(self.outcomes)} expectations passed"
-        return f"{self.suite}: " + "; ".join(f"{o.name}({o.column}) failed on {o.unexpected_count} rows, e.g. {o.examples[:3]}" for o in bad)
+        parts = []
+        for o in bad:
+            text = f"{o.name}({o.column}) failed on {o.unexpected_count} rows, e.g. {o.examples[:3]}"
+            if provenance is not None and o.rows:
+                where = [
+                    f"{provenance['source_file'][i]}:{provenance['line'][i]}"
+                    for i in o.rows[:3]
+                    if 0 <= i < provenance.height
+                ]
+                if where:
+                    text += f" at {', '.join(where)}"
+            parts.append(text)
+        return f"{self.suite}: " + "; ".join(parts)
 
 
 @lru_cache(maxsize=1)
@@ -69,6 +84,7 @@ def _run(suite_name: str, df: pl.DataFrame, expectations: list) -> SuiteOutcome:
                 success=bool(r.success),
                 unexpected_count=int(r.result.get("unexpected_count") or 0),
                 examples=[str(x) for x in (r.result.get("partial_unexpected_list") or [])[:5]],
+                rows=[int(i) for i in (r.result.get("partial_unexpected_index_list") or [])[:5] if isinstance(i, int)],
             )
         )
     return SuiteOutcome(suite=suite_name, success=bool(result.success), outcomes=outcomes)
