@@ -169,6 +169,8 @@ def _clause(r: dict) -> str:
     lift, ci, rel = fmt_signed(r["abs_lift"]), fmt_ci(r["ci_low"], r["ci_high"]), fmt_pct(r["rel_lift"])
     verdict = r["verdict"]
     if verdict == VERDICT_TOO_FEW:
+        if not r["n_users"]:
+            return f"has no evaluated cell against {base} (arm not run or no users)"
         return f"has too few users (n={fmt_int(r['n_users'])}) to be judged against {base}"
     detail = f"{lift}" + (f", {rel}" if rel else "") + (f", 95% CI {ci}" if ci else "")
     if verdict == VERDICT_LIFT:

@@ -180,10 +180,14 @@ def _as_date(v: Any) -> date | None:
     return v if isinstance(v, date) else None
 
 
+HIDDEN_FLAGS = (TOO_FEW_USERS, "trivial")
+"""Flags of cells shown only behind the small-cells toggle (too few users; a ranked set of no more than K items)."""
+
+
 def is_small(row: dict, min_users: int = MIN_USERS_DEFAULT) -> bool:
-    """A cell shown only behind the small-cells toggle: flagged too few users, or under ``min_users``."""
+    """A cell shown only behind the small-cells toggle: flagged (see :data:`HIDDEN_FLAGS`) or under ``min_users``."""
     n = row.get("n_users")
-    return row.get("flag") == TOO_FEW_USERS or n is None or int(n) < min_users
+    return row.get("flag") in HIDDEN_FLAGS or n is None or int(n) < min_users
 
 
 # --- charts (matplotlib -> inline SVG) ----------------------------------------------------
@@ -474,7 +478,7 @@ def _html_table(df: pl.DataFrame, columns: Sequence[str] | None = None, max_rows
 _LIFT_COLUMNS = (
     "day", "window_start", "window_end", "protocol", "scope", "arm", "baseline_arm", "segment_kind",
     "segment", "metric", "k", "value", "baseline_value", "abs_lift", "rel_lift", "ci_low", "ci_high",
-    "p_adjusted", "n_users", "flag", "encoder",
+    "p_adjusted", "n_users", "n_items", "flag", "role", "encoder",
 )
 
 
@@ -574,7 +578,7 @@ def _detail_section(cells: pl.DataFrame, metric: tuple[str, int | None] | None) 
         else:
             parts.append(_empty(f"no cell with {MIN_USERS_DEFAULT}+ users"))
         if small:
-            parts.append(f'<details class="small"><summary>{len(small)} small cells (under {MIN_USERS_DEFAULT} users)</summary>')
+            parts.append(f'<details class="small"><summary>{len(small)} small cells (under {MIN_USERS_DEFAULT} users, or trivial)</summary>')
             parts.append(_html_table(_sorted_frame(pl.DataFrame(small, schema=g.schema)), _LIFT_COLUMNS))
             parts.append("</details>")
         parts.append("</details>")
