@@ -200,6 +200,27 @@ def _figure(width_in: float, height_in: float):
     return fig, fig.add_subplot()
 
 
+def _panels(n: int, ncols: int, panel_h: float, width_in: float = 11.0):
+    """A figure with ``n`` small-multiple axes (shared y), ``ncols`` per row; unused slots removed."""
+    from matplotlib.figure import Figure
+
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(width_in, 0.6 + panel_h * nrows), dpi=100, layout="constrained")
+    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        fig.delaxes(ax)
+    return fig, axes[:n]
+
+
+def _line_with_band(ax, xs: list, ys: list, lo: list, hi: list, color: str, label: str | None = None) -> None:
+    band = [(x, a, b) for x, a, b in zip(xs, lo, hi) if a is not None and b is not None]
+    if band:
+        ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], color=color, alpha=0.2, linewidth=0)
+    pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, color=color, label=label)
+
+
 def _svg(fig) -> str:
     """The figure as an ``<svg>`` element (text kept as text; fixed ids so reruns give the same bytes)."""
     import matplotlib
@@ -224,52 +245,50 @@ def _zero_line(ax) -> None:
 
 
 def chart_lift_over_days(series: pl.DataFrame, *, title: str) -> str:
-    """abs lift per day, one line with its 95% band per ``label`` (columns day, label, abs_lift, ci_low, ci_high)."""
+    """Small multiples, one panel per ``label``: abs lift per day with its 95% band.
+
+    ``series`` columns: day, label, abs_lift, ci_low, ci_high (a missing lift is a gap).
+    """
     if series is None or series.is_empty():
         return ""
-    fig, ax = _figure(10, 3.6)
-    for i, (key, g) in enumerate(_groups(series.sort("day"), ["label"])):
-        color = f"C{i % 10}"
+    groups = _groups(series.sort("day"), ["label"])
+    fig, axes = _panels(len(groups), 3 if len(groups) > 4 else 2, 2.3)
+    for i, ((key,), g) in enumerate(groups):
+        ax = axes[i]
         days = [_as_date(d) for d in g["day"].to_list()]
-        ys = [_num(v) for v in g["abs_lift"].to_list()]
-        lo = [_num(v) for v in g["ci_low"].to_list()]
-        hi = [_num(v) for v in g["ci_high"].to_list()]
-        band = [(d, a, b) for d, a, b in zip(days, lo, hi) if a is not None and b is not None]
-        if band:
-            ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], color=color, alpha=0.15, linewidth=0)
-        pts = [(d, y) for d, y in zip(days, ys) if y is not None]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, color=color, label=str(key[0]))
-    _zero_line(ax)
-    ax.set_title(title, fontsize=11)
-    ax.set_ylabel("abs lift (arm - baseline)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.autofmt_xdate()
+        _line_with_band(ax, days, [_num(v) for v in g["abs_lift"].to_list()], [_num(v) for v in g["ci_low"].to_list()],
+                        [_num(v) for v in g["ci_high"].to_list()], f"C{i % 10}")
+        _zero_line(ax)
+        ax.set_title(str(key), fontsize=8)
+        ax.tick_params(axis="x", labelsize=7, labelrotation=30)
+        ax.tick_params(axis="y", labelsize=7)
+    axes[0].set_ylabel("abs lift", fontsize=8)
+    fig.suptitle(title, fontsize=11)
     return _svg(fig)
 
 
 def chart_warmup(warm: pl.DataFrame, *, title: str) -> str:
-    """abs lift by history bucket (bucket_order), one line with a 95% band per arm vs baseline."""
+    """Small multiples, one panel per (scope, whose history): abs lift by history bucket, one line + band per arm pair."""
     if warm is None or warm.is_empty():
         return ""
-    fig, ax = _figure(10, 3.4)
     labels = dict(warm.select("bucket_order", "history_bucket").unique().sort("bucket_order").iter_rows())
-    for i, (key, g) in enumerate(_groups(warm.sort("bucket_order"), ["arm", "baseline_arm"])):
-        color = f"C{i % 10}"
-        xs = g["bucket_order"].to_list()
-        ys = [_num(v) for v in g["abs_lift"].to_list()]
-        lo = [_num(v) for v in g["ci_low"].to_list()]
-        hi = [_num(v) for v in g["ci_high"].to_list()]
-        band = [(x, a, b) for x, a, b in zip(xs, lo, hi) if a is not None and b is not None]
-        if band:
-            ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], color=color, alpha=0.15, linewidth=0)
-        pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=4, color=color, label=f"{key[0]} vs {key[1]}")
-    _zero_line(ax)
-    ax.set_xticks(list(labels), [str(v) for v in labels.values()])
-    ax.set_xlabel("prior interactions at the snapshot (history bucket)")
-    ax.set_ylabel("abs lift")
-    ax.set_title(title, fontsize=11)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    panels = _groups(warm.sort("bucket_order"), ["scope", "segment_kind"])
+    pairs = sorted({f"{a} vs {b}" for a, b in warm.select("arm", "baseline_arm").unique().iter_rows()})
+    color = {p: f"C{i % 10}" for i, p in enumerate(pairs)}
+    fig, axes = _panels(len(panels), 2, 2.6)
+    for ax, ((scope, kind), g) in zip(axes, panels):
+        for (arm, base), h in _groups(g, ["arm", "baseline_arm"]):
+            pair = f"{arm} vs {base}"
+            _line_with_band(ax, h["bucket_order"].to_list(), [_num(v) for v in h["abs_lift"].to_list()],
+                            [_num(v) for v in h["ci_low"].to_list()], [_num(v) for v in h["ci_high"].to_list()], color[pair],
+                            pair if ax is axes[0] else None)
+        _zero_line(ax)
+        ax.set_xticks(list(labels), [str(v) for v in labels.values()], fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_title(f"scope={scope}, history of the {kind}", fontsize=8)
+    axes[0].set_ylabel("abs lift", fontsize=8)
+    fig.suptitle(f"{title} · x: prior interactions at the snapshot", fontsize=11)
+    fig.legend(fontsize=8, loc="outside lower center", ncols=min(3, len(pairs)), frameon=False)
     return _svg(fig)
 
 
@@ -331,12 +350,15 @@ def chart_forest(df: pl.DataFrame, *, title: str) -> str:
 # --- encoder cost vs lift -----------------------------------------------------------------
 
 
-def encoder_cost_vs_lift(encoder_cost: pl.DataFrame, lift: pl.DataFrame) -> pl.DataFrame:
-    """One row per encoder x cell: mean texts/s, total seconds, and the text lift of ``ranker_<encoder>``.
+def encoder_cost_vs_lift(encoder_cost: pl.DataFrame, lift: pl.DataFrame, cells: set[str] | None = None) -> pl.DataFrame:
+    """One row per encoder x cell: texts/s, total seconds, and the text lift of ``ranker_<encoder>``.
 
-    Lift rows: headline metric@k, baseline ``ranker_no_text`` when present
-    (text lift, comparable across encoders incl. TF-IDF), new-user / new-item
-    segments; the latest window per protocol/scope.
+    texts/s = texts encoded / seconds over the rows (the mean of the daily rates when
+    ``texts_encoded`` is absent). Lift rows: headline metric@k, baseline
+    ``ranker_no_text`` when present (text lift, comparable across encoders incl.
+    TF-IDF), the latest window per protocol/scope, and either the ``cells`` given
+    (``protocol/scope/segment_kind/segment``, e.g. the headline's) or the new-user /
+    new-item segments.
     """
     cols = ["encoder", "texts_per_s", "seconds", "lift", "ci_low", "ci_high", "cell"]
     empty = pl.DataFrame(schema={"encoder": pl.String, "texts_per_s": pl.Float64, "seconds": pl.Float64,
@@ -345,14 +367,20 @@ def encoder_cost_vs_lift(encoder_cost: pl.DataFrame, lift: pl.DataFrame) -> pl.D
         return empty
     if "encoder" not in encoder_cost.columns or "arm" not in lift.columns:
         return empty
-    agg = [pl.col("texts_per_s").mean().alias("texts_per_s")] if "texts_per_s" in encoder_cost.columns else [pl.lit(None, pl.Float64).alias("texts_per_s")]
+    if {"texts_encoded", "seconds"} <= set(encoder_cost.columns):
+        rate = pl.col("texts_encoded").sum() / pl.col("seconds").sum()
+        agg = [pl.when(pl.col("seconds").sum() > 0).then(rate).otherwise(None).cast(pl.Float64).alias("texts_per_s")]
+    elif "texts_per_s" in encoder_cost.columns:
+        agg = [pl.col("texts_per_s").mean().alias("texts_per_s")]
+    else:
+        agg = [pl.lit(None, pl.Float64).alias("texts_per_s")]
     agg.append(pl.col("seconds").sum().alias("seconds") if "seconds" in encoder_cost.columns else pl.lit(None, pl.Float64).alias("seconds"))
     cost = encoder_cost.group_by("encoder").agg(agg)
     lf = _filter_metric(lift, choose_metric(lift))
     lf = _latest_window(lf, ["protocol", "scope"])
     if "baseline_arm" in lf.columns and (lf["baseline_arm"] == "ranker_no_text").any():
         lf = lf.filter(pl.col("baseline_arm") == "ranker_no_text")
-    if "segment" in lf.columns and (lf["segment"] == "new").any():
+    if cells is None and "segment" in lf.columns and (lf["segment"] == "new").any():
         lf = lf.filter(pl.col("segment") == "new")
     enc_expr = pl.col("arm").str.strip_prefix("ranker_").str.split("+").list.first()
     if "encoder" in lf.columns:
@@ -371,6 +399,8 @@ def encoder_cost_vs_lift(encoder_cost: pl.DataFrame, lift: pl.DataFrame) -> pl.D
         (pl.col("ci_high") if "ci_high" in lf.columns else pl.lit(None)).cast(pl.Float64).alias("ci_high"),
         cell.alias("cell"),
     )
+    if cells is not None:
+        lf = lf.filter(pl.col("cell").is_in(sorted(cells)))
     joined = cost.join(lf, on="encoder", how="inner")
     return joined.select(cols).sort("cell", "encoder")
 
@@ -641,19 +671,20 @@ def render_html_report(
     else:
         parts.append('<p class="note">Lift of the text rankers by how much history the user or item had at the snapshot; '
                      "the band is the 95% CI. Where the band covers 0 the arm without text has caught up.</p>")
-        for key, g in _groups(wu, ["protocol", "scope", "segment_kind"]):
-            name = _ctx_title(key, ["protocol", "scope", "history of"])
-            parts.append(_figure_html("warmup", name, chart_warmup(g, title=f"{name} · {_metric_label(*w_metric)}")))
+        for (protocol,), g in _groups(wu, ["protocol"]):
+            parts.append(_figure_html("warmup", f"protocol={protocol}", chart_warmup(g, title=f"{protocol} · {_metric_label(*w_metric)}")))
 
     # Cost vs lift.
     parts.append("<h2>Lift against encoder cost</h2>")
     lift_src = lift_rollup if not lift_rollup.is_empty() else lift_daily
-    points = encoder_cost_vs_lift(encoder_cost, lift_src)
-    if not points.is_empty():
-        points = points.filter(~pl.col("cell").str.ends_with("/all/all")) if points["cell"].str.ends_with("/new").any() else points
+    cells = None
+    if not headline.is_empty():
+        cells = {"/".join(r) for r in headline.select("protocol", "scope", "segment_kind", "segment").unique().iter_rows()}
+    points = encoder_cost_vs_lift(encoder_cost, lift_src, cells)
     svg = chart_cost(points, title="texts/s vs text lift of ranker_<encoder> over ranker_no_text")
     if svg:
-        parts.append(_figure_html("cost", "encoder cost vs lift (new-user / new-item cells)", svg))
+        which = "the headline's cells" if cells else "new-user / new-item cells"
+        parts.append(_figure_html("cost", f"encoder cost vs lift ({which})", svg))
         parts.append(_html_table(points))
     else:
         parts.append(_empty())
