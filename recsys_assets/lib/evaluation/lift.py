@@ -123,12 +123,16 @@ def pair_contributions(cell_pairs: pl.DataFrame, metrics: pl.DataFrame) -> pl.Da
     return pl.concat(out) if out else pl.DataFrame()
 
 
-def _two_way_pairs(per_user_arm: pl.DataFrame, pairs_arm: pl.DataFrame, kinds) -> pl.DataFrame:
-    """(protocol, scope, segment_kind, segment, user_id, item_id, rank) of the two-way cells of one arm."""
+def _two_way_pairs(per_user_arm: pl.DataFrame, pairs_arm: pl.DataFrame, kinds, extra_cells: set[tuple[str, str, str]]) -> pl.DataFrame:
+    """(protocol, scope, segment_kind, segment, user_id, item_id, rank) of the two-way cells of one arm:
+    every user cell of the two-way scopes, every item cell, and ``extra_cells`` (scope, kind, segment)."""
     cells = per_user_arm.select("protocol", "scope", "segment_kind", "segment", "user_id").unique()
     parts = []
     user_kinds = [k for k in ("all", "user", "user_bucket") if k in kinds]
-    scoped = cells.filter(pl.col("scope").is_in(list(TWO_WAY_SCOPES)) & pl.col("segment_kind").is_in(user_kinds))
+    extra = pl.lit(False)
+    for scope, kind, seg in sorted(extra_cells):
+        extra = extra | ((pl.col("scope") == scope) & (pl.col("segment_kind") == kind) & (pl.col("segment") == seg))
+    scoped = cells.filter((pl.col("scope").is_in(list(TWO_WAY_SCOPES)) | extra) & pl.col("segment_kind").is_in(user_kinds))
     if scoped.height:
         parts.append(scoped.join(pairs_arm.select("protocol", "scope", "user_id", "item_id", "rank"), on=["protocol", "scope", "user_id"]))
     for kind, col in (("item", "item_segment"), ("item_bucket", "item_bucket")):
@@ -189,8 +193,10 @@ def lift_rows(
         paired = paired.sort(*_KEYS, "user_id").with_columns(_obs=pl.int_range(pl.len()).over(_KEYS))
         two_way: dict[tuple, pl.DataFrame] = {}
         if item_codes is not None:
-            tp = _two_way_pairs(data.filter(pl.col("arm") == arm), per_pair.filter(pl.col("arm") == arm), kinds)
-            bp = _two_way_pairs(data.filter(pl.col("arm") == base), per_pair.filter(pl.col("arm") == base), kinds)
+            # Primary cells always resample items: their users share the items they are ranked over.
+            extra = {(sc, kd, sg) for (a, b, sc, kd, sg, _, _) in roles if (a, b) == (arm, base)}
+            tp = _two_way_pairs(data.filter(pl.col("arm") == arm), per_pair.filter(pl.col("arm") == arm), kinds, extra)
+            bp = _two_way_pairs(data.filter(pl.col("arm") == base), per_pair.filter(pl.col("arm") == base), kinds, extra)
             if tp.height and bp.height:
                 metrics = paired.select("metric", "k").unique()
                 ct = pair_contributions(tp, metrics)
@@ -203,12 +209,12 @@ def lift_rows(
             d = dict(zip(_KEYS, key))
             pairs = two_way.get(tuple(key))
             kw = {}
-            if pairs is not None and (d["scope"] in TWO_WAY_SCOPES or d["segment_kind"] in TWO_WAY_KINDS):
+            role = PRIMARY if (arm, base, d["scope"], d["segment_kind"], d["segment"], d["metric"], d["k"]) in roles else EXPLORATORY
+            if pairs is not None and (d["scope"] in TWO_WAY_SCOPES or d["segment_kind"] in TWO_WAY_KINDS or role == PRIMARY):
                 kw = dict(pair_obs=pairs["_obs"].to_numpy(), pair_item=pairs["_item"].to_numpy(), pair_treatment=pairs["c"].to_numpy(), pair_baseline=pairs["cb"].to_numpy())
             st = cluster_bootstrap(grp["_cluster"].to_numpy(), grp["value"].to_numpy(), grp["baseline"].to_numpy(), n_boot=cfg.n_boot, seed=cfg.seed, alpha=cfg.alpha, **kw)
             n_ranked = trivial.get((d["protocol"], d["scope"]))
             flag = TRIVIAL if n_ranked is not None and n_ranked <= d["k"] else TOO_FEW_USERS if st.n_clusters < cfg.min_users else None
-            role = PRIMARY if (arm, base, d["scope"], d["segment_kind"], d["segment"], d["metric"], d["k"]) in roles else EXPLORATORY
             rows.append(
                 {
                     **d, "arm": arm, "baseline_arm": base, "value": st.value, "baseline_value": st.baseline_value,

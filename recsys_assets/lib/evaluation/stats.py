@@ -414,3 +414,133 @@ def cluster_bootstrap(
         n_items=n_items,
         two_way=two_way,
     )
+
+
+# --------------------------------------------------------------------------- calibration by simulation
+
+
+@dataclass(frozen=True)
+class SimWorld:
+    """A cheap replicate world for calibrating the lift statistics (docs/statistics.md, "Calibration").
+
+    Each user-day ranks a shared pool of items; its truth items are drawn by item popularity.
+    A truth item is a hit for the baseline arm with probability ``base_i`` and for the
+    treatment arm with ``base_i + effect + item_i + user_u``, where ``item_i`` (shared by every
+    user whose truth holds item i) and ``user_u`` are uniform noises with mean 0. The per-user
+    metric is recall (hits / truth items), so the true lift is exactly ``effect``.
+    """
+
+    n_users: int = 200
+    """Distinct users (clusters)."""
+    n_items: int = 40
+    """Items in the shared pool (the cold items of a cold-item cell)."""
+    mean_truth: float = 3.0
+    """Mean truth items per user-day (1 + Poisson(mean_truth - 1))."""
+    mean_days: float = 1.0
+    """Mean evaluated days per user (1 + Poisson(mean_days - 1)); above 1 pools user-days."""
+    zipf: float = 0.8
+    """Item popularity exponent (probability of item rank r proportional to r^-zipf)."""
+    item_effect: float = 0.15
+    """Half-width of the uniform per-item treatment effect shared by all users (the two-way term)."""
+    user_effect: float = 0.05
+    """Half-width of the uniform per-user treatment effect."""
+    effect: float = 0.0
+    """True average lift of the treatment arm (0: the null world)."""
+
+    def __post_init__(self) -> None:
+        if 0.3 - self.item_effect - self.user_effect + min(self.effect, 0.0) < 0 or 0.5 + self.item_effect + self.user_effect + max(self.effect, 0.0) > 1:
+            raise StatsError("SimWorld: base rates 0.3-0.5 plus effects must stay inside [0, 1]; lower item_effect/user_effect/effect.")
+
+
+@dataclass(frozen=True)
+class SimCell:
+    """One simulated cell: per-observation values and per-pair contributions of both arms."""
+
+    obs_cluster: np.ndarray
+    treatment: np.ndarray
+    baseline: np.ndarray
+    pair_obs: np.ndarray
+    pair_item: np.ndarray
+    pair_treatment: np.ndarray
+    pair_baseline: np.ndarray
+
+
+def simulate_cell(world: SimWorld, rng: np.random.Generator) -> SimCell:
+    """Draw one replicate cell of ``world`` (new item and user effects each time)."""
+    days = 1 + rng.poisson(max(world.mean_days - 1.0, 0.0), world.n_users)
+    obs_cluster = np.repeat(np.arange(world.n_users), days)
+    n_obs = obs_cluster.size
+    n_truth = 1 + rng.poisson(max(world.mean_truth - 1.0, 0.0), n_obs)
+    pair_obs = np.repeat(np.arange(n_obs), n_truth)
+    pop = np.arange(1, world.n_items + 1, dtype=np.float64) ** -world.zipf
+    pair_item = rng.choice(world.n_items, size=pair_obs.size, p=pop / pop.sum())
+    base = rng.uniform(0.3, 0.5, world.n_items)
+    item_eff = rng.uniform(-world.item_effect, world.item_effect, world.n_items)
+    user_eff = rng.uniform(-world.user_effect, world.user_effect, world.n_users)
+    p_b = base[pair_item]
+    p_t = p_b + world.effect + item_eff[pair_item] + user_eff[obs_cluster[pair_obs]]
+    weight = 1.0 / n_truth[pair_obs]
+    ct = (rng.random(pair_obs.size) < p_t) * weight
+    cb = (rng.random(pair_obs.size) < p_b) * weight
+    return SimCell(
+        obs_cluster=obs_cluster,
+        treatment=np.bincount(pair_obs, weights=ct, minlength=n_obs),
+        baseline=np.bincount(pair_obs, weights=cb, minlength=n_obs),
+        pair_obs=pair_obs,
+        pair_item=pair_item,
+        pair_treatment=ct,
+        pair_baseline=cb,
+    )
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Rates over replicate worlds (each a share of ``replicates``)."""
+
+    replicates: int
+    """Replicate worlds drawn."""
+    effect: float
+    """True lift of the worlds."""
+    reject_two_way: float
+    """Share with two-way p < alpha (false-positive rate when effect = 0, power otherwise)."""
+    reject_two_way_bonferroni: float
+    """Share with two-way p < alpha / m (what a primary endpoint needs in a family of m under Holm's first step)."""
+    reject_user: float
+    """Share whose user-cluster-only CI excludes 0 (items fixed)."""
+    reject_user_day: float
+    """Share whose old interval (user-days resampled as independent rows, percentile CI) excludes 0."""
+    cover_two_way: float
+    """Share whose two-way CI covers the true effect."""
+    cover_user: float
+    """Share whose user-cluster-only CI covers it."""
+    cover_user_day: float
+    """Share whose old user-day CI covers it."""
+    width_ratio: float
+    """Median two-way CI width / user-cluster-only CI width."""
+
+
+def calibrate(world: SimWorld, replicates: int = 200, n_boot: int = 300, seed: int = 0, alpha: float = 0.05, family_size: int = 6) -> Calibration:
+    """Run ``replicates`` worlds through :func:`cluster_bootstrap` (two-way and users only) and the old
+    :func:`paired_bootstrap`; report rejection and coverage rates of the true ``world.effect``."""
+    rng = np.random.default_rng(seed)
+    rej = np.zeros(4)
+    cov = np.zeros(3)
+    ratios = []
+    for r in range(replicates):
+        c = simulate_cell(world, rng)
+        st = cluster_bootstrap(
+            c.obs_cluster, c.treatment, c.baseline, pair_obs=c.pair_obs, pair_item=c.pair_item,
+            pair_treatment=c.pair_treatment, pair_baseline=c.pair_baseline, n_boot=n_boot, seed=seed + r, alpha=alpha,
+        )
+        old = paired_bootstrap(c.treatment, c.baseline, n_boot=n_boot, seed=seed + r, alpha=alpha)
+        e = world.effect
+        rej += [st.p_value < alpha, st.p_value < alpha / family_size, not st.user_ci_low <= 0 <= st.user_ci_high, not old.ci_low <= 0 <= old.ci_high]
+        cov += [st.ci_low <= e <= st.ci_high, st.user_ci_low <= e <= st.user_ci_high, old.ci_low <= e <= old.ci_high]
+        ratios.append((st.ci_high - st.ci_low) / max(st.user_ci_high - st.user_ci_low, 1e-12))
+    rej /= replicates
+    cov /= replicates
+    return Calibration(
+        replicates=replicates, effect=world.effect,
+        reject_two_way=float(rej[0]), reject_two_way_bonferroni=float(rej[1]), reject_user=float(rej[2]), reject_user_day=float(rej[3]),
+        cover_two_way=float(cov[0]), cover_user=float(cov[1]), cover_user_day=float(cov[2]), width_ratio=float(np.median(ratios)),
+    )

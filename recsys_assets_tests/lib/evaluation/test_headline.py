@@ -49,3 +49,29 @@ def test_read_headline_errors(tmp_path):
     wh.apply_sql()
     with pytest.raises(WarehouseError, match="window_kind"):
         read_headline(wh.path, window_kind="month")
+
+
+def test_headline_rows_verdicts_and_missing_endpoints():
+    from recsys_assets.lib.evaluation.headline import headline_rows, verdict
+
+    assert verdict(0.05, 0.001, None) == "lift"
+    assert verdict(-0.05, 0.001, None) == "harm"
+    assert verdict(0.05, 0.2, None) == "no detectable lift"
+    assert verdict(0.05, 0.001, "too_few_users") == "too few"
+    assert verdict(0.05, None, None) == "too few"
+    lift = pl.DataFrame(
+        [
+            {"protocol": "temporal", "scope": "cold_only", "arm": "ranker_minilm-l6", "baseline_arm": "ranker_no_text", "segment_kind": "all",
+             "segment": "all", "metric": "recall", "k": 20, "value": 0.3, "baseline_value": 0.2, "abs_lift": 0.1, "rel_lift": 0.5,
+             "ci_low": 0.05, "ci_high": 0.15, "p_value": 1e-6, "p_adjusted": 2e-6, "n_users": 300, "n_items": 25, "flag": None},
+        ]
+    )
+    comps = [("ranker_minilm-l6", "ranker_tfidf"), ("ranker_minilm-l6", "ranker_no_text"), ("content_minilm-l6", "content_tfidf")]
+    head = headline_rows(lift, date(2000, 1, 1), date(2000, 1, 7), "window", ["temporal"], comps)
+    assert head.columns == HEADLINE_COLUMNS and head.height == 6
+    got = dict(zip(head["endpoint"], head["verdict"]))
+    assert got["lm_vs_no_text/cold_items"] == "lift"
+    assert got["lm_vs_tfidf/cold_items"] == "too few"  # no lift row: not run, empty or trivial
+    row = head.filter(pl.col("endpoint") == "lm_vs_no_text/cold_items").row(0, named=True)
+    assert row["arm"] == "ranker_minilm-l6" and row["n_items"] == 25 and row["p_adjusted"] == 2e-6
+    assert head.filter(pl.col("endpoint") == "content_lm_vs_tfidf/new_users")["arm"].to_list() == ["content_minilm-l6"]

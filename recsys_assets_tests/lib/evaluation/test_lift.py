@@ -33,7 +33,12 @@ def test_lift_is_the_paired_difference_and_holm_never_lowers_p():
     out = lift_rows(_per_user([("all", "all", 40), ("user", "new", 30)]), [("ranker_minilm-l6", "ranker_no_text")], LiftConfig(n_boot=200))
     assert np.allclose(out["abs_lift"].to_numpy(), 0.2)
     assert (out["ci_low"] > 0).all()
-    assert (out["p_adjusted"] >= out["p_value"]).all()
+    # user/new (full scope, recall@20) is a primary endpoint: Holm-adjusted; the rest is exploratory (p_adjusted NULL).
+    roles = dict(zip(out["segment"], out["role"]))
+    assert roles == {"all": "exploratory", "new": "primary"}
+    primary = out.filter(pl.col("role") == "primary")
+    assert (primary["p_adjusted"] >= primary["p_value"]).all() and primary["p_adjusted"].null_count() == 0
+    assert out.filter(pl.col("role") == "exploratory")["p_adjusted"].null_count() == 1
 
 
 def test_warmup_rows_per_bucket():
@@ -50,3 +55,38 @@ def test_comparisons_follow_the_protocol_and_skip_absent_arms():
     assert ("ranker_minilm-l6", "ranker_no_text") in pairs
     assert ("content_minilm-l6", "content_tfidf") in pairs
     assert not any(a.startswith("ranker_mpnet") for a, _ in pairs)
+
+
+def test_pair_contributions_add_up_to_every_per_user_metric():
+    """Two-way input: each truth pair's share of recall/ndcg/hitrate/mrr sums to the per-user metric."""
+    from recsys_assets.lib.evaluation.evaluate import pair_ranks
+    from recsys_assets.lib.evaluation.lift import pair_contributions
+    from recsys_assets.lib.evaluation.metrics import per_user_metrics
+
+    rng = np.random.default_rng(4)
+    users = [f"u{i}" for i in range(30)]
+    items = [f"i{j}" for j in range(60)]
+    recs = pl.DataFrame(
+        [(u, it, r + 1) for u in users for r, it in enumerate(rng.permutation(items)[:25])], schema=["user_id", "item_id", "rank"], orient="row"
+    )
+    truth = pl.DataFrame([(u, it) for u in users for it in rng.choice(items, size=rng.integers(1, 8), replace=False)], schema=["user_id", "item_id"], orient="row")
+    info = pl.DataFrame({"item_id": items, "item_segment": ["new"] * 60, "item_bucket": ["0"] * 60})
+    pairs = pair_ranks(recs, truth, info, 20).with_columns(protocol=pl.lit("p"), scope=pl.lit("full"), segment_kind=pl.lit("all"), segment=pl.lit("all"))
+    expected = per_user_metrics(recs, truth, users, (10, 20))
+    contrib = pair_contributions(pairs, expected.select("metric", "k").unique())
+    got = contrib.group_by("user_id", "metric", "k").agg(pl.col("c").sum())
+    both = expected.join(got, on=["user_id", "metric", "k"])
+    assert both.height == expected.height == 30 * 4 * 2
+    assert np.allclose(both["value"].to_numpy(), both["c"].to_numpy())
+
+
+def test_trivial_cell_is_flagged_without_p():
+    """A scope that ranked no more than K items measures nothing: flag 'trivial', no p."""
+    pu = _per_user([("all", "all", 40)]).with_columns(scope=pl.lit("cold_only"))
+    ranked = pl.DataFrame({"protocol": ["temporal"], "scope": ["cold_only"], "n_ranked": [9.0]})
+    out = lift_rows(pu, [("ranker_minilm-l6", "ranker_no_text")], LiftConfig(n_boot=100), ranked_items=ranked)
+    assert out["flag"].to_list() == ["trivial"]
+    assert out["p_value"].to_list() == [None] and out["p_adjusted"].to_list() == [None]
+    ranked = ranked.with_columns(n_ranked=pl.lit(21.0))
+    out = lift_rows(pu, [("ranker_minilm-l6", "ranker_no_text")], LiftConfig(n_boot=100), ranked_items=ranked)
+    assert out["flag"].to_list() == [None] and out["p_value"][0] < 0.001
