@@ -109,6 +109,31 @@ def cmd_ingest(args) -> int:
     return rc
 
 
+def cmd_sql(args) -> int:
+    """Run one read-only query on the warehouse, retrying while a writer holds DuckDB's lock."""
+    from recsys_assets import runner
+    import polars as pl
+
+    from recsys_assets.lib.evaluation.warehouse import Warehouse
+
+    lake = runner.use_lake(args.lake)
+    if not lake.warehouse.exists():
+        raise RecsysError(f"no warehouse at {lake.warehouse}: run `recsys-assets demo` (or the nightly job) first")
+    import duckdb
+
+    try:
+        frame = Warehouse(lake.warehouse, lock_timeout_s=args.lock_timeout).query(args.query)
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RecsysError(f"query failed on {lake.warehouse}: {first}") from exc
+    if args.csv:
+        print(frame.write_csv(), end="")
+    else:
+        with pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, tbl_width_chars=250, tbl_hide_dataframe_shape=True):
+            print(frame)
+    return 0
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse whose usage errors are one line (``error: ...``) and exit 2, with no usage dump."""
 
@@ -194,6 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune", action="store_true", help="unpublish event days that no landing row covers any more (rows removed from landing)")
     _add_lake(p)
     p.set_defaults(func=cmd_ingest)
+
+    q = sub.add_parser("sql", help="run a read-only SQL query on the warehouse (retries while a run holds the DuckDB lock)")
+    q.add_argument("query", help='e.g. "SELECT * FROM reports.significant_lm_lift"')
+    q.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    q.add_argument("--max-rows", type=int, default=50, help="rows shown in the table (-1 = all)")
+    q.add_argument("--lock-timeout", type=float, default=300.0, help="seconds to keep retrying while a writer holds the file")
+    _add_lake(q)
+    q.set_defaults(func=cmd_sql)
 
     from recsys_assets import cli_reports
 
