@@ -24,6 +24,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -384,6 +385,11 @@ def summary(r: dict) -> str:
     return "; ".join(parts)
 
 
+def _no_path(line: str) -> str:
+    """A reconciliation line without the lake's temporary path."""
+    return re.sub(r"; lake /\S+", "", line or "")
+
+
 def table(before: list[dict], after: list[dict]) -> str:
     b = {r["case"]: r for r in before}
     lines = ["| case | before (2a10f4a) | after | reconciliation line (after) |", "|---|---|---|---|"]
@@ -391,9 +397,9 @@ def table(before: list[dict], after: list[dict]) -> str:
     for r in after:
         rb = b.get(r["case"])
         cell_b = summary(rb) if rb else "(not run)"
-        rec = r["reconciliation"] or "-"
+        rec = _no_path(r["reconciliation"]) or "-"
         if r.get("first_reconciliation"):
-            rec = f"1st: {r['first_reconciliation']} / 2nd: {rec}"
+            rec = f"1st: {_no_path(r['first_reconciliation'])} / 2nd: {rec}"
         lines.append(f"| {r['case']}: {desc.get(r['case'], '')} | {cell_b} | {summary(r)} | {rec.replace('|', '/')} |")
     return "\n".join(lines)
 

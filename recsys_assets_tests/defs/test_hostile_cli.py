@@ -190,3 +190,19 @@ def test_sql_command_waits_for_a_writer_and_errors_in_one_line(tmp_path, capsys)
     rc = main(["sql", "SELECT * FROM missing_table", "--lake", str(lake)])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "missing_table" in err
+
+
+def test_a_failed_catalog_check_names_the_expectation_and_the_ids(tmp_path, capsys, monkeypatch):
+    """Before: the CLI said only `items: items_expectations`. Now the one error line carries the check's summary."""
+    from recsys_assets.defs.ingest import catalogs
+    from recsys_assets.lib.ingest.validation import validate_items
+
+    # A catalogue bug that slips a duplicate id past ingest: the blocking check must stop it, loudly.
+    monkeypatch.setattr(catalogs, "validate_items", lambda frame: validate_items(pl.concat([frame, frame.head(1)])))
+    _write(tmp_path / "lake", _events(), _items())
+    rc, out, err = _ingest(tmp_path / "lake", capsys)
+    assert rc == 2
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "items.items_expectations failed" in lines[0] and "expect_column_values_to_be_unique(item_id)" in lines[0] and "i00" in lines[0]
+    assert "Traceback" not in err
