@@ -33,7 +33,6 @@ FORMATS = (".jsonl", ".json", ".ndjson", ".csv", ".parquet")
 """Landing file formats; each may also be compressed (``COMPRESSIONS``)."""
 COMPRESSIONS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
 """Compressed landing files (``events.jsonl.gz``) are decompressed and read like the plain format."""
-SUPPORTED_SUFFIXES = FORMATS  # kept for callers that list plain formats
 
 ID_FIELDS = ("user_id", "item_id")
 """Fields holding ids: a JSON string or integer; anything else (true, 12.0, {...}) is quarantined."""
@@ -120,7 +119,8 @@ def _typed_text(name: str, value) -> tuple[str | None, str | None]:
         return None, f"{name} must be a string or an integer, got {_json_type(value)} {_short(json.dumps(value))}"
     allowed = SCALAR_FIELDS.get(name)
     if allowed is not None and (isinstance(value, bool) or not isinstance(value, allowed)):
-        return None, f"{name} must be a {' or '.join(_json_type(t()) for t in allowed)}, got {_json_type(value)} {_short(json.dumps(value))}"
+        wanted = " or ".join(dict.fromkeys(_json_type(t()) for t in allowed))
+        return None, f"{name} must be a {wanted}, got {_json_type(value)} {_short(json.dumps(value))}"
     return _as_text(value), None
 
 

@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 
