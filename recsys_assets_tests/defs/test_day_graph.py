@@ -168,7 +168,17 @@ def test_rollup_report_and_views(graph):
     warm = wh.query("SELECT * FROM reports.warmup_curve WHERE window_end = ?", [DAYS[-1]])
     assert warm.height > 0
     names = view_names()
-    assert len(names) == 4
+    assert len(names) == 5
+    # One verdict per protocol x primary endpoint, for each day and for the pooled window.
+    from recsys_assets.lib.evaluation.headline import HEADLINE_COLUMNS, VERDICTS, read_headline
+
+    head = read_headline(lake.warehouse)
+    assert head.columns == HEADLINE_COLUMNS and head.height > 0
+    assert set(head["window_kind"]) == {"window"} and set(head["window_end"]) == {DAYS[-1]}
+    assert set(head["verdict"]) <= set(VERDICTS)
+    assert head.select("protocol", "endpoint").is_duplicated().sum() == 0
+    days = read_headline(lake.warehouse, window_kind="day", latest=False)
+    assert set(days["window_end"]) == set(DAYS)
     present = wh.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'reports' AND table_type = 'VIEW'")
     assert set(names) <= set(present["table_name"].to_list())
     for name in names:
@@ -182,12 +192,17 @@ def test_rerunning_a_day_replaces_its_rows(graph):
     before = wh.query(count)
     before_rows = wh.query("SELECT * FROM reports.cold_start_lift WHERE day = ?", [DAYS[0]])
     metrics_before = wh.query("SELECT count(*) AS n FROM reports.arm_metrics WHERE day = ?", [DAYS[0]])["n"][0]
+    eval_files = ("per_user.parquet", "arm_stats.parquet", "per_pair.parquet")
+    eval_bytes = {f: lake.snapshot_dir("eval", DAYS[0]).joinpath(f).read_bytes() for f in eval_files}
     t = time.perf_counter()
     result = _run(lake, "day_job", partition_key=DAYS[0].isoformat())
     graph["timings"]["rerun"] = time.perf_counter() - t
     assert _checks(result)["cold_start_eval:leakage_audit"] is True
     after = wh.query(count)
     assert after.equals(before), (before, after)
+    # An identical rerun writes the evaluation files byte for byte (sorted writes).
+    for f, data in eval_bytes.items():
+        assert lake.snapshot_dir("eval", DAYS[0]).joinpath(f).read_bytes() == data, f
     rows = wh.query("SELECT * FROM reports.cold_start_lift WHERE day = ?", [DAYS[0]])
     assert rows.select(LIFT_KEY).is_duplicated().sum() == 0
     # Same inputs, same seeds: the replaced rows carry the same numbers.

@@ -111,7 +111,8 @@ def pair_contributions(cell_pairs: pl.DataFrame, metrics: pl.DataFrame) -> pl.Da
         elif metric == "ndcg":
             m = np.arange(1, k + 1)
             idcg = np.cumsum(1.0 / np.log2(m + 1.0))
-            f = f.with_columns(_idcg=pl.min_horizontal(pl.col("_n"), pl.lit(k)).map_elements(lambda x: float(idcg[x - 1]), return_dtype=pl.Float64))
+            lookup = pl.DataFrame({"_m": m.astype(np.int64), "_idcg": idcg})
+            f = f.with_columns(_m=pl.min_horizontal(pl.col("_n"), pl.lit(k)).cast(pl.Int64)).join(lookup, on="_m", how="left", maintain_order="left")
             c = pl.when(pl.col("_hit")).then(1.0 / (pl.col("rank").cast(pl.Float64) + 1.0).log(2) / pl.col("_idcg")).otherwise(0.0)
         elif metric in ("hitrate", "mrr"):
             first = pl.when(pl.col("_hit")).then(pl.col("rank")).otherwise(None).min().over(group)
@@ -204,7 +205,8 @@ def lift_rows(
                 pk = [*_KEYS, "user_id", "item_id"]
                 both = ct.join(cb, on=pk, how="full", coalesce=True).with_columns(pl.col("c").fill_null(0.0), pl.col("cb").fill_null(0.0))
                 both = both.join(paired.select(*_KEYS, "user_id", "_obs"), on=[*_KEYS, "user_id"], how="inner").join(item_codes, on="item_id")
-                two_way = both.partition_by(_KEYS, as_dict=True, maintain_order=True)
+                # Sorted so the variance sums add in one fixed order (same bits on a rerun).
+                two_way = both.sort(*_KEYS, "_obs", "_item").partition_by(_KEYS, as_dict=True, maintain_order=True)
         for key, grp in paired.group_by(_KEYS, maintain_order=True):
             d = dict(zip(_KEYS, key))
             pairs = two_way.get(tuple(key))

@@ -159,9 +159,11 @@ def per_user_metrics(
         users_df = users_df.join(n_truth, on="user_id", how="semi")
 
     r = _clean_recs(recs, kmax).join(users_df.select("user_id"), on="user_id", how="semi")
+    # Sorted: the DCG sums then add in rank order whatever order the join returned, so a
+    # rerun gives the same floating-point bits (byte-identical per_user.parquet).
     hits = r.join(t, on=["user_id", "item_id"], how="inner").with_columns(
         (1.0 / (pl.col("rank").cast(pl.Float64) + 1.0).log(2)).alias("_disc")
-    )
+    ).sort("user_id", "rank")
 
     # IDCG lookup: idcg[m] = sum_{j=1..m} 1/log2(j+1), m = min(K, |T_u|) >= 1.
     m = np.arange(1, kmax + 1)
