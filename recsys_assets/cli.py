@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from recsys_assets.lib.errors import RecsysError
@@ -132,6 +132,19 @@ def cmd_sql(args) -> int:
         with pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, tbl_width_chars=250, tbl_hide_dataframe_shape=True):
             print(frame)
     return 0
+
+
+def check_demo_window(event_days: list[date], start: date, end: date) -> None:
+    """An explicit --end must put the evaluated days inside the data, with history before them."""
+    if not event_days:
+        raise RecsysError("no published events: run `recsys-assets ingest` first")
+    first, last = event_days[0], event_days[-1]
+    if start <= first or end > last:
+        n = (end - start).days + 1
+        raise RecsysError(
+            f"--end {end} --days {n} evaluates {start}..{end}, but the published events cover {first}..{last}: "
+            f"pick an --end between {first + timedelta(days=n)} and {last} (or omit --end to use the densest window)"
+        )
 
 
 class OneLineParser(argparse.ArgumentParser):

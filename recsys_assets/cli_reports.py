@@ -119,8 +119,11 @@ def cmd_demo(args) -> int:
     days = lake.event_days()
     counts = {d: n for d, n in lake.read_events().group_by(pl.col("ts").dt.date().alias("d")).len().iter_rows()}
     if args.end:
+        from recsys_assets.cli import check_demo_window
+
         end = date.fromisoformat(args.end)
         start = end - timedelta(days=args.days - 1)
+        check_demo_window(days, start, end)
     else:
         try:
             start, end = densest_window(days, counts, args.days, args.min_history_days)

@@ -206,3 +206,14 @@ def test_a_failed_catalog_check_names_the_expectation_and_the_ids(tmp_path, caps
     assert len(lines) == 1, err
     assert "items.items_expectations failed" in lines[0] and "expect_column_values_to_be_unique(item_id)" in lines[0] and "i00" in lines[0]
     assert "Traceback" not in err
+
+
+def test_demo_end_outside_the_data_is_a_one_line_error():
+    from recsys_assets.cli import check_demo_window
+    from recsys_assets.lib.errors import RecsysError
+
+    days = [date(2024, 3, 1) + timedelta(days=i) for i in range(10)]
+    check_demo_window(days, date(2024, 3, 5), date(2024, 3, 10))  # inside, with history before: fine
+    for start, end in [(date(2019, 12, 31), date(2020, 1, 1)), (date(2024, 3, 1), date(2024, 3, 2)), (date(2024, 3, 9), date(2024, 3, 11))]:
+        with pytest.raises(RecsysError, match="published events cover 2024-03-01..2024-03-10"):
+            check_demo_window(days, start, end)
