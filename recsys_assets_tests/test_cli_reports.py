@@ -100,3 +100,16 @@ def test_report_csv_and_json_are_the_headline_rows(lake_with_reports, capsys):
 def test_report_without_a_warehouse_says_what_to_run(tmp_path, capsys):
     assert main(["report", "--lake", str(tmp_path / "nothing")]) == 2
     assert "run `recsys-assets demo`" in capsys.readouterr().err
+
+
+def test_endpoints_without_users_are_said_once_not_per_comparison():
+    from recsys_assets.lib.evaluation.answer import answer_sentences, headline_texts
+
+    empty = headline_frame().with_columns(
+        *(pl.lit(None, dtype=pl.Float64).alias(c) for c in ("value", "abs_lift", "rel_lift", "ci_low", "ci_high", "p_value", "p_adjusted")),
+        pl.lit(None, dtype=pl.Int64).alias("n_users"), pl.lit(None, dtype=pl.Int64).alias("n_items"), pl.lit("too few").alias("verdict"),
+    )
+    sentences = answer_sentences(empty)
+    assert len(sentences) == 2 and all("no primary endpoint has evaluated users" in s for s in sentences)
+    texts = headline_texts(empty)
+    assert texts["temporal/lm_vs_tfidf/cold_items"] == "? too few: ranker_minilm-l6 vs ranker_tfidf, recall@20 (no evaluated cell)"

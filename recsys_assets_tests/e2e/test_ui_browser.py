@@ -163,7 +163,7 @@ def test_lineage_and_lift_report_in_the_ui(ui_home, tmp_path):
         dismiss_popups()
         text = body()
         assert f"Partition {tw.LAST_DAY.isoformat()} materialized" in text
-        assert "ranker_tfidf-vs-no_text" in text and "significant_rows" in text
+        assert "ranker_tfidf-vs-no_text" in text and "primary_lift_rows" in text
         link = driver.find_elements(By.XPATH, "//a[normalize-space()='[Show Markdown]']")
         assert link, "the markdown lift table has no [Show Markdown] link"
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", link[-1])

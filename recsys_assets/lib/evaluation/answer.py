@@ -189,18 +189,24 @@ def protocol_sentence(df: pl.DataFrame, protocol: str) -> str:
     cells: dict[str, list[dict]] = {}
     for r in rows:
         cells.setdefault(cell_words(r["endpoint"]), []).append(r)
+    about = PROTOCOL_WORDS.get(protocol)
+    head = f"{protocol}" + (f" ({about})" if about else "")
+    window = window_words(pl.DataFrame(rows))
+    if not any(r["n_users"] for r in rows):
+        return f"{head}, {window}: no primary endpoint has evaluated users (its arms did not run, or no user fell in its cells)."
     for cell, cell_rows in cells.items():
         n_users = max((r["n_users"] or 0) for r in cell_rows)
         n_items = max((r["n_items"] or 0) for r in cell_rows)
+        if not n_users:
+            parts.append(f"on {cell}, no evaluated users")
+            continue
         who = f"{n_users:,} users" + (f", {n_items:,} items" if n_items else "")
         by_arm: dict[str, list[str]] = {}
         for r in cell_rows:
             by_arm.setdefault(r["arm"], []).append(_clause(r))
         arms = "; ".join(f"{arm} " + " and ".join(clauses) for arm, clauses in by_arm.items())
         parts.append(f"on {cell} ({who}), {arms}")
-    about = PROTOCOL_WORDS.get(protocol)
-    head = f"{protocol}" + (f" ({about})" if about else "")
-    return f"{head}, {window_words(pl.DataFrame(rows))}: " + "; ".join(parts) + "."
+    return f"{head}, {window}: " + "; ".join(parts) + "."
 
 
 def answer_sentences(df: pl.DataFrame) -> list[str]:
@@ -302,10 +308,12 @@ def headline_texts(df: pl.DataFrame) -> dict[str, str]:
     """One short line per endpoint, keyed ``<protocol>/<endpoint>`` (shown inline in the Dagster UI)."""
     out: dict[str, str] = {}
     for r in _ordered(df).iter_rows(named=True):
-        users = f"{fmt_int(r['n_users'])} users" + (f", {fmt_int(r['n_items'])} items" if r["n_items"] else "")
-        lift = f"{fmt_signed(r['abs_lift'])} {fmt_ci(r['ci_low'], r['ci_high'])}".strip()
+        if r["n_users"]:
+            who = f"{fmt_int(r['n_users'])} users" + (f", {fmt_int(r['n_items'])} items" if r["n_items"] else "")
+        else:
+            who = "no evaluated cell"
+        measured = " ".join(x for x in (metric_words(r), fmt_signed(r["abs_lift"]), fmt_ci(r["ci_low"], r["ci_high"])) if x)
         out[f"{r['protocol']}/{r['endpoint']}"] = (
-            f"{VERDICT_MARKS.get(r['verdict'], '')} {r['verdict']}: {r['arm']} vs {r['baseline_arm']}, "
-            f"{metric_words(r)} {lift} ({users})"
+            f"{VERDICT_MARKS.get(r['verdict'], '')} {r['verdict']}: {r['arm']} vs {r['baseline_arm']}, {measured} ({who})"
         )
     return out
