@@ -43,14 +43,16 @@ def test_densest_window_refuses_data_too_short():
 def test_answer_text_is_a_short_table_and_one_sentence_per_protocol():
     text = answer_text(headline_frame())
     lines = text.splitlines()
-    assert lines[0] == f"Headline, {START} to {END} (primary endpoints; 1 lift, 2 no detectable lift, 1 harm, 1 too few):"
+    assert lines[0] == f"Headline, {START} to {END}: 5 primary endpoints, recall@20 (1 lift, 2 no detectable lift, 1 harm, 1 too few)"
     table = lines[1:lines.index("")]
     assert len(table) == 2 + headline_frame().height  # header, rule, one line per endpoint
+    assert table[0].split() == ["protocol", "endpoint", "value", "baseline", "abs", "lift", "95%", "CI", "rel", "p", "adj", "users", "items", "verdict"]
     sentences = [line for line in lines if line.startswith("- ")]
     assert [s.split(" ")[1] for s in sentences] == ["item_holdout", "temporal"]
-    assert "ranker_minilm-l6 lifts recall@20 by +0.062 over ranker_no_text (+48%, 95% CI [+0.010, +0.100])" in sentences[0]
-    assert "has too few users (n=12)" in sentences[0]
-    assert "lowers recall@20 against ranker_no_text" in sentences[1]
+    assert "ranker_minilm-l6 lifts recall@20 over ranker_no_text (+0.062, 95% CI [+0.010, +0.100])" in sentences[0]
+    assert "and shows no detectable lift over ranker_tfidf (+0.011, 95% CI [-0.020, +0.041])" in sentences[0]
+    assert "on new users (12 users, 40 items), ranker_minilm-l6 has too few users to be judged against ranker_no_text" in sentences[0]
+    assert "lowers recall@20 against ranker_no_text (-0.031, 95% CI [-0.052, -0.010])" in sentences[1]
     assert "no rows yet" in answer_text(headline_frame().head(0))
 
 
@@ -71,7 +73,7 @@ def test_report_prints_the_headline_then_the_paths(lake_with_reports, capsys):
     assert out.startswith("Headline, 2024-03-01 to 2024-03-21")
     assert out.rstrip().endswith(f"HTML report: {lake.reports.joinpath('index.html')}")
     assert f"DuckDB:      {lake.warehouse}" in out
-    assert "lm_vs_tfidf/cold_items" in out and "ranker_minilm-l6 lifts recall@20" in out
+    assert "lm_vs_tfidf/cold_items" in out and "ranker_minilm-l6 lifts recall@20 over ranker_no_text" in out
 
 
 def test_report_all_prints_every_cell(lake_with_reports, capsys):

@@ -95,7 +95,7 @@ def test_report_page_answer_card_and_charts_render(driver, tmp_path):
     write_html_report(UPath(page), rollup, daily, warm, cost, "Cold-start lift (fixture)", headline_frame(), daily_headline())
     seen = check_report_page(driver, page, _shots(tmp_path), "fixture")
     card = seen["card"]
-    assert "ranker_minilm-l6 lifts recall@20 by +0.062 over ranker_no_text" in card
+    assert "ranker_minilm-l6 lifts recall@20 over ranker_no_text (+0.062, 95% CI [+0.010, +0.100])" in card
     for verdict in ("1 lift", "2 no detectable lift", "1 harm", "1 too few"):
         assert verdict in card
     names = [c["name"] for c in seen["charts"]]

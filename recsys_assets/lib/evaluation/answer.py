@@ -134,18 +134,29 @@ def headline_display(df: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={c: pl.String for c in TABLE_COLUMNS})
 
 
+def metrics_words(df: pl.DataFrame) -> str:
+    """``recall@20`` (or ``recall@20, ndcg@10``): the metrics of the headline rows."""
+    seen = dict.fromkeys(metric_words(r) for r in df.select("metric", "k").iter_rows(named=True))
+    return ", ".join(seen)
+
+
 def format_headline_table(df: pl.DataFrame) -> str:
-    """The short terminal table of the primary endpoints (``(no headline rows)`` when empty)."""
+    """The short terminal table of the primary endpoints (``(no headline rows)`` when empty).
+
+    Narrower than :func:`headline_display`: no arm names (the sentences name them), and
+    no metric column when every row has the same metric (the caller says which).
+    """
     if df.is_empty():
         return "(no headline rows)"
-    shown = headline_display(df)
-    widths = [max(len(c), *(len(v) for v in shown[c].to_list())) for c in TABLE_COLUMNS]
+    columns = [c for c in TABLE_COLUMNS if c != "arm vs baseline" and (c != "metric" or "," in metrics_words(df))]
+    shown = headline_display(df).select(columns)
+    widths = [max(len(c), *(len(v) for v in shown[c].to_list())) for c in columns]
     right = {"value", "baseline", "abs lift", "95% CI", "rel", "p adj", "users", "items"}
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if name in right else c.ljust(w) for c, w, name in zip(cells, widths, TABLE_COLUMNS)).rstrip()
+        return "  ".join(c.rjust(w) if name in right else c.ljust(w) for c, w, name in zip(cells, widths, columns)).rstrip()
 
-    out = [line(TABLE_COLUMNS), line(["-" * w for w in widths])]
+    out = [line(columns), line(["-" * w for w in widths])]
     out += [line(list(row)) for row in shown.iter_rows()]
     return "\n".join(out)
 
@@ -164,20 +175,30 @@ def markdown_headline(df: pl.DataFrame) -> str:
 # --- the sentences -------------------------------------------------------------------------
 
 
-def _clause(r: dict) -> str:
-    m, base = metric_words(r), r["baseline_arm"]
-    lift, ci, rel = fmt_signed(r["abs_lift"]), fmt_ci(r["ci_low"], r["ci_high"]), fmt_pct(r["rel_lift"])
-    verdict = r["verdict"]
-    if verdict == VERDICT_TOO_FEW:
-        if not r["n_users"]:
-            return f"has no evaluated cell against {base} (arm not run or no users)"
-        return f"has too few users (n={fmt_int(r['n_users'])}) to be judged against {base}"
-    detail = f"{lift}" + (f", {rel}" if rel else "") + (f", 95% CI {ci}" if ci else "")
-    if verdict == VERDICT_LIFT:
-        return f"lifts {m} by {lift} over {base} ({rel + ', ' if rel else ''}95% CI {ci})"
-    if verdict == VERDICT_HARM:
-        return f"lowers {m} against {base} ({detail})"
-    return f"shows no detectable lift in {m} over {base} ({detail})"
+def _measured(r: dict) -> str:
+    ci = fmt_ci(r["ci_low"], r["ci_high"])
+    return f"{fmt_signed(r['abs_lift'])}" + (f", 95% CI {ci}" if ci else "")
+
+
+def _arm_phrase(arm: str, rows: list[dict], metric: str) -> str:
+    """What ``arm`` did against each of its baselines in one cell, verdicts grouped: plain words."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["verdict"], []).append(r)
+    phrases = []
+    for verdict, rs in groups.items():
+        bases = [f"{r['baseline_arm']} ({_measured(r)})" for r in rs]
+        if verdict == VERDICT_LIFT:
+            phrases.append(f"lifts {metric} over " + " and over ".join(bases))
+        elif verdict == VERDICT_HARM:
+            phrases.append(f"lowers {metric} against " + " and against ".join(bases))
+        elif verdict == VERDICT_NONE:
+            phrases.append("shows no detectable lift over " + " or over ".join(bases))
+        elif all(not r["n_users"] for r in rs):
+            phrases.append("was not evaluated against " + " or ".join(r["baseline_arm"] for r in rs))
+        else:
+            phrases.append("has too few users to be judged against " + " or ".join(r["baseline_arm"] for r in rs))
+    return f"{arm} " + ", and ".join(phrases)
 
 
 def protocol_sentence(df: pl.DataFrame, protocol: str) -> str:
@@ -198,15 +219,15 @@ def protocol_sentence(df: pl.DataFrame, protocol: str) -> str:
         n_users = max((r["n_users"] or 0) for r in cell_rows)
         n_items = max((r["n_items"] or 0) for r in cell_rows)
         if not n_users:
-            parts.append(f"on {cell}, no evaluated users")
+            parts.append(f"on {cell}, nothing measurable (no users, or no more than K items to rank)")
             continue
         who = f"{n_users:,} users" + (f", {n_items:,} items" if n_items else "")
-        by_arm: dict[str, list[str]] = {}
-        for r in cell_rows:
-            by_arm.setdefault(r["arm"], []).append(_clause(r))
-        arms = "; ".join(f"{arm} " + " and ".join(clauses) for arm, clauses in by_arm.items())
+        by_arm: dict[str, list[dict]] = {}
+        for r in sorted(cell_rows, key=lambda r: (not r["arm"].startswith("ranker_"), r["arm"], r["baseline_arm"])):
+            by_arm.setdefault(r["arm"], []).append(r)
+        arms = "; ".join(_arm_phrase(arm, rs, metrics_words(pl.DataFrame(rs))) for arm, rs in by_arm.items())
         parts.append(f"on {cell} ({who}), {arms}")
-    return f"{head}, {window}: " + "; ".join(parts) + "."
+    return f"{head}, {window}, {metrics_words(pl.DataFrame(rows))}: " + "; ".join(parts) + "."
 
 
 def answer_sentences(df: pl.DataFrame) -> list[str]:

@@ -90,7 +90,7 @@ def test_report_opens_on_the_answer_card_then_the_charts_then_the_detail(tmp_pat
     assert "2024-03-01 to 2024-03-21" in card
     assert "1 lift" in card and "2 no detectable lift" in card and "1 harm" in card and "1 too few" in card
     assert card.count("<li>") == 2
-    assert "ranker_minilm-l6 lifts recall@20 by +0.062 over ranker_no_text" in card
+    assert "ranker_minilm-l6 lifts recall@20 over ranker_no_text (+0.062, 95% CI [+0.010, +0.100])" in card
     for endpoint in headline_frame()["endpoint"].unique():
         assert endpoint in card
     assert "Encoding cost over the window" in card
