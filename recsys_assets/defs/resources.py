@@ -53,8 +53,8 @@ class ModelsResource(dg.ConfigurableResource):
     """ALS sweeps."""
     als_min_user_events: int = 3
     """Users with fewer events are folded in from their history (no refit), not fitted."""
-    max_train_users: int = 400
-    """Labelled users per ranker training frame (lowest hash kept): bounds LightGBM time on dense windows."""
+    max_train_users: int | None = None
+    """Cap on labelled users per ranker training frame (lowest hash kept); None = every labelled user (default)."""
     new_item_slots: int = 0
     """Top-K slots each ranker arm reserves for new items (0 = none; >0 adds `+slotsN` arms)."""
     n_boot: int = 1000

@@ -97,12 +97,22 @@ def _tiebreak(features: SnapshotFeatures) -> pl.DataFrame:
     return features.item_table.select("item_id", "tiebreak")
 
 
-def top_k_from_scores(scores: pl.DataFrame, k: int, features: SnapshotFeatures) -> pl.DataFrame:
-    """(user_id, item_id, rank, score): best ``k`` per user; NaN/null/-inf last; ties by hashed item id."""
+def popularity_tiebreak(features: SnapshotFeatures) -> pl.DataFrame:
+    """(item_id, tiebreak) = the item's place in the popularity list: ranker ties go to the more popular item."""
+    return features.item_index.select("item_id", pl.Series("tiebreak", features.popularity_position, dtype=pl.UInt64))
+
+
+def top_k_from_scores(scores: pl.DataFrame, k: int, features: SnapshotFeatures, tiebreak: pl.DataFrame | None = None) -> pl.DataFrame:
+    """(user_id, item_id, rank, score): best ``k`` per user; NaN/null/-inf last.
+
+    Ties go to the lower ``tiebreak`` (item_id, tiebreak); default a hashed item id. Ranker arms
+    pass :func:`popularity_tiebreak`: a tree ensemble stopped after a few rounds gives many
+    candidates the same score, and a hash would order them at random (docs/ranker.md).
+    """
     if scores.height == 0:
         return pl.DataFrame(schema=RECS_SCHEMA)
     s = scores.select("user_id", "item_id", pl.col("score").cast(pl.Float64).fill_nan(None)).join(
-        _tiebreak(features), on="item_id", how="left"
+        tiebreak if tiebreak is not None else _tiebreak(features), on="item_id", how="left"
     )
     s = s.sort(["user_id", "score", "tiebreak"], descending=[False, True, False], nulls_last=True)
     s = s.with_columns(rank=pl.int_range(1, pl.len() + 1).over("user_id").cast(pl.Int64)).filter(pl.col("rank") <= k)
@@ -251,7 +261,7 @@ def recommend(
         model = _model_for(spec, ranker_models)
         pool, extra = _ranker_pool(spec, features, users, model, cfg)
         stats.update(extra)
-    recs = top_k_from_scores(pool, k, features)
+    recs = top_k_from_scores(pool, k, features, popularity_tiebreak(features) if spec.kind == "ranker" else None)
     if spec.slots:
         if spec.kind == "ranker":
             slot_scores = pool
@@ -339,7 +349,8 @@ def build_training_frame(
             f"build_training_frame: the view is a {train_features.view.stage!r} view; rankers train on the "
             "'train' view (inputs before D - w) so that they never see day D."
         )
-    lab = labels.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)).unique()
+    grade = pl.col("grade").cast(pl.Int8) if "grade" in labels.columns else pl.lit(1, pl.Int8)
+    lab = labels.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String), grade.alias("label")).unique(["user_id", "item_id"], keep="first", maintain_order=True)
     users = sorted(lab.get_column("user_id").unique().to_list())
     if cfg.max_train_users is not None and len(users) > cfg.max_train_users:
         h = hash_u64(users, "train-users")
@@ -347,7 +358,7 @@ def build_training_frame(
         lab = lab.filter(pl.col("user_id").is_in(users))
     cands = generate_candidates(train_features, users, arm_sources(spec.base), cfg)
     feats = ranker_features(train_features, cands, spec.encoder)
-    frame = feats.join(lab.with_columns(label=pl.lit(1, pl.Int8)), on=["user_id", "item_id"], how="left", maintain_order="left").with_columns(
+    frame = feats.join(lab, on=["user_id", "item_id"], how="left", maintain_order="left").with_columns(
         pl.col("label").fill_null(0)
     ).sort("user_id", "item_id")
     pos_users = frame.filter(pl.col("label") > 0).get_column("user_id").n_unique()
@@ -357,7 +368,7 @@ def build_training_frame(
         "n_users": len(users),
         "n_label_pairs": lab.height,
         "n_rows": frame.height,
-        "n_positive_rows": int(frame.get_column("label").sum()),
+        "n_positive_rows": int((frame.get_column("label") > 0).sum()),
         "users_without_positive_candidates": len(users) - pos_users,
     }
     return frame, stats
@@ -386,15 +397,34 @@ def explain_recommendations(
     return sample.select("user_id", "item_id", "rank").hstack(model.explain(feats).drop("user_id", "item_id"))
 
 
-def training_labels(train_view, events, interaction_config) -> pl.DataFrame:
+def training_labels(train_view, events, interaction_config, grade_days: Sequence[float] = ()) -> pl.DataFrame:
     """Label-window positives of a TRAIN view from any event log: events on/after day D are cut first.
 
     ``snapshot.labels_for_train`` keeps every event from D - w on, so it relies on its
     caller to pass only events before D; this wrapper enforces that (day D is the truth).
+
+    With ``grade_days`` (e.g. ``(1, 3)``) a ``grade`` column is added: 1 + the number of
+    thresholds the pair's first positive event falls before, counted in days from the
+    window start (D - w). Positives of the first day(s) after the training snapshot weigh
+    more, as the served lists are judged on the first day after theirs (docs/ranker.md).
     """
+    from recsys_assets.lib.features.interactions import positive_mask_expr
     from recsys_assets.lib.snapshot import day_start, labels_for_train
 
     if train_view.stage != "train":
         raise ArmError(f"training_labels: need a 'train' view, got {train_view.stage!r}.")
     before = events.filter(pl.col("ts") < day_start(train_view.day))
-    return labels_for_train(train_view, before, interaction_config)
+    labels = labels_for_train(train_view, before, interaction_config)
+    if not grade_days:
+        return labels
+    start = day_start(train_view.cutoff)
+    first = (
+        before.filter((pl.col("ts") >= start) & positive_mask_expr(interaction_config))
+        .group_by("user_id", "item_id")
+        .agg(pl.col("ts").min().alias("_t0"))
+    )
+    offset = (pl.col("_t0") - pl.lit(start)).dt.total_seconds() / 86400.0
+    grade = pl.lit(1, pl.Int8)
+    for g in sorted(grade_days):
+        grade = grade + (offset < g).cast(pl.Int8)
+    return labels.join(first, on=["user_id", "item_id"], how="left", maintain_order="left").select("user_id", "item_id", grade.cast(pl.Int8).alias("grade"))

@@ -35,7 +35,7 @@ class RankingConfig:
     new_item_slots: int = 0
     """Top-K slots an arm reserves for new items chosen by its own scores; > 0 adds ``+slots{n}`` to arm names."""
     num_leaves: int = 31
-    """LightGBM ``num_leaves``."""
+    """LightGBM ``num_leaves`` (7-leaf trees measured no better on the tuning days, docs/ranker.md)."""
     learning_rate: float = 0.1
     """LightGBM ``learning_rate``."""
     num_boost_round: int = 150
@@ -44,6 +44,11 @@ class RankingConfig:
     """Stop when validation NDCG@max(ks) has not improved for this many rounds (0 disables)."""
     min_data_in_leaf: int = 20
     """LightGBM ``min_data_in_leaf``."""
+    monotone: tuple[tuple[str, int], ...] = (("als_score", 1), ("als_rank", -1), ("pop_rank_log", -1), ("pop_pct", 1))
+    """Features the ranker must keep monotone (+1 increasing, -1 decreasing; LightGBM
+    ``monotone_constraints``): the scores and ranks that reproduce the ALS and popularity arms'
+    orders. The ranker can always copy its best baseline, and an order learned at D - w keeps its
+    direction when served at D. Features an arm does not have are ignored; () disables."""
     seed: int = 7
     """LightGBM ``seed`` (drives every LightGBM random stream)."""
     num_threads: int = 1
@@ -60,6 +65,9 @@ class RankingConfig:
     """Boosting rounds when there is no usable validation slice."""
     validation_salt: str = "ranker-valid-v1"
     """Salt of that hash."""
+    label_grade_days: tuple[float, ...] = ()
+    """Graded labels: a positive first seen less than t days after the training snapshot (D - w)
+    gains one relevance grade per threshold t (lambdarank gains 1, 3, 7...); () = every positive 1."""
     max_train_users: int | None = None
     """Cap on labelled users in a training frame (the lowest-hash users are kept); None = all."""
     explain_sample: int = 200
@@ -76,6 +84,9 @@ class RankingConfig:
             raise RankingConfigError(f"RankingConfig.validation_fraction must be in [0, 1), got {self.validation_fraction}.")
         if self.new_item_slots < 0 or self.new_item_slots > max(self.ks):
             raise RankingConfigError(f"RankingConfig.new_item_slots must be in [0, max(ks)], got {self.new_item_slots}.")
+        bad_signs = [(f, v) for f, v in self.monotone if v not in (-1, 1)]
+        if bad_signs:
+            raise RankingConfigError(f"RankingConfig.monotone: directions must be +1 or -1, got {bad_signs}.")
         for enc in self.encoders:
             if not enc or "+" in enc or ":" in enc:
                 raise RankingConfigError(f"RankingConfig.encoders: bad encoder name {enc!r} (no '+' or ':').")
@@ -93,9 +104,12 @@ class RankingConfig:
             raise RankingConfigError(f"Unknown candidate source {source!r}; choose from als, content:<enc>, c2cf:<enc>, popular, new.")
         return sizes[kind]
 
-    def lgb_params(self) -> dict:
-        """LightGBM parameters of the lambdarank ranker (the benchmark's raw call uses the same)."""
-        return {
+    def lgb_params(self, feature_names: list[str] | tuple[str, ...] | None = None) -> dict:
+        """LightGBM parameters of the lambdarank ranker (the benchmark's raw call uses the same).
+
+        With ``feature_names``, ``monotone_constraints`` is set from ``monotone`` (0 for the others).
+        """
+        params = {
             "objective": "lambdarank",
             "metric": "ndcg",
             "eval_at": list(self.ks),
@@ -108,6 +122,10 @@ class RankingConfig:
             "force_row_wise": True,
             "verbosity": -1,
         }
+        signs = dict(self.monotone)
+        if feature_names is not None and any(f in signs for f in feature_names):
+            params["monotone_constraints"] = [int(signs.get(f, 0)) for f in feature_names]
+        return params
 
     def config_hash(self) -> str:
         return config_hash(self)

@@ -4,6 +4,13 @@
 ``text_feature_names(enc)`` are the ONLY additions of ``ranker_<enc>``: the text
 cosine, the content->CF score and the two text source flags. A missing signal
 is NaN (LightGBM routes it), never a silent 0.
+
+The ranker trains on a snapshot at D - w and is served at D, so every feature must
+mean the same at both snapshots (docs/ranker.md): popularity enters as the item's
+place in the popularity arm's list (``pop_rank_log``, ``pop_pct``) and as shares of
+the snapshot's events (``recent_share``, ``all_share``, per 1,000), never as raw counts
+that grow with the log; ALS enters as the ALS arm's own score and rank. Those
+order-copying features are monotone-constrained (``RankingConfig.monotone``).
 """
 
 from __future__ import annotations
@@ -18,8 +25,11 @@ from recsys_assets.lib.ranking.inputs import SEGMENT_ORDINAL, SnapshotFeatures
 FEATURES_NO_TEXT: list[str] = [
     "als_score",
     "als_rank",
-    "pop_recent_log",
-    "pop_all_log",
+    "pop_rank_log",
+    "pop_pct",
+    "recent_share",
+    "all_share",
+    "pop_trend",
     "item_age_days",
     "user_hist_len",
     "user_is_new",
@@ -148,11 +158,17 @@ def ranker_features(features: SnapshotFeatures, candidates: pl.DataFrame, encode
 
     item_seg = features.item_array("item_segment")[icol]
     age = features.item_table.get_column("age_days").cast(pl.Float32).fill_null(np.nan).to_numpy()[icol]
+    n_recent = features.item_array("n_recent").astype(np.float64)
+    n_all = features.item_array("n_interactions").astype(np.float64)
+    pos = features.popularity_position[icol].astype(np.float64)
     cols: dict[str, np.ndarray] = {
         "als_score": als_score,
         "als_rank": als_rank.astype(np.float32),
-        "pop_recent_log": np.log1p(features.item_array("n_recent")[icol].astype(np.float32)),
-        "pop_all_log": np.log1p(features.item_array("n_interactions")[icol].astype(np.float32)),
+        "pop_rank_log": np.log1p(pos).astype(np.float32),
+        "pop_pct": (1.0 - pos / max(len(features.item_ids), 1)).astype(np.float32),
+        "recent_share": (1000.0 * n_recent[icol] / max(n_recent.sum(), 1.0)).astype(np.float32),
+        "all_share": (1000.0 * n_all[icol] / max(n_all.sum(), 1.0)).astype(np.float32),
+        "pop_trend": (n_recent[icol] / (n_all[icol] + 1.0)).astype(np.float32),
         "item_age_days": age,
         "user_hist_len": n_events,
         "user_is_new": (n_events == 0).astype(np.float32),

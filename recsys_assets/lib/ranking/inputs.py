@@ -175,6 +175,15 @@ class SnapshotFeatures:
             self._cache["pop_order"] = np.lexsort((self.item_array("tiebreak"), -self.popularity_score))
         return self._cache["pop_order"]
 
+    @property
+    def popularity_position(self) -> np.ndarray:
+        """int64 per catalogue item: its 0-based place in ``popularity_order`` (the popularity arm's list)."""
+        if "pop_position" not in self._cache:
+            pos = np.empty(len(self.item_ids), dtype=np.int64)
+            pos[self.popularity_order] = np.arange(len(self.item_ids), dtype=np.int64)
+            self._cache["pop_position"] = pos
+        return self._cache["pop_position"]
+
     # --- ALS ----------------------------------------------------------------------
     def als_items(self) -> tuple[np.ndarray, np.ndarray]:
         """(item factors aligned to the catalogue with zero rows, known mask)."""

@@ -86,7 +86,7 @@ def prepare_lgb_data(train_frame: pl.DataFrame, feature_names: Sequence[str], cf
         "n_valid_users": int(len(gv)),
         "n_train_rows": tr.height,
         "n_valid_rows": va.height,
-        "positive_rate": float(frame.get_column(label_col).mean()),
+        "positive_rate": float((frame.get_column(label_col) > 0).mean()),
     }
     return LgbData(
         x_train=_matrix(tr, feature_names),
@@ -103,7 +103,7 @@ def fit_lgb(data: LgbData, feature_names: Sequence[str], cfg: RankingConfig):
     """The lightgbm.train call itself (Dataset construction included)."""
     import lightgbm as lgb
 
-    params = cfg.lgb_params()
+    params = cfg.lgb_params(list(feature_names))
     dtrain = lgb.Dataset(data.x_train, label=data.y_train, group=data.group_train, feature_name=list(feature_names), free_raw_data=False)
     valid_sets, callbacks = [], []
     if data.x_valid is not None:

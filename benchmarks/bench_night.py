@@ -1,0 +1,287 @@
+"""One nightly partition, asset by asset: wall time of each asset of a ``day_job`` run vs raw library calls.
+
+1. ``day_job`` for ``--day`` through Dagster in-process (the way the nightly job and the demo
+   run it); per asset: STEP_START -> STEP_SUCCESS from the run's event log.
+2. The same work as plain library calls on the same inputs (the function each asset calls,
+   with its reads and writes), timed block by block, no Dagster.
+
+The lake must already hold the published events (``recsys-assets ingest``) and, so that the
+embedding cache is warm as it is on any night after the first, a previous run of that day
+or of a later one. Both passes use the same lake and rewrite the same artifacts (reruns are
+byte-identical). Prints a table and writes ``benchmarks/results/night.json``.
+
+    .venv/bin/python benchmarks/bench_night.py --lake /tmp/lake1m --day 2000-11-20 [--order raw,dagster]
+
+Timings on a shared machine are noisy: the ratio of the two passes, measured in the same
+run, is the number to compare; the 1-minute load average is printed with them.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from datetime import date  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "night.json"
+ASSETS = (
+    "item_embeddings", "als_model", "content_to_cf", "user_profiles", "candidates", "ranker_dataset",
+    "rankers", "recommendations", "cold_start_eval", "cold_start_lift", "lift_rollup",
+)
+
+
+def dagster_pass(lake_root: str, day: date) -> tuple[dict[str, float], float]:
+    """Per-asset seconds of one day_job run (event-log timestamps) and the run's wall time."""
+    import dagster as dg
+
+    from recsys_assets import runner
+
+    runner.quiet_dagster()
+    runner.use_lake(lake_root)
+    inst = dg.DagsterInstance.ephemeral()
+    t0 = time.perf_counter()
+    result = runner.run_job("day_job", inst, partition_key=day.isoformat())
+    wall = time.perf_counter() - t0
+    starts, out = {}, {}
+    for rec in inst.all_logs(result.run_id):
+        ev = rec.dagster_event
+        if ev is None or ev.step_key is None:
+            continue
+        if ev.event_type_value == "STEP_START":
+            starts[ev.step_key] = rec.timestamp
+        elif ev.event_type_value == "STEP_SUCCESS" and ev.step_key in starts:
+            out[ev.step_key] = rec.timestamp - starts[ev.step_key]
+    return out, wall
+
+
+@contextmanager
+def _timed(out: dict, key: str):
+    t0 = time.perf_counter()
+    yield
+    out[key] = out.get(key, 0.0) + time.perf_counter() - t0
+
+
+class RawNight:
+    """The library calls of each asset of one night (same reads, computations and writes), no Dagster.
+
+    One method per asset, named like it; ``run(assets)`` calls them in graph order and
+    returns seconds per asset.
+    """
+
+    def __init__(self, lake_root: str, day: date) -> None:
+        from recsys_assets.defs.resources import ModelsResource
+        from recsys_assets.lib.lake import Lake
+
+        self.models = ModelsResource()
+        self.lake, self.cfg, self.day = Lake.at(lake_root), self.models.feature_config(), day
+        self.lm = [e for e in self.cfg.encoders if e not in ("tfidf", "metadata")]
+
+    def _catalogs(self):
+        from recsys_assets.lib.ingest.catalog import read_catalog
+
+        return read_catalog(self.lake, "items"), read_catalog(self.lake, "users")
+
+    def _views(self):
+        from recsys_assets.lib.features.nightly import load_views
+
+        return load_views(self.lake, self.day, self._catalogs()[0], self.cfg)
+
+    def _rcfg(self):
+        from recsys_assets.lib.ranking.nightly import ranking_config
+
+        return ranking_config(self.lake, self.day, self.cfg, self.models.new_item_slots, self.models.max_train_users)
+
+    def _fingerprints(self) -> dict[str, str]:
+        return {k: str(v.get("fingerprint")) for k, v in self._metas().items()}
+
+    def _metas(self) -> dict[str, dict]:
+        from recsys_assets.lib.features.nightly import encoders_with_embeddings, load_item_embeddings
+
+        return {n: load_item_embeddings(self.lake, self.day, n)[2] for n in encoders_with_embeddings(self.lake, self.day, self.cfg)}
+
+    def item_embeddings(self) -> None:
+        from recsys_assets.lib.features.nightly import compute_item_embeddings, save_item_embeddings
+
+        items, _ = self._catalogs()
+        for name in self.cfg.encoders:
+            save_item_embeddings(self.lake, self.day, name, compute_item_embeddings(self.lake, items, self.day, name, self.cfg), self.cfg)
+
+    def als_model(self) -> None:
+        from recsys_assets.lib.features.nightly import als_dir, fit_view_als
+
+        for (p, s), view in self._views().items():
+            fit_view_als(view, self.cfg)[0].save(als_dir(self.lake, self.day, p, s))
+
+    def content_to_cf(self) -> None:
+        from recsys_assets.lib.features.als import ALSModel
+        from recsys_assets.lib.features.content_to_cf import ContentToCFError
+        from recsys_assets.lib.features.nightly import als_dir, c2cf_dir, encoders_with_embeddings, fit_view_c2cf, load_item_embeddings
+
+        views = self._views()
+        for name in encoders_with_embeddings(self.lake, self.day, self.cfg):
+            ids, vecs, _ = load_item_embeddings(self.lake, self.day, name)
+            for (p, s), view in views.items():
+                try:
+                    model = fit_view_c2cf(view, ids, vecs, ALSModel.load(als_dir(self.lake, self.day, p, s)), self.cfg)
+                except ContentToCFError:
+                    continue
+                model.save(c2cf_dir(self.lake, self.day, p, s, name))
+
+    def user_profiles(self) -> None:
+        from recsys_assets.lib.features.nightly import available_items, build_view_profiles, encoders_with_embeddings, load_item_embeddings, profiles_path, write_npz
+
+        items, users = self._catalogs()
+        views = self._views()
+        for name in encoders_with_embeddings(self.lake, self.day, self.cfg):
+            ids, vecs, meta = load_item_embeddings(self.lake, self.day, name)
+            for (p, s), view in views.items():
+                uids, mat, stats = build_view_profiles(view, ids, vecs, users, name, self.cfg, self.lake, available_items(items, self.day))
+                stats.update(config_hash=self.cfg.config_hash(), encoder_fingerprint=meta.get("fingerprint"))
+                write_npz(profiles_path(self.lake, self.day, p, s, name), meta=stats, user_ids=np.asarray(uids, dtype=str), vectors=mat)
+
+    def candidates(self) -> None:
+        from recsys_assets.lib.evaluation.daily import events_of_day
+        from recsys_assets.lib.lake import write_parquet_atomic
+        from recsys_assets.lib.ranking.nightly import candidate_pool, load_snapshot_features, recs_dir, served_users
+
+        rcfg = self._rcfg()
+        served = served_users(events_of_day(self.lake, self.day))
+        for (p, s), view in self._views().items():
+            if s == "serve":
+                pool = candidate_pool(load_snapshot_features(self.lake, view, list(rcfg.encoders), self.cfg), served, rcfg)
+                write_parquet_atomic(pool, recs_dir(self.lake, self.day, p).joinpath("candidates.parquet"))
+
+    def ranker_dataset(self) -> None:
+        from recsys_assets.lib.ranking.nightly import build_ranker_datasets
+
+        rcfg = self._rcfg()
+        events = self.lake.read_events(before=self.day)
+        for (p, s), view in self._views().items():
+            if s == "train":
+                build_ranker_datasets(self.lake, view, events, self.cfg, rcfg)
+
+    def rankers(self) -> None:
+        from recsys_assets.lib.ranking.nightly import train_rankers
+
+        rcfg = self._rcfg()
+        for p in self.cfg.protocol.protocols:
+            train_rankers(self.lake, self.day, p, rcfg)
+
+    def recommendations(self) -> None:
+        from recsys_assets.lib.evaluation.daily import events_of_day
+        from recsys_assets.lib.ranking.nightly import day_truth, load_rankers, load_snapshot_features, serve_day, served_users
+
+        rcfg = self._rcfg()
+        day_events = events_of_day(self.lake, self.day)
+        served = served_users(day_events)
+        for (p, s), view in self._views().items():
+            if s == "serve":
+                feats = load_snapshot_features(self.lake, view, list(rcfg.encoders), self.cfg)
+                eval_users = day_truth(day_events, view, self.cfg)["user_id"].unique().sort().to_list()
+                serve_day(self.lake, feats, served, eval_users, load_rankers(self.lake, self.day, p, rcfg), rcfg)
+
+    def cold_start_eval(self) -> None:
+        from recsys_assets.lib.evaluation.daily import evaluate_protocol, events_of_day
+        from recsys_assets.lib.evaluation.reporting import day_arm_metrics, encoder_cost_rows, open_warehouse, save_eval
+
+        day_events = events_of_day(self.lake, self.day)
+        pus, sts = [], []
+        for (p, s), view in self._views().items():
+            if s == "serve":
+                pu, st, _ = evaluate_protocol(self.lake, view, day_events, self.cfg)
+                pus.append(pu)
+                sts.append(st)
+        pu, st = pl.concat(pus), pl.concat(sts)
+        save_eval(self.lake, self.day, pu, st)
+        wh = open_warehouse(self.lake)
+        wh.replace_partition("arm_metrics", day_arm_metrics(pu, self.day, self.cfg.config_hash(), self._fingerprints()), {"day": self.day})
+        cost = encoder_cost_rows(self.day, self._metas())
+        if cost.height:
+            wh.replace_partition("encoder_cost", cost, {"day": self.day})
+
+    def cold_start_lift(self) -> None:
+        from recsys_assets.lib.evaluation.lift import LiftConfig
+        from recsys_assets.lib.evaluation.reporting import day_lift, load_per_user, open_warehouse
+
+        rows = day_lift(load_per_user(self.lake, self.day), self.day, self.lm, LiftConfig(n_boot=self.models.n_boot), self.cfg.config_hash(), self._fingerprints())
+        open_warehouse(self.lake).replace_partition("cold_start_lift", rows, {"day": self.day})
+
+    def lift_rollup(self) -> None:
+        from recsys_assets.lib.evaluation.html_report import write_html_report
+        from recsys_assets.lib.evaluation.lift import LiftConfig
+        from recsys_assets.lib.evaluation.reporting import open_warehouse, rollup
+
+        day = self.day
+        lift, warm, days = rollup(self.lake, day, self.models.rollup_days, self.lm, LiftConfig(n_boot=self.models.n_boot), self.cfg.config_hash(), self._fingerprints())
+        wh = open_warehouse(self.lake)
+        if lift.height:
+            wh.replace_partition("cold_start_lift_rollup", lift, {"window_end": day})
+            wh.replace_partition("warmup_curve", warm, {"window_end": day})
+        start = days[0] if days else day
+        daily = wh.query("SELECT * FROM reports.cold_start_lift WHERE day BETWEEN ? AND ?", [start, day])
+        cost = wh.query("SELECT * FROM reports.encoder_cost WHERE day BETWEEN ? AND ?", [start, day])
+        write_html_report(self.lake.reports.joinpath("index.html"), lift, daily, warm, cost, title=f"Cold-start lift, {start} to {day}")
+
+    def run(self, assets=ASSETS) -> dict[str, float]:
+        t: dict[str, float] = {}
+        for a in assets:
+            with _timed(t, a):
+                getattr(self, a)()
+        return t
+
+
+def raw_pass(lake_root: str, day: date) -> dict[str, float]:
+    return RawNight(lake_root, day).run()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lake", required=True)
+    ap.add_argument("--day", type=date.fromisoformat, default=date(2000, 11, 20))
+    ap.add_argument("--order", default="raw,dagster", help="passes to run, in this order")
+    args = ap.parse_args()
+    passes: dict[str, dict[str, float]] = {}
+    walls: dict[str, float] = {}
+    loads: dict[str, float] = {}
+    for name in args.order.split(","):
+        t0 = time.perf_counter()
+        if name == "dagster":
+            passes[name], walls[name] = dagster_pass(args.lake, args.day)
+        elif name == "raw":
+            passes[name] = raw_pass(args.lake, args.day)
+            walls[name] = time.perf_counter() - t0
+        else:
+            raise SystemExit(f"unknown pass {name!r}: use raw and/or dagster")
+        loads[name] = os.getloadavg()[0]
+    rows = []
+    for a in ASSETS:
+        row = {"asset": a}
+        for name in passes:
+            row[f"{name}_s"] = passes[name].get(a)
+        if "raw" in passes and "dagster" in passes and passes["raw"].get(a):
+            row["dagster/raw"] = passes["dagster"].get(a, float("nan")) / passes["raw"][a]
+        rows.append(row)
+    total = {"asset": "TOTAL (sum of assets)"} | {f"{n}_s": sum(v for v in passes[n].values()) for n in passes}
+    wall = {"asset": "WALL (whole pass)"} | {f"{n}_s": walls[n] for n in passes}
+    table = pl.DataFrame(rows + [total, wall], infer_schema_length=None)
+    with pl.Config(tbl_rows=-1, float_precision=2, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+        print(f"ml-1m night {args.day}, lake {args.lake}; 1-min load average after each pass: {loads}; cores: {os.cpu_count()}")
+        print(table)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps({"day": str(args.day), "lake": args.lake, "machine": platform.platform(), "cpus": os.cpu_count(), "load_avg_1m": loads, "rows": table.to_dicts()}, indent=2, default=str)
+    )
+
+
+if __name__ == "__main__":
+    main()
