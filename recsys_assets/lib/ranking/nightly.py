@@ -37,6 +37,7 @@ from recsys_assets.lib.ranking.arms import (
     explain_recommendations,
     new_item_ids,
     parse_arm,
+    popularity_tiebreak,
     ranker_arm_names,
     RECS_SCHEMA,
     recommend,
@@ -108,7 +109,7 @@ def ranker_model_dir(lake: Lake, day: date, protocol: str, arm: str) -> UPath:
 
 def build_ranker_datasets(lake: Lake, train_view: SnapshotView, events_before_day: pl.DataFrame, cfg: FeatureConfig, rcfg: RankingConfig) -> dict[str, dict]:
     """Training frames of every ranker arm from the label window [D - w, D); returns stats per arm."""
-    labels = training_labels(train_view, events_before_day, cfg.interactions)
+    labels = training_labels(train_view, events_before_day, cfg.interactions, rcfg.label_grade_days)
     feats = load_snapshot_features(lake, train_view, list(rcfg.encoders), cfg)
     stats = {}
     for arm in ranker_arm_names(rcfg):
@@ -169,7 +170,8 @@ def serve_day(
         recs.append(r.with_columns(arm=pl.lit(arm)))
         stats[arm] = st
         if new_items and eval_users and "+" not in arm:
-            c = top_k_from_scores(score_items(arm, feats, eval_users, new_items, models, rcfg), rcfg.k, feats)
+            tb = popularity_tiebreak(feats) if parse_arm(arm).kind == "ranker" else None
+            c = top_k_from_scores(score_items(arm, feats, eval_users, new_items, models, rcfg), rcfg.k, feats, tb)
             cold.append(c.with_columns(arm=pl.lit(arm)))
         if parse_arm(arm).kind == "ranker" and "+" not in arm and r.height:
             explained.append(explain_recommendations(arm, feats, r, models, rcfg).with_columns(arm=pl.lit(arm)))
