@@ -207,7 +207,7 @@ def lift_rows(
                 both = both.join(paired.select(*_KEYS, "user_id", "_obs"), on=[*_KEYS, "user_id"], how="inner").join(item_codes, on="item_id")
                 # Sorted so the variance sums add in one fixed order (same bits on a rerun).
                 two_way = both.sort(*_KEYS, "_obs", "_item").partition_by(_KEYS, as_dict=True, maintain_order=True)
-        for key, grp in paired.group_by(_KEYS, maintain_order=True):
+        for key, grp in paired.partition_by(_KEYS, as_dict=True, maintain_order=True).items():
             d = dict(zip(_KEYS, key))
             pairs = two_way.get(tuple(key))
             kw = {}
@@ -252,7 +252,7 @@ def warmup_rows(per_user: pl.DataFrame, comparisons: list[tuple[str, str]], cfg:
     rows = []
     for arm, base in comparisons:
         paired = _paired(data, arm, base, keys)
-        for key, grp in paired.group_by(keys, maintain_order=True):
+        for key, grp in paired.partition_by(keys, as_dict=True, maintain_order=True).items():
             st = cluster_bootstrap(grp["_cluster"].to_numpy(), grp["value"].to_numpy(), grp["baseline"].to_numpy(), n_boot=cfg.n_boot, seed=cfg.seed, alpha=cfg.alpha)
             d = dict(zip(keys, key))
             rows.append(

@@ -245,13 +245,13 @@ def t_p_value(estimate: float, se: float, df: int) -> float:
     ``se == 0`` (every resample equal): p = 1 when the estimate is 0, else 0. NaN when df < 1.
     Unlike a percentile-bootstrap p, this p has no ``2 / (B + 1)`` floor.
     """
-    from scipy.stats import t as student_t
+    from scipy.special import stdtr  # Student's t CDF (scipy.special imports far faster than scipy.stats)
 
     if df < 1 or not (math.isfinite(estimate) and math.isfinite(se)):
         return float("nan")
     if se <= 0.0:
         return 1.0 if estimate == 0.0 else 0.0
-    return float(2.0 * student_t.sf(abs(estimate) / se, df))
+    return float(2.0 * stdtr(df, -abs(estimate) / se))
 
 
 def _multinomial_counts(rng: np.random.Generator, n_boot: int, n: int) -> np.ndarray:
@@ -382,9 +382,9 @@ def cluster_bootstrap(
     se = math.sqrt(max(user_se**2 + var_extra, user_se**2))
     df = (min(n_clusters, n_items) if two_way else n_clusters) - 1
     if df >= 1:
-        from scipy.stats import t as student_t
+        from scipy.special import stdtrit
 
-        crit = float(student_t.ppf(1.0 - alpha / 2.0, df))
+        crit = float(stdtrit(df, 1.0 - alpha / 2.0))
         lo, hi = abs_lift - crit * se, abs_lift + crit * se
     else:
         lo = hi = nan
