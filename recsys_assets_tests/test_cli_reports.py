@@ -46,12 +46,12 @@ def test_answer_text_is_a_short_table_and_one_sentence_per_protocol():
     assert lines[0] == f"Headline, {START} to {END}: 5 primary endpoints, recall@20 (1 lift, 2 no detectable lift, 1 harm, 1 too few)"
     table = lines[1:lines.index("")]
     assert len(table) == 2 + headline_frame().height  # header, rule, one line per endpoint
-    assert table[0].split() == ["protocol", "endpoint", "value", "baseline", "abs", "lift", "95%", "CI", "rel", "p", "adj", "users", "items", "verdict"]
+    assert table[0].split() == ["protocol", "endpoint", "value", "baseline", "abs", "lift", "95%", "CI", "rel", "p", "adj", "user-days", "items", "verdict"]
     sentences = [line for line in lines if line.startswith("- ")]
     assert [s.split(" ")[1] for s in sentences] == ["item_holdout", "temporal"]
     assert "ranker_minilm-l6 lifts recall@20 over ranker_no_text (+0.062, 95% CI [+0.010, +0.100])" in sentences[0]
     assert "and shows no detectable lift over ranker_tfidf (+0.011, 95% CI [-0.020, +0.041])" in sentences[0]
-    assert "on new users (12 users, 40 items), ranker_minilm-l6 has too few users to be judged against ranker_no_text" in sentences[0]
+    assert "on new users (12 user-days, 40 items), ranker_minilm-l6 has too few users to be judged against ranker_no_text" in sentences[0]
     assert "lowers recall@20 against ranker_no_text (-0.031, 95% CI [-0.052, -0.010])" in sentences[1]
     assert "no rows yet" in answer_text(headline_frame().head(0))
 
@@ -115,3 +115,12 @@ def test_endpoints_without_users_are_said_once_not_per_comparison():
     assert len(sentences) == 2 and all("no primary endpoint has evaluated users" in s for s in sentences)
     texts = headline_texts(empty)
     assert texts["temporal/lm_vs_tfidf/cold_items"] == "? too few: ranker_minilm-l6 vs ranker_tfidf, recall@20 (no evaluated cell)"
+
+
+def test_a_daily_headline_counts_users_a_window_counts_user_days():
+    from recsys_assets.lib.evaluation.answer import answer_sentences, format_headline_table
+
+    day = headline_frame(START, START, "day")
+    assert "(224 users, 51 items)" in answer_sentences(day)[0]
+    assert format_headline_table(day).splitlines()[0].split()[-3] == "users"
+    assert "(224 user-days, 51 items)" in answer_sentences(headline_frame())[0]

@@ -103,6 +103,16 @@ def window_words(df: pl.DataFrame) -> str:
     return f"{start}" if start == end else f"{start} to {end}"
 
 
+def user_unit(df: pl.DataFrame) -> str:
+    """What ``n_users`` counts: ``user-days`` in pooled windows (a user evaluated on two days counts twice), else ``users``."""
+    return "user-days" if not df.is_empty() and (df["window_kind"] == "window").all() else "users"
+
+
+def header(column: str, df: pl.DataFrame) -> str:
+    """The shown name of a :data:`TABLE_COLUMNS` column (``users`` says its unit)."""
+    return user_unit(df) if column == "users" else column
+
+
 def _ordered(df: pl.DataFrame) -> pl.DataFrame:
     return df.sort("protocol", "endpoint", maintain_order=True) if not df.is_empty() else df
 
@@ -156,7 +166,8 @@ def format_headline_table(df: pl.DataFrame) -> str:
     def line(cells: list[str]) -> str:
         return "  ".join(c.rjust(w) if name in right else c.ljust(w) for c, w, name in zip(cells, widths, columns)).rstrip()
 
-    out = [line(columns), line(["-" * w for w in widths])]
+    widths = [max(w, len(header(c, df))) for w, c in zip(widths, columns)]
+    out = [line([header(c, df) for c in columns]), line(["-" * w for w in widths])]
     out += [line(list(row)) for row in shown.iter_rows()]
     return "\n".join(out)
 
@@ -167,7 +178,7 @@ def markdown_headline(df: pl.DataFrame) -> str:
         return "_no headline rows yet_"
     shown = headline_display(df)
     esc = lambda s: s.replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "|".join("---" for _ in TABLE_COLUMNS) + "|"]
+    lines = ["| " + " | ".join(header(c, df) for c in TABLE_COLUMNS) + " |", "|" + "|".join("---" for _ in TABLE_COLUMNS) + "|"]
     lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in shown.iter_rows()]
     return "\n".join(lines)
 
@@ -221,7 +232,7 @@ def protocol_sentence(df: pl.DataFrame, protocol: str) -> str:
         if not n_users:
             parts.append(f"on {cell}, nothing measurable (no users, or no more than K items to rank)")
             continue
-        who = f"{n_users:,} users" + (f", {n_items:,} items" if n_items else "")
+        who = f"{n_users:,} {user_unit(df)}" + (f", {n_items:,} items" if n_items else "")
         by_arm: dict[str, list[dict]] = {}
         for r in sorted(cell_rows, key=lambda r: (not r["arm"].startswith("ranker_"), r["arm"], r["baseline_arm"])):
             by_arm.setdefault(r["arm"], []).append(r)
@@ -330,7 +341,7 @@ def headline_texts(df: pl.DataFrame) -> dict[str, str]:
     out: dict[str, str] = {}
     for r in _ordered(df).iter_rows(named=True):
         if r["n_users"]:
-            who = f"{fmt_int(r['n_users'])} users" + (f", {fmt_int(r['n_items'])} items" if r["n_items"] else "")
+            who = f"{fmt_int(r['n_users'])} {user_unit(df)}" + (f", {fmt_int(r['n_items'])} items" if r["n_items"] else "")
         else:
             who = "no evaluated cell"
         measured = " ".join(x for x in (metric_words(r), fmt_signed(r["abs_lift"]), fmt_ci(r["ci_low"], r["ci_high"])) if x)

@@ -529,7 +529,7 @@ def _ctx_title(key: tuple, names: Sequence[str]) -> str:
 
 def _headline_table(headline: pl.DataFrame) -> str:
     shown = answer.headline_display(headline)
-    out = ['<table class="headline"><thead><tr>', "".join(f"<th>{_esc(c)}</th>" for c in answer.TABLE_COLUMNS), "</tr></thead><tbody>"]
+    out = ['<table class="headline"><thead><tr>', "".join(f"<th>{_esc(answer.header(c, headline))}</th>" for c in answer.TABLE_COLUMNS), "</tr></thead><tbody>"]
     for r, verdict in zip(shown.iter_rows(named=True), headline.sort("protocol", "endpoint", maintain_order=True)["verdict"].to_list()):
         cells = []
         for c in answer.TABLE_COLUMNS:
