@@ -54,13 +54,14 @@ def format_all_cells(df: pl.DataFrame) -> str:
 
 def answer_text(headline: pl.DataFrame, encoder_cost: pl.DataFrame | None = None) -> str:
     """The headline table, one sentence per protocol and the cost sentence (terminal text)."""
-    from recsys_assets.lib.evaluation.answer import answer_sentences, cost_sentence, format_headline_table, metrics_words, verdict_counts, window_words
+    from recsys_assets.lib.evaluation.answer import answer_sentences, caveats, cost_sentence, format_headline_table, metrics_words, verdict_counts, window_words
 
     if headline.is_empty():
         return "Headline: reports.headline has no rows yet (run the report assets: `recsys-assets demo`, or the nightly job)."
     counts = ", ".join(f"{n} {v}" for v, n in verdict_counts(headline).items() if n)
     lines = [f"Headline, {window_words(headline)}: {headline.height} primary endpoints, {metrics_words(headline)} ({counts})", format_headline_table(headline), ""]
     lines += [f"- {s}" for s in answer_sentences(headline)]
+    lines += [f"Note: {c}" for c in caveats(headline)]
     cost = cost_sentence(encoder_cost)
     if cost:
         lines += ["", cost]

@@ -124,3 +124,15 @@ def test_a_daily_headline_counts_users_a_window_counts_user_days():
     assert "(224 users, 51 items)" in answer_sentences(day)[0]
     assert format_headline_table(day).splitlines()[0].split()[-3] == "users"
     assert "(224 user-days, 51 items)" in answer_sentences(headline_frame())[0]
+
+
+def test_a_ci_excluding_zero_without_a_lift_verdict_is_explained():
+    from recsys_assets.lib.evaluation.answer import caveats
+
+    assert caveats(headline_frame()) == []
+    odd = headline_frame().with_columns(
+        verdict=pl.when(pl.col("verdict") == "lift").then(pl.lit("no detectable lift")).otherwise(pl.col("verdict"))
+    )
+    notes = caveats(odd)
+    assert len(notes) == 1 and "(item_holdout/lm_vs_no_text/cold_items)" in notes[0]
+    assert "Note: The 95% CIs are per endpoint" in answer_text(odd)

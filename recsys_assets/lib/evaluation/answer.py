@@ -248,6 +248,22 @@ def answer_sentences(df: pl.DataFrame) -> list[str]:
     return [protocol_sentence(df, p) for p in sorted(df["protocol"].unique().to_list())]
 
 
+def caveats(df: pl.DataFrame) -> list[str]:
+    """Plain-words warnings a reader needs to read the verdicts right (empty when none apply)."""
+    out = []
+    odd = [
+        f"{r['protocol']}/{r['endpoint']}"
+        for r in _ordered(df).iter_rows(named=True)
+        if r["verdict"] == VERDICT_NONE and r["ci_low"] is not None and r["ci_high"] is not None and (r["ci_low"] > 0 or r["ci_high"] < 0)
+    ]
+    if odd:
+        out.append(
+            "The 95% CIs are per endpoint; a verdict needs the Holm-adjusted p < 0.05 over all primary endpoints of its "
+            f"protocol, so an interval that excludes 0 can still read 'no detectable lift' ({', '.join(odd)})."
+        )
+    return out
+
+
 def verdict_counts(df: pl.DataFrame) -> dict[str, int]:
     """How many endpoints got each verdict (keys in the order lift, no detectable lift, harm, too few)."""
     counts = dict.fromkeys((VERDICT_LIFT, VERDICT_NONE, VERDICT_HARM, VERDICT_TOO_FEW), 0)

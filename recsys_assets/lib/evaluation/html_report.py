@@ -555,6 +555,7 @@ def answer_card(headline: pl.DataFrame, encoder_cost: pl.DataFrame, window: str,
     ) + f' of {headline.height} primary endpoints</p>')
     parts.append('<ul class="sentences">' + "".join(f"<li>{_esc(s)}</li>" for s in answer.answer_sentences(headline)) + "</ul>")
     parts.append(_headline_table(headline))
+    parts += [f'<p class="note"><b>Note:</b> {_esc(c)}</p>' for c in answer.caveats(headline)]
     cost = answer.cost_sentence(encoder_cost)
     if cost:
         parts.append(f'<p class="note">{_esc(cost)}</p>')
