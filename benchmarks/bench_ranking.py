@@ -159,7 +159,7 @@ def main() -> None:
     def raw():
         dtrain = lgb.Dataset(data.x_train, label=data.y_train, group=data.group_train, feature_name=names, free_raw_data=False)
         dvalid = lgb.Dataset(data.x_valid, label=data.y_valid, group=data.group_valid, reference=dtrain)
-        return lgb.train(cfg.lgb_params(), dtrain, num_boost_round=cfg.num_boost_round, valid_sets=[dvalid],
+        return lgb.train(cfg.lgb_params(names), dtrain, num_boost_round=cfg.num_boost_round, valid_sets=[dvalid],
                          callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, first_metric_only=True, verbose=False)])
 
     def ours():
