@@ -200,14 +200,14 @@ def _figure(width_in: float, height_in: float):
     return fig, fig.add_subplot()
 
 
-def _panels(n: int, ncols: int, panel_h: float, width_in: float = 11.0):
-    """A figure with ``n`` small-multiple axes (shared y), ``ncols`` per row; unused slots removed."""
+def _panels(n: int, ncols: int, panel_h: float, width_in: float = 11.0, sharey: bool = True):
+    """A figure with ``n`` small-multiple axes, ``ncols`` per row; unused slots removed."""
     from matplotlib.figure import Figure
 
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
     fig = Figure(figsize=(width_in, 0.6 + panel_h * nrows), dpi=100, layout="constrained")
-    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel().tolist()
+    axes = fig.subplots(nrows, ncols, sharey=sharey, squeeze=False).ravel().tolist()
     for ax in axes[n:]:
         fig.delaxes(ax)
     return fig, axes[:n]
@@ -252,13 +252,16 @@ def chart_lift_over_days(series: pl.DataFrame, *, title: str) -> str:
     if series is None or series.is_empty():
         return ""
     groups = _groups(series.sort("day"), ["label"])
-    fig, axes = _panels(len(groups), 3 if len(groups) > 4 else 2, 2.3)
+    # Each panel on its own scale: one noisy day must not flatten the others.
+    fig, axes = _panels(len(groups), 3 if len(groups) > 4 else 2, 2.3, sharey=False)
     for i, ((key,), g) in enumerate(groups):
         ax = axes[i]
         days = [_as_date(d) for d in g["day"].to_list()]
         _line_with_band(ax, days, [_num(v) for v in g["abs_lift"].to_list()], [_num(v) for v in g["ci_low"].to_list()],
                         [_num(v) for v in g["ci_high"].to_list()], f"C{i % 10}")
         _zero_line(ax)
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(max(lo, -1.05), min(hi, 1.05))  # a lift of a metric in [0, 1] lies in [-1, 1]
         ax.set_title(str(key), fontsize=8)
         ax.tick_params(axis="x", labelsize=7, labelrotation=30)
         ax.tick_params(axis="y", labelsize=7)
@@ -570,10 +573,7 @@ def _trend_series(headline_days: pl.DataFrame, lift_daily: pl.DataFrame) -> tupl
     """Per-day lift series (protocol, label, day, abs_lift, ci_low, ci_high) and what they are."""
     cols = ["protocol", "label", "day", "abs_lift", "ci_low", "ci_high"]
     if headline_days is not None and not headline_days.is_empty():
-        out = headline_days.with_columns(
-            label=pl.concat_str([pl.col("endpoint"), pl.lit(" ("), pl.col("arm"), pl.lit(" vs "), pl.col("baseline_arm"), pl.lit(")")]),
-            day=pl.col("window_end"),
-        )
+        out = headline_days.with_columns(label=pl.col("endpoint"), day=pl.col("window_end"))
         return out.select(cols), "the primary endpoints, evaluated day by day"
     if lift_daily is None or lift_daily.is_empty() or "day" not in lift_daily.columns:
         return pl.DataFrame(), ""
