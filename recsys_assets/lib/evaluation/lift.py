@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from recsys_assets.lib.evaluation.headline import DEFAULT_PRIMARY_ENDPOINTS, PrimaryEndpoint, resolve_endpoints
-from recsys_assets.lib.evaluation.stats import MIN_USERS_DEFAULT, TOO_FEW_USERS, TRIVIAL, cluster_bootstrap, holm_adjust
+from recsys_assets.lib.evaluation.stats import MIN_USERS_DEFAULT, TOO_FEW_USERS, TRIVIAL, cell_lifts, holm_adjust
 
 LIFT_COLUMNS = [
     "protocol", "scope", "arm", "baseline_arm", "segment_kind", "segment", "metric", "k", "value", "baseline_value",
@@ -50,9 +50,10 @@ class LiftConfig:
     """How lift cells are computed."""
 
     n_boot: int = 1000
-    """Bootstrap resamples of user clusters per cell (the p-value is a t p from their SD: no 2/(B+1) floor)."""
+    """Unused by ``lift_rows`` (its variances are the closed-form variances of the bootstraps, so no
+    resamples are drawn); kept so callers that pass it (benchmarks, the ``n_boot`` resource) still work."""
     seed: int = 0
-    """Bootstrap seed (fixed: the same data gives the same CI)."""
+    """Unused for the same reason (the statistics are deterministic)."""
     min_users: int = MIN_USERS_DEFAULT
     """Cells with fewer distinct users are flagged ``too_few_users`` and get no p-value."""
     alpha: float = 0.05
@@ -85,75 +86,110 @@ def comparisons_for(arms: list[str], lm_encoders: list[str]) -> list[tuple[str, 
     return out
 
 
-def _paired(per_user: pl.DataFrame, arm: str, base: str, keys: list[str]) -> pl.DataFrame:
-    t = per_user.filter(pl.col("arm") == arm).drop("arm")
-    b = per_user.filter(pl.col("arm") == base).drop("arm").rename({"value": "baseline"})
-    cols = [c for c in b.columns if c in (*keys, "user_id", "baseline")]
-    return t.join(b.select(cols), on=[*keys, "user_id"], how="inner")
-
-
-def pair_contributions(cell_pairs: pl.DataFrame, metrics: pl.DataFrame) -> pl.DataFrame:
+def pair_contributions(cell_pairs: pl.DataFrame, metrics: pl.DataFrame, rank_columns: list[str] | None = None, group: list[str] | None = None) -> pl.DataFrame:
     """Each truth pair's contribution to its user's metric, per (metric, k) of ``metrics``.
 
-    ``cell_pairs``: (cell keys without metric/k, user_id, item_id, rank) where the pairs of
-    a (cell, user) are the user's truth in that cell. Contributions sum, per user, to the
-    per-user metric of ``metrics.per_user_metrics``: recall ``hit / |T|``; ndcg ``hit /
-    log2(rank + 1) / IDCG(min(K, |T|))``; hitrate 1 and mrr ``1 / rank`` on the user's
-    best-ranked hit (0 elsewhere).
+    ``cell_pairs``: the ``group`` columns (default: protocol, scope, segment_kind, segment,
+    user_id: one cell's user), ``item_id`` and the rank columns (``rank_columns``, default
+    ``["rank"]``: each arm's rank of the item, null beyond the largest K), where the pairs of
+    a group are the user's truth in that cell. Returns ``group``, ``item_id``, ``metric``,
+    ``k`` and one contribution column per rank column (``c`` for the default, else
+    ``c_<rank column>``). Per user they sum to the per-user metric of
+    ``metrics.per_user_metrics``: recall ``hit / |T|``; ndcg ``hit / log2(rank + 1) /
+    IDCG(min(K, |T|))``; hitrate 1 and mrr ``1 / rank`` on the user's best-ranked hit.
     """
-    group = ["protocol", "scope", "segment_kind", "segment", "user_id"]
+    group = group or ["protocol", "scope", "segment_kind", "segment", "user_id"]
+    ranks = rank_columns or ["rank"]
+    names = ["c"] if rank_columns is None else [f"c_{r}" for r in ranks]
+    base = cell_pairs.with_columns(_n=pl.len().over(group))
     out = []
     for metric, k in metrics.select("metric", "k").unique().sort("metric", "k").iter_rows():
-        hit = pl.col("rank").is_not_null() & (pl.col("rank") <= k)
-        f = cell_pairs.with_columns(_hit=hit, _n=pl.len().over(group))
-        if metric == "recall":
-            c = pl.when(pl.col("_hit")).then(1.0 / pl.col("_n")).otherwise(0.0)
-        elif metric == "ndcg":
+        f = base
+        exprs = []
+        if metric == "ndcg":
             m = np.arange(1, k + 1)
-            idcg = np.cumsum(1.0 / np.log2(m + 1.0))
-            lookup = pl.DataFrame({"_m": m.astype(np.int64), "_idcg": idcg})
+            lookup = pl.DataFrame({"_m": m.astype(np.int64), "_idcg": np.cumsum(1.0 / np.log2(m + 1.0))})
             f = f.with_columns(_m=pl.min_horizontal(pl.col("_n"), pl.lit(k)).cast(pl.Int64)).join(lookup, on="_m", how="left", maintain_order="left")
-            c = pl.when(pl.col("_hit")).then(1.0 / (pl.col("rank").cast(pl.Float64) + 1.0).log(2) / pl.col("_idcg")).otherwise(0.0)
-        elif metric in ("hitrate", "mrr"):
-            first = pl.when(pl.col("_hit")).then(pl.col("rank")).otherwise(None).min().over(group)
-            is_first = pl.col("_hit") & (pl.col("rank") == first)
-            c = pl.when(is_first).then(1.0 if metric == "hitrate" else 1.0 / pl.col("rank").cast(pl.Float64)).otherwise(0.0)
-        else:
-            continue
-        out.append(f.select(*group, "item_id", pl.lit(metric).alias("metric"), pl.lit(k, pl.Int64).alias("k"), c.cast(pl.Float64).alias("c")))
+        for r, name in zip(ranks, names):
+            hit = pl.col(r).is_not_null() & (pl.col(r) <= k)
+            if metric == "recall":
+                c = pl.when(hit).then(1.0 / pl.col("_n")).otherwise(0.0)
+            elif metric == "ndcg":
+                c = pl.when(hit).then(1.0 / (pl.col(r).cast(pl.Float64) + 1.0).log(2) / pl.col("_idcg")).otherwise(0.0)
+            elif metric in ("hitrate", "mrr"):
+                first = pl.when(hit).then(pl.col(r)).otherwise(None).min().over(group)
+                is_first = hit & (pl.col(r) == first)
+                c = pl.when(is_first).then(1.0 if metric == "hitrate" else 1.0 / pl.col(r).cast(pl.Float64)).otherwise(0.0)
+            else:
+                c = None
+            if c is not None:
+                exprs.append(c.cast(pl.Float64).alias(name))
+        if exprs:
+            out.append(f.select(*group, "item_id", pl.lit(metric).alias("metric"), pl.lit(k, pl.Int64).alias("k"), *exprs))
     return pl.concat(out) if out else pl.DataFrame()
 
 
-def _two_way_pairs(per_user_arm: pl.DataFrame, pairs_arm: pl.DataFrame, kinds, extra_cells: set[tuple[str, str, str]]) -> pl.DataFrame:
-    """(protocol, scope, segment_kind, segment, user_id, item_id, rank) of the two-way cells of one arm:
-    every user cell of the two-way scopes, every item cell, and ``extra_cells`` (scope, kind, segment)."""
-    cells = per_user_arm.select("protocol", "scope", "segment_kind", "segment", "user_id").unique()
-    parts = []
+def _two_way_cell_pairs(cells: pl.DataFrame, per_pair: pl.DataFrame, kinds, extra_cells: set[tuple[str, str, str]], arms: list[str]) -> pl.DataFrame:
+    """(protocol, scope, segment_kind, segment, user_id, item_id, rank_<arm>...) of the two-way cells:
+    every user cell of the two-way scopes, every item cell, and ``extra_cells`` (scope, kind,
+    segment) where primary endpoints sit. ``cells``: the (cell, user_id) rows that exist."""
+    present = set(per_pair["arm"].unique().to_list())
+    ranks = (
+        per_pair.filter(pl.col("arm").is_in(arms))
+        .pivot(on="arm", index=["protocol", "scope", "user_id", "item_id", "item_segment"], values="rank", sort_columns=True)
+        .rename({a: f"rank_{a}" for a in arms if a in present})
+        .with_columns([pl.lit(None, pl.Int32).alias(f"rank_{a}") for a in arms if a not in present])
+    )
     user_kinds = [k for k in ("all", "user", "user_bucket") if k in kinds]
     extra = pl.lit(False)
     for scope, kind, seg in sorted(extra_cells):
         extra = extra | ((pl.col("scope") == scope) & (pl.col("segment_kind") == kind) & (pl.col("segment") == seg))
+    cols = ["protocol", "scope", "segment_kind", "segment", "user_id", "item_id", *[f"rank_{a}" for a in arms]]
+    parts = []
     scoped = cells.filter((pl.col("scope").is_in(list(TWO_WAY_SCOPES)) | extra) & pl.col("segment_kind").is_in(user_kinds))
     if scoped.height:
-        parts.append(scoped.join(pairs_arm.select("protocol", "scope", "user_id", "item_id", "rank"), on=["protocol", "scope", "user_id"]))
-    for kind, col in (("item", "item_segment"), ("item_bucket", "item_bucket")):
-        if kind not in kinds:
-            continue
-        p = pairs_arm.filter(pl.col(col).is_not_null()).select(
-            "protocol", "scope", pl.lit(kind).alias("segment_kind"), pl.col(col).alias("segment"), "user_id", "item_id", "rank"
-        )
-        parts.append(p.join(cells, on=["protocol", "scope", "segment_kind", "segment", "user_id"], how="semi"))
+        parts.append(scoped.join(ranks, on=["protocol", "scope", "user_id"]).select(cols))
+    if "item" in kinds:
+        item = ranks.filter(pl.col("item_segment").is_not_null()).with_columns(segment_kind=pl.lit("item"), segment=pl.col("item_segment"))
+        parts.append(item.join(cells, on=["protocol", "scope", "segment_kind", "segment", "user_id"], how="semi").select(cols))
     return pl.concat(parts) if parts else pl.DataFrame()
-
-
-def _codes(values: pl.Series) -> np.ndarray:
-    """Integer codes of string ids (same id -> same code within the call)."""
-    return values.rank("dense").to_numpy().astype(np.int64) - 1
 
 
 def _role_table(comparisons: list[tuple[str, str]], endpoints: tuple[PrimaryEndpoint, ...]) -> dict[tuple, str]:
     resolved = resolve_endpoints(endpoints, comparisons)
     return {(e.arm, e.baseline_arm, e.scope, e.segment_kind, e.segment, e.metric, e.k): e.name for e in resolved}
+
+
+def _comparison_lifts(data: pl.DataFrame, comparisons: list[tuple[str, str]], keys: list[str], alpha: float, pairs_of=None) -> pl.DataFrame:
+    """``cell_lifts`` of every comparison over the cells ``keys`` of ``data`` (per-user rows).
+
+    Cells, users and clusters are coded as integers first (the statistics group by them);
+    ``pairs_of(cell_codes, user_codes)`` may return the two-way contributions: (cell, user_id,
+    item_id, metric-free) rows with one ``c_rank_<arm>`` column per arm.
+    """
+    if "cluster_id" not in data.columns:
+        data = data.with_columns(cluster_id=pl.col("user_id"))
+    arms = sorted({a for c in comparisons for a in c} & set(data["arm"].unique().to_list()))
+    data = data.filter(pl.col("arm").is_in(arms))
+    cell_codes = data.select(keys).unique().sort(keys, nulls_last=True).with_row_index("cell")
+    user_codes = data.select("user_id", "cluster_id").unique().sort("user_id").with_row_index("uid").with_columns(cid=pl.col("cluster_id").rank("dense").cast(pl.UInt32))
+    coded = data.join(cell_codes, on=keys, nulls_equal=True).join(user_codes.select("user_id", "uid", "cid"), on="user_id")
+    wide = coded.pivot(on="arm", index=["cell", "uid", "cid"], values="value", sort_columns=True)
+    pair_frame = pairs_of(cell_codes, user_codes) if pairs_of is not None else None
+    frames = []
+    for arm, base in comparisons:
+        if arm not in wide.columns or base not in wide.columns:
+            continue
+        obs = wide.select("cell", pl.col("uid").alias("user_id"), pl.col("cid").alias("cluster"), pl.col(arm).alias("t"), pl.col(base).alias("b")).drop_nulls(["t", "b"])
+        pairs = None
+        if pair_frame is not None and f"c_rank_{arm}" in pair_frame.columns and f"c_rank_{base}" in pair_frame.columns:
+            pairs = pair_frame.select("cell", "user_id", "item_id", pl.col(f"c_rank_{arm}").alias("ct"), pl.col(f"c_rank_{base}").alias("cb")).join(
+                obs.select("cell", "user_id"), on=["cell", "user_id"], how="semi"
+            )
+        frames.append(cell_lifts(obs, ["cell"], pairs, alpha).with_columns(arm=pl.lit(arm), baseline_arm=pl.lit(base)))
+    if not frames:
+        return pl.DataFrame()
+    return pl.concat(frames).join(cell_codes, on="cell").drop("cell")
 
 
 def lift_rows(
@@ -175,61 +211,56 @@ def lift_rows(
         ranked_items: (protocol, scope, n_ranked) of a daily report: cells with
             ``n_ranked <= k`` are flagged ``trivial``.
     """
-    data = per_user.filter(pl.col("segment_kind").is_in(list(kinds)))
-    if "cluster_id" not in data.columns:
-        data = data.with_columns(cluster_id=pl.col("user_id"))
-    data = data.with_columns(_cluster=pl.col("cluster_id").rank("dense").cast(pl.Int64))
+    data = per_user.filter(pl.col("segment_kind").is_in(list(kinds))).drop("bucket_order", strict=False)
     roles = _role_table(comparisons, cfg.primary_endpoints)
-    trivial: dict[tuple[str, str], float] = {}
-    if ranked_items is not None and ranked_items.height:
-        trivial = {(p, s): n for p, s, n in ranked_items.select("protocol", "scope", "n_ranked").iter_rows()}
-    item_codes = None
+    pairs_of = None
     if per_pair is not None and per_pair.height and cfg.two_way:
-        item_codes = per_pair.select("item_id").unique().sort("item_id").with_row_index("_item")
-    rows = []
-    for arm, base in comparisons:
-        paired = _paired(data.drop("bucket_order"), arm, base, _KEYS)
-        if paired.height == 0:
-            continue
-        paired = paired.sort(*_KEYS, "user_id").with_columns(_obs=pl.int_range(pl.len()).over(_KEYS))
-        two_way: dict[tuple, pl.DataFrame] = {}
-        if item_codes is not None:
-            # Primary cells always resample items: their users share the items they are ranked over.
-            extra = {(sc, kd, sg) for (a, b, sc, kd, sg, _, _) in roles if (a, b) == (arm, base)}
-            tp = _two_way_pairs(data.filter(pl.col("arm") == arm), per_pair.filter(pl.col("arm") == arm), kinds, extra)
-            bp = _two_way_pairs(data.filter(pl.col("arm") == base), per_pair.filter(pl.col("arm") == base), kinds, extra)
-            if tp.height and bp.height:
-                metrics = paired.select("metric", "k").unique()
-                ct = pair_contributions(tp, metrics)
-                cb = pair_contributions(bp, metrics).rename({"c": "cb"})
-                pk = [*_KEYS, "user_id", "item_id"]
-                both = ct.join(cb, on=pk, how="full", coalesce=True).with_columns(pl.col("c").fill_null(0.0), pl.col("cb").fill_null(0.0))
-                both = both.join(paired.select(*_KEYS, "user_id", "_obs"), on=[*_KEYS, "user_id"], how="inner").join(item_codes, on="item_id")
-                # Sorted so the variance sums add in one fixed order (same bits on a rerun).
-                two_way = both.sort(*_KEYS, "_obs", "_item").partition_by(_KEYS, as_dict=True, maintain_order=True)
-        for key, grp in paired.partition_by(_KEYS, as_dict=True, maintain_order=True).items():
-            d = dict(zip(_KEYS, key))
-            pairs = two_way.get(tuple(key))
-            kw = {}
-            role = PRIMARY if (arm, base, d["scope"], d["segment_kind"], d["segment"], d["metric"], d["k"]) in roles else EXPLORATORY
-            if pairs is not None and (d["scope"] in TWO_WAY_SCOPES or d["segment_kind"] in TWO_WAY_KINDS or role == PRIMARY):
-                kw = dict(pair_obs=pairs["_obs"].to_numpy(), pair_item=pairs["_item"].to_numpy(), pair_treatment=pairs["c"].to_numpy(), pair_baseline=pairs["cb"].to_numpy())
-            st = cluster_bootstrap(grp["_cluster"].to_numpy(), grp["value"].to_numpy(), grp["baseline"].to_numpy(), n_boot=cfg.n_boot, seed=cfg.seed, alpha=cfg.alpha, **kw)
-            n_ranked = trivial.get((d["protocol"], d["scope"]))
-            flag = TRIVIAL if n_ranked is not None and n_ranked <= d["k"] else TOO_FEW_USERS if st.n_clusters < cfg.min_users else None
-            rows.append(
-                {
-                    **d, "arm": arm, "baseline_arm": base, "value": st.value, "baseline_value": st.baseline_value,
-                    "abs_lift": st.abs_lift, "rel_lift": st.rel_lift, "ci_low": st.ci_low, "ci_high": st.ci_high,
-                    "rel_ci_low": st.rel_ci_low, "rel_ci_high": st.rel_ci_high,
-                    "p_value": None if flag else st.p_value, "n_users": st.n_users, "flag": flag, "se": st.se,
-                    "user_ci_low": st.user_ci_low, "user_ci_high": st.user_ci_high, "n_clusters": st.n_clusters,
-                    "n_items": st.n_items if st.two_way else None, "ci_method": TWO_WAY if st.two_way else USER_CLUSTER, "role": role,
-                }
+        arms = sorted({a for c in comparisons for a in c})
+        # Primary cells always resample items: their users share the items they are ranked over.
+        extra = {(sc, kd, sg) for (_, _, sc, kd, sg, _, _) in roles}
+
+        def pairs_of(cell_codes: pl.DataFrame, user_codes: pl.DataFrame) -> pl.DataFrame | None:
+            cells = data.select("protocol", "scope", "segment_kind", "segment", "user_id").unique()
+            cell_pairs = _two_way_cell_pairs(cells, per_pair, kinds, extra, arms)
+            if cell_pairs.height == 0:
+                return None
+            cell2 = cell_pairs.select("protocol", "scope", "segment_kind", "segment").unique().with_row_index("cell2")
+            items = cell_pairs.select("item_id").unique().sort("item_id").with_row_index("iid")
+            coded = (
+                cell_pairs.join(cell2, on=["protocol", "scope", "segment_kind", "segment"])
+                .join(user_codes.select("user_id", "uid"), on="user_id")
+                .join(items, on="item_id")
+                .select("cell2", "uid", pl.col("iid").alias("item_id"), *[f"rank_{a}" for a in arms])
             )
-    if not rows:
+            contrib = pair_contributions(coded, data.select("metric", "k").unique(), [f"rank_{a}" for a in arms], group=["cell2", "uid"])
+            to_cell = cell2.join(cell_codes, on=["protocol", "scope", "segment_kind", "segment"]).select("cell2", "metric", "k", "cell")
+            return contrib.join(to_cell, on=["cell2", "metric", "k"]).drop("cell2", "metric", "k").rename({"uid": "user_id"})
+
+    st = _comparison_lifts(data, comparisons, _KEYS, cfg.alpha, pairs_of)
+    if st.height == 0:
         return pl.DataFrame(schema=LIFT_SCHEMA)
-    out = pl.DataFrame(rows, schema={c: v for c, v in LIFT_SCHEMA.items() if c != "p_adjusted"}).with_columns(pl.col("p_value").fill_nan(None))
+    trivial = ranked_items.rename({"n_ranked": "_n_ranked"}) if ranked_items is not None and ranked_items.height else pl.DataFrame(schema={"protocol": pl.String, "scope": pl.String, "_n_ranked": pl.Float64})
+    role_frame = pl.DataFrame(
+        list(roles),
+        schema={"arm": pl.String, "baseline_arm": pl.String, "scope": pl.String, "segment_kind": pl.String, "segment": pl.String, "metric": pl.String, "k": pl.Int64},
+        orient="row",
+    ).with_columns(role=pl.lit(PRIMARY))
+    out = (
+        st.join(trivial, on=["protocol", "scope"], how="left")
+        .join(role_frame, on=["arm", "baseline_arm", "scope", "segment_kind", "segment", "metric", "k"], how="left")
+        .with_columns(
+            role=pl.col("role").fill_null(EXPLORATORY),
+            flag=pl.when(pl.col("_n_ranked").is_not_null() & (pl.col("_n_ranked") <= pl.col("k")))
+            .then(pl.lit(TRIVIAL))
+            .when(pl.col("n_clusters") < cfg.min_users)
+            .then(pl.lit(TOO_FEW_USERS))
+            .otherwise(pl.lit(None, pl.String)),
+            ci_method=pl.when(pl.col("two_way")).then(pl.lit(TWO_WAY)).otherwise(pl.lit(USER_CLUSTER)),
+            n_items=pl.when(pl.col("two_way")).then(pl.col("n_items")),
+        )
+        .with_columns(p_value=pl.when(pl.col("flag").is_null()).then(pl.col("p_value")))
+    )
+    out = out.select([c for c in LIFT_COLUMNS if c != "p_adjusted"]).cast({c: t for c, t in LIFT_SCHEMA.items() if c != "p_adjusted"})
     return add_holm(out).select(LIFT_COLUMNS).sort("protocol", "scope", "arm", "baseline_arm", "segment_kind", "segment", "metric", "k")
 
 
@@ -243,30 +274,14 @@ def add_holm(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def warmup_rows(per_user: pl.DataFrame, comparisons: list[tuple[str, str]], cfg: LiftConfig) -> pl.DataFrame:
-    """Lift per history bucket (users by their events, items by theirs at the snapshot)."""
+    """Lift per history bucket (users by their events, items by theirs at the snapshot); users as clusters."""
     data = per_user.filter(pl.col("segment_kind").is_in(["user_bucket", "item_bucket"]) & pl.col("metric").is_in(list(cfg.warmup_metrics)))
-    if "cluster_id" not in data.columns:
-        data = data.with_columns(cluster_id=pl.col("user_id"))
-    data = data.with_columns(_cluster=pl.col("cluster_id").rank("dense").cast(pl.Int64))
     keys = ["protocol", "scope", "segment_kind", "segment", "bucket_order", "metric", "k"]
-    rows = []
-    for arm, base in comparisons:
-        paired = _paired(data, arm, base, keys)
-        for key, grp in paired.partition_by(keys, as_dict=True, maintain_order=True).items():
-            st = cluster_bootstrap(grp["_cluster"].to_numpy(), grp["value"].to_numpy(), grp["baseline"].to_numpy(), n_boot=cfg.n_boot, seed=cfg.seed, alpha=cfg.alpha)
-            d = dict(zip(keys, key))
-            rows.append(
-                {
-                    "protocol": d["protocol"], "scope": d["scope"], "arm": arm, "baseline_arm": base,
-                    "segment_kind": d["segment_kind"].removesuffix("_bucket"), "history_bucket": d["segment"],
-                    "bucket_order": d["bucket_order"], "metric": d["metric"], "k": d["k"], "value": st.value,
-                    "baseline_value": st.baseline_value, "abs_lift": st.abs_lift, "ci_low": st.ci_low,
-                    "ci_high": st.ci_high, "n_users": st.n_users,
-                }
-            )
-    if not rows:
+    st = _comparison_lifts(data, comparisons, keys, cfg.alpha) if data.height else pl.DataFrame()
+    if st.height == 0:
         return pl.DataFrame(schema={c: pl.Float64 for c in WARMUP_COLUMNS})
-    return pl.DataFrame(rows, infer_schema_length=None).select(WARMUP_COLUMNS).sort("protocol", "scope", "arm", "baseline_arm", "segment_kind", "bucket_order", "metric", "k")
+    out = st.with_columns(segment_kind=pl.col("segment_kind").str.strip_suffix("_bucket"), history_bucket=pl.col("segment"))
+    return out.select(WARMUP_COLUMNS).sort("protocol", "scope", "arm", "baseline_arm", "segment_kind", "bucket_order", "metric", "k")
 
 
 def pool_days(per_user_by_day: dict) -> pl.DataFrame:

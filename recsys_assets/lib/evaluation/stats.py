@@ -1,15 +1,16 @@
-"""Lift statistics (docs/statistics.md): cluster and two-way bootstraps, normal p, Holm, small cells.
+"""Lift statistics (docs/statistics.md): user-cluster and two-way variances, t p-values, Holm, small cells.
 
 Two estimators live here:
 
-- :func:`cluster_bootstrap` (used by every report cell): resample user *clusters*
-  (all of a user's days together) and, for cells whose users share held-out items,
-  items independently too (the two-way "pigeonhole" bootstrap of Owen 2007). The
-  p-value is a two-sided normal p from the bootstrap standard error, so it can go
-  far below ``2 / (B + 1)``; the CI is the percentile interval.
-- :func:`paired_bootstrap` (kept for comparison: the interval reports carried
-  before): resample the rows (user-days) only, percentile CI and percentile p
-  with its ``2 / (B + 1)`` floor.
+- :func:`cell_lifts` (every report cell, all cells of a report at once; :func:`cluster_bootstrap`
+  for one cell): users are resampled as *clusters* (all of a user's days together) and, in
+  cells whose users share truth items, items independently too (the two-way "pigeonhole"
+  bootstrap of Owen 2007, moment-corrected). The variances are the exact (closed-form)
+  variances of those multinomial bootstraps of the linearized statistic, so there is no
+  Monte Carlo noise and no ``2 / (B + 1)`` floor: CI and p come from Student's t.
+- :func:`paired_bootstrap` (kept for comparison: the interval reports carried before, and
+  the ranker gate benchmark): resample the rows (user-days) as independent, percentile CI
+  and percentile p with its ``2 / (B + 1)`` floor.
 
 Paired bootstrap: the same users are scored by both arms, so users are resampled with
 replacement and both arms' values move together. For each of ``n_boot`` resamples b:
@@ -33,6 +34,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import polars as pl
 
 from recsys_assets.lib.errors import RecsysError
 
@@ -211,21 +213,21 @@ class ClusterLiftStats:
     ci_high: float
     """Upper bound of that CI."""
     rel_ci_low: float
-    """Lower bound of the CI of rel_lift (user-cluster percentile CI widened by se / user_se)."""
+    """Lower bound of the CI of rel_lift (delta method over user clusters, widened by se / user_se)."""
     rel_ci_high: float
-    """Upper bound of that CI; NaN when a resample had baseline mean 0."""
+    """Upper bound of that CI; NaN when the baseline mean is 0."""
     p_value: float
     """Two-sided p of abs_lift = 0 from ``abs_lift / se`` and Student's t with ``df``; NaN when df < 1."""
     se: float
-    """Standard error of abs_lift (two-way when items are resampled, else user-cluster)."""
+    """Standard error of abs_lift (two-way when items are resampled, else user clusters)."""
     df: int
     """Degrees of freedom of the t reference: min(users, items) - 1 (users - 1 when one-way)."""
     user_ci_low: float
-    """Lower bound of the percentile CI from resampling user clusters only (items fixed)."""
+    """Lower bound of the CI from resampling user clusters only (items fixed): lift -/+ t(users - 1) * user_se."""
     user_ci_high: float
     """Upper bound of that user-only CI."""
     user_se: float
-    """Bootstrap SD of abs_lift from resampling user clusters only."""
+    """Standard error of abs_lift from resampling user clusters only."""
     n_users: int
     """Observations (users, or user-days in a pooled window)."""
     n_clusters: int
@@ -239,34 +241,126 @@ class ClusterLiftStats:
         return asdict(self)
 
 
-def t_p_value(estimate: float, se: float, df: int) -> float:
-    """Two-sided p of ``estimate = 0`` from ``estimate / se`` and Student's t with ``df`` degrees.
+def cell_lifts(obs: pl.DataFrame, keys: list[str], pairs: pl.DataFrame | None = None, alpha: float = 0.05) -> pl.DataFrame:
+    """Paired lift of every cell at once, users as clusters and, where ``pairs`` are given, items too.
 
-    ``se == 0`` (every resample equal): p = 1 when the estimate is 0, else 0. NaN when df < 1.
-    Unlike a percentile-bootstrap p, this p has no ``2 / (B + 1)`` floor.
+    Args:
+        obs: one row per observation (a user, or a user-day of a pooled window): ``keys``
+            (the cell), ``cluster`` (the user behind the observation), ``user_id`` (the
+            observation) and ``t`` / ``b``, the treatment / baseline metric values.
+        pairs: optional, one row per (observation, truth item) of the two-way cells:
+            ``keys``, ``user_id``, ``item_id``, ``ct`` / ``cb``, each arm's contribution of that
+            item to the observation's metric (per observation they must sum to ``t`` / ``b``).
+        alpha: 1 - confidence level.
+
+    Returns one row per cell: ``keys`` + the fields of :class:`ClusterLiftStats`.
+
+    Variance (docs/statistics.md): the exact variances of multinomial bootstraps of the
+    linearized paired mean difference, in closed form. Users only:
+    ``Var_W = sum_g (D_g - lift * n_g)^2 / N^2`` over user clusters g (D_g: the cluster's
+    summed deltas, n_g its observations). Two-way cells add the item term and remove the
+    pair term counted in both: ``se^2 = max(Var_W + Var_V - Var_P, Var_W)`` with
+    ``Var_V = (sum_i D_i^2 - (sum_i D_i)^2 / I) / N^2`` over items and ``Var_P`` the same over
+    (observation, item) pairs. CI and p from Student's t with ``df = min(users, items) - 1``
+    (``users - 1`` one-way).
     """
-    from scipy.special import stdtr  # Student's t CDF (scipy.special imports far faster than scipy.stats)
+    from scipy.special import stdtr, stdtrit
 
-    if df < 1 or not (math.isfinite(estimate) and math.isfinite(se)):
-        return float("nan")
-    if se <= 0.0:
-        return 1.0 if estimate == 0.0 else 0.0
-    return float(2.0 * stdtr(df, -abs(estimate) / se))
-
-
-def _multinomial_counts(rng: np.random.Generator, n_boot: int, n: int) -> np.ndarray:
-    """(n_boot, n) counts of ``n`` draws with replacement from ``n`` units, one row per resample."""
-    idx = rng.integers(0, n, size=(n_boot, n))
-    idx += (np.arange(n_boot) * n)[:, None]
-    return np.bincount(idx.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
-
-
-def _resampling_variance(totals: np.ndarray) -> float:
-    """Exact variance of ``sum_j V_j * totals_j`` under multinomial weights V over the units j."""
-    n = totals.shape[0]
-    if n == 0:
-        return 0.0
-    return float(np.sum(totals**2) - totals.sum() ** 2 / n)
+    if not 0.0 < alpha < 1.0:
+        raise StatsError(f"alpha must be in (0, 1), got {alpha}.")
+    missing = [c for c in (*keys, "cluster", "user_id", "t", "b") if c not in obs.columns]
+    if missing:
+        raise StatsError(f"cell_lifts: obs lacks column(s) {missing}.")
+    bad = obs.filter(~(pl.col("t").is_finite() & pl.col("b").is_finite()))
+    if bad.height:
+        raise StatsError(f"treatment/baseline contain NaN or inf (e.g. {bad.row(0, named=True)}); per-user metrics must be finite.")
+    cells = obs.group_by(keys).agg(
+        pl.len().alias("n_users"), pl.col("t").mean().alias("value"), pl.col("b").mean().alias("baseline_value"), pl.col("cluster").n_unique().alias("n_clusters")
+    )
+    clusters = (
+        obs.group_by([*keys, "cluster"])
+        .agg(pl.col("t").sum().alias("_st"), pl.col("b").sum().alias("_sb"), pl.len().alias("_nc"))
+        .join(cells.select(*keys, "value", "baseline_value"), on=keys, nulls_equal=True)
+        .with_columns((pl.col("_st") - pl.col("value") * pl.col("_nc")).alias("_rt"), (pl.col("_sb") - pl.col("baseline_value") * pl.col("_nc")).alias("_rb"))
+        .group_by(keys)
+        .agg(((pl.col("_rt") - pl.col("_rb")) ** 2).sum().alias("_vw"), (pl.col("_rt") ** 2).sum().alias("_vtt"), (pl.col("_rb") ** 2).sum().alias("_vbb"), (pl.col("_rt") * pl.col("_rb")).sum().alias("_vtb"))
+    )
+    out = cells.join(clusters, on=keys, nulls_equal=True)
+    if pairs is not None and pairs.height:
+        p = pairs.with_columns((pl.col("ct") - pl.col("cb")).alias("_d"))
+        sums = p.group_by([*keys, "user_id"]).agg(pl.col("ct").sum().alias("_pt"), pl.col("cb").sum().alias("_pb"))
+        check = obs.join(sums, on=[*keys, "user_id"], how="inner", nulls_equal=True).filter(
+            ((pl.col("_pt") - pl.col("t")).abs() > 1e-9) | ((pl.col("_pb") - pl.col("b")).abs() > 1e-9)
+        )
+        if check.height:
+            raise StatsError(
+                f"pair contributions of {check.height} observation(s) do not add up to their metric values, e.g. "
+                f"{check.row(0, named=True)}; contributions must sum to the per-user metric."
+            )
+        covered = obs.join(sums.select(*keys, "user_id"), on=[*keys, "user_id"], how="anti", nulls_equal=True).join(
+            p.select(keys).unique(), on=keys, how="semi", nulls_equal=True
+        )
+        if covered.height:
+            raise StatsError(f"{covered.height} observation(s) of two-way cells have no truth pairs, e.g. {covered.row(0, named=True)}.")
+        items = (
+            p.group_by([*keys, "item_id"]).agg(pl.col("_d").sum().alias("_D"))
+            .group_by(keys).agg((pl.col("_D") ** 2).sum().alias("_sD2"), pl.col("_D").sum().alias("_sD"), pl.len().alias("n_items"))
+        )
+        prs = p.group_by(keys).agg((pl.col("_d") ** 2).sum().alias("_sd2"), pl.col("_d").sum().alias("_sd"), pl.len().alias("_P"))
+        out = out.join(items, on=keys, how="left", nulls_equal=True).join(prs, on=keys, how="left", nulls_equal=True)
+    else:
+        out = out.with_columns(
+            pl.lit(None, pl.Float64).alias("_sD2"), pl.lit(None, pl.Float64).alias("_sD"), pl.lit(None, pl.UInt32).alias("n_items"),
+            pl.lit(None, pl.Float64).alias("_sd2"), pl.lit(None, pl.Float64).alias("_sd"), pl.lit(None, pl.UInt32).alias("_P"),
+        )
+    n2 = pl.col("n_users").cast(pl.Float64) ** 2
+    two_way = pl.col("n_items").is_not_null()
+    var_w = pl.col("_vw") / n2
+    var_extra = ((pl.col("_sD2") - pl.col("_sD") ** 2 / pl.col("n_items")) - (pl.col("_sd2") - pl.col("_sd") ** 2 / pl.col("_P"))) / n2
+    out = out.with_columns(
+        (pl.col("value") - pl.col("baseline_value")).alias("abs_lift"),
+        pl.when(pl.col("baseline_value") != 0).then(pl.col("value") / pl.col("baseline_value") - 1.0).alias("rel_lift"),
+        var_w.sqrt().alias("user_se"),
+        pl.when(two_way).then(pl.max_horizontal(var_w + var_extra, var_w)).otherwise(var_w).sqrt().alias("se"),
+        (pl.when(two_way).then(pl.min_horizontal(pl.col("n_clusters"), pl.col("n_items"))).otherwise(pl.col("n_clusters")).cast(pl.Int64) - 1).alias("df"),
+        two_way.alias("two_way"),
+        pl.col("n_items").fill_null(0).cast(pl.Int64),
+        # Delta method for the ratio of means (user clusters), widened like the absolute CI below.
+        (
+            (pl.col("_vtt") / pl.col("baseline_value") ** 2
+             - 2 * pl.col("value") * pl.col("_vtb") / pl.col("baseline_value") ** 3
+             + pl.col("value") ** 2 * pl.col("_vbb") / pl.col("baseline_value") ** 4).clip(lower_bound=0.0).sqrt() / pl.col("n_users")
+        ).alias("_rel_se_user"),
+    )
+    df = out["df"].to_numpy().astype(np.float64)
+    ok = df >= 1
+    crit = np.full(df.shape, np.nan)
+    crit[ok] = stdtrit(df[ok], 1.0 - alpha / 2.0)
+    crit_user = np.full(df.shape, np.nan)
+    dfu = out["n_clusters"].to_numpy().astype(np.float64) - 1
+    oku = dfu >= 1
+    crit_user[oku] = stdtrit(dfu[oku], 1.0 - alpha / 2.0)
+    lift = out["abs_lift"].to_numpy()
+    se = out["se"].to_numpy()
+    pval = np.full(df.shape, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.abs(lift) / se
+        pval[ok] = 2.0 * stdtr(df[ok], -z[ok])
+        zero = ok & (se == 0)
+        pval[zero] = np.where(lift[zero] == 0, 1.0, 0.0)
+        widen = np.where(out["user_se"].to_numpy() > 0, se / out["user_se"].to_numpy(), 1.0)
+    out = out.with_columns(
+        pl.Series("_crit", crit), pl.Series("_critu", crit_user), pl.Series("p_value", pval), pl.Series("_widen", widen)
+    ).with_columns(
+        (pl.col("abs_lift") - pl.col("_crit") * pl.col("se")).alias("ci_low"),
+        (pl.col("abs_lift") + pl.col("_crit") * pl.col("se")).alias("ci_high"),
+        (pl.col("abs_lift") - pl.col("_critu") * pl.col("user_se")).alias("user_ci_low"),
+        (pl.col("abs_lift") + pl.col("_critu") * pl.col("user_se")).alias("user_ci_high"),
+        (pl.col("rel_lift") - pl.col("_crit") * pl.col("_rel_se_user") * pl.col("_widen")).alias("rel_ci_low"),
+        (pl.col("rel_lift") + pl.col("_crit") * pl.col("_rel_se_user") * pl.col("_widen")).alias("rel_ci_high"),
+    )
+    fields = [f for f in ClusterLiftStats.__dataclass_fields__]
+    return out.select(*keys, *fields).with_columns(pl.col(pl.Float64).fill_nan(None)).sort(keys, nulls_last=True)
 
 
 def cluster_bootstrap(
@@ -278,142 +372,27 @@ def cluster_bootstrap(
     pair_item: np.ndarray | None = None,
     pair_treatment: np.ndarray | None = None,
     pair_baseline: np.ndarray | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
     alpha: float = 0.05,
 ) -> ClusterLiftStats:
-    """Paired lift of the mean per-observation metric; users (and items) resampled as clusters.
-
-    Args:
-        obs_cluster: per observation (a user, or a user-day in a pooled window), its user
-            cluster (any non-negative ints). All of a cluster's observations are drawn together.
-        treatment / baseline: per-observation metric values of the two arms.
-        pair_obs, pair_item, pair_treatment, pair_baseline: optional two-way input, one entry
-            per (observation, truth item) pair: the observation index, the item (any
-            non-negative ints) and each arm's *contribution* of that item to the observation's
-            metric (per observation they must sum to ``treatment`` / ``baseline``).
-
-    One-way (no pairs): ``se`` is the SD of the paired mean difference over ``n_boot``
-    resamples of user clusters (multinomial weights W); the CI is ``abs_lift -/+ t * se``
-    with ``df = clusters - 1``.
-
-    Two-way (users AND items random, docs/statistics.md): resampling users and items
-    independently (Owen 2007's pigeonhole bootstrap, product weights W_u * V_i) counts the
-    pair-level noise about three times (Var(W V) = 3), which makes it conservative. The
-    variance used is the moment-corrected sum (as in Cameron, Gelbach & Miller 2011's
-    two-way clustering) of three resampling variances of the same linear statistic:
-    ``se^2 = Var_W + Var_V - Var_P`` with Var_W from the user-cluster bootstrap above,
-    Var_V / Var_P the exact variances of the item-only / pair-only multinomial bootstraps
-    (``(sum_j D_j^2 - (sum_j D_j)^2 / J) / N^2`` over items / pairs j with delta totals
-    D_j), floored at Var_W (never narrower than the user-only interval); ``df = min(users,
-    items) - 1``.
-    """
-    cl = np.asarray(obs_cluster, dtype=np.int64)
+    """:func:`cell_lifts` of one cell given as arrays (pairs index the observations by position)."""
     t = np.asarray(treatment, dtype=np.float64)
     b = np.asarray(baseline, dtype=np.float64)
+    cl = np.asarray(obs_cluster)
     if not (cl.ndim == t.ndim == b.ndim == 1 and cl.shape == t.shape == b.shape):
-        raise StatsError(
-            f"obs_cluster, treatment and baseline must be 1-D arrays of the same observations, got shapes "
-            f"{cl.shape}, {t.shape}, {b.shape}."
-        )
-    if not (np.isfinite(t).all() and np.isfinite(b).all()):
-        raise StatsError("treatment/baseline contain NaN or inf; per-user metrics must be finite.")
-    if not 0.0 < alpha < 1.0:
-        raise StatsError(f"alpha must be in (0, 1), got {alpha}.")
-    if n_boot < 2:
-        raise StatsError(f"n_boot must be >= 2, got {n_boot}.")
-    n = t.shape[0]
+        raise StatsError(f"obs_cluster, treatment and baseline must be 1-D arrays of the same observations, got shapes {cl.shape}, {t.shape}, {b.shape}.")
     nan = float("nan")
-    two_way = pair_obs is not None
-    if n == 0:
-        return ClusterLiftStats(nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, 0, nan, nan, nan, 0, 0, 0, two_way)
-    if cl.min() < 0:
-        raise StatsError("obs_cluster must hold cluster ids >= 0.")
-    _, cl = np.unique(cl, return_inverse=True)
-    n_clusters = int(cl.max()) + 1
-    mean_t, mean_b = float(t.mean()), float(b.mean())
-    abs_lift = mean_t - mean_b
-    rel_lift = mean_t / mean_b - 1.0 if mean_b != 0.0 else nan
-
-    n_items = 0
-    var_extra = 0.0
-    if two_way:
-        po = np.asarray(pair_obs, dtype=np.int64)
-        pi = np.asarray(pair_item, dtype=np.int64)
-        pt = np.asarray(pair_treatment, dtype=np.float64)
-        pb = np.asarray(pair_baseline, dtype=np.float64)
-        if not (po.ndim == 1 and po.shape == pi.shape == pt.shape == pb.shape):
-            raise StatsError("pair_obs, pair_item, pair_treatment and pair_baseline must be 1-D and aligned.")
-        if po.size and (po.min() < 0 or po.max() >= n or pi.min() < 0):
-            raise StatsError(f"pair_obs must index the {n} observations and pair_item hold ids >= 0.")
-        sums_t = np.bincount(po, weights=pt, minlength=n)
-        sums_b = np.bincount(po, weights=pb, minlength=n)
-        ok = np.isclose(sums_t, t, atol=1e-9) & np.isclose(sums_b, b, atol=1e-9)
-        if not ok.all():
-            bad = int(np.flatnonzero(~ok)[0])
-            raise StatsError(
-                f"pair contributions of observation {bad} sum to ({sums_t[bad]}, {sums_b[bad]}) but its metric "
-                f"values are ({t[bad]}, {b[bad]}); contributions must add up to the per-user metric."
-            )
-        pd = pt - pb
-        if po.size:
-            _, pi = np.unique(pi, return_inverse=True)
-            n_items = int(pi.max()) + 1
-            var_items = _resampling_variance(np.bincount(pi, weights=pd, minlength=n_items)) / n**2
-            var_pairs = _resampling_variance(pd) / n**2
-            var_extra = var_items - var_pairs
-
-    rng = np.random.default_rng(seed)
-    obs_per_cluster = np.bincount(cl, minlength=n_clusters).astype(np.float64)
-    cluster_sums = np.stack([np.bincount(cl, weights=t, minlength=n_clusters), np.bincount(cl, weights=b, minlength=n_clusters)], axis=1)
-    means = np.empty((n_boot, 2))
-    chunk = max(1, _MAX_CHUNK_ELEMENTS // n_clusters)
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        w = _multinomial_counts(rng, stop - start, n_clusters)
-        means[start:stop] = (w @ cluster_sums) / (w @ obs_per_cluster)[:, None]
-    d = means[:, 0] - means[:, 1]
-    deltas = t - b
-    if np.all(deltas == deltas[0]):
-        d = np.full(n_boot, float(deltas[0]))  # snap floating-point noise of a constant difference
-    q = [alpha / 2.0, 1.0 - alpha / 2.0]
-    user_lo, user_hi = (float(x) for x in np.quantile(d, q))
-    user_se = float(np.std(d, ddof=1))
-    se = math.sqrt(max(user_se**2 + var_extra, user_se**2))
-    df = (min(n_clusters, n_items) if two_way else n_clusters) - 1
-    if df >= 1:
-        from scipy.special import stdtrit
-
-        crit = float(stdtrit(df, 1.0 - alpha / 2.0))
-        lo, hi = abs_lift - crit * se, abs_lift + crit * se
-    else:
-        lo = hi = nan
-    if mean_b != 0.0 and np.all(means[:, 1] != 0.0) and df >= 1:
-        rlo, rhi = (float(x) for x in np.quantile(means[:, 0] / means[:, 1] - 1.0, q))
-        widen = se / user_se if user_se > 0 else 1.0
-        rlo, rhi = rel_lift - (rel_lift - rlo) * widen, rel_lift + (rhi - rel_lift) * widen
-    else:
-        rlo = rhi = nan
-    return ClusterLiftStats(
-        value=mean_t,
-        baseline_value=mean_b,
-        abs_lift=abs_lift,
-        rel_lift=rel_lift,
-        ci_low=lo,
-        ci_high=hi,
-        rel_ci_low=rlo,
-        rel_ci_high=rhi,
-        p_value=t_p_value(abs_lift, se, df),
-        se=se,
-        df=int(df),
-        user_ci_low=user_lo,
-        user_ci_high=user_hi,
-        user_se=user_se,
-        n_users=int(n),
-        n_clusters=n_clusters,
-        n_items=n_items,
-        two_way=two_way,
-    )
+    if t.size == 0:
+        return ClusterLiftStats(nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, 0, nan, nan, nan, 0, 0, 0, pair_obs is not None)
+    obs = pl.DataFrame({"cell": np.zeros(t.size, dtype=np.int8), "cluster": cl, "user_id": np.arange(t.size), "t": t, "b": b})
+    pairs = None
+    if pair_obs is not None:
+        po = np.asarray(pair_obs)
+        if po.size and (po.min() < 0 or po.max() >= t.size):
+            raise StatsError(f"pair_obs must index the {t.size} observations.")
+        pairs = pl.DataFrame({"cell": np.zeros(po.size, dtype=np.int8), "user_id": po, "item_id": np.asarray(pair_item), "ct": np.asarray(pair_treatment, dtype=np.float64), "cb": np.asarray(pair_baseline, dtype=np.float64)})
+    row = cell_lifts(obs, ["cell"], pairs, alpha).row(0, named=True)
+    row.pop("cell")
+    return ClusterLiftStats(**{k: (nan if v is None else v) for k, v in row.items()})
 
 
 # --------------------------------------------------------------------------- calibration by simulation
@@ -530,7 +509,7 @@ def calibrate(world: SimWorld, replicates: int = 200, n_boot: int = 300, seed: i
         c = simulate_cell(world, rng)
         st = cluster_bootstrap(
             c.obs_cluster, c.treatment, c.baseline, pair_obs=c.pair_obs, pair_item=c.pair_item,
-            pair_treatment=c.pair_treatment, pair_baseline=c.pair_baseline, n_boot=n_boot, seed=seed + r, alpha=alpha,
+            pair_treatment=c.pair_treatment, pair_baseline=c.pair_baseline, alpha=alpha,
         )
         old = paired_bootstrap(c.treatment, c.baseline, n_boot=n_boot, seed=seed + r, alpha=alpha)
         e = world.effect

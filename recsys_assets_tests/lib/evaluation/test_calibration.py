@@ -90,7 +90,7 @@ def test_two_way_ci_never_narrower_than_user_only_and_wider_with_shared_items():
 
     c = simulate_cell(SimWorld(n_users=300, n_items=10, item_effect=0.2), np.random.default_rng(3))
     st = cluster_bootstrap(c.obs_cluster, c.treatment, c.baseline, pair_obs=c.pair_obs, pair_item=c.pair_item,
-                           pair_treatment=c.pair_treatment, pair_baseline=c.pair_baseline, n_boot=300)
+                           pair_treatment=c.pair_treatment, pair_baseline=c.pair_baseline)
     assert st.two_way and st.n_items == 10 and st.df == 9
     assert st.se >= st.user_se
     assert st.ci_high - st.ci_low > 1.3 * (st.user_ci_high - st.user_ci_low)
