@@ -94,3 +94,27 @@ def test_two_way_ci_never_narrower_than_user_only_and_wider_with_shared_items():
     assert st.two_way and st.n_items == 10 and st.df == 9
     assert st.se >= st.user_se
     assert st.ci_high - st.ci_low > 1.3 * (st.user_ci_high - st.user_ci_low)
+
+
+def test_closed_form_variances_match_monte_carlo_bootstraps():
+    """The closed-form terms are the variances that multinomial bootstraps converge to."""
+    from recsys_assets.lib.evaluation.stats import simulate_cell
+
+    rng = np.random.default_rng(5)
+    c = simulate_cell(SimWorld(n_users=150, n_items=20, mean_days=2.0, item_effect=0.2), rng)
+    st = cluster_bootstrap(c.obs_cluster, c.treatment, c.baseline, pair_obs=c.pair_obs, pair_item=c.pair_item,
+                           pair_treatment=c.pair_treatment, pair_baseline=c.pair_baseline)
+    n, g, n_items = c.treatment.size, c.obs_cluster.max() + 1, 20
+    d_pair = c.pair_treatment - c.pair_baseline
+    boots_w, boots_wv = [], []
+    for _ in range(3000):
+        w = np.bincount(rng.integers(0, g, g), minlength=g).astype(float)
+        v = np.bincount(rng.integers(0, n_items, n_items), minlength=n_items).astype(float)
+        wo = w[c.obs_cluster]
+        boots_w.append(np.sum(wo * (c.treatment - c.baseline)) / wo.sum())
+        # Owen's pigeonhole bootstrap (product weights) of the same linear statistic
+        boots_wv.append(np.sum(wo[c.pair_obs] * v[c.pair_item] * d_pair) / wo.sum())
+    assert st.user_se == pytest.approx(np.std(boots_w), rel=0.1)
+    # The pigeonhole bootstrap counts the pair noise ~3 times: at least as wide as the corrected se.
+    assert np.std(boots_wv) >= 0.95 * st.se
+    assert st.se > st.user_se
