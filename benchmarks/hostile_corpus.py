@@ -242,6 +242,7 @@ CASES = [
     ("id_float", "user_id 12.0", _event_field_case("user_id", 12.0), "ingest"),
     ("year_abc", 'item i03 year "abc"', build_year_abc, "ingest"),
     ("rows_removed", "second ingest after the last day's rows were removed from events.jsonl", build_rows_removed, "ingest2"),
+    ("rows_removed_prune", "as rows_removed, the second ingest with --prune", build_rows_removed, "ingest2"),
     ("encoder_local_path", "encoder given as a local model folder outside the lake", build_baseline, "encoder"),
     ("demo_days_0", "demo --days 0", build_baseline, ["demo", "--skip-ingest", "--days", "0"]),
     ("demo_days_neg", "demo --days -3", build_baseline, ["demo", "--skip-ingest", "--days", "-3"]),
@@ -333,7 +334,7 @@ def run_case(code: Path, name: str, build, kind, work: Path) -> dict:
         if kind == "ingest2":
             out["first_reconciliation"] = next((ln for ln in res["stdout"].splitlines() if ln.startswith("reconciliation")), "")
             after_rows_removed(root)
-            res = _run(code, ingest, case_dir)
+            res = _run(code, ingest + (["--prune"] if name.endswith("_prune") else []), case_dir)
     elif kind == "encoder":
         res0 = _run(code, ingest, case_dir)
         model = outside / "models" / "minilm"
@@ -382,7 +383,7 @@ def summary(r: dict) -> str:
     parts.append(f"{r['quarantined']} quarantined")
     if r["items"] is not None:
         parts.append(f"{r['items']} items ({r['items_with_vector']} with vector)")
-    if r["case"] == "rows_removed":
+    if r["case"].startswith("rows_removed"):
         parts.append(f"{r['events_last_day']} events still on {DAYS[-1]}")
     if r["written_outside_lake"]:
         parts.append(f"wrote outside lake: {r['written_outside_lake']}")
@@ -400,7 +401,7 @@ def _no_path(line: str) -> str:
 
 def table(before: list[dict], after: list[dict]) -> str:
     b = {r["case"]: r for r in before}
-    lines = ["| case | before (2a10f4a) | after | reconciliation line (after) |", "|---|---|---|---|"]
+    lines = ["| case | before (2a10f4a) | after | reconciliation line (before) | reconciliation line (after) |", "|---|---|---|---|---|"]
     desc = {c[0]: c[1] for c in CASES}
     for r in after:
         rb = b.get(r["case"])
@@ -408,7 +409,10 @@ def table(before: list[dict], after: list[dict]) -> str:
         rec = _no_path(r["reconciliation"]) or "-"
         if r.get("first_reconciliation"):
             rec = f"1st: {_no_path(r['first_reconciliation'])} / 2nd: {rec}"
-        lines.append(f"| {r['case']}: {desc.get(r['case'], '')} | {cell_b} | {summary(r)} | {rec.replace('|', '/')} |")
+        rec_b = (_no_path(rb["reconciliation"]) or "-") if rb else "(not run)"
+        if rb and rb.get("first_reconciliation"):
+            rec_b = f"1st: {_no_path(rb['first_reconciliation'])} / 2nd: {rec_b}"
+        lines.append(f"| {r['case']}: {desc.get(r['case'], '')} | {cell_b} | {summary(r)} | {rec_b.replace('|', '/')} | {rec.replace('|', '/')} |")
     return "\n".join(lines)
 
 
