@@ -163,7 +163,9 @@ def serve_day(
     """Top-K of every arm for the served users + top-K among new items for the evaluated users; written per protocol."""
     view = feats.view
     out_dir = recs_dir(lake, view.day, view.protocol)
-    new_items = new_item_ids(feats)
+    # Under temporal, items first seen on D are too few (fewer than K on MovieLens): the cold scope
+    # ranks the new AND cold segment items, and the evaluation splits the cell by segment.
+    new_items = new_item_ids(feats, ("new", "cold") if view.protocol == "temporal" else ("new",))
     recs, cold, stats, explained = [], [], {}, []
     for arm in arm_names(rcfg):
         r, st = recommend(arm, feats, users, rcfg.k, models, rcfg)
