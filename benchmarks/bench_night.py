@@ -64,11 +64,17 @@ def dagster_pass(lake_root: str, day: date) -> tuple[dict[str, float], float]:
     return out, wall
 
 
+CPU: dict[str, float] = {}
+"""CPU seconds (this process, all threads) per asset of the last raw pass: on a shared machine the
+wall time stretches with the load, CPU time much less (1-thread work: CPU = idle-machine wall)."""
+
+
 @contextmanager
 def _timed(out: dict, key: str):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     yield
     out[key] = out.get(key, 0.0) + time.perf_counter() - t0
+    CPU[key] = CPU.get(key, 0.0) + time.process_time() - c0
 
 
 class RawNight:
@@ -253,8 +259,9 @@ def main() -> None:
     passes: dict[str, dict[str, float]] = {}
     walls: dict[str, float] = {}
     loads: dict[str, float] = {}
+    cpu_totals: dict[str, float] = {}
     for name in args.order.split(","):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if name == "dagster":
             passes[name], walls[name] = dagster_pass(args.lake, args.day)
         elif name == "raw":
@@ -262,6 +269,7 @@ def main() -> None:
             walls[name] = time.perf_counter() - t0
         else:
             raise SystemExit(f"unknown pass {name!r}: use raw and/or dagster")
+        cpu_totals[name] = time.process_time() - c0
         loads[name] = os.getloadavg()[0]
     rows = []
     for a in ASSETS:
@@ -270,10 +278,15 @@ def main() -> None:
             row[f"{name}_s"] = passes[name].get(a)
         if "raw" in passes and "dagster" in passes and passes["raw"].get(a):
             row["dagster/raw"] = passes["dagster"].get(a, float("nan")) / passes["raw"][a]
+        if "raw" in passes:
+            row["raw_cpu_s"] = CPU.get(a)
         rows.append(row)
     total = {"asset": "TOTAL (sum of assets)"} | {f"{n}_s": sum(v for v in passes[n].values()) for n in passes}
+    if "raw" in passes:
+        total["raw_cpu_s"] = sum(CPU.values())
     wall = {"asset": "WALL (whole pass)"} | {f"{n}_s": walls[n] for n in passes}
-    table = pl.DataFrame(rows + [total, wall], infer_schema_length=None)
+    cpu = {"asset": "CPU (whole pass, process time)"} | {f"{n}_s": cpu_totals[n] for n in passes}
+    table = pl.DataFrame(rows + [total, wall, cpu], infer_schema_length=None)
     with pl.Config(tbl_rows=-1, float_precision=2, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         print(f"ml-1m night {args.day}, lake {args.lake}; 1-min load average after each pass: {loads}; cores: {os.cpu_count()}")
         print(table)
