@@ -7,6 +7,7 @@ DuckDB file and the HTML report.
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import date, timedelta
 
@@ -155,7 +156,13 @@ def cmd_report(args) -> int:
     from recsys_assets import runner
 
     lake = runner.use_lake(args.lake)
-    print_answer(lake, args.format, all_cells=args.all)
+    try:
+        print_answer(lake, args.format, all_cells=args.all)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader closed the pipe (`report --format csv | head`): not an error. Point stdout at
+        # /dev/null so that the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -136,3 +136,22 @@ def test_a_ci_excluding_zero_without_a_lift_verdict_is_explained():
     notes = caveats(odd)
     assert len(notes) == 1 and "(item_holdout/lm_vs_no_text/cold_items)" in notes[0]
     assert "Note: The 95% CIs are per endpoint" in answer_text(odd)
+
+
+def test_report_piped_into_a_reader_that_stops_early_is_not_an_error(lake_with_reports):
+    """`report --format csv | head -1`: the reader closes the pipe; the CLI exits 0 without a traceback.
+
+    The child's stdout is a pipe whose read end is already closed, so every write fails with EPIPE
+    (what `head` causes, without the race)."""
+    import subprocess
+    import sys
+
+    lake, _ = lake_with_reports
+    code = (
+        "import os, sys; r, w = os.pipe(); os.close(r); os.dup2(w, 1); "
+        "from recsys_assets.cli import main; "
+        f"sys.exit(main(['report', '--format', 'csv', '--lake', {str(lake.root)!r}]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr
