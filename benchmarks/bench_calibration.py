@@ -15,6 +15,7 @@ topics), and the headline rows it writes (reports.headline, pooled window).
 
     .venv/bin/python benchmarks/bench_calibration.py                  # part 1, >= 200 replicates a world
     .venv/bin/python benchmarks/bench_calibration.py --real --days 7  # + part 2 (minutes per run)
+    .venv/bin/python benchmarks/bench_calibration.py --known-answer --seeds 0,1  # test_known_answer's worlds
 
 Writes benchmarks/results/calibration.json and prints the tables.
 """
@@ -69,12 +70,29 @@ def real_runs(days: int, seeds: list[int], root: Path) -> pl.DataFrame:
     return pl.concat(frames) if frames else pl.DataFrame()
 
 
+def known_answer_runs(seeds: list[int], root: Path) -> pl.DataFrame:
+    """The known-answer world of test_known_answer.py (nightly stages as library calls), text_signal 0 and 1."""
+    import recsys_assets_tests.lib.evaluation.test_known_answer as ka
+
+    rows = []
+    for seed in seeds:
+        for signal in (0.0, 1.0):
+            ka.WORLD["seed"] = seed
+            folder = root / f"ka_s{seed}_t{int(signal)}"
+            res = ka.run_world(folder, signal, (ka.LM,), ("ranker_no_text", f"ranker_{ka.LM}"))
+            c = res.cell(f"ranker_{ka.LM}", "ranker_no_text", "cold_only")
+            keep = ("value", "baseline_value", "abs_lift", "ci_low", "ci_high", "user_ci_low", "user_ci_high", "p_value", "n_users", "n_clusters", "n_items", "ci_method")
+            rows.append({"seed": seed, "text_signal": signal, "baseline": "ranker_no_text", **{k: c[k] for k in keep}})
+    return pl.DataFrame(rows)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--replicates", type=int, default=400, help="replicate worlds per simulated world (>= 200)")
     ap.add_argument("--n-boot", type=int, default=300, help="user-cluster resamples per replicate")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--real", action="store_true", help="also run the synthetic pipeline with text_signal 0 and 1")
+    ap.add_argument("--known-answer", action="store_true", help="also run the known-answer worlds (library calls, ~4 min a world)")
     ap.add_argument("--days", type=int, default=7, help="evaluated days of each real run")
     ap.add_argument("--seeds", default="7", help="comma-separated world seeds of the real runs")
     ap.add_argument("--lake-root", default="/tmp/bench_calibration", help="folder of the real runs' lakes")
@@ -104,6 +122,12 @@ def main(argv=None) -> int:
             print("\nReal pipeline runs on synthetic worlds (reports.headline, pooled window):")
             print(real.select(cols))
         result["real"] = real.with_columns(pl.col(pl.Date).cast(pl.String)).to_dicts()
+    if args.known_answer:
+        ka = known_answer_runs([int(s) for s in args.seeds.split(",")], Path(args.lake_root))
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, float_precision=4, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+            print("\nKnown-answer worlds (item_holdout, cold_only, ranker_minilm-l6 vs ranker_no_text, recall@20, 3 days pooled):")
+            print(ka)
+        result["known_answer"] = ka.to_dicts()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str) + "\n")
