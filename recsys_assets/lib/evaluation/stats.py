@@ -274,21 +274,23 @@ def cell_lifts(obs: pl.DataFrame, keys: list[str], pairs: pl.DataFrame | None = 
     bad = obs.filter(~(pl.col("t").is_finite() & pl.col("b").is_finite()))
     if bad.height:
         raise StatsError(f"treatment/baseline contain NaN or inf (e.g. {bad.row(0, named=True)}); per-user metrics must be finite.")
-    cells = obs.group_by(keys).agg(
+    # Fixed summation order: the same data give the same bits whatever order joins returned.
+    obs = obs.sort([*keys, "cluster", "user_id"], nulls_last=True)
+    cells = obs.group_by(keys, maintain_order=True).agg(
         pl.len().alias("n_users"), pl.col("t").mean().alias("value"), pl.col("b").mean().alias("baseline_value"), pl.col("cluster").n_unique().alias("n_clusters")
     )
     clusters = (
-        obs.group_by([*keys, "cluster"])
+        obs.group_by([*keys, "cluster"], maintain_order=True)
         .agg(pl.col("t").sum().alias("_st"), pl.col("b").sum().alias("_sb"), pl.len().alias("_nc"))
-        .join(cells.select(*keys, "value", "baseline_value"), on=keys, nulls_equal=True)
+        .join(cells.select(*keys, "value", "baseline_value"), on=keys, nulls_equal=True, maintain_order="left")
         .with_columns((pl.col("_st") - pl.col("value") * pl.col("_nc")).alias("_rt"), (pl.col("_sb") - pl.col("baseline_value") * pl.col("_nc")).alias("_rb"))
-        .group_by(keys)
+        .group_by(keys, maintain_order=True)
         .agg(((pl.col("_rt") - pl.col("_rb")) ** 2).sum().alias("_vw"), (pl.col("_rt") ** 2).sum().alias("_vtt"), (pl.col("_rb") ** 2).sum().alias("_vbb"), (pl.col("_rt") * pl.col("_rb")).sum().alias("_vtb"))
     )
     out = cells.join(clusters, on=keys, nulls_equal=True)
     if pairs is not None and pairs.height:
-        p = pairs.with_columns((pl.col("ct") - pl.col("cb")).alias("_d"))
-        sums = p.group_by([*keys, "user_id"]).agg(pl.col("ct").sum().alias("_pt"), pl.col("cb").sum().alias("_pb"))
+        p = pairs.sort([*keys, "user_id", "item_id"], nulls_last=True).with_columns((pl.col("ct") - pl.col("cb")).alias("_d"))
+        sums = p.group_by([*keys, "user_id"], maintain_order=True).agg(pl.col("ct").sum().alias("_pt"), pl.col("cb").sum().alias("_pb"))
         check = obs.join(sums, on=[*keys, "user_id"], how="inner", nulls_equal=True).filter(
             ((pl.col("_pt") - pl.col("t")).abs() > 1e-9) | ((pl.col("_pb") - pl.col("b")).abs() > 1e-9)
         )
@@ -303,10 +305,10 @@ def cell_lifts(obs: pl.DataFrame, keys: list[str], pairs: pl.DataFrame | None = 
         if covered.height:
             raise StatsError(f"{covered.height} observation(s) of two-way cells have no truth pairs, e.g. {covered.row(0, named=True)}.")
         items = (
-            p.group_by([*keys, "item_id"]).agg(pl.col("_d").sum().alias("_D"))
-            .group_by(keys).agg((pl.col("_D") ** 2).sum().alias("_sD2"), pl.col("_D").sum().alias("_sD"), pl.len().alias("n_items"))
+            p.sort([*keys, "item_id", "user_id"], nulls_last=True).group_by([*keys, "item_id"], maintain_order=True).agg(pl.col("_d").sum().alias("_D"))
+            .group_by(keys, maintain_order=True).agg((pl.col("_D") ** 2).sum().alias("_sD2"), pl.col("_D").sum().alias("_sD"), pl.len().alias("n_items"))
         )
-        prs = p.group_by(keys).agg((pl.col("_d") ** 2).sum().alias("_sd2"), pl.col("_d").sum().alias("_sd"), pl.len().alias("_P"))
+        prs = p.group_by(keys, maintain_order=True).agg((pl.col("_d") ** 2).sum().alias("_sd2"), pl.col("_d").sum().alias("_sd"), pl.len().alias("_P"))
         out = out.join(items, on=keys, how="left", nulls_equal=True).join(prs, on=keys, how="left", nulls_equal=True)
     else:
         out = out.with_columns(

@@ -118,3 +118,20 @@ def test_closed_form_variances_match_monte_carlo_bootstraps():
     # The pigeonhole bootstrap counts the pair noise ~3 times: at least as wide as the corrected se.
     assert np.std(boots_wv) >= 0.95 * st.se
     assert st.se > st.user_se
+
+
+def test_same_data_in_another_row_order_gives_the_same_result():
+    from recsys_assets.lib.evaluation.stats import simulate_cell
+
+    rng = np.random.default_rng(6)
+    c = simulate_cell(SimWorld(n_users=120, n_items=25, mean_days=2.0), rng)
+    a = cluster_bootstrap(c.obs_cluster, c.treatment, c.baseline, pair_obs=c.pair_obs, pair_item=c.pair_item,
+                          pair_treatment=c.pair_treatment, pair_baseline=c.pair_baseline)
+    po = rng.permutation(c.treatment.size)  # new position of each observation
+    inv = np.empty_like(po)
+    inv[po] = np.arange(po.size)
+    pp = rng.permutation(c.pair_obs.size)
+    b = cluster_bootstrap(c.obs_cluster[inv], c.treatment[inv], c.baseline[inv], pair_obs=po[c.pair_obs][pp], pair_item=c.pair_item[pp],
+                          pair_treatment=c.pair_treatment[pp], pair_baseline=c.pair_baseline[pp])
+    assert a.se == pytest.approx(b.se, rel=1e-12)
+    assert (a.abs_lift, a.n_items, a.n_clusters) == pytest.approx((b.abs_lift, b.n_items, b.n_clusters), rel=1e-12)
