@@ -42,7 +42,8 @@ TABLE_COLUMNS = ["protocol", "endpoint", "arm vs baseline", "metric", "value", "
 # --- formatting ----------------------------------------------------------------------------
 
 
-def _num(value: Any) -> float | None:
+def finite_or_none(value: Any) -> float | None:
+    """``value`` as a float, or None when it is missing, not a number, NaN or infinite."""
     if value is None:
         return None
     try:
@@ -53,29 +54,29 @@ def _num(value: Any) -> float | None:
 
 
 def fmt_value(value: Any, digits: int = 3) -> str:
-    f = _num(value)
+    f = finite_or_none(value)
     return "" if f is None else f"{f:.{digits}f}"
 
 
 def fmt_signed(value: Any, digits: int = 3) -> str:
-    f = _num(value)
+    f = finite_or_none(value)
     return "" if f is None else f"{f:+.{digits}f}"
 
 
 def fmt_pct(value: Any) -> str:
-    f = _num(value)
+    f = finite_or_none(value)
     return "" if f is None else f"{f * 100:+.0f}%"
 
 
 def fmt_p(value: Any) -> str:
-    f = _num(value)
+    f = finite_or_none(value)
     if f is None:
         return ""
     return "<0.001" if f < 0.001 else f"{f:.3f}"
 
 
 def fmt_ci(lo: Any, hi: Any, digits: int = 3) -> str:
-    lo_f, hi_f = _num(lo), _num(hi)
+    lo_f, hi_f = finite_or_none(lo), finite_or_none(hi)
     if lo_f is None or hi_f is None:
         return ""
     return f"[{lo_f:+.{digits}f}, {hi_f:+.{digits}f}]"
@@ -323,7 +324,7 @@ def headline_numbers(df: pl.DataFrame) -> dict[str, float]:
     out: dict[str, float] = {}
     for r in _ordered(df).iter_rows(named=True):
         for field in ("abs_lift", "ci_low", "ci_high"):
-            f = _num(r[field])
+            f = finite_or_none(r[field])
             if f is not None:
                 out[f"{r['protocol']}/{r['endpoint']}/{field}"] = f
     return out

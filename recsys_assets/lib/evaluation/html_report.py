@@ -26,6 +26,7 @@ import polars as pl
 from upath import UPath
 
 from recsys_assets.lib.evaluation import answer
+from recsys_assets.lib.evaluation.answer import finite_or_none as _num
 from recsys_assets.lib.evaluation.stats import MIN_USERS_DEFAULT, TOO_FEW_USERS
 from recsys_assets.lib.lake import write_bytes_atomic
 
@@ -66,16 +67,6 @@ VERDICT_CLASS = {"lift": "v-lift", "harm": "v-harm", "no detectable lift": "v-no
 
 def _esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
-
-
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) or math.isinf(f) else f
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

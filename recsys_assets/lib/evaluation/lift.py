@@ -67,7 +67,7 @@ class LiftConfig:
 
 
 def comparisons_for(arms: list[str], lm_encoders: list[str]) -> list[tuple[str, str]]:
-    """(arm, baseline) pairs of EVALUATION.md that exist among ``arms``."""
+    """(arm, baseline) pairs of docs/protocol.md that exist among ``arms``."""
     pairs = []
     present = set(arms)
     for lm in lm_encoders:
