@@ -31,7 +31,8 @@ def ranker_dataset(context: dg.AssetExecutionContext, lake: LakeResource, models
         stats = build_ranker_datasets(the_lake, view, events, cfg, rcfg)
         problems += audit_leakage(view)
         for arm, st in stats.items():
-            if st["label_events_max_ts"] not in ("None", "") and st["label_events_max_ts"] >= str(day_start(day)):
+            # A timestamp compared with a timestamp (None: no label events in the window).
+            if st["label_events_max_ts"] is not None and st["label_events_max_ts"] >= day_start(day):
                 problems.append(f"{protocol}/{arm}: label events reach {st['label_events_max_ts']}")
             for key in ("n_users", "n_rows", "n_positive_rows", "candidate_recall"):
                 metadata[f"{protocol}/{arm}/{key}"] = st[key]

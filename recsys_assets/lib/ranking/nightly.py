@@ -116,7 +116,7 @@ def build_ranker_datasets(lake: Lake, train_view: SnapshotView, events_before_da
         frame, st = build_training_frame(feats, labels, arm, rcfg)
         write_parquet_atomic(frame, ranker_dataset_path(lake, train_view.day, train_view.protocol, arm))
         st["label_window"] = f"{train_view.cutoff}..{train_view.day}"
-        st["label_events_max_ts"] = str(events_before_day.filter(pl.col("ts") >= day_start(train_view.cutoff))["ts"].max())
+        st["label_events_max_ts"] = events_before_day.filter(pl.col("ts") >= day_start(train_view.cutoff))["ts"].max()
         stats[arm] = st
     return stats
 
