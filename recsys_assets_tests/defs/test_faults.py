@@ -335,6 +335,17 @@ def test_missing_optional_model_degrades_its_arm_and_the_others_publish(lake, mo
     assert wh.query("SELECT count(*) AS n FROM reports.cold_start_lift WHERE arm = 'ranker_tfidf'")["n"][0] > 0
 
 
+def _check_of_one_asset(lake: Lake, asset: str) -> tuple[dg.ExecuteInProcessResult, object]:
+    """Materialize ``asset`` alone for the last day (errors kept) and return the run and its one check evaluation."""
+    result = dg.materialize(
+        tw.all_assets(), selection=dg.AssetSelection.assets(asset), resources=tw.resources(_root(lake)),
+        partition_key=tw.LAST_DAY.isoformat(), raise_on_error=False,
+    )
+    checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert len(checks) == 1, checks
+    return result, checks[0]
+
+
 def test_leakage_found_while_evaluating_fails_the_blocking_check(lake, monkeypatch):
     """The leakage_audit check reports the audit's result: a leak makes it fail (and the asset with it)."""
     import recsys_assets.defs.reports.cold_start_eval as eval_asset
@@ -344,15 +355,10 @@ def test_leakage_found_while_evaluating_fails_the_blocking_check(lake, monkeypat
         raise LeakageError("temporal/serve: model input has ts 2024-03-16 00:00:00+00:00 >= cutoff 2024-03-16")
 
     monkeypatch.setattr(eval_asset, "evaluate_protocol_pairs", leaking)
-    result = dg.materialize(
-        tw.all_assets(), selection=dg.AssetSelection.assets("cold_start_eval"), resources=tw.resources(_root(lake)),
-        partition_key=tw.LAST_DAY.isoformat(), raise_on_error=False,
-    )
+    result, check = _check_of_one_asset(lake, "cold_start_eval")
     assert not result.success
-    checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    assert [c.check_name for c in checks] == ["leakage_audit"]
-    assert checks[0].passed is False
-    assert "model input has ts" in checks[0].metadata["problems"].value
+    assert check.check_name == "leakage_audit" and check.passed is False
+    assert "model input has ts" in check.metadata["problems"].value
     assert "cold_start_eval" not in {ev.materialization.asset_key.to_user_string() for ev in result.get_asset_materialization_events()}
 
 
@@ -365,12 +371,7 @@ def test_ranker_labels_reaching_day_d_fail_the_blocking_check(lake, monkeypatch)
         return {"ranker_no_text": {"label_events_max_ts": day_start(tw.LAST_DAY), "n_users": 1, "n_rows": 1, "n_positive_rows": 1, "candidate_recall": 1.0}}
 
     monkeypatch.setattr(dataset_asset, "build_ranker_datasets", leaking_labels)
-    result = dg.materialize(
-        tw.all_assets(), selection=dg.AssetSelection.assets("ranker_dataset"), resources=tw.resources(_root(lake)),
-        partition_key=tw.LAST_DAY.isoformat(), raise_on_error=False,
-    )
+    result, check = _check_of_one_asset(lake, "ranker_dataset")
     assert not result.success
-    checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    assert [c.check_name for c in checks] == ["label_window_before_day"]
-    assert checks[0].passed is False
-    assert "label events reach" in checks[0].metadata["problems"].value
+    assert check.check_name == "label_window_before_day" and check.passed is False
+    assert "label events reach" in check.metadata["problems"].value

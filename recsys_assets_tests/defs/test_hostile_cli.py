@@ -157,34 +157,17 @@ def test_end_today_is_accepted_by_validation():
 
 def test_sql_command_waits_for_a_writer_and_errors_in_one_line(tmp_path, capsys):
     """`recsys-assets sql` is the analysts' read-only reader: it retries while a run holds the file."""
-    import subprocess
-    import sys
-    import textwrap
-
     import duckdb
 
     from recsys_assets.cli import main
+    from recsys_assets_tests.duckdb_lock import duckdb_lock_held
 
     lake = tmp_path / "lake"
     lake.mkdir()
     db = lake / "warehouse.duckdb"
     duckdb.connect(str(db)).execute("CREATE TABLE t AS SELECT 42 AS answer").close()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import duckdb, time
-            con = duckdb.connect({str(db)!r})
-            print("holding", flush=True)
-            time.sleep(2.0)
-            con.close()
-        """)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "holding"
+    with duckdb_lock_held(db):
         rc = main(["sql", "SELECT answer FROM t", "--csv", "--lake", str(lake)])
-    finally:
-        holder.wait(timeout=30)
     out = capsys.readouterr()
     assert rc == 0 and out.out.splitlines() == ["answer", "42"], out
     rc = main(["sql", "SELECT * FROM missing_table", "--lake", str(lake)])

@@ -14,9 +14,6 @@ import gzip
 import io
 import json
 import os
-import subprocess
-import sys
-import textwrap
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -39,6 +36,7 @@ from recsys_assets.lib.ingest.events import (
 from recsys_assets.lib.ingest.landing import list_landing, parse_event_file
 from recsys_assets.lib.ingest.validation import validate_events, validate_items
 from recsys_assets.lib.lake import Lake, safe_name
+from recsys_assets_tests.duckdb_lock import duckdb_lock_held
 
 NOW = datetime(2024, 6, 1, tzinfo=timezone.utc)
 EMPTY_FIRST_DAYS = pl.DataFrame(schema={"item_id": pl.String, "first_day": pl.Date})
@@ -441,23 +439,9 @@ def test_read_only_helper_waits_for_a_writer_that_holds_the_file(tmp_path):
 
     path = tmp_path / "w.duckdb"
     duckdb.connect(str(path)).execute("CREATE TABLE t AS SELECT 1 AS x").close()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import duckdb, time, sys
-            con = duckdb.connect({str(path)!r})
-            print("holding", flush=True)
-            time.sleep(2.0)
-            con.close()
-        """)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "holding"
+    with duckdb_lock_held(path):
         with pytest.raises(duckdb.IOException, match="lock"):
             duckdb.connect(str(path), read_only=True)  # what a bare reader gets while the demo writes
         con = Warehouse(path, lock_timeout_s=60).read_only_connect()  # retries until the writer lets go
         assert con.execute("SELECT x FROM t").fetchall() == [(1,)]
         con.close()
-    finally:
-        holder.wait(timeout=30)
