@@ -217,9 +217,9 @@ class RawNight:
 
     def cold_start_lift(self) -> None:
         from recsys_assets.lib.evaluation.lift import LiftConfig
-        from recsys_assets.lib.evaluation.reporting import day_lift, load_per_user, open_warehouse
+        from recsys_assets.lib.evaluation.reporting import day_report, load_per_user, open_warehouse
 
-        rows = day_lift(load_per_user(self.lake, self.day), self.day, self.lm, LiftConfig(n_boot=self.models.n_boot), self.cfg.config_hash(), self._fingerprints())
+        rows, _ = day_report(load_per_user(self.lake, self.day), self.day, self.lm, LiftConfig(n_boot=self.models.n_boot), self.cfg.config_hash(), self._fingerprints())
         open_warehouse(self.lake).replace_partition("cold_start_lift", rows, {"day": self.day})
 
     def lift_rollup(self) -> None:

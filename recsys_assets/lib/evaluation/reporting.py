@@ -123,20 +123,6 @@ def day_report(
     return _provenance(rows, fingerprints, config_hash).with_columns(day=pl.lit(day), snapshot=pl.lit(day)), head
 
 
-def day_lift(
-    per_user: pl.DataFrame,
-    day: date,
-    lm_encoders: list[str],
-    cfg: LiftConfig,
-    config_hash: str,
-    fingerprints: dict[str, str],
-    per_pair: pl.DataFrame | None = None,
-    arm_stats: pl.DataFrame | None = None,
-) -> pl.DataFrame:
-    """The ``cold_start_lift`` rows of one day (see :func:`day_report`)."""
-    return day_report(per_user, day, lm_encoders, cfg, config_hash, fingerprints, per_pair, arm_stats)[0]
-
-
 def drop_trivial(per_user: pl.DataFrame, arm_stats: pl.DataFrame | None) -> pl.DataFrame:
     """Per-user rows of one day without its trivial cells (scope ranked no more than K items)."""
     ranked = ranked_items(arm_stats)
