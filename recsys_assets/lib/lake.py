@@ -146,6 +146,29 @@ class Lake:
                 days.append(date.fromisoformat(name[4:]))
         return sorted(days)
 
+    def events_fingerprint(self, before: date | None = None) -> str:
+        """Identity of the published events partitions before ``before`` (all when None).
+
+        One listing of ``events/`` (a single call on object stores): path, size and modification
+        stamp of every partition file. A republished day (late data) changes the fingerprint, so
+        whatever was derived from the old events is rebuilt instead of reused.
+        """
+        base = self.path("events")
+        if not base.exists():
+            return hashlib.sha256(b"no events").hexdigest()[:16]
+        found = base.fs.find(base.path, detail=True)
+        h = hashlib.sha256()
+        for path in sorted(found):
+            parent = path.rstrip("/").split("/")[-2]
+            if not parent.startswith("day=") or not path.endswith("part-0.parquet"):
+                continue
+            if before is not None and date.fromisoformat(parent[4:]) >= before:
+                continue
+            info = found[path]
+            stamp = next((info[k] for k in ("mtime", "LastModified", "updated", "created", "ETag") if info.get(k) is not None), "")
+            h.update(f"{parent}|{info.get('size')}|{stamp}\n".encode())
+        return h.hexdigest()[:16]
+
     def count_events(self, days: list[date]) -> int:
         """Rows of the published events partitions of ``days`` (from Parquet footers, no data read)."""
         import pyarrow.parquet as pq

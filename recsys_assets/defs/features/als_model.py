@@ -2,19 +2,18 @@
 
 import dagster as dg
 
-from recsys_assets.defs.features.common import catalogs, events_before_day_dep, partition_day
+from recsys_assets.defs.features.common import day_snapshot, events_before_day_dep, partition_day
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.resources import LakeResource, ModelsResource
-from recsys_assets.lib.features.nightly import als_dir, fit_view_als, load_views
+from recsys_assets.lib.features.nightly import als_dir, fit_view_als
 
 
 @dg.asset(group_name="features", kinds={"implicit", "numpy"}, partitions_def=daily_partitions, deps=[events_before_day_dep(), "items"])
 def als_model(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource) -> dg.MaterializeResult:
     """ALS on events before D (serve) and before D - w (ranker training), per protocol; few-event users folded in."""
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
-    items, _ = catalogs(the_lake)
     metadata = {"config_hash": cfg.config_hash()}
-    for (protocol, stage), view in load_views(the_lake, day, items, cfg).items():
+    for (protocol, stage), view in day_snapshot(the_lake, day, cfg).views().items():
         model, stats = fit_view_als(view, cfg)
         model.save(als_dir(the_lake, day, protocol, stage))
         for key, value in stats.items():

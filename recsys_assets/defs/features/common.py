@@ -6,7 +6,10 @@ from datetime import date
 
 import dagster as dg
 
+from recsys_assets.lib.day import DaySnapshot
+from recsys_assets.lib.features.nightly import FeatureConfig
 from recsys_assets.lib.ingest.catalog import read_catalog
+from recsys_assets.lib.lake import Lake
 
 # Snapshot D uses every event before D: lineage points at the previous day's events
 # (the newest input); the asset reads all published days before D.
@@ -23,3 +26,8 @@ def partition_day(context: dg.AssetExecutionContext) -> date:
 
 def catalogs(lake):
     return read_catalog(lake, "items"), read_catalog(lake, "users")
+
+
+def day_snapshot(lake: Lake, day: date, cfg: FeatureConfig) -> DaySnapshot:
+    """Day D's inputs (events before D, day D, views): read once per run process, shared by every asset."""
+    return DaySnapshot.of(lake, day, read_catalog(lake, "items"), cfg)

@@ -3,21 +3,20 @@
 import dagster as dg
 
 from recsys_assets.defs.features.als_model import als_model
-from recsys_assets.defs.features.common import catalogs, partition_day
+from recsys_assets.defs.features.common import day_snapshot, partition_day
 from recsys_assets.defs.features.item_embeddings import item_embeddings
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.lib.features.als import ALSModel
 from recsys_assets.lib.features.content_to_cf import ContentToCFError
-from recsys_assets.lib.features.nightly import als_dir, c2cf_dir, encoders_with_embeddings, fit_view_c2cf, load_item_embeddings, load_views
+from recsys_assets.lib.features.nightly import als_dir, c2cf_dir, encoders_with_embeddings, fit_view_c2cf, load_item_embeddings
 
 
 @dg.asset(group_name="features", kinds={"scikitlearn"}, partitions_def=daily_partitions, deps=[item_embeddings, als_model])
 def content_to_cf(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource) -> dg.MaterializeResult:
     """Gives brand-new items pseudo ALS factors from their text; held-out R^2/cosine vs a mean-vector baseline in metadata."""
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
-    items, _ = catalogs(the_lake)
-    views = load_views(the_lake, day, items, cfg)
+    views = day_snapshot(the_lake, day, cfg).views()
     metadata = {"config_hash": cfg.config_hash()}
     for name in encoders_with_embeddings(the_lake, day, cfg):
         item_ids, vectors, _ = load_item_embeddings(the_lake, day, name)

@@ -3,7 +3,7 @@
 import dagster as dg
 import numpy as np
 
-from recsys_assets.defs.features.common import catalogs, events_before_day_dep, partition_day
+from recsys_assets.defs.features.common import catalogs, day_snapshot, events_before_day_dep, partition_day
 from recsys_assets.defs.features.item_embeddings import item_embeddings
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.resources import LakeResource, ModelsResource
@@ -12,7 +12,6 @@ from recsys_assets.lib.features.nightly import (
     build_view_profiles,
     encoders_with_embeddings,
     load_item_embeddings,
-    load_views,
     profiles_path,
     write_npz,
 )
@@ -23,7 +22,7 @@ def user_profiles(context: dg.AssetExecutionContext, lake: LakeResource, models:
     """u <- u + alpha * (e_item - u) over each user's history in time order, per encoder/protocol/stage."""
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     items, users = catalogs(the_lake)
-    views = load_views(the_lake, day, items, cfg)
+    views = day_snapshot(the_lake, day, cfg).views()
     metadata = {"config_hash": cfg.config_hash()}
     for name in encoders_with_embeddings(the_lake, day, cfg):
         item_ids, vectors, meta = load_item_embeddings(the_lake, day, name)

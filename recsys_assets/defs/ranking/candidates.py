@@ -2,11 +2,9 @@
 
 import dagster as dg
 
-from recsys_assets.defs.features.common import catalogs, partition_day
+from recsys_assets.defs.features.common import day_snapshot, partition_day
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.resources import LakeResource, ModelsResource
-from recsys_assets.lib.evaluation.daily import events_of_day
-from recsys_assets.lib.features.nightly import load_views
 from recsys_assets.lib.lake import write_parquet_atomic
 from recsys_assets.lib.ranking.nightly import candidate_pool, load_snapshot_features, ranking_config, recs_dir, served_users
 
@@ -23,13 +21,11 @@ def candidates(context: dg.AssetExecutionContext, lake: LakeResource, models: Mo
     Served users are the users active on D (their ids only: no day-D interaction is a model input).
     """
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
-    items, _ = catalogs(the_lake)
     rcfg = ranking_config(the_lake, day, cfg, models.new_item_slots, models.max_train_users)
-    users = served_users(events_of_day(the_lake, day))
+    snap = day_snapshot(the_lake, day, cfg)
+    users = served_users(snap.events_of_day)
     metadata = {"served_users": len(users), "encoders": ", ".join(rcfg.encoders)}
-    for (protocol, stage), view in load_views(the_lake, day, items, cfg).items():
-        if stage != "serve":
-            continue
+    for (protocol, _), view in snap.views("serve").items():
         feats = load_snapshot_features(the_lake, view, list(rcfg.encoders), cfg)
         pool = candidate_pool(feats, users, rcfg)
         write_parquet_atomic(pool, recs_dir(the_lake, day, protocol).joinpath("candidates.parquet"))

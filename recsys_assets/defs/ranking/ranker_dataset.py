@@ -2,11 +2,10 @@
 
 import dagster as dg
 
-from recsys_assets.defs.features.common import catalogs, events_before_day_dep, partition_day
+from recsys_assets.defs.features.common import day_snapshot, events_before_day_dep, partition_day
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.lib.errors import LeakageError
-from recsys_assets.lib.features.nightly import load_views
 from recsys_assets.lib.ranking.nightly import build_ranker_datasets, ranking_config
 from recsys_assets.lib.snapshot import audit_leakage, day_start
 
@@ -21,13 +20,11 @@ from recsys_assets.lib.snapshot import audit_leakage, day_start
 def ranker_dataset(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource):
     """Per protocol and ranker arm: candidates of label-window users, features from models fit before D - w, labels."""
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
-    items, _ = catalogs(the_lake)
     rcfg = ranking_config(the_lake, day, cfg, models.new_item_slots, models.max_train_users)
-    events = the_lake.read_events(before=day)
+    snap = day_snapshot(the_lake, day, cfg)
+    events = snap.events_before
     metadata, problems = {"label_window_days": cfg.protocol.label_window_days}, []
-    for (protocol, stage), view in load_views(the_lake, day, items, cfg).items():
-        if stage != "train":
-            continue
+    for (protocol, _), view in snap.views("train").items():
         stats = build_ranker_datasets(the_lake, view, events, cfg, rcfg)
         problems += audit_leakage(view)
         for arm, st in stats.items():

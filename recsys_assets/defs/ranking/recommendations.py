@@ -2,13 +2,11 @@
 
 import dagster as dg
 
-from recsys_assets.defs.features.common import catalogs, partition_day
+from recsys_assets.defs.features.common import day_snapshot, partition_day
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.ranking.candidates import candidates
 from recsys_assets.defs.ranking.rankers import rankers
 from recsys_assets.defs.resources import LakeResource, ModelsResource
-from recsys_assets.lib.evaluation.daily import events_of_day
-from recsys_assets.lib.features.nightly import load_views
 from recsys_assets.lib.ranking.nightly import day_truth, load_rankers, load_snapshot_features, ranking_config, serve_day, served_users
 
 
@@ -16,14 +14,12 @@ from recsys_assets.lib.ranking.nightly import day_truth, load_rankers, load_snap
 def recommendations(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource) -> dg.MaterializeResult:
     """Every arm serves every active user of D (no one silently dropped: fallbacks are counted)."""
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
-    items, _ = catalogs(the_lake)
     rcfg = ranking_config(the_lake, day, cfg, models.new_item_slots, models.max_train_users)
-    day_events = events_of_day(the_lake, day)
+    snap = day_snapshot(the_lake, day, cfg)
+    day_events = snap.events_of_day
     users = served_users(day_events)
     metadata = {"served_users": len(users)}
-    for (protocol, stage), view in load_views(the_lake, day, items, cfg).items():
-        if stage != "serve":
-            continue
+    for (protocol, _), view in snap.views("serve").items():
         feats = load_snapshot_features(the_lake, view, list(rcfg.encoders), cfg)
         eval_users = day_truth(day_events, view, cfg)["user_id"].unique().sort().to_list()
         stats = serve_day(the_lake, feats, users, eval_users, load_rankers(the_lake, day, protocol, rcfg), rcfg)

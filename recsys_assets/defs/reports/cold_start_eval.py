@@ -3,15 +3,14 @@
 import dagster as dg
 import polars as pl
 
-from recsys_assets.defs.features.common import catalogs, partition_day
+from recsys_assets.defs.features.common import day_snapshot, partition_day
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.ranking.recommendations import recommendations
 from recsys_assets.defs.reports.common import encoder_metas, fingerprints
 from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.lib.errors import LeakageError
-from recsys_assets.lib.evaluation.daily import evaluate_protocol_pairs, events_of_day
+from recsys_assets.lib.evaluation.daily import evaluate_protocol_pairs
 from recsys_assets.lib.evaluation.reporting import day_arm_metrics, encoder_cost_rows, open_warehouse, save_eval
-from recsys_assets.lib.features.nightly import load_views
 from recsys_assets.lib.markdown import frame_to_markdown
 
 
@@ -30,13 +29,11 @@ def cold_start_eval(context: dg.AssetExecutionContext, lake: LakeResource, model
     (reports.arm_metrics), and what each encoder cost that night (reports.encoder_cost).
     """
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
-    items, _ = catalogs(the_lake)
-    day_events = events_of_day(the_lake, day)
+    snap = day_snapshot(the_lake, day, cfg)
+    day_events = snap.events_of_day
     per_user, stats, pairs, n_users, problems = [], [], [], {}, []
     try:
-        for (protocol, stage), view in load_views(the_lake, day, items, cfg).items():
-            if stage != "serve":
-                continue
+        for (protocol, _), view in snap.views("serve").items():
             pu, st, pp, n = evaluate_protocol_pairs(the_lake, view, day_events, cfg)  # audits the view first
             per_user.append(pu)
             stats.append(st)

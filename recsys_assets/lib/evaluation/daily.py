@@ -42,6 +42,3 @@ def evaluate_protocol_pairs(
     per_user, stats, pairs = evaluate_view(view, truth, arm_recs, arm_cold, cands, cfg.protocol, ks)
     return per_user, stats, pairs, truth["user_id"].n_unique()
 
-
-def events_of_day(lake: Lake, day: date) -> pl.DataFrame:
-    return lake.read_events(days=[day])

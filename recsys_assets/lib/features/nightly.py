@@ -89,14 +89,7 @@ def read_npz(path: UPath) -> tuple[dict[str, np.ndarray], dict]:
 # --- views -------------------------------------------------------------------------
 
 
-def load_views(lake: Lake, day: date, items: pl.DataFrame, cfg: FeatureConfig) -> dict[tuple[str, str], SnapshotView]:
-    """Every (protocol, stage) view of snapshot ``day`` from the published events before it."""
-    events = lake.read_events(before=day)
-    return {
-        (p, s): build_view(events, items, day, p, s, cfg.protocol)
-        for p in cfg.protocol.protocols
-        for s in STAGES
-    }
+# The views of a day are built once per process by lib/day.py (DaySnapshot), from here up.
 
 
 # --- item embeddings -----------------------------------------------------------------
