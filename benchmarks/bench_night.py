@@ -90,7 +90,7 @@ class RawNight:
 
         self.models = ModelsResource()
         self.lake, self.cfg, self.day = Lake.at(lake_root), self.models.feature_config(), day
-        self.lm = [e for e in self.cfg.encoders if e not in ("tfidf", "metadata")]
+        self.lm = self.cfg.lm_encoders
 
     def _catalogs(self):
         from recsys_assets.lib.ingest.catalog import read_catalog

@@ -19,7 +19,8 @@ import polars as pl
 import pytest
 
 from recsys_assets.defs.resources import IngestResource, LakeResource, ModelsResource
-from recsys_assets.lib.evaluation.reporting import encoder_of, open_warehouse
+from recsys_assets.lib.evaluation.reporting import open_warehouse
+from recsys_assets.lib.ranking.arm_spec import encoder_of
 from recsys_assets.lib.evaluation.sql_files import view_names
 from recsys_assets.lib.ingest.catalog import read_catalog
 from recsys_assets.lib.ingest.events import read_manifest
@@ -126,7 +127,8 @@ def test_every_arm_serves_k_items_to_every_served_user(graph):
 def test_leakage_checks_passed(graph):
     for d, result in graph["results"].items():
         checks = _checks(result)
-        assert checks.get("ranker_dataset:label_window_before_day") is True, (d, checks)
+        assert checks.get("ranker_examples:label_window_before_day") is True, (d, checks)
+        assert checks.get("ranker_dataset:examples_before_day") is True, (d, checks)
         assert checks.get("cold_start_eval:leakage_audit") is True, (d, checks)
 
 

@@ -21,11 +21,6 @@ from recsys_assets.lib.evaluation.reporting import (
 )
 
 
-def lm_encoders(cfg) -> list[str]:
-    """LM encoders among the configured ones (tfidf/metadata are baselines)."""
-    return [e for e in cfg.encoders if e not in ("tfidf", "metadata")]
-
-
 @dg.asset(group_name="reports", kinds={"duckdb"}, partitions_def=daily_partitions, deps=[cold_start_eval], pool="duckdb_writer", freshness_policy=REPORT_FRESHNESS)
 def cold_start_lift(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource) -> dg.MaterializeResult:
     """Answers: on day D alone, by how much does each text ranker beat its baselines, per segment?
@@ -37,7 +32,7 @@ def cold_start_lift(context: dg.AssetExecutionContext, lake: LakeResource, model
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     metas = encoder_metas(the_lake, day, cfg)
     rows, head = day_report(
-        load_per_user(the_lake, day), day, lm_encoders(cfg), LiftConfig(n_boot=models.n_boot), cfg.config_hash(), fingerprints(metas),
+        load_per_user(the_lake, day), day, cfg.lm_encoders, LiftConfig(n_boot=models.n_boot), cfg.config_hash(), fingerprints(metas),
         per_pair=load_per_pair(the_lake, day), arm_stats=load_arm_stats(the_lake, day),
     )
     wh = open_warehouse(the_lake)

@@ -5,7 +5,7 @@ import polars as pl
 
 from recsys_assets.defs.features.common import partition_day
 from recsys_assets.defs.partitions import daily_partitions
-from recsys_assets.defs.reports.cold_start_lift import cold_start_lift, lm_encoders
+from recsys_assets.defs.reports.cold_start_lift import cold_start_lift
 from recsys_assets.defs.reports.common import encoder_metas, fingerprints, headline_metadata
 from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.defs.schedules import REPORT_FRESHNESS
@@ -28,7 +28,7 @@ def lift_rollup(context: dg.AssetExecutionContext, lake: LakeResource, models: M
     """
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     fps = fingerprints(encoder_metas(the_lake, day, cfg))
-    lift, warm, days, head = rollup_report(the_lake, day, models.rollup_days, lm_encoders(cfg), LiftConfig(n_boot=models.n_boot), cfg.config_hash(), fps)
+    lift, warm, days, head = rollup_report(the_lake, day, models.rollup_days, cfg.lm_encoders, LiftConfig(n_boot=models.n_boot), cfg.config_hash(), fps)
     wh = open_warehouse(the_lake)
     if lift.height:
         wh.replace_partition("cold_start_lift_rollup", lift, {"window_end": day})

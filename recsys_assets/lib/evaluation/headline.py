@@ -20,6 +20,8 @@ from datetime import date
 
 import polars as pl
 
+from recsys_assets.lib.ranking.arm_spec import headline_lm
+
 HEADLINE_TABLE = "reports.headline"
 """Where the headline rows live in the warehouse."""
 
@@ -109,15 +111,7 @@ def resolve_endpoints(endpoints: tuple[PrimaryEndpoint, ...], comparisons: list[
     comparison is absent stay in the list with ``{lm}`` resolved when possible (their verdict
     is then ``too few``).
     """
-    lm = None
-    for arm, _ in comparisons:
-        for prefix in ("ranker_", "content_"):
-            name = arm.split("+", 1)[0]
-            if name.startswith(prefix) and name[len(prefix):] not in ("no_text", "tfidf", "metadata"):
-                lm = name[len(prefix):]
-                break
-        if lm:
-            break
+    lm = headline_lm([arm for arm, _ in comparisons])
     out = []
     for e in endpoints:
         if lm is not None:

@@ -21,6 +21,7 @@ import polars as pl
 
 from recsys_assets.lib.evaluation.headline import DEFAULT_PRIMARY_ENDPOINTS, PrimaryEndpoint, resolve_endpoints
 from recsys_assets.lib.evaluation.stats import MIN_USERS_DEFAULT, TOO_FEW_USERS, TRIVIAL, cell_lifts, holm_adjust
+from recsys_assets.lib.ranking.arm_spec import NO_TEXT, parse_arm
 
 LIFT_COLUMNS = [
     "protocol", "scope", "arm", "baseline_arm", "segment_kind", "segment", "metric", "k", "value", "baseline_value",
@@ -70,11 +71,11 @@ def comparisons_for(arms: list[str], lm_encoders: list[str]) -> list[tuple[str, 
     """(arm, baseline) pairs of docs/protocol.md that exist among ``arms``."""
     pairs = []
     present = set(arms)
+    slot_policies = sorted({parse_arm(a).slots for a in arms} | {0})
     for lm in lm_encoders:
-        for suffix in sorted({a.split("+", 1)[1] for a in arms if "+" in a} | {""}):
-            tag = f"+{suffix}" if suffix else ""
-            arm = f"ranker_{lm}{tag}"
-            for base in (f"ranker_tfidf{tag}", f"ranker_no_text{tag}", "als", "popularity"):
+        for n in slot_policies:
+            arm = parse_arm(f"ranker_{lm}").with_slots(n).name
+            for base in (parse_arm("ranker_tfidf").with_slots(n).name, parse_arm(NO_TEXT).with_slots(n).name, "als", "popularity"):
                 pairs.append((arm, base))
         pairs.append((f"content_{lm}", "content_tfidf"))
     pairs.append(("ranker_tfidf", "ranker_no_text"))

@@ -19,6 +19,7 @@ from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, PER_PAIR_KEY
 from recsys_assets.lib.evaluation.headline import headline_rows
 from recsys_assets.lib.evaluation.lift import LiftConfig, comparisons_for, lift_rows, pool_days, warmup_rows
 from recsys_assets.lib.lake import Lake, read_parquet, write_parquet_atomic
+from recsys_assets.lib.ranking.arm_spec import encoder_of
 
 
 @lru_cache(maxsize=1)
@@ -65,15 +66,6 @@ def load_per_user(lake: Lake, day: date) -> pl.DataFrame:
 def load_arm_stats(lake: Lake, day: date) -> pl.DataFrame:
     path = eval_dir(lake, day).joinpath("arm_stats.parquet")
     return read_parquet(path) if path.exists() else pl.DataFrame(schema=ARM_STATS_SCHEMA)
-
-
-def encoder_of(arm: str) -> str | None:
-    """``ranker_minilm-l6+slots2`` -> ``minilm-l6``; arms without an encoder -> None."""
-    base = arm.split("+", 1)[0]
-    for prefix in ("ranker_", "content_"):
-        if base.startswith(prefix) and base != "ranker_no_text":
-            return base[len(prefix):]
-    return None
 
 
 def _provenance(frame: pl.DataFrame, fingerprints: dict[str, str], config_hash: str) -> pl.DataFrame:

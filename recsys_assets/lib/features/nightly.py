@@ -26,7 +26,7 @@ from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.features.als import ALSConfig, ALSModel, fit_als
 from recsys_assets.lib.features.content_to_cf import ContentToCFConfig, ContentToCFModel, fit_content_to_cf
 from recsys_assets.lib.features.embeddings import EmbeddingResult, embed_items, encode_texts
-from recsys_assets.lib.features.encoders import EncoderConfig, get_encoder
+from recsys_assets.lib.features.encoders import EncoderConfig, encoder_is_neural, get_encoder
 from recsys_assets.lib.features.interactions import InteractionConfig
 from recsys_assets.lib.features.profiles import ProfileConfig, build_user_profiles, profiles_from_text
 from recsys_assets.lib.features.text import ItemTextConfig
@@ -61,6 +61,11 @@ class FeatureConfig:
 
     def config_hash(self) -> str:
         return config_hash(self)
+
+    @property
+    def lm_encoders(self) -> list[str]:
+        """The configured encoders that are pretrained language models (the encoder registry decides)."""
+        return [e for e in self.encoders if encoder_is_neural(e)]
 
 
 def snapshot_dir(lake: Lake, day: date) -> UPath:

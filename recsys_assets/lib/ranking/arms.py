@@ -18,14 +18,12 @@ id, deterministically.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import polars as pl
 
-from recsys_assets.lib.errors import RecsysError
+from recsys_assets.lib.ranking.arm_spec import ArmError, ArmSpec, arm_specs, parse_arm, ranker_specs
 from recsys_assets.lib.ranking.candidates import (
     arm_sources,
     candidate_recall,
@@ -38,56 +36,16 @@ from recsys_assets.lib.ranking.inputs import SnapshotFeatures, hash_u64
 from recsys_assets.lib.ranking.ranker import RankerModel
 
 RECS_SCHEMA = {"user_id": pl.String, "item_id": pl.String, "rank": pl.Int64, "score": pl.Float64}
-_SLOTS_RE = re.compile(r"^(?P<base>[^+]+)(?:\+slots(?P<n>\d+))?$")
-
-
-class ArmError(RecsysError):
-    """An arm name is unknown or cannot be served with the given models."""
-
-
-@dataclass(frozen=True)
-class ArmSpec:
-    name: str
-    """Full arm name (with any ``+slots{n}`` suffix)."""
-    base: str
-    """Name without the suffix (the key of its ranker model)."""
-    kind: str
-    """popularity | als | content | ranker."""
-    encoder: str | None
-    """Encoder of content_/ranker_ arms (None for ranker_no_text and the ID arms)."""
-    slots: int
-    """New-item slots reserved in the top K."""
-
-
-def parse_arm(name: str) -> ArmSpec:
-    m = _SLOTS_RE.match(name)
-    if not m:
-        raise ArmError(f"Bad arm name {name!r}: expected <arm> or <arm>+slots<n>.")
-    base, slots = m.group("base"), int(m.group("n") or 0)
-    if base == "popularity":
-        return ArmSpec(name, base, "popularity", None, slots)
-    if base == "als":
-        return ArmSpec(name, base, "als", None, slots)
-    if base.startswith("content_") and len(base) > 8:
-        return ArmSpec(name, base, "content", base[8:], slots)
-    if base == "ranker_no_text":
-        return ArmSpec(name, base, "ranker", None, slots)
-    if base.startswith("ranker_") and len(base) > 7:
-        return ArmSpec(name, base, "ranker", base[7:], slots)
-    raise ArmError(f"Unknown arm {name!r}: choose popularity, als, content_<enc>, ranker_no_text, ranker_<enc> (+slots<n>).")
 
 
 def arm_names(cfg: RankingConfig) -> list[str]:
     """Arms of one evaluation run; with ``new_item_slots`` the ranker arms also run as ``+slots{n}``."""
-    names = ["popularity", "als", *[f"content_{e}" for e in cfg.encoders], "ranker_no_text", *[f"ranker_{e}" for e in cfg.encoders]]
-    if cfg.new_item_slots:
-        names += [f"{a}+slots{cfg.new_item_slots}" for a in names if a.startswith("ranker_")]
-    return names
+    return [s.name for s in arm_specs(cfg.encoders, cfg.new_item_slots)]
 
 
 def ranker_arm_names(cfg: RankingConfig) -> list[str]:
     """The arms that need a trained model (one per name)."""
-    return ["ranker_no_text", *[f"ranker_{e}" for e in cfg.encoders]]
+    return [s.name for s in ranker_specs(cfg.encoders)]
 
 
 # --- helpers ---------------------------------------------------------------------------

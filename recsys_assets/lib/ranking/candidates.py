@@ -28,6 +28,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys_assets.lib.errors import RecsysError
+from recsys_assets.lib.ranking.arm_spec import parse_arm
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.inputs import SnapshotFeatures
 
@@ -66,11 +67,9 @@ def text_sources(encoder: str) -> tuple[str, ...]:
 
 def arm_sources(arm: str) -> tuple[str, ...]:
     """Candidate sources of a ranker arm: ``ranker_no_text`` or ``ranker_<enc>`` (a ``+slots`` suffix is ignored)."""
-    base = arm.split("+", 1)[0]
-    if base == "ranker_no_text":
-        return BASE_SOURCES
-    if base.startswith("ranker_"):
-        return BASE_SOURCES + text_sources(base[len("ranker_") :])
+    spec = parse_arm(arm)
+    if spec.is_ranker:
+        return BASE_SOURCES + (text_sources(spec.encoder) if spec.encoder else ())
     raise CandidateError(f"arm_sources: {arm!r} is not a ranker arm (ranker_no_text or ranker_<encoder>).")
 
 

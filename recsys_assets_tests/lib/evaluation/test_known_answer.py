@@ -3,13 +3,14 @@
 Synthetic worlds from ``lib.ingest.synthetic`` whose item text is built from
 topic-specific SYNONYM sets: with ``text_signal=1`` an item's words (and its
 coarse category) come from its latent topic, with ``text_signal=0`` they are
-drawn independently of it. Each world runs the pipeline at lib level, no
-Dagster, exactly as the nightly assets chain it: landing files -> staged
-events + catalogs, snapshot views, item embeddings (the REAL MiniLM encoder
-and TF-IDF), ALS + EMA profiles + content->CF per view, ranker training frames
-from the label window, LightGBM rankers, recommendations (full catalogue and
-``cold_only``), per-user metrics, lift with a paired bootstrap over the
-user-days pooled across the evaluated days.
+drawn independently of it. Each world runs what production runs: the synthetic
+landing files are ingested by ``catalog_job``'s assets and one ``events`` run,
+then ``day_job``'s assets (features -> ranking -> reports) are materialized for
+each evaluated day with the REAL MiniLM encoder (and TF-IDF), and the answer is
+read where an analyst reads it: the pooled window rows of
+``reports.cold_start_lift_rollup`` written by ``lift_rollup`` (users as clusters
+over days, items resampled too in the cold-item cells). Break any asset and
+these tests fail.
 
 Protocol: ``item_holdout``. Under ``temporal`` only the handful of items
 created on D itself are new at the snapshot (items get events the day they
@@ -43,63 +44,45 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import timedelta
 
-import numpy as np
+import dagster as dg
 import polars as pl
 import pytest
 
-from recsys_assets.lib.evaluation.evaluate import evaluate_view
-from recsys_assets.lib.evaluation.lift import LiftConfig, lift_rows, pool_days
-from recsys_assets.lib.features.als import ALSConfig
-from recsys_assets.lib.features.embeddings import embed_items, encode_texts
-from recsys_assets.lib.features.encoders import EncoderConfig, get_encoder
-from recsys_assets.lib.features.interactions import InteractionConfig
-from recsys_assets.lib.ingest.catalog import build_items, build_users, first_days
-from recsys_assets.lib.ingest.config import IngestConfig
-from recsys_assets.lib.ingest.events import read_staged_good, stage_landing_events
-from recsys_assets.lib.ingest.schema import EVENT_SCHEMA
+from recsys_assets.defs.resources import IngestResource, LakeResource, ModelsResource
+from recsys_assets.lib.day import DaySnapshot
+from recsys_assets.lib.evaluation.reporting import open_warehouse
+from recsys_assets.lib.ingest.catalog import read_catalog
 from recsys_assets.lib.ingest.synthetic import SyntheticConfig, generate_synthetic_world
-from recsys_assets.lib.lake import Lake
-from recsys_assets.lib.ranking.arms import (
-    build_training_frame,
-    new_item_ids,
-    parse_arm,
-    recommend,
-    score_items,
-    top_k_from_scores,
-    training_labels,
-)
-from recsys_assets.lib.ranking.candidates import arm_sources, generate_candidates
-from recsys_assets.lib.ranking.config import RankingConfig
-from recsys_assets.lib.ranking.features import feature_names, text_feature_names
-from recsys_assets.lib.ranking.inputs import assemble_snapshot_features
-from recsys_assets.lib.ranking.ranker import train_ranker
-from recsys_assets.lib.snapshot import ProtocolConfig, build_view, day_start, positives_excluding_seen
+from recsys_assets.lib.lake import Lake, read_parquet
+from recsys_assets.lib.ranking.features import text_feature_names
+from recsys_assets.lib.ranking.nightly import ranker_dataset_path, ranker_model_dir
+from recsys_assets.lib.ranking.ranker import RankerModel
 
 LM = "minilm-l6"
 PROTOCOL = "item_holdout"
 K = 20
 EVAL_DAYS = 3
-# Small enough for ~1 min per world on 2 busy cores, large enough for > 150 cold-only user-days.
+# Small enough for ~1-2 min per world on 2 busy cores, large enough for > 150 cold-only user-days.
 # popularity_exponent 0.4 (default 0.8): a flatter Zipf puts more truth on held-out items (~215 cold-only
 # user-days instead of ~165) and makes topic affinity, the thing text can know, weigh more than item popularity.
 WORLD = dict(n_users=1500, n_items=600, n_events=60_000, n_days=30, n_topics=12, popularity_exponent=0.4, start_day="2024-01-01", seed=0)
-PCFG = ProtocolConfig(protocols=(PROTOCOL,), holdout_fraction=0.2, label_window_days=14, recent_days=7)
-INTER = InteractionConfig()  # truth = click/cart/purchase (the pipeline default)
-ALS_CFG = ALSConfig(factors=16, iterations=8, num_threads=1)
-LIFT_CFG = LiftConfig(n_boot=1000, seed=0)
+MODELS = dict(
+    protocols=PROTOCOL, holdout_fraction=0.2, label_window_days=14, als_factors=16, als_iterations=8,
+    device="cpu", rollup_days=EVAL_DAYS, n_boot=200,
+)
 MIN_CELL_USERS = 100
 
 
 @dataclass
 class KnownAnswer:
-    """What one world's run produced."""
+    """What one world's day_job runs wrote."""
 
     lift: pl.DataFrame
-    """lift_rows over the user-days pooled across the evaluated days."""
+    """reports.cold_start_lift_rollup rows of the window ending on the last evaluated day."""
     diagnostics: dict = field(default_factory=dict)
-    """Per day and ranker arm: training-frame stats, new-item positives, top features."""
+    """Per day and ranker arm: new-item positives of the training frame, text share of the gain, top features."""
     seconds: float = 0.0
 
     def cell(self, arm: str, baseline: str, scope: str, segment_kind: str = "all", segment: str = "all", metric: str = "recall") -> dict:
@@ -117,117 +100,65 @@ class KnownAnswer:
         return rows.row(0, named=True)
 
 
-def _ingest(lake: Lake, cfg: SyntheticConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Landing files -> (events, items, users) through the ingest lib (what catalog_job/events_job publish)."""
-    generate_synthetic_world(lake, cfg)
-    icfg = IngestConfig()
-    stage_landing_events(lake, icfg)
-    good = read_staged_good(lake)
-    events = good.unique("event_id", keep="first").sort("ts", "event_id").select(list(EVENT_SCHEMA))
-    items, _ = build_items(lake, first_days(good, "item_id"), icfg)
-    users, _ = build_users(lake, first_days(good, "user_id"), icfg)
-    return events, items, users
+def _materialize(resources: dict, selection: dg.AssetSelection, **kw) -> dg.ExecuteInProcessResult:
+    from recsys_assets.definitions import defs
+
+    result = dg.materialize(list(defs.assets), selection=selection, resources=resources, raise_on_error=False, **kw)
+    failures = [e.step_key for e in result.all_events if e.is_step_failure]
+    assert result.success, f"materialize {kw.get('partition_key', '')} failed in {failures}"
+    return result
 
 
-def run_world(root, text_signal: float, encoders: tuple[str, ...], arms: tuple[str, ...]) -> KnownAnswer:
-    """The nightly pipeline of the last EVAL_DAYS days of a synthetic world, pooled lift of ``arms``."""
+def _diagnostics(lake: Lake, day, models: ModelsResource, encoders: tuple[str, ...]) -> dict:
+    """What the rankers asset trained on and what it learned, read back from the lake."""
+    snap = DaySnapshot.of(lake, day, read_catalog(lake, "items"), models.feature_config())
+    train = snap.view(PROTOCOL, "train")
+    new_items = train.item_stats.filter(pl.col("item_segment") == "new")["item_id"].implode()
+    out = {}
+    for enc in encoders:
+        arm = f"ranker_{enc}"
+        frame = read_parquet(ranker_dataset_path(lake, day, PROTOCOL, arm))
+        imp = RankerModel.load(ranker_model_dir(lake, day, PROTOCOL, arm)).feature_importance().sort("gain", descending=True)
+        text_gain = imp.filter(pl.col("feature").is_in(text_feature_names(enc)))["gain"].sum()
+        out[arm] = {
+            "new_item_positive_rows": int(frame.filter(pl.col("item_id").is_in(new_items))["label"].gt(0).sum()),
+            "text_gain_share": round(float(text_gain / max(imp["gain"].sum(), 1e-12)), 3),
+            "top_features": imp["feature"].head(4).to_list(),
+        }
+    return out
+
+
+def run_world(root, text_signal: float, encoders: tuple[str, ...]) -> KnownAnswer:
+    """Ingest a synthetic world, run day_job on its last EVAL_DAYS days, read the pooled lift."""
     t0 = time.perf_counter()
     lake = Lake.at(root)
     scfg = SyntheticConfig(text_signal=text_signal, **WORLD)
-    events, items, users = _ingest(lake, scfg)
-    rcfg = RankingConfig(encoders=encoders, lm_encoders=(LM,), num_threads=1, num_boost_round=150)
-    ecfg = EncoderConfig(show_progress=False)
-    enc = {name: get_encoder(name, ecfg, cache_dir=lake.cache) for name in encoders}
-    ranker_arms = [a for a in arms if parse_arm(a).kind == "ranker"]
-    per_user, per_pair, diagnostics = {}, {}, {}
+    generate_synthetic_world(lake, scfg)
+    models = ModelsResource(encoders=",".join(encoders), **MODELS)
+    resources = {"lake": LakeResource(root=str(lake.root.path)), "ingest": IngestResource(), "models": models}
+    _materialize(resources, dg.AssetSelection.assets("staged_events", "items", "users"))
+    first, last = scfg.start, scfg.start + timedelta(days=WORLD["n_days"] - 1)
+    tags = {"dagster/asset_partition_range_start": first.isoformat(), "dagster/asset_partition_range_end": last.isoformat()}
+    _materialize(resources, dg.AssetSelection.assets("events"), tags=tags)
+    diagnostics = {}
     for i in range(EVAL_DAYS):
-        day = scfg.start + timedelta(days=WORLD["n_days"] - EVAL_DAYS + i)
-        before = events.filter(pl.col("ts") < day_start(day))
-        of_day = events.filter(pl.col("ts").is_between(day_start(day), day_start(day + timedelta(days=1)), closed="left"))
-        views = {s: build_view(before, items, day, PROTOCOL, s, PCFG) for s in ("train", "serve")}
-        # Item vectors of snapshot D: every item available on D (as compute_item_embeddings); MiniLM via the cache.
-        available = views["serve"].catalog
-        vectors = {}
-        for name, e in enc.items():
-            res = embed_items(available, e, cache_root=lake.embeddings_dir(name))
-            vectors[name] = (res.item_ids, res.vectors)
-        labels = training_labels(views["train"], before, INTER)
-        feats = {}
-        for stage, view in views.items():
-            index = {i: r for r, i in enumerate(vectors[encoders[0]][0])}
-            rows = [index[i] for i in view.catalog["item_id"].to_list()]
-            # Profile text for the users this view scores who have no history (build_view_profiles' rule).
-            who = (labels if stage == "train" else of_day)["user_id"].unique()
-            no_hist = users.filter(
-                pl.col("profile").is_not_null()
-                & pl.col("user_id").is_in(who.implode())
-                & ~pl.col("user_id").is_in(view.history["user_id"].unique().implode())
-            )
-            user_text = {
-                name: (no_hist["user_id"].to_list(), encode_texts(e, no_hist["profile"].to_list(), cache_root=lake.embeddings_dir(name)))
-                for name, e in enc.items()
-                if no_hist.height
-            }
-            feats[stage] = assemble_snapshot_features(
-                view,
-                {name: (view.catalog["item_id"].to_list(), mat[rows]) for name, (_, mat) in vectors.items()},
-                als_config=ALS_CFG,
-                interaction_config=INTER,
-                protocol=PCFG,
-                user_text_vectors=user_text,
-            )
-        train_new = set(new_item_ids(feats["train"]))
-        models, day_diag = {}, {}
-        for arm in ranker_arms:
-            frame, st = build_training_frame(feats["train"], labels, arm, rcfg)
-            model = train_ranker(frame, feature_names(parse_arm(arm).encoder), rcfg, arm=arm)
-            models[arm] = model
-            imp = model.feature_importance()
-            text_gain = imp.filter(pl.col("feature").is_in(text_feature_names(parse_arm(arm).encoder) if parse_arm(arm).encoder else []))["gain"].sum()
-            new_rows = frame.filter(pl.col("item_id").is_in(list(train_new)))
-            day_diag[arm] = {
-                "candidate_recall": round(st["candidate_recall"], 3),
-                "label_pairs": st["n_label_pairs"],
-                "new_item_label_pairs": labels.filter(pl.col("item_id").is_in(list(train_new))).height,
-                "new_item_positive_rows": int(new_rows["label"].sum()),
-                "best_iteration": model.best_iteration,
-                "text_gain_share": round(float(text_gain / max(imp["gain"].sum(), 1e-12)), 3),
-                "top_features": imp["feature"].head(4).to_list(),
-            }
-        serve = feats["serve"]
-        truth = positives_excluding_seen(of_day, serve.view.seen, INTER, serve.view.catalog["item_id"])
-        eval_users = truth["user_id"].unique().sort().to_list()
-        new = new_item_ids(serve)
-        recs, cold, cands = {}, {}, {}
-        for arm in arms:
-            recs[arm], _ = recommend(arm, serve, eval_users, K, models, rcfg)
-            cold[arm] = top_k_from_scores(score_items(arm, serve, eval_users, new, models, rcfg), K, serve)
-            if parse_arm(arm).kind == "ranker":
-                cands[arm] = generate_candidates(serve, eval_users, arm_sources(arm), rcfg).select("user_id", "item_id")
-        pu, _, pp = evaluate_view(serve.view, truth, recs, cold, cands, PCFG, ks=(K,))
-        per_user[day] = pu
-        per_pair[day] = pp
-        day_diag["truth_pairs"] = truth.height
-        day_diag["new_item_truth_pairs"] = truth.filter(pl.col("item_id").is_in(new)).height
-        day_diag["new_items"] = len(new)
-        diagnostics[day] = day_diag
-    comparisons = [(a, b) for a, b in ((f"ranker_{LM}", "ranker_no_text"), (f"content_{LM}", "content_tfidf")) if a in arms and b in arms]
-    # Users as clusters over days, items resampled too in the cold-item cells (two-way).
-    lift = lift_rows(pool_days(per_user), comparisons, LIFT_CFG, per_pair=pool_days(per_pair))
+        day = last - timedelta(days=EVAL_DAYS - 1 - i)
+        _materialize(resources, dg.AssetSelection.groups("features", "ranking", "reports"), partition_key=day.isoformat())
+        diagnostics[day] = _diagnostics(lake, day, models, encoders)
+    lift = open_warehouse(lake).query("SELECT * FROM reports.cold_start_lift_rollup WHERE window_end = ?", [last])
     return KnownAnswer(lift=lift, diagnostics=diagnostics, seconds=time.perf_counter() - t0)
 
 
 @pytest.fixture(scope="module")
 def topic_text(tmp_path_factory) -> KnownAnswer:
     """text_signal=1: every text word is a synonym of the item's topic."""
-    arms = ("content_minilm-l6", "content_tfidf", "ranker_no_text", f"ranker_{LM}")
-    return run_world(tmp_path_factory.mktemp("ka_signal1"), 1.0, (LM, "tfidf"), arms)
+    return run_world(tmp_path_factory.mktemp("ka_signal1") / "lake", 1.0, (LM, "tfidf"))
 
 
 @pytest.fixture(scope="module")
 def noise_text(tmp_path_factory) -> KnownAnswer:
     """text_signal=0: text words are independent of the topics."""
-    return run_world(tmp_path_factory.mktemp("ka_signal0"), 0.0, (LM,), ("ranker_no_text", f"ranker_{LM}"))
+    return run_world(tmp_path_factory.mktemp("ka_signal0") / "lake", 0.0, (LM,))
 
 
 def _show(c: dict) -> str:
