@@ -3,13 +3,20 @@
 The payload is written first, then the meta, each atomically; a reader that finds
 a meta whose sha256 does not match the payload knows a write was interrupted and
 says so, instead of loading half of two versions.
+
+Every artifact written inside ``with recorded_provenance(...)`` carries that provenance
+(the snapshot, protocol, stage, the data cutoff and the newest event it was fitted on)
+under the ``provenance`` key of its meta, so the leakage audit can read what each model
+was built from instead of trusting the code that built it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterator
 
 from upath import UPath
 
@@ -17,6 +24,25 @@ from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.lake import write_bytes_atomic
 
 SHA_KEY = "payload_sha256"
+PROVENANCE_KEY = "provenance"
+
+_PROVENANCE: ContextVar[dict[str, Any] | None] = ContextVar("artifact_provenance", default=None)
+
+
+@contextmanager
+def recorded_provenance(provenance: dict[str, Any]) -> Iterator[None]:
+    """Artifacts written inside the block record ``provenance`` in their meta."""
+    token = _PROVENANCE.set(dict(provenance))
+    try:
+        yield
+    finally:
+        _PROVENANCE.reset(token)
+
+
+def current_provenance() -> dict[str, Any] | None:
+    """The provenance artifacts written now would record (None outside ``recorded_provenance``)."""
+    value = _PROVENANCE.get()
+    return dict(value) if value is not None else None
 
 
 def write_artifact(directory: UPath, payload_name: str, payload: bytes, meta_name: str, meta: dict[str, Any]) -> None:
@@ -24,6 +50,8 @@ def write_artifact(directory: UPath, payload_name: str, payload: bytes, meta_nam
     directory = UPath(directory)
     write_bytes_atomic(directory / payload_name, payload)
     full = {**meta, SHA_KEY: hashlib.sha256(payload).hexdigest()}
+    if (provenance := current_provenance()) is not None:
+        full[PROVENANCE_KEY] = provenance
     write_bytes_atomic(directory / meta_name, json.dumps(full, indent=2, sort_keys=True, default=str).encode())
 
 

@@ -103,6 +103,18 @@ class SnapshotView:
     user_stats: pl.DataFrame = field(default_factory=pl.DataFrame)
     """users with history: user_id, n_events; others are segment ``new``."""
 
+    def provenance(self) -> dict:
+        """What a model fitted on this view is built from: recorded in its artifact's meta, read by the audit."""
+        newest = self.history["ts"].max() if self.history.height else None
+        return {
+            "snapshot": self.day.isoformat(),
+            "protocol": self.protocol,
+            "stage": self.stage,
+            "data_cutoff": day_start(self.cutoff).isoformat(),
+            "events_max_ts": newest.isoformat() if newest is not None else None,
+            "n_events": self.history.height,
+        }
+
     def user_segments(self, user_ids: list[str], cfg: ProtocolConfig) -> pl.DataFrame:
         """(user_id, n_events, user_segment) for the given users; unknown users are ``new`` with 0 events."""
         frame = pl.DataFrame({"user_id": pl.Series(user_ids, dtype=pl.String)})
@@ -189,6 +201,33 @@ def labels_for_train(view: SnapshotView, events_before_day: pl.DataFrame, inter:
     # Bounded on both sides: day D is the truth and never a label, whatever the caller passed.
     window = events_before_day.filter((pl.col("ts") >= day_start(view.cutoff)) & (pl.col("ts") < day_start(view.day)))
     return positives_excluding_seen(window, view.seen, inter, view.catalog["item_id"])
+
+
+def audit_provenance(view: SnapshotView, metas: dict[str, dict]) -> list[str]:
+    """Problems in what the view's artifacts say they were built from (empty = clean).
+
+    ``metas``: artifact name -> its meta. Each must record a provenance (see
+    ``lib.artifacts.recorded_provenance``) for this snapshot, protocol and stage whose newest
+    event lies before the view's cutoff (D for serve, D - w for train).
+    """
+    problems = []
+    where = f"{view.protocol}/{view.stage}"
+    cutoff = day_start(view.cutoff)
+    for name, meta in sorted(metas.items()):
+        prov = (meta or {}).get("provenance")
+        if not prov:
+            problems.append(f"{where}: {name} records no provenance (data cutoff unknown)")
+            continue
+        expected = {"snapshot": view.day.isoformat(), "protocol": view.protocol, "stage": view.stage}
+        wrong = {k: prov.get(k) for k, v in expected.items() if prov.get(k) != v}
+        if wrong:
+            problems.append(f"{where}: {name} was built for {wrong}, not {expected}")
+        newest = prov.get("events_max_ts")
+        if newest is not None and datetime.fromisoformat(newest) >= cutoff:
+            problems.append(f"{where}: {name} was fitted on events up to {newest} >= cutoff {cutoff.isoformat()}")
+        if datetime.fromisoformat(prov["data_cutoff"]) > cutoff:
+            problems.append(f"{where}: {name} has data cutoff {prov['data_cutoff']} after {cutoff.isoformat()}")
+    return problems
 
 
 def audit_leakage(view: SnapshotView, labels: pl.DataFrame | None = None, label_events_max_ts: datetime | None = None) -> list[str]:

@@ -5,6 +5,7 @@ import dagster as dg
 from recsys_assets.defs.features.common import day_snapshot, events_before_day_dep, partition_day
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.resources import LakeResource, ModelsResource
+from recsys_assets.lib.artifacts import recorded_provenance
 from recsys_assets.lib.features.nightly import als_dir, fit_view_als
 
 
@@ -15,7 +16,8 @@ def als_model(context: dg.AssetExecutionContext, lake: LakeResource, models: Mod
     metadata = {"config_hash": cfg.config_hash()}
     for (protocol, stage), view in day_snapshot(the_lake, day, cfg).views().items():
         model, stats = fit_view_als(view, cfg)
-        model.save(als_dir(the_lake, day, protocol, stage))
+        with recorded_provenance(view.provenance()):
+            model.save(als_dir(the_lake, day, protocol, stage))
         for key, value in stats.items():
             metadata[f"{protocol}/{stage}/{key}"] = value
     return dg.MaterializeResult(metadata=metadata)

@@ -7,6 +7,7 @@ from recsys_assets.defs.features.common import day_snapshot, partition_day
 from recsys_assets.defs.features.item_embeddings import item_embeddings
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.resources import LakeResource, ModelsResource
+from recsys_assets.lib.artifacts import recorded_provenance
 from recsys_assets.lib.features.als import ALSModel
 from recsys_assets.lib.features.content_to_cf import ContentToCFError
 from recsys_assets.lib.features.nightly import als_dir, c2cf_dir, encoders_with_embeddings, fit_view_c2cf, load_item_embeddings
@@ -29,7 +30,8 @@ def content_to_cf(context: dg.AssetExecutionContext, lake: LakeResource, models:
                 context.log.warning(f"{name}/{protocol}/{stage}: no content_to_cf: {exc}")
                 metadata[f"{name}/{protocol}/{stage}/skipped"] = str(exc)
                 continue
-            model.save(c2cf_dir(the_lake, day, protocol, stage, name))
+            with recorded_provenance(view.provenance()):
+                model.save(c2cf_dir(the_lake, day, protocol, stage, name))
             if stage == "serve":
                 for key in ("r2", "mean_cosine", "baseline_r2", "baseline_mean_cosine", "n_warm", "n_holdout"):
                     if key in model.metrics:

@@ -7,6 +7,7 @@ from recsys_assets.defs.features.common import catalogs, day_snapshot, events_be
 from recsys_assets.defs.features.item_embeddings import item_embeddings
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.resources import LakeResource, ModelsResource
+from recsys_assets.lib.artifacts import recorded_provenance
 from recsys_assets.lib.features.nightly import (
     available_items,
     build_view_profiles,
@@ -31,7 +32,8 @@ def user_profiles(context: dg.AssetExecutionContext, lake: LakeResource, models:
                 view, item_ids, vectors, users, name, cfg, the_lake, available_items(items, day)
             )
             stats.update(config_hash=cfg.config_hash(), encoder_fingerprint=meta.get("fingerprint"))
-            write_npz(profiles_path(the_lake, day, protocol, stage, name), meta=stats, user_ids=np.asarray(uids, dtype=str), vectors=mat)
+            with recorded_provenance(view.provenance()):
+                write_npz(profiles_path(the_lake, day, protocol, stage, name), meta=stats, user_ids=np.asarray(uids, dtype=str), vectors=mat)
             if stage == "serve":
                 metadata[f"{name}/{protocol}/users"] = len(uids)
                 metadata[f"{name}/{protocol}/profile_text_users"] = int(stats.get("profile_text_users", 0))

@@ -11,7 +11,9 @@ from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.lib.errors import LeakageError
 from recsys_assets.lib.evaluation.daily import evaluate_protocol_pairs
 from recsys_assets.lib.evaluation.reporting import day_arm_metrics, encoder_cost_rows, open_warehouse, save_eval
+from recsys_assets.lib.features.nightly import view_artifact_metas
 from recsys_assets.lib.markdown import frame_to_markdown
+from recsys_assets.lib.snapshot import audit_provenance
 
 
 @dg.asset(
@@ -32,6 +34,9 @@ def cold_start_eval(context: dg.AssetExecutionContext, lake: LakeResource, model
     snap = day_snapshot(the_lake, day, cfg)
     day_events = snap.events_of_day
     per_user, stats, pairs, n_users, problems = [], [], [], {}, []
+    # Every model of the snapshot says what it was fitted on; the audit reads that, not the code.
+    for (protocol, stage), view in snap.views().items():
+        problems += audit_provenance(view, view_artifact_metas(the_lake, day, protocol, stage))
     try:
         for (protocol, _), view in snap.views("serve").items():
             pu, st, pp, n = evaluate_protocol_pairs(the_lake, view, day_events, cfg)  # audits the view first
@@ -44,7 +49,7 @@ def cold_start_eval(context: dg.AssetExecutionContext, lake: LakeResource, model
     # The check reports what the audit found; only then does a failed audit stop the asset.
     yield dg.AssetCheckResult(
         check_name="leakage_audit", passed=not problems,
-        metadata={"checked": "inputs < D, holdout hidden, segments from snapshot", "problems": "; ".join(problems) or "none"},
+        metadata={"checked": "inputs < D, holdout hidden, segments from snapshot, every model's recorded data cutoff", "problems": "; ".join(problems) or "none"},
     )
     if problems:
         raise LeakageError("cold_start_eval leakage audit failed: " + "; ".join(problems))

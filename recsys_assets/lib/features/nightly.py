@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 from upath import UPath
 
+from recsys_assets.lib.artifacts import PROVENANCE_KEY, current_provenance
 from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.features.als import ALSConfig, ALSModel, fit_als
 from recsys_assets.lib.features.content_to_cf import ContentToCFConfig, ContentToCFModel, fit_content_to_cf
@@ -77,10 +78,38 @@ def view_dir(lake: Lake, day: date, protocol: str, stage: str) -> UPath:
 
 
 def write_npz(path: UPath, meta: dict | None = None, **arrays) -> None:
-    """Arrays (+ JSON metadata) in one atomic npz file."""
+    """Arrays (+ JSON metadata, + the current artifact provenance) in one atomic npz file."""
+    meta = dict(meta or {})
+    if (provenance := current_provenance()) is not None:
+        meta[PROVENANCE_KEY] = provenance
     buf = io.BytesIO()
-    np.savez(buf, _meta=np.asarray(json.dumps(meta or {}, default=str)), **arrays)
+    np.savez(buf, _meta=np.asarray(json.dumps(meta, default=str)), **arrays)
     write_bytes_atomic(path, buf.getvalue())
+
+
+def read_npz_meta(path: UPath) -> dict:
+    """Only the JSON metadata of an npz file (the arrays are not read)."""
+    with path.open("rb") as fh:
+        with np.load(fh, allow_pickle=False) as z:
+            return json.loads(str(z["_meta"]))
+
+
+def view_artifact_metas(lake: Lake, day: date, protocol: str, stage: str) -> dict[str, dict]:
+    """Meta of every model the feature stage wrote for one view (ALS, content->CF, profiles), by relative path."""
+    from recsys_assets.lib.features.als import META_FILE as ALS_META
+    from recsys_assets.lib.features.content_to_cf import META_FILE as C2CF_META
+
+    folder = view_dir(lake, day, protocol, stage)
+    out: dict[str, dict] = {}
+    if not folder.exists():
+        return out
+    for child in sorted(folder.iterdir(), key=lambda p: p.name):
+        for meta_name in (ALS_META, C2CF_META):
+            if child.is_dir() and child.joinpath(meta_name).exists():
+                out[f"{child.name}/{meta_name}"] = json.loads(child.joinpath(meta_name).read_bytes())
+        if child.name.startswith("profiles_") and child.name.endswith(".npz"):
+            out[child.name] = read_npz_meta(child)
+    return out
 
 
 def read_npz(path: UPath) -> tuple[dict[str, np.ndarray], dict]:
