@@ -27,10 +27,11 @@ def write_source(lake, source: str, args, say) -> None:
         counts = write_movielens_landing(lake, source, grouplens_path=getattr(args, "path", None))
         say(f"landing files written: {counts}")
     elif source == "synthetic":
-        from recsys_assets.lib.ingest.synthetic import SyntheticConfig, generate_synthetic_world
+        from recsys_assets.lib.ingest.synthetic import SyntheticConfig, generate_synthetic_world, shop_shape
 
-        cfg = SyntheticConfig(n_events=args.synthetic_events, text_signal=args.text_signal, seed=args.seed)
-        say(f"generating a synthetic world ({cfg.n_events:,} events, text_signal={cfg.text_signal})")
+        n_users, n_items = shop_shape(args.synthetic_events, getattr(args, "synthetic_users", None), getattr(args, "synthetic_items", None))
+        cfg = SyntheticConfig(n_users=n_users, n_items=n_items, n_events=args.synthetic_events, text_signal=args.text_signal, seed=args.seed)
+        say(f"generating a synthetic world ({cfg.n_events:,} events, {cfg.n_users:,} users, {cfg.n_items:,} items, text_signal={cfg.text_signal})")
         counts = generate_synthetic_world(lake, cfg)
         say(f"landing files written: { {k: v for k, v in counts.items() if isinstance(v, int)} }")
     elif source != "landing":
@@ -201,6 +202,8 @@ ARG_CHECKS = {
     "min_history_days": _positive("--min-history-days", 0),
     "rollup_days": _positive("--rollup-days"),
     "synthetic_events": _positive("--synthetic-events"),
+    "synthetic_users": _positive("--synthetic-users"),
+    "synthetic_items": _positive("--synthetic-items"),
     "text_signal": _fraction,
     "k": _positive("-k"),
     "encoders": _encoders,
@@ -227,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=SOURCES, default="ml-100k")
     p.add_argument("--path", help="folder of GroupLens original files (for --source grouplens)")
     p.add_argument("--synthetic-events", type=int, default=50_000, help="events in a synthetic world")
+    p.add_argument("--synthetic-users", type=int, default=None, help="users in a synthetic world (default: shop-like, events/33, at least 2,000)")
+    p.add_argument("--synthetic-items", type=int, default=None, help="items in a synthetic world (default: shop-like, events/200, at least 1,000)")
     p.add_argument("--text-signal", type=float, default=1.0, help="synthetic: how much item text reflects latent topics (0..1)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--prune", action="store_true", help="unpublish event days that no landing row covers any more (rows removed from landing)")
@@ -244,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     from recsys_assets import cli_reports
 
     cli_reports.add_commands(sub, _add_lake)
+    from recsys_assets import cli_study
+
+    cli_study.add_command(sub, _add_lake)
     return parser
 
 

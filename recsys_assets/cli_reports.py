@@ -136,6 +136,15 @@ def cmd_demo(args) -> int:
     wanted = [start + timedelta(days=i) for i in range(args.days)]
     say(f"evaluating {len(wanted)} days {start}..{end} through features, ranking and reports (day_job)")
     inst = runner.instance()
+    # The rankers of day D train on the examples of the k nights before D (RankingConfig.train_nights):
+    # the nights before the window get their features and examples first (no evaluation).
+    from recsys_assets.lib.ranking.config import RankingConfig
+
+    warm = [start - timedelta(days=j) for j in range(RankingConfig().train_nights - 1, 0, -1) if start - timedelta(days=j) in set(days)]
+    if warm:
+        say(f"warm-up: features and ranker examples of {len(warm)} nights {warm[0]}..{warm[-1]} (warmup_job)")
+        for day in progress(warm, desc="warmup_job", unit="day", log=say):
+            runner.run_job("warmup_job", inst, partition_key=day.isoformat(), run_config_resources=_resource_config(args))
     for day in progress(wanted, desc=f"day_job {start}..{end}", unit="day", log=say):
         runner.run_job("day_job", inst, partition_key=day.isoformat(), run_config_resources=_resource_config(args))
     print()
@@ -178,6 +187,8 @@ def add_commands(sub, add_lake) -> None:
     p.add_argument("--encoders", help="comma-separated encoders (default minilm-l6,tfidf)")
     p.add_argument("--rollup-days", type=int, help="days pooled by lift_rollup (default 28)")
     p.add_argument("--synthetic-events", type=int, default=200_000)
+    p.add_argument("--synthetic-users", type=int, default=None, help="synthetic users (default: shop-like, events/33, at least 2,000)")
+    p.add_argument("--synthetic-items", type=int, default=None, help="synthetic items (default: shop-like, events/200, at least 1,000)")
     p.add_argument("--text-signal", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--skip-ingest", action="store_true", help="use the events already in the lake")

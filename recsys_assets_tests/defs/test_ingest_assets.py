@@ -268,7 +268,7 @@ def test_failed_validation_does_not_publish(small_lake):
     assert _materialize_catalogs(lake).success
     day, other = SMALL_DAYS[4], SMALL_DAYS[5]
     # Drop from the catalog one item that has events on `day` (not on `other`, so that day stays valid).
-    staged_day = read_parquet(next(Path(lake.cache.joinpath("staged").path).glob("*/good.parquet")))
+    staged_day = pl.read_parquet(sorted(Path(lake.cache.joinpath("staged").path).glob("*/good/day=*/*.parquet")))
     on_day = set(staged_day.filter(pl.col("ts").dt.date() == day)["item_id"].to_list())
     on_other = set(staged_day.filter(pl.col("ts").dt.date() == other)["item_id"].to_list())
     victim = sorted(on_day - on_other)[0]

@@ -4,8 +4,8 @@ import dagster as dg
 
 from recsys_assets.defs.ingest.staged_events import staged_events
 from recsys_assets.defs.resources import IngestResource, LakeResource
-from recsys_assets.lib.ingest.catalog import build_items_counted, build_users, first_days, publish_catalog
-from recsys_assets.lib.ingest.events import read_staged_good
+from recsys_assets.lib.ingest.catalog import build_items_counted, build_users, publish_catalog
+from recsys_assets.lib.ingest.events import staged_first_days
 from recsys_assets.lib.ingest.validation import validate_items
 
 
@@ -18,8 +18,7 @@ from recsys_assets.lib.ingest.validation import validate_items
 def items(lake: LakeResource, ingest: IngestResource):
     """Item catalog: latest landing snapshot per item + items seen only in events; first_seen_day, text_hash."""
     the_lake = lake.lake()
-    good = read_staged_good(the_lake)
-    built = build_items_counted(the_lake, first_days(good, "item_id"), ingest.config())
+    built = build_items_counted(the_lake, staged_first_days(the_lake, "item_id"), ingest.config())
     frame, bad = built.frame, built.bad
     outcome = validate_items(frame)
     if outcome.success:
@@ -50,8 +49,7 @@ def _examples(bad, n: int = 10) -> str:
 def users(lake: LakeResource, ingest: IngestResource) -> dg.MaterializeResult:
     """User catalog: optional profile text, first_seen_day from events."""
     the_lake = lake.lake()
-    good = read_staged_good(the_lake)
-    frame, bad = build_users(the_lake, first_days(good, "user_id"), ingest.config())
+    frame, bad = build_users(the_lake, staged_first_days(the_lake, "user_id"), ingest.config())
     publish_catalog(the_lake, "users", frame, bad)
     return dg.MaterializeResult(
         metadata={

@@ -257,11 +257,6 @@ def build_users(lake: Lake, events_first_day: pl.DataFrame, cfg: IngestConfig) -
     return users.select(list(USER_SCHEMA)).cast(USER_SCHEMA).sort("user_id"), bad.sort("source_file", "line")
 
 
-def first_days(staged_good: pl.DataFrame, key: str) -> pl.DataFrame:
-    """(key, first_day) over staged events."""
-    return staged_good.group_by(key).agg(pl.col("ts").min().dt.date().alias("first_day"))
-
-
 def publish_catalog(lake: Lake, kind: str, frame: pl.DataFrame, bad: pl.DataFrame) -> None:
     """Write the ``items`` or ``users`` catalog and its quarantine atomically."""
     from recsys_assets.lib.lake import write_parquet_atomic

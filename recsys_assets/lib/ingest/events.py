@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Iterator
 
 import polars as pl
 
@@ -18,8 +19,8 @@ from recsys_assets.lib.ingest.landing import (
     BAD_SCHEMA,
     STAGED_SCHEMA,
     entry_fingerprint,
+    iter_event_file,
     list_landing,
-    parse_event_file,
     refused_file,
 )
 from recsys_assets.lib.ingest.schema import EVENT_SCHEMA
@@ -66,13 +67,60 @@ def _staged_dir(lake: Lake, fingerprint: str):
     return lake.path("cache", "staged", fingerprint)
 
 
+INDEX_SCHEMA = {"day": pl.Date(), "part": pl.Int64(), "rows": pl.Int64()}
+"""``index.parquet`` of a staged file: one row per (day, chunk) part of its good rows; written last (= complete)."""
+FIRST_SEEN = {"item_id": "first_seen_items.parquet", "user_id": "first_seen_users.parquet"}
+"""Per staged file: (id, ts) of the first valid event of every item / user (what the catalogs need)."""
+
+
+def _good_part(target, day: date, part: int):
+    return target.joinpath("good", f"day={day.isoformat()}", f"part-{part:05d}.parquet")
+
+
+def _first_seen(frames: list[pl.DataFrame], key: str) -> pl.DataFrame:
+    if not frames:
+        return pl.DataFrame(schema={key: pl.String(), "ts": STAGED_SCHEMA["ts"]})
+    return pl.concat(frames).group_by(key).agg(pl.col("ts").min()).sort(key)
+
+
+def _stage_file(lake: Lake, entry, target, cfg: IngestConfig, now: datetime | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parse one landing file chunk by chunk into ``target``: good rows by day, bad rows, first-seen ids, index.
+
+    Memory is bounded by a chunk (``landing.CHUNK_ROWS`` rows of a Parquet file; a text file is
+    one chunk): each chunk's good rows are written at once as ``good/day=D/part-<chunk>.parquet``.
+    Returns (index, bad).
+    """
+    chunks = [refused_file(entry)] if entry.problem else iter_event_file(entry.path, cfg, now)
+    index, bads = [], []
+    seen: dict[str, list[pl.DataFrame]] = {k: [] for k in FIRST_SEEN}
+    for n, parsed in enumerate(chunks):
+        bads.append(parsed.bad)
+        good = parsed.good
+        if good.height == 0:
+            continue
+        for (day,), rows in good.with_columns(_day=pl.col("ts").dt.date()).partition_by("_day", as_dict=True, maintain_order=True).items():
+            write_parquet_atomic(rows.drop("_day"), _good_part(target, day, n))
+            index.append({"day": day, "part": n, "rows": rows.height})
+        for key in FIRST_SEEN:
+            # reduce as we go: the running frame holds each id once
+            seen[key] = [_first_seen([*seen[key], good.select(key, "ts")], key)]
+    bad = pl.concat(bads) if bads else pl.DataFrame(schema=BAD_SCHEMA)
+    index_frame = pl.DataFrame(index, schema=INDEX_SCHEMA).sort("day", "part")
+    write_parquet_atomic(bad, target.joinpath("bad.parquet"))
+    for key, name in FIRST_SEEN.items():
+        write_parquet_atomic(_first_seen(seen[key], key), target.joinpath(name))
+    write_parquet_atomic(index_frame, target.joinpath("index.parquet"))
+    return index_frame, bad
+
+
 def stage_landing_events(lake: Lake, cfg: IngestConfig, now: datetime | None = None, log=None) -> StagingSummary:
     """Parse every landing events file not yet staged (by content+config hash); write the manifest.
 
-    Refused entries (broken or escaping symlinks, unsupported types) are staged
-    as one quarantined whole-file row each; compressed files are read. The new
-    manifest is compared with the previous one: removed files and files that
-    lost rows are reported (the landing contract is append-only).
+    A file is staged chunk by chunk (:func:`_stage_file`), so memory grows with a chunk, not
+    with the file or the history. Refused entries (broken or escaping symlinks, unsupported
+    types) are staged as one quarantined whole-file row each; compressed files are read. The
+    new manifest is compared with the previous one: removed files and files that lost rows are
+    reported (the landing contract is append-only).
     """
     cfg_key = config_hash(cfg)
     previous = read_manifest(lake)
@@ -82,32 +130,29 @@ def stage_landing_events(lake: Lake, cfg: IngestConfig, now: datetime | None = N
         path = entry.path
         fp = f"{entry_fingerprint(entry)}-{cfg_key}"
         target = _staged_dir(lake, fp)
-        good_path, bad_path = target.joinpath("good.parquet"), target.joinpath("bad.parquet")
+        index_path = target.joinpath("index.parquet")
         if entry.problem:
             if log:
                 log(f"landing entry {entry.name} not read: {entry.problem}")
             refused.append(entry.name)
-        if good_path.exists() and bad_path.exists():
-            good, bad = read_parquet(good_path), read_parquet(bad_path)
+        if index_path.exists():
+            index, bad = read_parquet(index_path), read_parquet(target.joinpath("bad.parquet"))
             reused.append(path.name)
         else:
             if log and not entry.problem:
                 log(f"parsing landing file {path.name}")
-            parsed = refused_file(entry) if entry.problem else parse_event_file(path, cfg, now)
-            good, bad = parsed.good, parsed.bad
-            # bad first: a staged dir counts as complete only once good.parquet exists.
-            write_parquet_atomic(bad, bad_path)
-            write_parquet_atomic(good, good_path)
+            index, bad = _stage_file(lake, entry, target, cfg, now)
             parsed_now.append(path.name)
-        days = good.select(pl.col("ts").dt.date().unique()).to_series().to_list()
+        days = index.get_column("day").to_list()
         days += bad.select(pl.col("day").drop_nulls().unique()).to_series().to_list()
         days = sorted(set(days))
+        n_good = int(index.get_column("rows").sum() or 0)
         rows.append(
             {
                 "source_file": path.name,
                 "fingerprint": fp,
-                "rows_read": good.height + bad.height,
-                "rows_good": good.height,
+                "rows_read": n_good + bad.height,
+                "rows_good": n_good,
                 "rows_bad": bad.height,
                 "first_day": days[0] if days else None,
                 "last_day": days[-1] if days else None,
@@ -151,40 +196,68 @@ class DayPartition:
         return self.rows_read == self.events.height + self.quarantine.height + self.duplicates_dropped
 
 
-def build_day_partitions(lake: Lake, days: list[date]) -> list[DayPartition]:
-    """Select, deduplicate and sort the staged rows of each requested day (files read once)."""
-    manifest = read_manifest(lake)
-    wanted = set(days)
-    goods, bads = [], []
-    for row in manifest.iter_rows(named=True):
+DAY_BATCH_ROWS = 500_000
+"""Staged rows per batch of days built, validated and published together (a larger day is a batch alone)."""
+
+
+def _staged_parts(lake: Lake, wanted: set[date]) -> tuple[dict[date, list], dict[date, int], pl.DataFrame]:
+    """For the ``wanted`` days: good part files (in manifest order), staged good rows per day, bad rows."""
+    parts: dict[date, list] = {}
+    rows: dict[date, int] = {}
+    bads = []
+    for row in read_manifest(lake).iter_rows(named=True):
         if not wanted.intersection(row["days"] or []):
             continue
         staged = _staged_dir(lake, row["fingerprint"])
-        goods.append(read_parquet(staged.joinpath("good.parquet")).filter(pl.col("ts").dt.date().is_in(list(wanted))))
+        index = read_parquet(staged.joinpath("index.parquet")).filter(pl.col("day").is_in(list(wanted)))
+        for day, part, n in index.iter_rows():
+            parts.setdefault(day, []).append(_good_part(staged, day, part))
+            rows[day] = rows.get(day, 0) + n
         bads.append(read_parquet(staged.joinpath("bad.parquet")).filter(pl.col("day").is_in(list(wanted))))
-    good = pl.concat(goods) if goods else pl.DataFrame(schema=STAGED_SCHEMA)
     bad = pl.concat(bads) if bads else pl.DataFrame(schema=BAD_SCHEMA)
-    good = good.with_columns(_day=pl.col("ts").dt.date())
-    out = []
-    by_day_good = {k[0]: v for k, v in good.partition_by("_day", as_dict=True).items()} if good.height else {}
-    by_day_bad = {k[0]: v for k, v in bad.partition_by("day", as_dict=True).items()} if bad.height else {}
-    for day in sorted(wanted):
-        g = by_day_good.get(day, pl.DataFrame(schema={**STAGED_SCHEMA, "_day": pl.Date()}))
-        b = by_day_bad.get(day, pl.DataFrame(schema=BAD_SCHEMA))
-        kept = g.sort("source_file", "line").unique("event_id", keep="first", maintain_order=True).sort("ts", "event_id")
-        events = kept.select(list(EVENT_SCHEMA))
-        quarantine = b.sort("source_file", "line").drop("day")
-        out.append(
-            DayPartition(
-                day=day,
-                events=events,
-                quarantine=quarantine,
-                rows_read=g.height + b.height,
-                duplicates_dropped=g.height - events.height,
-                sources=kept.select("source_file", "line"),
-            )
-        )
-    return out
+    return parts, rows, bad
+
+
+def _day_partition(day: date, good: pl.DataFrame, bad: pl.DataFrame) -> DayPartition:
+    kept = good.sort("source_file", "line").unique("event_id", keep="first", maintain_order=True).sort("ts", "event_id")
+    events = kept.select(list(EVENT_SCHEMA))
+    return DayPartition(
+        day=day,
+        events=events,
+        quarantine=bad.sort("source_file", "line").drop("day"),
+        rows_read=good.height + bad.height,
+        duplicates_dropped=good.height - events.height,
+        sources=kept.select("source_file", "line"),
+    )
+
+
+def iter_day_partitions(lake: Lake, days: list[date], max_rows: int = DAY_BATCH_ROWS) -> Iterator[list[DayPartition]]:
+    """The partitions of ``days`` (sorted) in batches of consecutive days of at most ``max_rows`` staged rows.
+
+    Each day reads only its own staged part files, so memory grows with a batch (at least one
+    day), never with the history; the rows of a day are selected, deduplicated and sorted
+    exactly as one whole read would.
+    """
+    wanted = sorted(set(days))
+    parts, rows, bad = _staged_parts(lake, set(wanted))
+    bad_by_day = {k[0]: v for k, v in bad.partition_by("day", as_dict=True).items()} if bad.height else {}
+    batch, batch_rows = [], 0
+    for day in wanted:
+        n = rows.get(day, 0)
+        if batch and batch_rows + n > max_rows:
+            yield batch
+            batch, batch_rows = [], 0
+        files = parts.get(day, [])
+        good = pl.concat([read_parquet(p) for p in files]) if files else pl.DataFrame(schema=STAGED_SCHEMA)
+        batch.append(_day_partition(day, good, bad_by_day.get(day, pl.DataFrame(schema=BAD_SCHEMA))))
+        batch_rows += n
+    if batch:
+        yield batch
+
+
+def build_day_partitions(lake: Lake, days: list[date]) -> list[DayPartition]:
+    """Every partition of ``days`` at once (small ranges, tests); the events asset streams :func:`iter_day_partitions`."""
+    return [p for batch in iter_day_partitions(lake, days) for p in batch]
 
 
 def publish_day(lake: Lake, part: DayPartition) -> None:
@@ -239,7 +312,7 @@ def publish_unknown_day_quarantine(lake: Lake) -> int:
     return bad.height
 
 
-def read_staged_good(lake: Lake) -> pl.DataFrame:
-    """All staged (valid, not yet deduplicated) event rows of the current landing files."""
-    frames = [read_parquet(_staged_dir(lake, fp).joinpath("good.parquet")) for fp in read_manifest(lake)["fingerprint"].to_list()]
-    return pl.concat(frames) if frames else pl.DataFrame(schema=STAGED_SCHEMA)
+def staged_first_days(lake: Lake, key: str) -> pl.DataFrame:
+    """(key, first_day): the day of the first valid staged event of every item (``item_id``) or user (``user_id``)."""
+    frames = [read_parquet(_staged_dir(lake, fp).joinpath(FIRST_SEEN[key])) for fp in read_manifest(lake)["fingerprint"].to_list()]
+    return _first_seen(frames, key).select(key, pl.col("ts").dt.date().alias("first_day"))

@@ -20,6 +20,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Iterator
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -276,7 +277,11 @@ def _as_json_text(value) -> str | None:
 
 
 def _parquet_frame(data: bytes, source: str, cfg: IngestConfig, fields: tuple[str, ...] = RAW_FIELDS) -> pl.DataFrame:
-    table = pq.read_table(io.BytesIO(data))
+    return _arrow_frame(pq.read_table(io.BytesIO(data)), source, cfg, fields)
+
+
+def _arrow_frame(table, source: str, cfg: IngestConfig, fields: tuple[str, ...] = RAW_FIELDS, first_line: int = 1) -> pl.DataFrame:
+    """Rows of a Parquet file (an arrow table or record batch; the first is line ``first_line``) as a raw string frame."""
     df = pl.from_arrow(table)
     df = df.rename({c: cfg.canonical(c) for c in df.columns})
     exprs = []
@@ -298,7 +303,7 @@ def _parquet_frame(data: bytes, source: str, cfg: IngestConfig, fields: tuple[st
         else:
             exprs.append(pl.col(f).cast(pl.String()).alias(f))
     err_field, err_reason = type_errors[0] if type_errors else (None, None)
-    out = df.select(exprs).with_row_index("line", offset=1).with_columns(
+    out = df.select(exprs).with_row_index("line", offset=first_line).with_columns(
         pl.col("line").cast(pl.Int64()),
         raw=pl.lit(None, pl.String()),
         err_field=pl.lit(err_field, pl.String()),
@@ -502,6 +507,44 @@ def parse_event_file(path: UPath, cfg: IngestConfig, now: datetime | None = None
         return ParsedFile(source, empty_good, _whole_file_bad(source, "no data rows"))
     good, bad = validate_raw(raw, cfg, now)
     return ParsedFile(source, good, bad)
+
+
+CHUNK_ROWS = 500_000
+"""Rows of a Parquet landing file parsed, validated and staged at a time (bounds staging memory)."""
+
+
+def iter_event_file(path: UPath, cfg: IngestConfig, now: datetime | None = None, chunk_rows: int = CHUNK_ROWS) -> Iterator[ParsedFile]:
+    """Parse one landing events file in chunks: what :func:`parse_event_file` returns, split by rows.
+
+    An uncompressed Parquet file is read ``chunk_rows`` rows at a time (memory grows with the
+    chunk, not with the file); its line numbers continue across chunks, so every row is named
+    exactly as a whole-file parse names it. Every other file (text formats, compressed,
+    unreadable, empty) is parsed whole by :func:`parse_event_file` and yielded as one chunk.
+    """
+    suffix, comp = split_suffix(path.name)
+    pf = None
+    if suffix == ".parquet" and comp is None:
+        try:
+            fh = path.open("rb")
+            pf = pq.ParquetFile(fh)
+            if pf.metadata.num_rows == 0:
+                pf = None
+        except Exception:  # unreadable: the whole-file parse names the error
+            pf = None
+    if pf is None:
+        yield parse_event_file(path, cfg, now)
+        return
+    line = 1
+    try:
+        for batch in pf.iter_batches(batch_size=chunk_rows):
+            raw = _arrow_frame(batch, path.name, cfg, RAW_FIELDS, first_line=line)
+            line += batch.num_rows
+            yield ParsedFile(path.name, *validate_raw(raw, cfg, now))
+    except (OSError, ValueError) as exc:  # a corrupt row group after good ones: the rest of the file is quarantined
+        bad = _whole_file_bad(path.name, f"unreadable Parquet file from row {line}: {exc}").with_columns(pl.lit(line, pl.Int64).alias("line"))
+        yield ParsedFile(path.name, pl.DataFrame(schema=STAGED_SCHEMA), bad)
+    finally:
+        fh.close()
 
 
 def refused_file(entry: LandingFile) -> ParsedFile:

@@ -150,6 +150,25 @@ EVENT_FUNNEL = ("view", "click", "cart", "purchase")
 FUNNEL_DEPTH_P = np.array([0.75, 0.15, 0.05, 0.05])
 SECONDS_PER_DAY = 86_400
 _CHUNK = 1_000_000  # events per Parquet row group
+
+SHOP_EVENTS_PER_USER = 33
+"""Default shape of a shop-like world: ~33 events per user over the history (10M events -> ~300k users)."""
+SHOP_EVENTS_PER_ITEM = 200
+"""Default shape of a shop-like world: ~200 events per item (10M events -> 50k items)."""
+SHOP_MIN_USERS, SHOP_MIN_ITEMS = 2_000, 1_000
+"""Floors, so that small worlds (<= 66k events) keep the historical 2,000 x 1,000 shape."""
+
+
+def shop_shape(n_events: int, n_users: int | None = None, n_items: int | None = None) -> tuple[int, int]:
+    """(users, items) of a shop-like world of ``n_events`` events; an explicit value wins.
+
+    A real shop grows its users and catalogue with its traffic: a 10M-event world has
+    ~300k users and 50k items (``SHOP_EVENTS_PER_USER``, ``SHOP_EVENTS_PER_ITEM``), with
+    the Zipf long tail, lognormal user activity and daily arrivals of :class:`SyntheticConfig`.
+    """
+    users = n_users if n_users is not None else max(SHOP_MIN_USERS, round(n_events / SHOP_EVENTS_PER_USER))
+    items = n_items if n_items is not None else max(SHOP_MIN_ITEMS, round(n_events / SHOP_EVENTS_PER_ITEM))
+    return users, items
 _PICK_CHUNK = 200_000  # sessions per vectorized item draw (a few (chunk x n_topics) matrices)
 
 
