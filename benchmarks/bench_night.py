@@ -35,7 +35,7 @@ import polars as pl  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "night.json"
 ASSETS = (
-    "item_embeddings", "als_model", "content_to_cf", "user_profiles", "candidates", "ranker_dataset",
+    "item_embeddings", "als_model", "content_to_cf", "user_profiles", "candidates", "ranker_examples", "ranker_dataset",
     "rankers", "recommendations", "cold_start_eval", "cold_start_lift", "lift_rollup",
 )
 
@@ -169,14 +169,21 @@ class RawNight:
                 pool = candidate_pool(load_snapshot_features(self.lake, view, list(rcfg.encoders), self.cfg), served, rcfg)
                 write_parquet_atomic(pool, recs_dir(self.lake, self.day, p).joinpath("candidates.parquet"))
 
-    def ranker_dataset(self) -> None:
-        from recsys_assets.lib.ranking.nightly import build_ranker_datasets
+    def ranker_examples(self) -> None:
+        from recsys_assets.lib.ranking.nightly import build_night_examples
 
         rcfg = self._rcfg()
         events = self._snapshot().events_before
         for (p, s), view in self._views().items():
             if s == "train":
-                build_ranker_datasets(self.lake, view, events, self.cfg, rcfg)
+                build_night_examples(self.lake, view, events, self.cfg, rcfg)
+
+    def ranker_dataset(self) -> None:
+        from recsys_assets.lib.ranking.nightly import build_ranker_datasets
+
+        rcfg = self._rcfg()
+        for p in self.cfg.protocol.protocols:
+            build_ranker_datasets(self.lake, self.day, p, rcfg)
 
     def rankers(self) -> None:
         from recsys_assets.lib.ranking.nightly import train_rankers

@@ -42,3 +42,14 @@ day_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
     description="Features, ranking and reports of day D from already published events.",
 )
+
+warmup_job = dg.define_asset_job(
+    "warmup_job",
+    # The nights before an evaluated window: their features and serve-like ranker examples, which
+    # the rankers of the window's first days train on (RankingConfig.train_nights), no evaluation.
+    selection=dg.AssetSelection.assets("item_embeddings", "als_model", "content_to_cf", "user_profiles", "ranker_examples"),
+    partitions_def=daily_partitions,
+    tags={"recsys/heavy": "true"},
+    executor_def=dg.in_process_executor,
+    description="Features and ranker examples of a night before an evaluated window (demo, backfills).",
+)

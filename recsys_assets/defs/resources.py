@@ -45,8 +45,9 @@ class ModelsResource(dg.ConfigurableResource):
     """Protocols evaluated every night."""
     holdout_fraction: float = 0.2
     """item_holdout: share of items whose pre-D history is hidden from every model."""
-    label_window_days: int = 14
-    """Ranker labels come from [D - w, D)."""
+    label_window_days: int = 1
+    """w: the ``train`` stage is the snapshot D - w; ranker_examples labels it with the positives of day
+    D - w (the day after it). 1 = last night's serve snapshot, the most recent serve-like example."""
     als_factors: int = 64
     """ALS latent factors."""
     als_iterations: int = 15

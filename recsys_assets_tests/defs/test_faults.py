@@ -364,14 +364,28 @@ def test_leakage_found_while_evaluating_fails_the_blocking_check(lake, monkeypat
 
 def test_ranker_labels_reaching_day_d_fail_the_blocking_check(lake, monkeypatch):
     """label_window_before_day compares the label events' latest timestamp with the start of D as timestamps."""
-    import recsys_assets.defs.ranking.ranker_dataset as dataset_asset
+    import recsys_assets.defs.ranking.ranker_examples as examples_asset
     from recsys_assets.lib.snapshot import day_start
 
     def leaking_labels(lake_, view, events, cfg, rcfg):
-        return {"ranker_no_text": {"label_events_max_ts": day_start(tw.LAST_DAY), "n_users": 1, "n_rows": 1, "n_positive_rows": 1, "candidate_recall": 1.0}}
+        return {"label_events_max_ts": day_start(tw.LAST_DAY), "snapshot": str(view.cutoff), "n_users": 1, "n_rows": 1, "n_positive_rows": 1, "candidate_recall": 1.0}
 
-    monkeypatch.setattr(dataset_asset, "build_ranker_datasets", leaking_labels)
-    result, check = _check_of_one_asset(lake, "ranker_dataset")
+    monkeypatch.setattr(examples_asset, "build_night_examples", leaking_labels)
+    result, check = _check_of_one_asset(lake, "ranker_examples")
     assert not result.success
     assert check.check_name == "label_window_before_day" and check.passed is False
     assert "label events reach" in check.metadata["problems"].value
+
+
+def test_training_on_a_night_at_or_after_day_d_fails_the_blocking_check(lake, monkeypatch):
+    """examples_before_day: a training frame that holds examples of snapshot D (labels of day D) fails the run."""
+    import recsys_assets.defs.ranking.ranker_dataset as dataset_asset
+
+    def late_nights(lake_, day, protocol, rcfg):
+        return {}, [f"{protocol}: examples of snapshot {day} train day {day} (labels would be day {day} or later)"]
+
+    monkeypatch.setattr(dataset_asset, "build_ranker_datasets", late_nights)
+    result, check = _check_of_one_asset(lake, "ranker_dataset")
+    assert not result.success
+    assert check.check_name == "examples_before_day" and check.passed is False
+    assert "train day" in check.metadata["problems"].value

@@ -56,8 +56,19 @@ class RankingConfig:
     OpenMP workers spin and one fit took minutes instead of seconds; raise it on dedicated cores."""
     deterministic: bool = True
     """LightGBM ``deterministic`` (+ ``force_row_wise``): same data and seed give the same model."""
+    train_nights: int = 7
+    """k: the ranker of day D trains on the examples of the k nights before D (snapshots D - k ..
+    D - 1, each labelled with the positives of the day after it: the served question). Nights
+    not in the lake yet (the start of a lake) are skipped and counted (docs/ranker.md)."""
+    validation: str = "last_night"
+    """Early-stopping slice: ``last_night`` (the queries of the latest snapshot, when there are
+    at least ``min_valid_users`` and another night to train on), ``hash`` (users by a salted
+    hash, ``validation_fraction``) or ``none`` (``rounds_without_validation`` rounds)."""
+    refit_after_early_stopping: bool = True
+    """After early stopping on the validation slice, refit on every query (validation included)
+    for the rounds found: the latest night is the most serve-like one and is not left out."""
     validation_fraction: float = 0.2
-    """Share of training users (by a salted hash of user_id) held out for early stopping."""
+    """Share of training users (by a salted hash of user_id) held out for early stopping (``validation="hash"``)."""
     min_valid_users: int = 50
     """Early stopping needs at least this many validation users; with fewer (small days) the
     validation NDCG is too noisy to stop on, so all labelled users train for ``rounds_without_validation``."""
@@ -80,6 +91,10 @@ class RankingConfig:
             raise RankingConfigError(f"RankingConfig candidate pool sizes must be >= 0, got {bad}.")
         if not self.ks or min(self.ks) < 1:
             raise RankingConfigError(f"RankingConfig.ks must be positive cut-offs, got {self.ks}.")
+        if self.validation not in ("last_night", "hash", "none"):
+            raise RankingConfigError(f"RankingConfig.validation must be last_night, hash or none, got {self.validation!r}.")
+        if self.train_nights < 1:
+            raise RankingConfigError(f"RankingConfig.train_nights must be >= 1, got {self.train_nights}.")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise RankingConfigError(f"RankingConfig.validation_fraction must be in [0, 1), got {self.validation_fraction}.")
         if self.new_item_slots < 0 or self.new_item_slots > max(self.ks):

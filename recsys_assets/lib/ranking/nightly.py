@@ -1,7 +1,8 @@
 """The nightly ranking stage of day D: load snapshot features, train arms, serve and store recommendations.
 
 Layout:
-- ``models/snapshot=D/<protocol>/ranker_dataset/<arm>.parquet``  training frame (label window)
+- ``models/snapshot=D/<protocol>/ranker_examples.parquet``        serve-like examples: snapshot D - w (w = 1), labels = day D - w
+- ``models/snapshot=D/<protocol>/ranker_dataset/<arm>.parquet``  training frame: examples of the last k partitions
 - ``models/snapshot=D/<protocol>/rankers/<arm>/``                 LightGBM model + meta
 - ``recs/day=D/<protocol>/candidates.parquet``                    candidate pool of the served users (source flags)
 - ``recs/day=D/<protocol>/recs.parquet``                          top-K per user per arm
@@ -11,7 +12,7 @@ Layout:
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
@@ -28,12 +29,12 @@ from recsys_assets.lib.features.nightly import (
     load_item_embeddings,
     profiles_path,
     read_npz,
+    snapshot_dir,
     view_dir,
 )
 from recsys_assets.lib.lake import Lake, read_parquet, safe_name, write_parquet_atomic
 from recsys_assets.lib.ranking.arms import (
     arm_names,
-    build_training_frame,
     explain_recommendations,
     new_item_ids,
     parse_arm,
@@ -43,10 +44,10 @@ from recsys_assets.lib.ranking.arms import (
     recommend,
     score_items,
     top_k_from_scores,
-    training_labels,
 )
 from recsys_assets.lib.ranking.candidates import arm_sources, generate_candidates
 from recsys_assets.lib.ranking.config import RankingConfig
+from recsys_assets.lib.ranking.examples import audit_examples, next_day_labels, night_examples, training_frame_from_nights
 from recsys_assets.lib.ranking.features import feature_names
 from recsys_assets.lib.ranking.inputs import EncoderFeatures, SnapshotFeatures
 from recsys_assets.lib.ranking.ranker import RankerModel, train_ranker
@@ -107,18 +108,51 @@ def ranker_model_dir(lake: Lake, day: date, protocol: str, arm: str) -> UPath:
     return view_dir(lake, day, protocol, "rankers").joinpath(safe_name(arm))
 
 
-def build_ranker_datasets(lake: Lake, train_view: SnapshotView, events_before_day: pl.DataFrame, cfg: FeatureConfig, rcfg: RankingConfig) -> dict[str, dict]:
-    """Training frames of every ranker arm from the label window [D - w, D); returns stats per arm."""
-    labels = training_labels(train_view, events_before_day, cfg.interactions, rcfg.label_grade_days)
+def ranker_examples_path(lake: Lake, day: date, protocol: str) -> UPath:
+    """Examples written by partition ``day``: the train-stage snapshot (D - w) with the next day's positives."""
+    return snapshot_dir(lake, day).joinpath(protocol, "ranker_examples.parquet")
+
+
+def build_night_examples(lake: Lake, train_view: SnapshotView, events_before_day: pl.DataFrame, cfg: FeatureConfig, rcfg: RankingConfig) -> dict:
+    """This partition's serve-like examples (snapshot ``train_view.cutoff``, labels = the day after it); returns stats."""
+    labels = next_day_labels(train_view, events_before_day, cfg.interactions)
     feats = load_snapshot_features(lake, train_view, list(rcfg.encoders), cfg)
+    frame, st = night_examples(feats, labels, rcfg)
+    write_parquet_atomic(frame, ranker_examples_path(lake, train_view.day, train_view.protocol))
+    label_day = events_before_day.filter((pl.col("ts") >= day_start(train_view.cutoff)) & (pl.col("ts") < day_start(train_view.cutoff + timedelta(days=1))))
+    st["label_day"] = str(train_view.cutoff)
+    st["label_events_max_ts"] = label_day["ts"].max() if labels.height else None
+    return st
+
+
+def training_night_days(day: date, rcfg: RankingConfig) -> list[date]:
+    """Partitions whose examples train the ranker of ``day``: D - k + 1 .. D (snapshots D - k .. D - 1 when w = 1)."""
+    return [day - timedelta(days=j) for j in range(rcfg.train_nights - 1, -1, -1)]
+
+
+def build_ranker_datasets(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> tuple[dict[str, dict], list[str]]:
+    """Training frames of every ranker arm from the examples of the last ``train_nights`` partitions.
+
+    Partitions not materialized yet (the start of a lake) are skipped and listed in the stats.
+    Returns (stats per arm, leakage problems: examples of a snapshot on or after ``day``).
+    """
+    nights, missing = [], []
+    for d in training_night_days(day, rcfg):
+        path = ranker_examples_path(lake, d, protocol)
+        if path.exists():
+            f = read_parquet(path)
+            if f.height:
+                nights.append(f)
+        else:
+            missing.append(str(d))
+    problems = [f"{protocol}: {p}" for p in audit_examples(nights, day)]
     stats = {}
     for arm in ranker_arm_names(rcfg):
-        frame, st = build_training_frame(feats, labels, arm, rcfg)
-        write_parquet_atomic(frame, ranker_dataset_path(lake, train_view.day, train_view.protocol, arm))
-        st["label_window"] = f"{train_view.cutoff}..{train_view.day}"
-        st["label_events_max_ts"] = events_before_day.filter(pl.col("ts") >= day_start(train_view.cutoff))["ts"].max()
+        frame, st = training_frame_from_nights(nights, arm, rcfg)
+        write_parquet_atomic(frame, ranker_dataset_path(lake, day, protocol, arm))
+        st["missing_partitions"] = ", ".join(missing) or "none"
         stats[arm] = st
-    return stats
+    return stats, problems
 
 
 def train_rankers(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> dict[str, RankerModel]:
@@ -168,14 +202,15 @@ def serve_day(
     new_items = new_item_ids(feats, ("new", "cold") if view.protocol == "temporal" else ("new",))
     recs, cold, stats, explained = [], [], {}, []
     for arm in arm_names(rcfg):
+        spec = parse_arm(arm)
         r, st = recommend(arm, feats, users, rcfg.k, models, rcfg)
         recs.append(r.with_columns(arm=pl.lit(arm)))
         stats[arm] = st
-        if new_items and eval_users and "+" not in arm:
-            tb = popularity_tiebreak(feats) if parse_arm(arm).kind == "ranker" else None
+        if new_items and eval_users and not spec.slots:
+            tb = popularity_tiebreak(feats) if spec.is_ranker else None
             c = top_k_from_scores(score_items(arm, feats, eval_users, new_items, models, rcfg), rcfg.k, feats, tb)
             cold.append(c.with_columns(arm=pl.lit(arm)))
-        if parse_arm(arm).kind == "ranker" and "+" not in arm and r.height:
+        if spec.is_ranker and not spec.slots and r.height:
             explained.append(explain_recommendations(arm, feats, r, models, rcfg).with_columns(arm=pl.lit(arm)))
     write_parquet_atomic(pl.concat(recs), out_dir.joinpath("recs.parquet"))
     cold_frame = pl.concat(cold) if cold else pl.DataFrame(schema={**RECS_SCHEMA, "arm": pl.String})

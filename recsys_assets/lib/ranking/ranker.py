@@ -1,16 +1,19 @@
 """LightGBM lambdarank ranker (stage 2): training, persistence, scoring and explanations.
 
-Training groups rows by user; users with no positive candidate carry no
-ranking signal and are dropped from the fit (counted in ``meta``). Early
-stopping watches NDCG@ks on a validation slice of users chosen by a salted hash
-of user_id, so the split is the same on every run and on every arm.
+Training groups rows into ranking queries: one per user, or one per (snapshot, user) when
+the frame has a ``snapshot`` column (several nights' examples, lib/ranking/examples.py: a
+user active on two nights is two queries). Queries with no positive candidate carry no
+ranking signal and are dropped from the fit (counted in ``meta``). Early stopping watches
+NDCG@ks on a validation slice: the queries of the latest snapshot (``validation="last_night"``:
+the night closest to the served day, as a forecast would be checked) or users chosen by a
+salted hash of user_id (``"hash"``); either split is the same on every run and on every arm.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -23,6 +26,9 @@ from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.inputs import hash_u64
 
 log = logging.getLogger(__name__)
+
+SNAPSHOT_COL = "snapshot"
+"""Column of a multi-night training frame: the day of the snapshot a row was computed at."""
 
 MODEL_FILE = "ranker.txt"
 META_FILE = "ranker.json"
@@ -52,42 +58,68 @@ class LgbData:
     stats: dict = field(default_factory=dict)
 
 
+def query_keys(frame: pl.DataFrame) -> list[str]:
+    """Columns that identify a ranking query: (snapshot, user_id) for multi-night frames, else user_id."""
+    return [SNAPSHOT_COL, "user_id"] if SNAPSHOT_COL in frame.columns else ["user_id"]
+
+
+def _validation_mask(queries: pl.DataFrame, cfg: RankingConfig) -> tuple[np.ndarray, str]:
+    """Which queries validate (early stopping), and how they were chosen ("none" when too few)."""
+    n = queries.height
+    none = np.zeros(n, dtype=bool)
+    if cfg.early_stopping_rounds <= 0 or cfg.validation == "none":
+        return none, "none"
+    if cfg.validation == "last_night" and SNAPSHOT_COL in queries.columns:
+        snaps = queries.get_column(SNAPSHOT_COL)
+        mask = (snaps == snaps.max()).to_numpy()
+        if snaps.n_unique() > 1 and mask.sum() >= cfg.min_valid_users:
+            return mask, "last_night"
+        return none, "none"
+    if cfg.validation_fraction <= 0:
+        return none, "none"
+    # By user, not by query: a user's queries of several nights are all in or all out.
+    h = hash_u64(queries.get_column("user_id").to_list(), cfg.validation_salt)
+    mask = (h.astype(np.float64) / 2.0**64) < cfg.validation_fraction
+    if mask.all() or mask.sum() < cfg.min_valid_users:
+        return none, "none"
+    return mask, "hash"
+
+
 def prepare_lgb_data(train_frame: pl.DataFrame, feature_names: Sequence[str], cfg: RankingConfig, label_col: str = "label") -> LgbData:
-    """Group by user, drop users without a positive, split train/validation users by hash."""
-    for c in ("user_id", label_col):
+    """Group rows into queries, drop queries without a positive, split train/validation queries."""
+    keys = query_keys(train_frame)
+    for c in (*keys, label_col):
         if c not in train_frame.columns:
-            raise RankerError(f"train_ranker: training frame lacks column {c!r}; build it with build_training_frame().")
-    frame = train_frame if train_frame.get_column("user_id").is_sorted() else train_frame.sort("user_id", maintain_order=True)
-    per_user = frame.group_by("user_id", maintain_order=True).agg(pl.len().alias("n"), pl.col(label_col).sum().alias("pos"))
-    n_users = per_user.height
-    keep_users = per_user.filter(pl.col("pos") > 0)
-    n_no_pos = n_users - keep_users.height
-    if keep_users.height == 0:
+            raise RankerError(f"train_ranker: training frame lacks column {c!r}; build it with training_frame_from_nights().")
+    frame = train_frame.sort(keys, maintain_order=True)
+    per_q = frame.group_by(keys, maintain_order=True).agg(pl.len().alias("n"), pl.col(label_col).sum().alias("pos"))
+    n_queries = per_q.height
+    keep = per_q.filter(pl.col("pos") > 0)
+    n_no_pos = n_queries - keep.height
+    if keep.height == 0:
         raise RankerError(
-            f"train_ranker: none of the {n_users} training users has a positive among their candidates; "
-            "check the label window and the candidate sources (candidate_recall is 0)."
+            f"train_ranker: none of the {n_queries} training queries has a positive among their candidates; "
+            "check the labels and the candidate sources (candidate_recall is 0)."
         )
-    valid_mask = np.zeros(keep_users.height, dtype=bool)
-    if cfg.validation_fraction > 0 and cfg.early_stopping_rounds > 0:
-        h = hash_u64(keep_users.get_column("user_id").to_list(), cfg.validation_salt)
-        valid_mask = (h.astype(np.float64) / 2.0**64) < cfg.validation_fraction
-        if valid_mask.all() or valid_mask.sum() < cfg.min_valid_users:
-            valid_mask[:] = False
-    keep_users = keep_users.with_columns(pl.Series("_valid", valid_mask))
-    frame = frame.join(keep_users.select("user_id", "_valid"), on="user_id", how="inner", maintain_order="left")
+    valid_mask, how = _validation_mask(keep, cfg)
+    keep = keep.with_columns(pl.Series("_valid", valid_mask))
+    frame = frame.join(keep.select(*keys, "_valid"), on=keys, how="inner", maintain_order="left")
     tr = frame.filter(~pl.col("_valid"))
     va = frame.filter(pl.col("_valid"))
-    gt = keep_users.filter(~pl.col("_valid")).get_column("n").to_numpy()
-    gv = keep_users.filter(pl.col("_valid")).get_column("n").to_numpy()
+    gt = keep.filter(~pl.col("_valid")).get_column("n").to_numpy()
+    gv = keep.filter(pl.col("_valid")).get_column("n").to_numpy()
     stats = {
-        "n_users": n_users,
+        "n_users": n_queries,
         "n_users_no_positive": n_no_pos,
         "n_train_users": int(len(gt)),
         "n_valid_users": int(len(gv)),
         "n_train_rows": tr.height,
         "n_valid_rows": va.height,
         "positive_rate": float((frame.get_column(label_col) > 0).mean()),
+        "validation": how,
     }
+    if SNAPSHOT_COL in frame.columns:
+        stats["nights"] = int(frame.get_column(SNAPSHOT_COL).n_unique())
     return LgbData(
         x_train=_matrix(tr, feature_names),
         y_train=tr.get_column(label_col).cast(pl.Float32).to_numpy(),
@@ -194,17 +226,31 @@ def train_ranker(
     data = prepare_lgb_data(train_frame, feature_names, cfg, label_col)
     t1 = time.perf_counter()
     booster = fit_lgb(data, feature_names, cfg)
-    t2 = time.perf_counter()
     best = int(booster.best_iteration or 0) or int(booster.current_iteration())
     valid_scores = {}
     if data.x_valid is not None and booster.best_score:
         valid_scores = {k: float(v) for k, v in next(iter(booster.best_score.values())).items()}
+    refit = data.x_valid is not None and cfg.refit_after_early_stopping
+    if refit:
+        # The rounds are chosen on the validation slice; the model served is fit on every query.
+        full = LgbData(
+            x_train=np.vstack([data.x_train, data.x_valid]),
+            y_train=np.concatenate([data.y_train, data.y_valid]),
+            group_train=np.concatenate([data.group_train, data.group_valid]),
+            x_valid=None,
+            y_valid=None,
+            group_valid=None,
+        )
+        booster = fit_lgb(full, feature_names, replace(cfg, num_boost_round=best, rounds_without_validation=best))
+        best = int(booster.current_iteration())
+    t2 = time.perf_counter()
     meta = {
         "arm": arm,
         "config_hash": cfg.config_hash(),
         "best_iteration": best,
         "num_threads": cfg.num_threads,
         "valid_scores": valid_scores,
+        "refit_on_all": refit,
         "prepare_seconds": round(t1 - t0, 4),
         "fit_seconds": round(t2 - t1, 4),
         **data.stats,

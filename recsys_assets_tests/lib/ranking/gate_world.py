@@ -100,14 +100,14 @@ def make_gate_world(
     return GateWorld(events=events, items=items, vectors={"topic": (item_ids, vec)})
 
 
-def gate_snapshot(world: GateWorld, stage: str, protocol: str = "temporal") -> SnapshotFeatures:
-    """The train (inputs < D - w) or serve (inputs < D) snapshot of day D, with ALS and the topic encoder."""
-    ev = world.events.filter(pl.col("ts") < day_start(D))
-    view = build_view(ev, world.items, D, protocol, stage, PCFG)
+def gate_snapshot(world: GateWorld, stage: str, protocol: str = "temporal", day: date = D, pcfg: ProtocolConfig = PCFG) -> SnapshotFeatures:
+    """The train (inputs < day - w) or serve (inputs < day) snapshot of ``day``, with ALS and the topic encoder."""
+    ev = world.events.filter(pl.col("ts") < day_start(day))
+    view = build_view(ev, world.items, day, protocol, stage, pcfg)
     ids = view.catalog.get_column("item_id").to_list()
     iids, mat = world.vectors["topic"]
     index = {i: r for r, i in enumerate(iids)}
-    return assemble_snapshot_features(view, {"topic": (ids, mat[[index[i] for i in ids]])}, als_config=ALS_CFG, protocol=PCFG)
+    return assemble_snapshot_features(view, {"topic": (ids, mat[[index[i] for i in ids]])}, als_config=ALS_CFG, protocol=pcfg)
 
 
 def gate_truth(world: GateWorld, serve: SnapshotFeatures) -> pl.DataFrame:

@@ -1,51 +1,77 @@
 """The ranker gate on a synthetic world: every ranker arm reaches the best of popularity and ALS.
 
 The world (gate_world.py) has what made the ranker lose on MovieLens: traffic growth (raw
-counts at D - w are smaller than at D), items hot when young (the popularity list moves),
-half the users brand new. The pre-fix ranker (raw counts, unconstrained 31-leaf trees,
-400-user cap) fails this test on NDCG@20 (docs/ranker.md).
+counts at an older snapshot are smaller than at D), items hot when young (the popularity
+list moves), half the users brand new. The rankers are trained as the nightly job trains
+them (docs/ranker.md): on the serve-like examples of the ``train_nights`` nights before D
+(each night's snapshot labelled with the next day's positives, ``ranker_examples``),
+early-stopped on the last night and refit on all of them. The same ranker trained on one
+night only loses to popularity here (``test_one_night_ranker_loses``): the gate test can fail.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
 
 import polars as pl
 import pytest
 
 from recsys_assets.lib.evaluation.metrics import per_user_metrics
 from recsys_assets.lib.features.interactions import InteractionConfig
-from recsys_assets.lib.ranking.arms import build_training_frame, parse_arm, ranker_arm_names, recommend, training_labels
+from recsys_assets.lib.ranking.arms import parse_arm, ranker_arm_names, recommend
 from recsys_assets.lib.ranking.config import RankingConfig
+from recsys_assets.lib.ranking.examples import audit_examples, next_day_labels, night_examples, training_frame_from_nights
 from recsys_assets.lib.ranking.features import feature_names
 from recsys_assets.lib.ranking.ranker import train_ranker
-from recsys_assets_tests.lib.ranking.gate_world import gate_snapshot, gate_truth, make_gate_world
+from recsys_assets_tests.lib.ranking.gate_world import PCFG, D, gate_snapshot, gate_truth, make_gate_world
 
 GATE_CFG = RankingConfig(encoders=("topic",), lm_encoders=("topic",), num_threads=1)
 WORLD = dict(n_items=600, back_share=0.7, topic_boost=8.0, decay_days=20.0, growth=3)
+W1 = replace(PCFG, label_window_days=1)
 
 
-@pytest.fixture(scope="module")
-def gate_means():
-    world = make_gate_world(seed=0, **WORLD)
-    train, serve = gate_snapshot(world, "train"), gate_snapshot(world, "serve")
-    labels = training_labels(train.view, world.events, InteractionConfig())
+def _means(world, models, cfg):
+    serve = gate_snapshot(world, "serve")
     truth = gate_truth(world, serve)
     users = truth.get_column("user_id").unique().sort().to_list()
-    models = {}
-    for arm in ranker_arm_names(GATE_CFG):
-        frame, _ = build_training_frame(train, labels, arm, GATE_CFG)
-        models[arm] = train_ranker(frame, feature_names(parse_arm(arm).encoder), GATE_CFG, arm=arm)
     means = {}
-    for arm in ("popularity", "als", *ranker_arm_names(GATE_CFG)):
-        recs, _ = recommend(arm, serve, users, 20, models, GATE_CFG)
+    for arm in ("popularity", "als", *ranker_arm_names(cfg)):
+        recs, _ = recommend(arm, serve, users, 20, models, cfg)
         m = per_user_metrics(recs, truth, users, (20,))
         means[arm] = {r["metric"]: r["value"] for r in m.group_by("metric").agg(pl.col("value").mean()).iter_rows(named=True)}
     return means, len(users)
 
 
+@pytest.fixture(scope="module")
+def world():
+    return make_gate_world(seed=0, **WORLD)
+
+
+@pytest.fixture(scope="module")
+def nights(world):
+    """Examples of partitions D - k + 1 .. D: snapshots D - k .. D - 1, each with the next day's positives."""
+    out = []
+    for j in range(GATE_CFG.train_nights - 1, -1, -1):
+        feats = gate_snapshot(world, "train", day=D - timedelta(days=j), pcfg=W1)
+        labels = next_day_labels(feats.view, world.events, InteractionConfig())
+        out.append(night_examples(feats, labels, GATE_CFG)[0])
+    return out
+
+
+@pytest.fixture(scope="module")
+def gate_means(world, nights):
+    models = {}
+    for arm in ranker_arm_names(GATE_CFG):
+        frame, _ = training_frame_from_nights(nights, arm, GATE_CFG)
+        models[arm] = train_ranker(frame, feature_names(parse_arm(arm).encoder), GATE_CFG, arm=arm)
+    return (*_means(world, models, GATE_CFG), models)
+
+
 @pytest.mark.parametrize("metric", ["recall", "ndcg"])
 @pytest.mark.parametrize("arm", ["ranker_no_text", "ranker_topic"])
 def test_ranker_reaches_best_baseline(gate_means, arm, metric):
-    means, n_users = gate_means
+    means, n_users, _ = gate_means
     assert n_users >= 150
     best = max(means["popularity"][metric], means["als"][metric])
     assert means[arm][metric] >= best, {a: round(v[metric], 4) for a, v in means.items()}
@@ -53,6 +79,26 @@ def test_ranker_reaches_best_baseline(gate_means, arm, metric):
 
 def test_gate_world_baselines_are_strong(gate_means):
     """The test has teeth: popularity is a strong baseline here and ALS a real one."""
-    means, _ = gate_means
+    means, _, _ = gate_means
     assert means["popularity"]["recall"] > 0.3
     assert means["als"]["recall"] > 0.2
+
+
+def test_trained_on_the_nights_before_d_only(nights, gate_means):
+    """k nights, the latest snapshot is D - 1, early stopping used the last night and the model was refit on all."""
+    snaps = sorted(f["snapshot"][0] for f in nights)
+    assert snaps == [D - timedelta(days=j) for j in range(GATE_CFG.train_nights, 0, -1)]
+    assert audit_examples(nights, D) == []
+    assert audit_examples(nights, D - timedelta(days=1)) != []  # a night at/after the day is caught
+    meta = gate_means[2]["ranker_no_text"].meta
+    assert meta["validation"] == "last_night" and meta["refit_on_all"] and meta["nights"] == GATE_CFG.train_nights
+
+
+def test_one_night_ranker_loses(world, nights):
+    """The gate has teeth: the same ranker trained on the last night only loses to popularity here."""
+    cfg = replace(GATE_CFG, encoders=(), train_nights=1)
+    frame, _ = training_frame_from_nights(nights[-1:], "ranker_no_text", cfg)
+    models = {"ranker_no_text": train_ranker(frame, feature_names(None), cfg, arm="ranker_no_text")}
+    means, _ = _means(world, models, cfg)
+    best = {m: max(means["popularity"][m], means["als"][m]) for m in ("recall", "ndcg")}
+    assert all(means["ranker_no_text"][m] < best[m] for m in best), means
