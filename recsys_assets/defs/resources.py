@@ -54,6 +54,8 @@ class ModelsResource(dg.ConfigurableResource):
     """ALS sweeps."""
     als_min_user_events: int = 3
     """Users with fewer events are folded in from their history (no refit), not fitted."""
+    als_device: str = "auto"
+    """ALS solver: auto (implicit's CUDA solver when it loads and sees a GPU), cpu or cuda."""
     max_train_users: int | None = None
     """Cap on labelled users per ranker training frame (lowest hash kept); None = every labelled user (default)."""
     new_item_slots: int = 0
@@ -64,7 +66,7 @@ class ModelsResource(dg.ConfigurableResource):
     """Window of days pooled by lift_rollup."""
 
     def feature_config(self):
-        from recsys_assets.lib.features.als import ALSConfig
+        from recsys_assets.lib.features.als import ALSConfig, resolve_use_gpu
         from recsys_assets.lib.features.encoders import EncoderConfig
         from recsys_assets.lib.features.nightly import FeatureConfig
         from recsys_assets.lib.snapshot import ProtocolConfig
@@ -72,7 +74,12 @@ class ModelsResource(dg.ConfigurableResource):
         return FeatureConfig(
             encoders=tuple(e.strip() for e in self.encoders.split(",") if e.strip()),
             encoder=EncoderConfig(precision=self.precision, device=self.device, show_progress=False),
-            als=ALSConfig(factors=self.als_factors, iterations=self.als_iterations, min_user_events_for_fit=self.als_min_user_events),
+            als=ALSConfig(
+                factors=self.als_factors,
+                iterations=self.als_iterations,
+                min_user_events_for_fit=self.als_min_user_events,
+                use_gpu=resolve_use_gpu(self.als_device),
+            ),
             protocol=ProtocolConfig(
                 protocols=tuple(p.strip() for p in self.protocols.split(",") if p.strip()),
                 holdout_fraction=self.holdout_fraction,

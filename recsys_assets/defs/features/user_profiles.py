@@ -25,11 +25,12 @@ def user_profiles(context: dg.AssetExecutionContext, lake: LakeResource, models:
     items, users = catalogs(the_lake)
     views = day_snapshot(the_lake, day, cfg).views()
     metadata = {"config_hash": cfg.config_hash()}
+    text_memo: dict = {}  # profile texts encoded once per encoder for the four views
     for name in encoders_with_embeddings(the_lake, day, cfg):
         item_ids, vectors, meta = load_item_embeddings(the_lake, day, name)
         for (protocol, stage), view in views.items():
             uids, mat, stats = build_view_profiles(
-                view, item_ids, vectors, users, name, cfg, the_lake, available_items(items, day)
+                view, item_ids, vectors, users, name, cfg, the_lake, available_items(items, day), text_memo
             )
             stats.update(config_hash=cfg.config_hash(), encoder_fingerprint=meta.get("fingerprint"))
             with recorded_provenance(view.provenance()):

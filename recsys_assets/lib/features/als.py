@@ -34,6 +34,7 @@ from recsys_assets.lib.artifacts import read_artifact, write_artifact
 from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.features.interactions import InteractionConfig, build_matrix, interaction_strength
+from recsys_assets.lib.topk import top_k_rows
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -204,6 +205,22 @@ def _single_blas_thread():
     return threadpool_limits(1, "blas")
 
 
+def gpu_available() -> bool:
+    """Whether implicit can fit on a GPU here: its CUDA extension loaded (needs ``rmm-cu13``) and sees a device."""
+    try:
+        import implicit.gpu
+    except ImportError:
+        return False
+    return bool(implicit.gpu.HAS_CUDA)
+
+
+def resolve_use_gpu(setting: str) -> bool:
+    """``auto`` -> :func:`gpu_available`; ``cpu`` -> False; ``cuda`` -> True (``fit_matrix`` then fails loudly without one)."""
+    if setting not in ("auto", "cpu", "cuda"):
+        raise ALSError(f"ALS device {setting!r}: choose auto, cpu or cuda.")
+    return gpu_available() if setting == "auto" else setting == "cuda"
+
+
 def _implicit_model(cfg: ALSConfig, use_gpu: bool = False):
     from implicit.als import AlternatingLeastSquares
 
@@ -347,8 +364,8 @@ Exclude = Mapping[str, Iterable[str]] | pl.DataFrame | sp.spmatrix | sp.sparray
 class ALSScorer:
     """Scores (user, item) pairs and ranks the catalogue for users of an :class:`ALSModel`.
 
-    ``backend``: "numpy" (matmul + argpartition), "torch" (matmul + torch.topk),
-    or "auto" (torch for catalogues of 50k+ items when torch is installed).
+    ``backend``: "numpy" (matmul + argpartition), "torch" (matmul + torch.topk), or "auto"
+    (by catalogue width, :mod:`recsys_assets.lib.topk`); all go through :func:`top_k_rows`.
     """
 
     def __init__(
@@ -362,15 +379,6 @@ class ALSScorer:
         self._items = _vocab(model.item_ids)
         self._item_series = pl.Series("item_id", model.item_ids, dtype=pl.String)
         self.max_chunk_cells = max_chunk_cells
-        if backend == "auto":
-            backend = "numpy"
-            if len(model.item_ids) >= 50_000:
-                try:
-                    import torch  # noqa: F401
-
-                    backend = "torch"
-                except ImportError:
-                    pass
         self.backend = backend
 
     def known_users(self, user_ids: Sequence[str]) -> np.ndarray:
@@ -479,11 +487,10 @@ class ALSScorer:
         chunk = max(1, min(len(user_ids), self.max_chunk_cells // max(n_items, 1)))
         top_items = np.empty((len(user_ids), n), dtype=np.int64)
         top_scores = np.empty((len(user_ids), n), dtype=np.float32)
-        topk = self._topk_torch if self.backend == "torch" else self._topk_numpy
         for s in range(0, len(user_ids), chunk):
             e = min(s + chunk, len(user_ids))
             sub = excl[s:e] if excl is not None else None
-            top_items[s:e], top_scores[s:e] = topk(uidx[s:e], n, sub)
+            top_items[s:e], top_scores[s:e] = self._topk(uidx[s:e], n, sub)
 
         valid = np.isfinite(top_scores).ravel()
         users_col = pl.Series("user_id", user_ids, dtype=pl.String).gather(np.repeat(np.arange(len(user_ids)), n))
@@ -499,28 +506,9 @@ class ALSScorer:
             out = out.filter(pl.Series(valid))
         return out
 
-    def _topk_numpy(self, uidx: np.ndarray, n: int, excl: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
+    def _topk(self, uidx: np.ndarray, n: int, excl: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
         scores = self.model.user_factors[uidx] @ self.model.item_factors.T
         if excl is not None and excl.nnz:
             rows = np.repeat(np.arange(excl.shape[0]), np.diff(excl.indptr))
             scores[rows, excl.indices] = -np.inf
-        n_items = scores.shape[1]
-        if n < n_items:
-            part = np.argpartition(scores, n_items - n, axis=1)[:, n_items - n :]
-        else:
-            part = np.broadcast_to(np.arange(n_items), scores.shape).copy()
-        part_scores = np.take_along_axis(scores, part, axis=1)
-        order = np.argsort(-part_scores, axis=1, kind="stable")
-        return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
-
-    def _topk_torch(self, uidx: np.ndarray, n: int, excl: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        with torch.no_grad():
-            uf = torch.from_numpy(self.model.user_factors[uidx])
-            scores = uf @ torch.from_numpy(self.model.item_factors).T
-            if excl is not None and excl.nnz:
-                rows = torch.from_numpy(np.repeat(np.arange(excl.shape[0]), np.diff(excl.indptr)))
-                scores[rows, torch.from_numpy(excl.indices.astype(np.int64))] = -float("inf")
-            vals, idx = torch.topk(scores, n, dim=1, largest=True, sorted=True)
-        return idx.numpy(), vals.numpy()
+        return top_k_rows(scores, n, self.backend)

@@ -229,8 +229,14 @@ def build_view_profiles(
     cfg: FeatureConfig,
     lake: Lake,
     items_available: pl.DataFrame,
+    text_memo: dict | None = None,
 ) -> tuple[list[str], np.ndarray, dict]:
-    """History EMA for users with events; encoded profile text for users with none (neural/tfidf)."""
+    """History EMA for users with events; encoded profile text for users with none (neural/tfidf).
+
+    ``text_memo`` (one dict per ``user_profiles`` run, shared by its views): profile texts already
+    encoded by this (neural) encoder in an earlier view are reused, so the four views of a night encode
+    each text once (the views run in a fixed order, so a rerun gives the same bits).
+    """
     ids, mat_items = catalog_vectors(view, item_ids, vectors)
     uids, mat, stats = build_user_profiles(view.history, ids, mat_items, cfg.profile, cfg.interactions, return_stats=True)
     stats = dict(stats) if isinstance(stats, dict) else {"detail": str(stats)}
@@ -242,8 +248,19 @@ def build_view_profiles(
         # Lexical encoders must be fitted on the same catalogue (and texts) as the item vectors.
         encoder.fit_items(items_available, variant_inputs(encoder_name, cfg.text)[0])
 
+        # Only encoders whose vectors depend on (model, text) alone are memoized (a fitted tfidf is not).
+        memo = text_memo if text_memo is not None and encoder.is_neural else {}
+
+        def encode_texts_once(texts: list[str]) -> np.ndarray:
+            key = (encoder_name, encoder.fingerprint)
+            todo = list(dict.fromkeys(t for t in texts if (key, t) not in memo))
+            if todo:
+                for t, v in zip(todo, encoder.encode_queries(todo)):  # e5: "query: " (items are "passage: ")
+                    memo[(key, t)] = v
+            return np.stack([memo[(key, t)] for t in texts]) if texts else np.zeros((0, encoder.dim), np.float32)
+
         def encode_fn(texts: list[str]) -> np.ndarray:
-            v = encoder.encode_queries(texts)  # e5: "query: " (items are "passage: ")
+            v = encode_texts_once(texts)
             if v.shape[1] < vectors.shape[1]:
                 # Item vectors may carry a fused image block after the text block: profile text has none.
                 v = np.concatenate([v, np.zeros((v.shape[0], vectors.shape[1] - v.shape[1]), np.float32)], axis=1)

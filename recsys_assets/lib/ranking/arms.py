@@ -182,8 +182,32 @@ def _ranker_pool(spec: ArmSpec, features: SnapshotFeatures, users: list[str], mo
     feats = ranker_features(features, cands, spec.encoder)
     scored = feats.select("user_id", "item_id").with_columns(pl.Series("score", model.predict(feats), dtype=pl.Float64))
     n_per_user = cands.group_by("user_id").len().get_column("len")
-    stats = {"n_candidates": cands.height, "candidates_per_user_min": int(n_per_user.min() or 0), "candidates_per_user_mean": float(n_per_user.mean() or 0)}
+    stats = {
+        "n_candidates": cands.height,
+        "users_with_candidates": n_per_user.len(),
+        "candidates_per_user_min": int(n_per_user.min() or 0),
+        "candidates_per_user_mean": float(n_per_user.mean() or 0),
+    }
     return scored, stats
+
+
+BLOCK_USERS = 20_000
+"""Users served together by :func:`recommend`: its candidate pools and feature frames grow with a block, not with the day."""
+BLOCK_PAIRS = 2_000_000
+"""(user, item) pairs scored together by :func:`top_k_items`: never a dense users x items frame."""
+
+
+def _merge_stats(parts: list[dict]) -> dict:
+    """Stats of user blocks -> the stats of one call over all their users."""
+    out = dict(parts[0])
+    for key in ("n_users", "fallback_users", "padded_users", "short_users", "n_rows", "n_candidates", "users_with_candidates"):
+        if key in out:
+            out[key] = sum(p[key] for p in parts)
+    if "candidates_per_user_min" in out:
+        mins = [p["candidates_per_user_min"] for p in parts if p.get("users_with_candidates")]
+        out["candidates_per_user_min"] = min(mins) if mins else 0
+        out["candidates_per_user_mean"] = out["n_candidates"] / out["users_with_candidates"] if out["users_with_candidates"] else 0.0
+    return out
 
 
 def recommend(
@@ -200,9 +224,53 @@ def recommend(
     cannot score them), padded_users (lists filled up from popularity),
     short_users (fewer than k items even after padding: catalogue exhausted),
     and for rankers the candidate pool size.
+
+    Users are served in blocks of ``BLOCK_USERS`` (every step is per user, so the result is
+    the same as one call over all of them), sorted by (user_id, rank).
     """
-    spec = parse_arm(arm)
     users = list(dict.fromkeys(user_ids))
+    if len(users) <= BLOCK_USERS:
+        return _recommend_block(arm, features, users, k, ranker_models, cfg)
+    parts = [_recommend_block(arm, features, users[s : s + BLOCK_USERS], k, ranker_models, cfg) for s in range(0, len(users), BLOCK_USERS)]
+    return pl.concat([r for r, _ in parts]).sort("user_id", "rank"), _merge_stats([st for _, st in parts])
+
+
+def top_k_items(
+    arm: str,
+    features: SnapshotFeatures,
+    user_ids: Sequence[str],
+    item_ids: Sequence[str],
+    k: int,
+    ranker_models: dict[str, RankerModel] | None = None,
+    cfg: RankingConfig | None = None,
+    tiebreak: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """``top_k_from_scores(score_items(...), k, ...)`` (the ``cold_only`` scope) in blocks of users.
+
+    Each block scores at most ``BLOCK_PAIRS`` (user, item) pairs and keeps only its top ``k``
+    per user, so memory is bounded by a block whatever the numbers of users and items.
+    """
+    users = list(dict.fromkeys(user_ids))
+    items = list(dict.fromkeys(item_ids))
+    per = max(1, BLOCK_PAIRS // max(1, len(items)))
+    frames = [
+        top_k_from_scores(score_items(arm, features, users[s : s + per], items, ranker_models, cfg), k, features, tiebreak)
+        for s in range(0, len(users), per)
+    ]
+    if not frames:
+        return pl.DataFrame(schema=RECS_SCHEMA)
+    return frames[0] if len(frames) == 1 else pl.concat(frames).sort("user_id", "rank")
+
+
+def _recommend_block(
+    arm: str,
+    features: SnapshotFeatures,
+    users: list[str],
+    k: int,
+    ranker_models: dict[str, RankerModel] | None,
+    cfg: RankingConfig,
+) -> tuple[pl.DataFrame, dict]:
+    spec = parse_arm(arm)
     stats: dict = {"arm": arm, "n_users": len(users), "k": k, "fallback_users": 0}
     pool: pl.DataFrame
     if spec.kind == "popularity":

@@ -28,6 +28,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys_assets.lib.errors import RecsysError
+from recsys_assets.lib.topk import top_k_rows
 from recsys_assets.lib.ranking.arm_spec import parse_arm
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.inputs import SnapshotFeatures
@@ -118,14 +119,7 @@ def topn_block(
             cc = pos[sub.indices]
             keep = cc >= 0
             scores[rr[keep], cc[keep]] = -np.inf
-        if k < scores.shape[1]:
-            part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        else:
-            part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
-        ps = np.take_along_axis(scores, part, axis=1)
-        order = np.argsort(-ps, axis=1, kind="stable")
-        part = np.take_along_axis(part, order, axis=1)
-        ps = np.take_along_axis(ps, order, axis=1)
+        part, ps = top_k_rows(scores, k)
         valid = np.isfinite(ps).ravel()
         out_u.append(np.repeat(rows, k)[valid])
         out_c.append(col_ids[part.ravel()][valid])

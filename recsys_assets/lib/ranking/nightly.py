@@ -42,8 +42,7 @@ from recsys_assets.lib.ranking.arms import (
     ranker_arm_names,
     RECS_SCHEMA,
     recommend,
-    score_items,
-    top_k_from_scores,
+    top_k_items,
 )
 from recsys_assets.lib.ranking.candidates import arm_sources, generate_candidates
 from recsys_assets.lib.ranking.config import RankingConfig
@@ -208,7 +207,7 @@ def serve_day(
         stats[arm] = st
         if new_items and eval_users and not spec.slots:
             tb = popularity_tiebreak(feats) if spec.is_ranker else None
-            c = top_k_from_scores(score_items(arm, feats, eval_users, new_items, models, rcfg), rcfg.k, feats, tb)
+            c = top_k_items(arm, feats, eval_users, new_items, rcfg.k, models, rcfg, tb)
             cold.append(c.with_columns(arm=pl.lit(arm)))
         if spec.is_ranker and not spec.slots and r.height:
             explained.append(explain_recommendations(arm, feats, r, models, rcfg).with_columns(arm=pl.lit(arm)))
