@@ -9,7 +9,7 @@ from recsys_assets.lib.errors import ModelUnavailableError
 from recsys_assets.lib.features.nightly import compute_item_embeddings, save_item_embeddings
 
 
-@dg.asset(group_name="features", kinds={"pytorch", "numpy"}, partitions_def=daily_partitions, deps=["items"])
+@dg.asset(group_name="features", kinds={"pytorch", "numpy"}, partitions_def=daily_partitions, deps=["items", "embedding_student", "collaborative_student"])
 def item_embeddings(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource) -> dg.MaterializeResult:
     """Vectors of every item available on D for each configured encoder; only new or changed texts are encoded."""
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
