@@ -249,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     from recsys_assets import cli_reports
 
     cli_reports.add_commands(sub, _add_lake)
+    from recsys_assets import cli_study
+
+    cli_study.add_command(sub, _add_lake)
     return parser
 
 

@@ -7,6 +7,7 @@ from recsys_assets.defs.features.common import partition_day
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.reports.cold_start_lift import cold_start_lift
 from recsys_assets.defs.reports.common import encoder_metas, fingerprints, headline_metadata
+from recsys_assets.defs.reports.encoder_study import encoder_study
 from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.defs.schedules import REPORT_FRESHNESS
 from recsys_assets.lib.evaluation.html_report import (
@@ -18,7 +19,7 @@ from recsys_assets.lib.evaluation.lift import LiftConfig
 from recsys_assets.lib.evaluation.reporting import open_warehouse, rollup_report
 
 
-@dg.asset(group_name="reports", kinds={"duckdb", "html"}, partitions_def=daily_partitions, deps=[cold_start_lift], pool="duckdb_writer", freshness_policy=REPORT_FRESHNESS)
+@dg.asset(group_name="reports", kinds={"duckdb", "html"}, partitions_def=daily_partitions, deps=[cold_start_lift, encoder_study], pool="duckdb_writer", freshness_policy=REPORT_FRESHNESS)
 def lift_rollup(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource) -> dg.MaterializeResult:
     """Answers the question: over the window ending D, does a pretrained LM lift new-item and new-user recall@20
     over TF-IDF and over no text, by how much, for how many users, at what encoding cost?
@@ -39,7 +40,8 @@ def lift_rollup(context: dg.AssetExecutionContext, lake: LakeResource, models: M
     cost = wh.query("SELECT * FROM reports.encoder_cost WHERE day BETWEEN ? AND ?", [start, day])
     report = the_lake.reports.joinpath("index.html")
     headline, headline_days = window_headline(the_lake.warehouse, start, day)
-    write_html_report(report, lift, daily, warm, cost, title=f"Cold-start lift, {start} to {day}", headline=headline, headline_days=headline_days)
+    study = wh.query("SELECT * FROM reports.encoder_study WHERE window_end = ?", [day])
+    write_html_report(report, lift, daily, warm, cost, title=f"Cold-start lift, {start} to {day}", headline=headline, headline_days=headline_days, encoder_study=study)
     shown = lift.filter((pl.col("metric") == "recall") & (pl.col("k") == 20)) if lift.height else lift
     return dg.MaterializeResult(
         metadata={

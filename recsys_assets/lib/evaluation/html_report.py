@@ -341,6 +341,52 @@ def chart_forest(df: pl.DataFrame, *, title: str) -> str:
     return _svg(fig)
 
 
+def chart_pareto(study: pl.DataFrame, *, title: str) -> str:
+    """The encoder study's lift against cost: catalogue seconds (log x) vs lift over no text (95% CI),
+    one point per encoder, the Pareto front (no encoder both cheaper and better) joined by a line."""
+    if study is None or study.is_empty():
+        return ""
+    pts = [p for p in study.to_dicts() if _num(p.get("catalogue_seconds")) and _num(p.get("lift_vs_no_text")) is not None]
+    if not pts:
+        return ""
+    fig, ax = _figure(10, 3.8)
+    for p in pts:
+        x, y = _num(p["catalogue_seconds"]), _num(p["lift_vs_no_text"])
+        lo, hi = _num(p.get("ci_low_vs_no_text")), _num(p.get("ci_high_vs_no_text"))
+        color = "C1" if p.get("teacher") else ("C0" if p.get("is_lm") else "C7")
+        err = [[max(0.0, y - lo)], [max(0.0, hi - y)]] if lo is not None and hi is not None else None
+        ax.errorbar([x], [y], yerr=err, fmt="o", color=color, capsize=3)
+        ax.annotate(str(p["encoder"]), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    front = sorted((_num(p["catalogue_seconds"]), _num(p["lift_vs_no_text"])) for p in pts if p.get("pareto"))
+    if len(front) > 1:
+        ax.plot([f[0] for f in front], [f[1] for f in front], "--", color="C2", linewidth=1.2, label="Pareto front")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    _zero_line(ax)
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds to encode the catalogue on this machine (log scale)")
+    ax.set_ylabel("abs lift vs ranker_no_text")
+    ax.set_title(title, fontsize=11)
+    return _svg(fig)
+
+
+def study_section(study: pl.DataFrame | None) -> list[str]:
+    """The encoder study (reports.encoder_study): one Pareto chart per protocol x cell, then the rows."""
+    parts = ["<h2>Encoder study: lift against cost (Pareto front)</h2>"]
+    if study is None or study.is_empty():
+        return parts + [_empty("no reports.encoder_study rows for this window (run `recsys-assets study`)")]
+    parts.append('<p class="note">Each encoder\'s ranker lift over ranker_no_text (95% CI, exploratory) against the seconds one cold '
+                 "encode of the catalogue took on this machine (blue: pretrained LMs, orange: distilled students, grey: TF-IDF / "
+                 "metadata). The dashed line joins the encoders no other encoder beats on both. Table: reports.encoder_study.</p>")
+    for (protocol, cell), g in _groups(study, ["protocol", "cell"]):
+        name = f"{protocol} · {cell}"
+        parts.append(_figure_html("pareto", name, chart_pareto(g, title=name)))
+    cols = [c for c in ("protocol", "cell", "encoder", "params", "dim", "texts_per_s", "catalogue_seconds", "vector_bytes", "value",
+                        "lift_vs_no_text", "ci_low_vs_no_text", "ci_high_vs_no_text", "lift_vs_tfidf", "ci_low_vs_tfidf", "ci_high_vs_tfidf",
+                        "share_of_teacher_lift", "n_users", "pareto") if c in study.columns]
+    parts.append(f"<details><summary>Encoder study rows</summary>{_html_table(study.sort('protocol', 'cell', 'encoder'), cols)}</details>")
+    return parts
+
+
 # --- encoder cost vs lift -----------------------------------------------------------------
 
 
@@ -615,6 +661,7 @@ def render_html_report(
     title: str,
     headline: pl.DataFrame | None = None,
     headline_days: pl.DataFrame | None = None,
+    encoder_study: pl.DataFrame | None = None,
 ) -> str:
     """The report as an HTML string (see :func:`write_html_report`)."""
     def clean(df: pl.DataFrame | None) -> pl.DataFrame:
@@ -681,6 +728,9 @@ def render_html_report(
     else:
         parts.append(_empty())
 
+    if encoder_study is not None:
+        parts += study_section(encoder_study)
+
     # Per-segment detail, collapsed.
     parts += _detail_section(lift_rollup, choose_metric(lift_rollup))
 
@@ -715,12 +765,14 @@ def write_html_report(
     title: str,
     headline: pl.DataFrame | None = None,
     headline_days: pl.DataFrame | None = None,
+    encoder_study: pl.DataFrame | None = None,
 ) -> None:
     """Write the self-contained HTML report to ``target`` atomically (any UPath).
 
     ``headline``: the window's ``reports.headline`` rows (the answer card);
-    ``headline_days``: the daily headline rows of the window (lift over days).
+    ``headline_days``: the daily headline rows of the window (lift over days);
+    ``encoder_study``: the window's ``reports.encoder_study`` rows (the Pareto chart; None leaves the section out).
     """
-    text = render_html_report(lift_rollup, lift_daily, warmup, encoder_cost, title, headline, headline_days)
+    text = render_html_report(lift_rollup, lift_daily, warmup, encoder_cost, title, headline, headline_days, encoder_study)
     target = target if isinstance(target, UPath) else UPath(target)
     write_bytes_atomic(target, text.encode("utf-8"))

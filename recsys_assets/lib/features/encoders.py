@@ -966,7 +966,7 @@ TEXT_VARIANTS: dict[str, TextVariant] = {
     v.name: v
     for v in (
         TextVariant("title", "{title}", False, "title only"),
-        TextVariant("meta", "{title} ({year}). Genres: {categories}", False, "title + categories/year"),
+        TextVariant("meta", "{title} ({year}). Genres: {categories}.", False, "title + categories/year"),
         TextVariant("desc", "{title} ({year}). Genres: {categories}. {description}. {attributes}", False, "+ description/attributes"),
         TextVariant("image", "{title} ({year}). Genres: {categories}. {description}. {attributes}", True, "+ precomputed image vector"),
     )

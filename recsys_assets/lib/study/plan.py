@@ -109,8 +109,8 @@ def load_student_modules() -> list[str]:
 
 
 def student_names() -> list[str]:
-    """Registered encoders that have a teacher (distilled students)."""
-    return [n for n in enc.available_encoders() if enc.encoder_spec(n).teacher]
+    """Registered distilled students (encoder specs of family ``student``)."""
+    return [n for n in enc.available_encoders() if enc.encoder_spec(n).family == "student"]
 
 
 def _inputs_key(items: pl.DataFrame, template: str, image: bool, base_text: ItemTextConfig) -> str:

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 import polars as pl
@@ -81,7 +81,10 @@ def study_tables(snap: DaySnapshot, users: pl.DataFrame, n_days: int, cfg: Study
     encoders = [e for e in fcfg.encoders if e not in unavailable]
     fusion = []
     if cfg.fusion_base in encoders:
-        fusion = [f for f in fusion_variants(available_items(snap.items, day), cfg.fusion_base, cfg.fusion_variants, fcfg.text) if f.encoder is None or f.encoder in encoders]
+        for f in fusion_variants(available_items(snap.items, day), cfg.fusion_base, cfg.fusion_variants, fcfg.text):
+            if f.encoder is not None and f.encoder not in encoders:
+                f = replace(f, encoder=None, note=f"{f.encoder} is not switched on (add it to the encoders)")
+            fusion.append(f)
     pooled, pairs, days = pooled_window(lake, day, n_days, cfg)
     ladder = [e for e in encoders if "@" not in e]
     return StudyTables(
