@@ -56,14 +56,15 @@ class RankingConfig:
     OpenMP workers spin and one fit took minutes instead of seconds; raise it on dedicated cores."""
     deterministic: bool = True
     """LightGBM ``deterministic`` (+ ``force_row_wise``): same data and seed give the same model."""
-    train_nights: int = 7
+    train_nights: int = 14
     """k: the ranker of day D trains on the examples of the k nights before D (snapshots D - k ..
     D - 1, each labelled with the positives of the day after it: the served question). Nights
     not in the lake yet (the start of a lake) are skipped and counted (docs/ranker.md)."""
-    validation: str = "last_night"
-    """Early-stopping slice: ``last_night`` (the queries of the latest snapshot, when there are
-    at least ``min_valid_users`` and another night to train on), ``hash`` (users by a salted
-    hash, ``validation_fraction``) or ``none`` (``rounds_without_validation`` rounds)."""
+    validation: str = "none"
+    """Early-stopping slice: ``none`` (``rounds_without_validation`` rounds: measured best on the
+    days before the evaluated windows, docs/ranker.md), ``last_night`` (the queries of the latest
+    snapshot, when there are at least ``min_valid_users`` and another night to train on) or
+    ``hash`` (users by a salted hash, ``validation_fraction``)."""
     refit_after_early_stopping: bool = True
     """After early stopping on the validation slice, refit on every query (validation included)
     for the rounds found: the latest night is the most serve-like one and is not left out."""

@@ -76,7 +76,7 @@ def test_two_nights_are_two_queries_and_the_last_night_validates(night):
     two, st = training_frame_from_nights([older, frame], "ranker_no_text", CFG)
     assert st["nights"] == 2 and st["n_users"] == 2 * frame.filter(pl.col("source_als") + pl.col("source_popular") + pl.col("source_new") > 0)["user_id"].n_unique()
     fn = feature_names(None)
-    cfg = replace(CFG, min_valid_users=1)
+    cfg = replace(CFG, min_valid_users=1, validation="last_night")
     data = prepare_lgb_data(two, fn, cfg)
     assert data.stats["validation"] == "last_night"
     assert data.stats["n_valid_users"] == data.stats["n_train_users"]  # the same users, one night each
