@@ -5,10 +5,10 @@ content->CF) is untouched by the ranker change, so the window's serve-stage arti
 lake that already ran the window (``--src``) are reused, and only what the ranker change
 affects is recomputed with the same library calls as the assets (``bench_night.RawNight``):
 
-1. copy the source lake's events, catalogues, caches and, for every window day, its
-   embeddings, serve-stage models and candidate pool into ``--lake``;
-2. warm-up: for the ``train_nights`` days before the window (no serve artifacts in the source
-   lake), the serve-stage features (``item_embeddings``, ``als_model``, ``content_to_cf``,
+1. copy the source lake's events, catalogues, caches and, for every window day and every
+   warm-up day it has, its embeddings, serve-stage models and candidate pool into ``--lake``;
+2. warm-up: for the ``--warmup`` days before the window that the source lake has no serve
+   artifacts for, the serve-stage features (``item_embeddings``, ``als_model``, ``content_to_cf``,
    ``user_profiles`` restricted to the serve views);
 3. every partition P from the first warm-up day + 1 to the window end: the train stage of P is
    the snapshot P - 1 (``label_window_days`` = 1), i.e. the serve artifacts of P - 1 (copied,
@@ -102,7 +102,8 @@ def main() -> None:
     warm = [args.start - timedelta(days=j) for j in range(k, 0, -1)]
     probe = RawNight(str(args.lake), args.start) if args.lake.exists() else None
     protocols = probe.cfg.protocol.protocols if probe else ("temporal", "item_holdout")
-    setup(args.src, args.lake, window, protocols)
+    # Days before the window whose serve artifacts the source lake already has are copied too.
+    setup(args.src, args.lake, warm + window, protocols)
     for d in warm:
         if not (args.lake / "models" / f"snapshot={d.isoformat()}" / protocols[0] / "serve" / "als").exists():
             night = ServeOnlyNight(str(args.lake), d)
