@@ -1,0 +1,297 @@
+"""Scale: ingest and one nightly partition of shop-like synthetic worlds of growing size.
+
+For each world size (``--events 1M,3M,10M``; users and items follow the shop ratios of
+``recsys_assets.lib.ingest.synthetic.shop_shape``: events/33 users, events/200 items):
+
+1. ``recsys-assets ingest --source synthetic`` in a fresh child process on a fresh lake
+   (``--lake-root/<size>``): wall time and peak RSS (``ru_maxrss`` of the child).
+2. ``item_embeddings`` of the night, once, untimed (a warm cache, as on every night after the
+   first; the cold catalogue encode is printed separately as ``item_embeddings (cold)``).
+3. ``day_job`` for ``--day`` (default: the world's last day) in another fresh child, through
+   Dagster in-process exactly as the nightly job runs it: per asset the wall time
+   (STEP_START -> STEP_SUCCESS in the run's event log) and the peak RSS of the process while
+   the step ran (sampled every 0.1 s by a thread), the whole run's wall and peak RSS.
+
+Then the growth exponent of every stage: the slope of log(seconds) against log(events) over
+the sizes (least squares; 1 = linear in the events, 2 = quadratic). Prints a table and writes
+``benchmarks/results/scale.json`` (or ``--out``).
+
+    .venv/bin/python benchmarks/bench_scale.py --events 1M,3M --lake-root /tmp/scale/bench
+    .venv/bin/python benchmarks/bench_scale.py --events 10M --lake-root /tmp/scale/bench --merge benchmarks/results/scale.json
+
+Timings on a shared machine are noisy (the 1-minute load average is recorded with each run).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "scale.json"
+
+
+def parse_count(text: str) -> int:
+    """``1M`` / ``300k`` / ``2500000`` -> int."""
+    t = text.strip().lower().replace("_", "")
+    mult = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
+    return int(float(t[:-1] if mult > 1 else t) * mult)
+
+
+def label(n: int) -> str:
+    return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k"
+
+
+class RssSampler:
+    """Samples this process's RSS and CPU time every ``period`` s in a thread: (wall clock time, bytes, cpu s)."""
+
+    def __init__(self, period: float = 0.1) -> None:
+        import psutil
+
+        self.proc, self.period, self.samples = psutil.Process(), period, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            cpu = self.proc.cpu_times()
+            self.samples.append((time.time(), self.proc.memory_info().rss, cpu.user + cpu.system))
+            self._stop.wait(self.period)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_between(self, t0: float, t1: float) -> int:
+        inside = [r for t, r, _ in self.samples if t0 <= t <= t1]
+        return max(inside) if inside else 0
+
+    def cpu_between(self, t0: float, t1: float) -> float:
+        """CPU seconds (all threads) spent between two wall-clock times (nearest samples)."""
+        inside = [c for t, _, c in self.samples if t0 <= t <= t1]
+        return inside[-1] - inside[0] if len(inside) >= 2 else 0.0
+
+
+# --- children ------------------------------------------------------------------------------------
+
+
+def child_ingest(lake: str, n_events: int, out: str) -> None:
+    from recsys_assets.cli import main
+
+    t0 = time.perf_counter()
+    rc = main(["ingest", "--source", "synthetic", "--synthetic-events", str(n_events), "--lake", lake])
+    wall = time.perf_counter() - t0
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    Path(out).write_text(json.dumps({"rc": rc, "wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mib": ru.ru_maxrss / 1024}))
+
+
+def _step_times(inst, run_id: str) -> dict[str, tuple[float, float]]:
+    starts, out = {}, {}
+    for rec in inst.all_logs(run_id):
+        ev = rec.dagster_event
+        if ev is None or ev.step_key is None:
+            continue
+        if ev.event_type_value == "STEP_START":
+            starts[ev.step_key] = rec.timestamp
+        elif ev.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and ev.step_key in starts:
+            out[ev.step_key] = (starts[ev.step_key], rec.timestamp)
+    return out
+
+
+def child_night(lake: str, day: str, job: str, out: str) -> None:
+    import dagster as dg
+
+    from recsys_assets import runner
+
+    runner.quiet_dagster()
+    runner.use_lake(lake)
+    inst = dg.DagsterInstance.ephemeral()
+    with RssSampler() as rss:
+        t0, c0 = time.perf_counter(), time.process_time()
+        tw = time.time()
+        error = None
+        try:
+            if job == "item_embeddings":
+                from dagster import materialize
+
+                from recsys_assets.definitions import defs
+
+                result = materialize(
+                    [defs.resolve_assets_def("item_embeddings")],
+                    partition_key=day,
+                    instance=inst,
+                    selection=["item_embeddings"],
+                    raise_on_error=False,
+                )
+                if not result.success:
+                    error = "item_embeddings failed"
+            else:
+                result = runner.run_job(job, inst, partition_key=day)
+        except Exception as exc:  # a failed run is a result of the benchmark, reported as such
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            result = None
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        tw1 = time.time()
+    steps = {}
+    run_ids = [r.run_id for r in inst.get_runs()]
+    for run_id in run_ids:
+        for key, (a, b) in _step_times(inst, run_id).items():
+            steps[key] = {"wall_s": b - a, "cpu_s": rss.cpu_between(a, b), "peak_rss_mib": rss.peak_between(a, b) / 2**20}
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    Path(out).write_text(
+        json.dumps(
+            {
+                "ok": error is None and (result is None or result.success),
+                "error": error,
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "peak_rss_mib": ru.ru_maxrss / 1024,
+                "peak_rss_sampled_mib": rss.peak_between(tw, tw1) / 2**20,
+                "steps": steps,
+            }
+        )
+    )
+
+
+# --- parent --------------------------------------------------------------------------------------
+
+
+def _child(args: list[str], out: Path, log: Path, timeout: float) -> dict:
+    cmd = [sys.executable, __file__, *args, "--child-out", str(out)]
+    with log.open("w") as fh:
+        try:
+            subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "error": f"timed out after {timeout:.0f} s (log {log})"}
+    if not out.exists():
+        return {"ok": False, "error": f"child wrote no result (log {log}): {log.read_text()[-1500:]}"}
+    return json.loads(out.read_text())
+
+
+def world_day(lake: Path) -> str:
+    """The last day with published events (a full history and label window before it)."""
+    days = sorted(p.name[4:] for p in (lake / "events").iterdir() if p.name.startswith("day="))
+    return days[-1]
+
+
+def growth(sizes: list[int], seconds: list[float]) -> float | None:
+    """Least-squares slope of log(seconds) on log(size); None under two usable points."""
+    pts = [(math.log(n), math.log(s)) for n, s in zip(sizes, seconds) if s and s > 0]
+    if len(pts) < 2:
+        return None
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    den = sum((x - mx) ** 2 for x, _ in pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / den if den else None
+
+
+def run_size(n: int, root: Path, timeout: float, keep: bool) -> dict:
+    from recsys_assets.lib.ingest.synthetic import shop_shape
+
+    lake = root / label(n)
+    if lake.exists() and not keep:
+        shutil.rmtree(lake)
+    lake.mkdir(parents=True, exist_ok=True)
+    users, items = shop_shape(n)
+    rec: dict = {"events": n, "users": users, "items": items, "load_1min": os.getloadavg()[0]}
+    print(f"[{label(n)}] ingest ({users:,} users, {items:,} items) ...", flush=True)
+    rec["ingest"] = _child(["--child-ingest", str(lake), str(n)], lake / "ingest.json", lake / "ingest.log", timeout)
+    print(f"[{label(n)}] ingest: {rec['ingest']}", flush=True)
+    if not rec["ingest"].get("rc", 1) == 0:
+        return rec
+    day = world_day(lake)
+    rec["day"] = day
+    print(f"[{label(n)}] item_embeddings (cold cache) for {day} ...", flush=True)
+    rec["embed_cold"] = _child(["--child-night", str(lake), day, "item_embeddings"], lake / "embed.json", lake / "embed.log", timeout)
+    print(f"[{label(n)}] day_job {day} ...", flush=True)
+    rec["night"] = _child(["--child-night", str(lake), day, "day_job"], lake / "night.json", lake / "night.log", timeout)
+    print(f"[{label(n)}] night: ok={rec['night'].get('ok')} wall={rec['night'].get('wall_s')} error={rec['night'].get('error')}", flush=True)
+    return rec
+
+
+STAGE_ORDER = (
+    "item_embeddings", "als_model", "content_to_cf", "user_profiles", "candidates", "ranker_examples", "ranker_dataset",
+    "rankers", "recommendations", "cold_start_eval", "cold_start_lift", "lift_rollup",
+)  # fmt: skip
+
+
+def _stage_rows(records: list[dict]) -> list[tuple[str, list[dict | None]]]:
+    """(stage name, per record {wall_s, cpu_s, peak_rss_mib} or None) in graph order."""
+    out = [("ingest (whole history)", [r.get("ingest") if r.get("ingest", {}).get("wall_s") else None for r in records])]
+    out.append(("item_embeddings (cold cache)", [(r.get("embed_cold") or {}).get("steps", {}).get("item_embeddings") for r in records]))
+    steps = sorted({k for r in records for k in ((r.get("night") or {}).get("steps") or {})}, key=lambda k: (STAGE_ORDER.index(k) if k in STAGE_ORDER else 99, k))
+    for key in steps:
+        out.append((key, [((r.get("night") or {}).get("steps") or {}).get(key) for r in records]))
+    out.append(("night (day_job, whole run)", [r.get("night") if (r.get("night") or {}).get("wall_s") else None for r in records]))
+    return out
+
+
+def table(records: list[dict]) -> str:
+    """Markdown: per stage and world size wall s, CPU s, peak RSS MiB; growth exponents of wall and CPU time."""
+    records = sorted(records, key=lambda r: r["events"])
+    sizes = [r["events"] for r in records]
+    head = " | ".join(f"{label(n)}: wall s / CPU s / peak MiB" for n in sizes)
+    lines = [f"| stage | {head} | growth exp. wall | growth exp. CPU |", "|---" * (3 + len(sizes)) + "|"]
+    lines.append("| world: events / users / items | " + " | ".join(f"{r['events']:,} / {r['users']:,} / {r['items']:,}" for r in records) + " | | |")
+    for name, vals in _stage_rows(records):
+        cells = []
+        for v in vals:
+            if not v:
+                cells.append("-")
+                continue
+            cpu = v.get("cpu_s")
+            cells.append(f"{v['wall_s']:.1f} / {cpu:.1f} / {v.get('peak_rss_mib', 0):.0f}" if cpu is not None else f"{v['wall_s']:.1f} / - / {v.get('peak_rss_mib', 0):.0f}")
+        gw = growth(sizes, [(v or {}).get("wall_s") or 0 for v in vals])
+        gc = growth(sizes, [(v or {}).get("cpu_s") or 0 for v in vals])
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {'-' if gw is None else f'{gw:.2f}'} | {'-' if gc is None else f'{gc:.2f}'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", default="1M,3M,10M", help="comma-separated world sizes (events), e.g. 1M,3M,10M")
+    ap.add_argument("--lake-root", default="/tmp/recsys_scale", help="one lake per size is created under it")
+    ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per child (ingest, encode, night)")
+    ap.add_argument("--keep", action="store_true", help="reuse an existing lake folder instead of starting fresh")
+    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--merge", help="a previous scale.json whose sizes are kept unless measured again")
+    ap.add_argument("--child-ingest", nargs=2, metavar=("LAKE", "EVENTS"))
+    ap.add_argument("--child-night", nargs=3, metavar=("LAKE", "DAY", "JOB"))
+    ap.add_argument("--child-out")
+    args = ap.parse_args()
+    if args.child_ingest:
+        child_ingest(args.child_ingest[0], int(args.child_ingest[1]), args.child_out)
+        return
+    if args.child_night:
+        child_night(*args.child_night, args.child_out)
+        return
+    root = Path(args.lake_root)
+    root.mkdir(parents=True, exist_ok=True)
+    records = {}
+    if args.merge and Path(args.merge).exists():
+        records = {r["events"]: r for r in json.loads(Path(args.merge).read_text())["records"]}
+    for n in [parse_count(x) for x in args.events.split(",") if x.strip()]:
+        records[n] = run_size(n, root, args.timeout, args.keep)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "records": sorted(records.values(), key=lambda r: r["events"])}, indent=1))
+    print(table(list(records.values())))
+
+
+if __name__ == "__main__":
+    main()
