@@ -47,7 +47,9 @@ warmup_job = dg.define_asset_job(
     "warmup_job",
     # The nights before an evaluated window: their features and serve-like ranker examples, which
     # the rankers of the window's first days train on (RankingConfig.train_nights), no evaluation.
-    selection=dg.AssetSelection.assets("item_embeddings", "als_model", "content_to_cf", "user_profiles", "ranker_examples"),
+    selection=dg.AssetSelection.assets(
+        "embedding_student", "collaborative_student", "item_embeddings", "als_model", "content_to_cf", "user_profiles", "ranker_examples"
+    ),
     partitions_def=daily_partitions,
     tags={"recsys/heavy": "true"},
     executor_def=dg.in_process_executor,
