@@ -5,8 +5,10 @@ topic-specific SYNONYM sets: with ``text_signal=1`` an item's words (and its
 coarse category) come from its latent topic, with ``text_signal=0`` they are
 drawn independently of it. Each world runs what production runs: the synthetic
 landing files are ingested by ``catalog_job``'s assets and one ``events`` run,
-then ``day_job``'s assets (features -> ranking -> reports) are materialized for
-each evaluated day with the REAL MiniLM encoder (and TF-IDF), and the answer is
+``warmup_job`` builds the features and serve-like ranker examples of the nights
+before the window (as ``recsys-assets demo`` does), then ``day_job`` (features ->
+ranking -> reports) runs for each evaluated day with the REAL MiniLM encoder (and
+TF-IDF), and the answer is
 read where an analyst reads it: the pooled window rows of
 ``reports.cold_start_lift_rollup`` written by ``lift_rollup`` (users as clusters
 over days, items resampled too in the cold-item cells). Break any asset and
@@ -64,12 +66,15 @@ LM = "minilm-l6"
 PROTOCOL = "item_holdout"
 K = 20
 EVAL_DAYS = 3
+WARM_NIGHTS = 6
+"""Nights of ranker examples before the window (production trains on RankingConfig.train_nights; fewer
+here keep each world to a few minutes: the first evaluated day trains on 7 nights, the last on 9)."""
 # Small enough for ~1-2 min per world on 2 busy cores, large enough for > 150 cold-only user-days.
 # popularity_exponent 0.4 (default 0.8): a flatter Zipf puts more truth on held-out items (~215 cold-only
 # user-days instead of ~165) and makes topic affinity, the thing text can know, weigh more than item popularity.
 WORLD = dict(n_users=1500, n_items=600, n_events=60_000, n_days=30, n_topics=12, popularity_exponent=0.4, start_day="2024-01-01", seed=0)
 MODELS = dict(
-    protocols=PROTOCOL, holdout_fraction=0.2, label_window_days=14, als_factors=16, als_iterations=8,
+    protocols=PROTOCOL, holdout_fraction=0.2, als_factors=16, als_iterations=8,
     device="cpu", rollup_days=EVAL_DAYS, n_boot=200,
 )
 MIN_CELL_USERS = 100
@@ -100,12 +105,13 @@ class KnownAnswer:
         return rows.row(0, named=True)
 
 
-def _materialize(resources: dict, selection: dg.AssetSelection, **kw) -> dg.ExecuteInProcessResult:
+def _run(job: str, resources: dict, **kw) -> dg.ExecuteInProcessResult:
+    """One run of a production job (the same job definitions the schedule and the CLI run)."""
     from recsys_assets.definitions import defs
 
-    result = dg.materialize(list(defs.assets), selection=selection, resources=resources, raise_on_error=False, **kw)
+    result = defs.resolve_job_def(job).execute_in_process(resources=resources, raise_on_error=False, **kw)
     failures = [e.step_key for e in result.all_events if e.is_step_failure]
-    assert result.success, f"materialize {kw.get('partition_key', '')} failed in {failures}"
+    assert result.success, f"{job} {kw.get('partition_key', '')} failed in {failures}"
     return result
 
 
@@ -136,14 +142,16 @@ def run_world(root, text_signal: float, encoders: tuple[str, ...]) -> KnownAnswe
     generate_synthetic_world(lake, scfg)
     models = ModelsResource(encoders=",".join(encoders), **MODELS)
     resources = {"lake": LakeResource(root=str(lake.root.path)), "ingest": IngestResource(), "models": models}
-    _materialize(resources, dg.AssetSelection.assets("staged_events", "items", "users"))
+    _run("catalog_job", resources)
     first, last = scfg.start, scfg.start + timedelta(days=WORLD["n_days"] - 1)
     tags = {"dagster/asset_partition_range_start": first.isoformat(), "dagster/asset_partition_range_end": last.isoformat()}
-    _materialize(resources, dg.AssetSelection.assets("events"), tags=tags)
+    _run("events_job", resources, tags=tags)
+    window = [last - timedelta(days=EVAL_DAYS - 1 - i) for i in range(EVAL_DAYS)]
+    for j in range(WARM_NIGHTS, 0, -1):
+        _run("warmup_job", resources, partition_key=(window[0] - timedelta(days=j)).isoformat())
     diagnostics = {}
-    for i in range(EVAL_DAYS):
-        day = last - timedelta(days=EVAL_DAYS - 1 - i)
-        _materialize(resources, dg.AssetSelection.groups("features", "ranking", "reports"), partition_key=day.isoformat())
+    for day in window:
+        _run("day_job", resources, partition_key=day.isoformat())
         diagnostics[day] = _diagnostics(lake, day, models, encoders)
     lift = open_warehouse(lake).query("SELECT * FROM reports.cold_start_lift_rollup WHERE window_end = ?", [last])
     return KnownAnswer(lift=lift, diagnostics=diagnostics, seconds=time.perf_counter() - t0)
