@@ -108,7 +108,7 @@ def print_answer(lake, fmt: str = "text", all_cells: bool = False, out=None) -> 
 
 def cmd_demo(args) -> int:
     from recsys_assets import runner
-    from recsys_assets.cli import cmd_ingest
+    from recsys_assets.cli_ingest import cmd_ingest
     from recsys_assets.lib.progress import progress
 
     if not args.skip_ingest:
@@ -121,7 +121,7 @@ def cmd_demo(args) -> int:
     days = lake.event_days()
     counts = {d: n for d, n in lake.read_events().group_by(pl.col("ts").dt.date().alias("d")).len().iter_rows()}
     if args.end:
-        from recsys_assets.cli import check_demo_window
+        from recsys_assets.cli_ingest import check_demo_window
 
         end = date.fromisoformat(args.end)
         start = end - timedelta(days=args.days - 1)
@@ -176,7 +176,7 @@ def cmd_report(args) -> int:
 
 
 def add_commands(sub, add_lake) -> None:
-    from recsys_assets.cli import SOURCES
+    from recsys_assets.cli_ingest import SOURCES
 
     p = sub.add_parser("demo", help="ingest a dataset and run every asset over N days, then print the headline")
     p.add_argument("--dataset", dest="source", choices=SOURCES, default="ml-100k")

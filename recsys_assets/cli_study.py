@@ -111,7 +111,7 @@ def print_study(lake, end: date, out=None) -> None:
 
 def cmd_study(args) -> int:
     from recsys_assets import runner
-    from recsys_assets.cli import check_demo_window, cmd_ingest
+    from recsys_assets.cli_ingest import check_demo_window, cmd_ingest
     from recsys_assets.cli_reports import SHORT_HISTORY_DAYS, densest_window
     from recsys_assets.lib.features.nightly import available_items
     from recsys_assets.lib.ingest.catalog import read_catalog
@@ -185,7 +185,7 @@ def cmd_study(args) -> int:
 
 
 def add_command(sub, add_lake) -> None:
-    from recsys_assets.cli import SOURCES
+    from recsys_assets.cli_ingest import SOURCES
 
     p = sub.add_parser("study", help="the study: encoder ladder, fusion ablation and new users' profile text on one dataset, printed as tables")
     p.add_argument("--dataset", dest="source", choices=SOURCES, default="ml-100k")

@@ -192,7 +192,7 @@ def test_a_failed_catalog_check_names_the_expectation_and_the_ids(tmp_path, caps
 
 
 def test_demo_end_outside_the_data_is_a_one_line_error():
-    from recsys_assets.cli import check_demo_window
+    from recsys_assets.cli_ingest import check_demo_window
     from recsys_assets.lib.errors import RecsysError
 
     days = [date(2024, 3, 1) + timedelta(days=i) for i in range(10)]
