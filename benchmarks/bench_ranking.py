@@ -125,7 +125,7 @@ def main() -> None:
     print("world", res["world"], flush=True)
     pcfg = ProtocolConfig(label_window_days=14)
     inter = InteractionConfig()
-    cfg = RankingConfig(encoders=("text",), lm_encoders=("text",), num_threads=args.threads)
+    cfg = RankingConfig(encoders=("text",), num_threads=args.threads)
     before = events.filter(pl.col("ts") < day_start(day_d))
     feats = {}
     for stage in ("train", "serve"):

@@ -18,8 +18,6 @@ class RankingConfig:
 
     encoders: tuple[str, ...] = ("minilm-l6", "tfidf")
     """Encoders that get a ``content_<enc>`` and a ``ranker_<enc>`` arm."""
-    lm_encoders: tuple[str, ...] = ("minilm-l6", "mpnet-base")
-    """Which of the encoders are pretrained language models (the others are lexical/metadata baselines)."""
     n_als: int = 100
     """Candidates per user from ALS (top-N dot product over items with factors)."""
     n_content: int = 100

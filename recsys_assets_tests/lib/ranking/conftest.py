@@ -11,7 +11,7 @@ from recsys_assets.lib.ranking.ranker import train_ranker
 from recsys_assets.lib.snapshot import day_start
 from recsys_assets_tests.lib.ranking.world import D, make_world, snapshot_features
 
-CFG = RankingConfig(encoders=("topic", "noise"), lm_encoders=("topic",), num_threads=1, num_boost_round=150, validation="hash")
+CFG = RankingConfig(encoders=("topic", "noise"), num_threads=1, num_boost_round=150, validation="hash")
 INTER = InteractionConfig()
 
 

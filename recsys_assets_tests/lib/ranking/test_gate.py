@@ -26,7 +26,7 @@ from recsys_assets.lib.ranking.features import feature_names
 from recsys_assets.lib.ranking.ranker import train_ranker
 from recsys_assets_tests.lib.ranking.gate_world import PCFG, D, gate_snapshot, gate_truth, make_gate_world
 
-GATE_CFG = RankingConfig(encoders=("topic",), lm_encoders=("topic",), num_threads=1)
+GATE_CFG = RankingConfig(encoders=("topic",), num_threads=1)
 WORLD = dict(n_items=600, back_share=0.7, topic_boost=8.0, decay_days=20.0, growth=3)
 W1 = replace(PCFG, label_window_days=1)
 
