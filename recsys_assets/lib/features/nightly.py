@@ -133,14 +133,20 @@ def available_items(items: pl.DataFrame, day: date) -> pl.DataFrame:
     return items.filter(pl.col("first_seen_day").is_null() | (pl.col("first_seen_day") <= day))
 
 
-def compute_item_embeddings(lake: Lake, items: pl.DataFrame, day: date, encoder_name: str, cfg: FeatureConfig) -> EmbeddingResult:
-    """Vectors of every item available on ``day``; neural encoders reuse the lake's cache."""
+def encoder_inputs(lake: Lake, items: pl.DataFrame, day: date, encoder_name: str, cfg: FeatureConfig):
+    """(encoder, item-text config, whether the image vector is used, catalogue) of one encoder on ``day``."""
     encoder = get_encoder(encoder_name, cfg.encoder, cache_dir=lake.cache, day=day)
     # A text variant (``<enc>@title``...: the fusion ablation) has its own template and image use.
     text_config, use_image = variant_inputs(encoder_name, cfg.text)
     catalogue = available_items(items, day)
     if not use_image and "image_vector" in catalogue.columns:
         catalogue = catalogue.drop("image_vector")
+    return encoder, text_config, use_image, catalogue
+
+
+def compute_item_embeddings(lake: Lake, items: pl.DataFrame, day: date, encoder_name: str, cfg: FeatureConfig) -> EmbeddingResult:
+    """Vectors of every item available on ``day``; neural encoders reuse the lake's cache."""
+    encoder, text_config, _, catalogue = encoder_inputs(lake, items, day, encoder_name, cfg)
     result = embed_items(
         catalogue,
         encoder,

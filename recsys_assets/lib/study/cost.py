@@ -28,8 +28,8 @@ import polars as pl
 
 from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.features.embeddings import embed_items
-from recsys_assets.lib.features.encoders import encoder_spec, get_encoder, variant_inputs
-from recsys_assets.lib.features.nightly import FeatureConfig, available_items
+from recsys_assets.lib.features.encoders import encoder_spec
+from recsys_assets.lib.features.nightly import FeatureConfig, encoder_inputs
 from recsys_assets.lib.lake import Lake, safe_name, write_bytes_atomic
 
 
@@ -85,11 +85,7 @@ def _cost_path(lake: Lake, encoder: str, key: str):
 
 def measure_encoder_cost(lake: Lake, items: pl.DataFrame, day: date, encoder_name: str, cfg: FeatureConfig) -> EncoderCost:
     """The cost of ``encoder_name`` on the catalogue available on ``day`` (stored measurement when there is one)."""
-    encoder = get_encoder(encoder_name, cfg.encoder, cache_dir=lake.cache, day=day)
-    text_config, use_image = variant_inputs(encoder_name, cfg.text)
-    catalogue = available_items(items, day)
-    if not use_image and "image_vector" in catalogue.columns:
-        catalogue = catalogue.drop("image_vector")
+    encoder, text_config, use_image, catalogue = encoder_inputs(lake, items, day, encoder_name, cfg)
     neural = encoder.is_neural
     # Neural encoders: the fingerprint is known before encoding, so a stored measurement is reused.
     key = None
