@@ -177,7 +177,18 @@ _WRITER = textwrap.dedent(
         df = pl.DataFrame({"arm": [f"a{j}" for j in range(n)], "value": [float(i)] * n,
                            "scope": "full", "segment_kind": "user", "segment": "new", "metric": "recall", "k": 20})
         w.replace_partition("arm_metrics", df, {"day": d, "protocol": "p"})
-        time.sleep(float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)  # give readers a window
+        if len(sys.argv) > 3:
+            # Handshake instead of a fixed sleep: wait (at most 30 s) until the reader has seen
+            # version i, so reads interleave with writes however loaded the machine is. A busy
+            # writer can starve a reader whose lock retries back off (up to 0.5 s).
+            ack, deadline = sys.argv[3], time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if float(open(ack).read() or -1) >= i:
+                        break
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.01)
     print("done")
     """
 )
@@ -195,21 +206,23 @@ def test_reader_in_other_process_never_sees_half_a_partition(tmp_path):
         {"day": D1, "protocol": "p"},
     )
     writes = 15
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(writes), "0.05"],
+    ack = tmp_path / "reader_saw"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(writes), str(ack)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen: list[tuple[int, int, float]] = []
     try:
         while proc.poll() is None or not seen:
             out = w.query("SELECT count(*) AS n, count(DISTINCT value) AS v, min(value) AS m FROM reports.arm_metrics")
             seen.append((out["n"][0], out["v"][0], out["m"][0]))
+            ack.write_text(str(out["m"][0]))
     finally:
         stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     assert "done" in stdout
     # Every read saw exactly one whole version of the partition.
     assert all(n_rows == n and distinct == 1 for n_rows, distinct, _ in seen), seen[:5]
-    # ... and reads really interleaved with the writes (not all before / after).
-    assert len({m for *_, m in seen}) >= 3, seen
+    # ... and reads really interleaved with the writes: the reader saw every version.
+    assert len({m for *_, m in seen}) >= writes, seen
     assert w.query("SELECT min(value) AS m FROM reports.arm_metrics")["m"][0] == float(writes)
 
 
