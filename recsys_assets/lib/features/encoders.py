@@ -100,12 +100,18 @@ class EncoderConfig:
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm, as float32; all-zero rows stay zero."""
-    x = np.asarray(x, dtype=np.float32)
+    """Rows scaled to unit L2 norm, returned as float32; all-zero rows stay zero.
+
+    The one row normalisation of the project (embeddings, fused vectors, interest profiles).
+    A float64 input (e.g. a weighted sum of vectors) is divided in float64 and rounded once.
+    """
+    x = np.asarray(x)
+    if x.dtype != np.float64:
+        x = x.astype(np.float32, copy=False)
     if x.ndim != 2:
         raise ValueError(f"expected a 2-d array, got shape {x.shape}")
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0).astype(np.float32, copy=False)
 
 
 _FILES_HASH_MEMO: dict[tuple, str] = {}

@@ -32,6 +32,7 @@ import scipy.sparse as sp
 
 from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.errors import RecsysError
+from recsys_assets.lib.features.encoders import l2_normalize
 from recsys_assets.lib.features.interactions import InteractionConfig, interaction_strength
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,6 @@ class ProfileConfig:
 
     def config_hash(self) -> str:
         return config_hash(self)
-
-
-def _l2_normalize(m: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(m, axis=1, keepdims=True)
-    return (m / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
 def build_user_profiles(
@@ -128,7 +124,7 @@ def build_user_profiles(
             dtype=np.float32,
         )
         w.sum_duplicates()
-        matrix = _l2_normalize(np.asarray(w @ vectors))
+        matrix = l2_normalize(np.asarray(w @ vectors))
 
     stats = {
         "n_events": n_events,
@@ -164,4 +160,4 @@ def profiles_from_text(
         raise ProfileError(
             f"profiles_from_text: encode_fn returned shape {vecs.shape} for {len(keep)} texts; expected (n, dim)."
         )
-    return [user_ids[j] for j in keep], _l2_normalize(vecs)
+    return [user_ids[j] for j in keep], l2_normalize(vecs)
