@@ -126,28 +126,28 @@ class RawNight:
             save_item_embeddings(self.lake, self.day, name, compute_item_embeddings(self.lake, items, self.day, name, self.cfg), self.cfg)
 
     def als_model(self) -> None:
-        from recsys_assets.lib.features.nightly import als_dir, fit_view_als
+        from recsys_assets.lib.features.nightly import fit_view_als
 
         for (p, s), view in self._views().items():
-            fit_view_als(view, self.cfg)[0].save(als_dir(self.lake, self.day, p, s))
+            fit_view_als(view, self.cfg)[0].save(self.lake.als_dir(self.day, p, s))
 
     def content_to_cf(self) -> None:
         from recsys_assets.lib.features.als import ALSModel
         from recsys_assets.lib.features.content_to_cf import ContentToCFError
-        from recsys_assets.lib.features.nightly import als_dir, c2cf_dir, encoders_with_embeddings, fit_view_c2cf, load_item_embeddings
+        from recsys_assets.lib.features.nightly import encoders_with_embeddings, fit_view_c2cf, load_item_embeddings
 
         views = self._views()
         for name in encoders_with_embeddings(self.lake, self.day, self.cfg):
             ids, vecs, _ = load_item_embeddings(self.lake, self.day, name)
             for (p, s), view in views.items():
                 try:
-                    model = fit_view_c2cf(view, ids, vecs, ALSModel.load(als_dir(self.lake, self.day, p, s)), self.cfg)
+                    model = fit_view_c2cf(view, ids, vecs, ALSModel.load(self.lake.als_dir(self.day, p, s)), self.cfg)
                 except ContentToCFError:
                     continue
-                model.save(c2cf_dir(self.lake, self.day, p, s, name))
+                model.save(self.lake.c2cf_dir(self.day, p, s, name))
 
     def user_profiles(self) -> None:
-        from recsys_assets.lib.features.nightly import available_items, build_view_profiles, encoders_with_embeddings, load_item_embeddings, profiles_path, write_npz
+        from recsys_assets.lib.features.nightly import available_items, build_view_profiles, encoders_with_embeddings, load_item_embeddings, write_npz
 
         items, users = self._catalogs()
         views = self._views()
@@ -156,18 +156,18 @@ class RawNight:
             for (p, s), view in views.items():
                 uids, mat, stats = build_view_profiles(view, ids, vecs, users, name, self.cfg, self.lake, available_items(items, self.day))
                 stats.update(config_hash=self.cfg.config_hash(), encoder_fingerprint=meta.get("fingerprint"))
-                write_npz(profiles_path(self.lake, self.day, p, s, name), meta=stats, user_ids=np.asarray(uids, dtype=str), vectors=mat)
+                write_npz(self.lake.profiles_file(self.day, p, s, name), meta=stats, user_ids=np.asarray(uids, dtype=str), vectors=mat)
 
     def candidates(self) -> None:
         from recsys_assets.lib.lake import write_parquet_atomic
-        from recsys_assets.lib.ranking.nightly import candidate_pool, load_snapshot_features, recs_dir, served_users
+        from recsys_assets.lib.ranking.nightly import candidate_pool, load_snapshot_features, served_users
 
         rcfg = self._rcfg()
         served = served_users(self._snapshot().events_of_day)
         for (p, s), view in self._views().items():
             if s == "serve":
                 pool = candidate_pool(load_snapshot_features(self.lake, view, list(rcfg.encoders), self.cfg), served, rcfg)
-                write_parquet_atomic(pool, recs_dir(self.lake, self.day, p).joinpath("candidates.parquet"))
+                write_parquet_atomic(pool, self.lake.recs_dir(self.day, p).joinpath("candidates.parquet"))
 
     def ranker_examples(self) -> None:
         from recsys_assets.lib.ranking.nightly import build_night_examples

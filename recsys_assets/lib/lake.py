@@ -125,6 +125,46 @@ class Lake:
         key = "snapshot" if kind == "models" else "day"
         return self.path(kind, f"{key}={day.isoformat()}")
 
+    # --- the nightly layout: every artifact of snapshot D has its path here -----------------
+    def models_dir(self, day: date) -> UPath:
+        """``models/snapshot=D``: everything fit on the events before D."""
+        return self.snapshot_dir("models", day)
+
+    def view_dir(self, day: date, protocol: str, stage: str) -> UPath:
+        """One protocol's ``serve`` or ``train`` stage of snapshot D (``models/snapshot=D/<protocol>/<stage>``)."""
+        return self.models_dir(day).joinpath(protocol, stage)
+
+    def embeddings_file(self, day: date, encoder: str) -> UPath:
+        """Item vectors of ``encoder`` for the catalogue of D."""
+        return self.models_dir(day).joinpath("embeddings", f"{safe_name(encoder)}.npz")
+
+    def als_dir(self, day: date, protocol: str, stage: str) -> UPath:
+        return self.view_dir(day, protocol, stage).joinpath("als")
+
+    def c2cf_dir(self, day: date, protocol: str, stage: str, encoder: str) -> UPath:
+        return self.view_dir(day, protocol, stage).joinpath(f"c2cf_{safe_name(encoder)}")
+
+    def profiles_file(self, day: date, protocol: str, stage: str, encoder: str) -> UPath:
+        return self.view_dir(day, protocol, stage).joinpath(f"profiles_{safe_name(encoder)}.npz")
+
+    def ranker_examples_file(self, day: date, protocol: str) -> UPath:
+        """Examples written by partition D: the train-stage snapshot (D - w) with the next day's positives."""
+        return self.models_dir(day).joinpath(protocol, "ranker_examples.parquet")
+
+    def ranker_dataset_file(self, day: date, protocol: str, arm: str) -> UPath:
+        return self.view_dir(day, protocol, "ranker_dataset").joinpath(f"{safe_name(arm)}.parquet")
+
+    def ranker_model_dir(self, day: date, protocol: str, arm: str) -> UPath:
+        return self.view_dir(day, protocol, "rankers").joinpath(safe_name(arm))
+
+    def recs_dir(self, day: date, protocol: str) -> UPath:
+        """``recs/day=D/<protocol>``: recommendations, cold-scope lists and candidate pools served on D."""
+        return self.snapshot_dir("recs", day).joinpath(protocol)
+
+    def eval_dir(self, day: date) -> UPath:
+        """``eval/day=D``: per-user metrics, per-pair rows and arm statistics of day D."""
+        return self.snapshot_dir("eval", day)
+
     @property
     def reports(self) -> UPath:
         return self.path("reports")

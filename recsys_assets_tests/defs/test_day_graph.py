@@ -11,7 +11,7 @@ the analyst views.
 from __future__ import annotations
 
 import time
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -108,7 +108,7 @@ def test_every_arm_serves_k_items_to_every_served_user(graph):
             .select("user_id", expected=pl.min_horizontal(pl.lit(K), pl.lit(n_catalog) - pl.col("len").fill_null(0)))
         )
         for protocol in PROTOCOLS:
-            recs = read_parquet(lake.snapshot_dir("recs", d).joinpath(protocol, "recs.parquet"))
+            recs = read_parquet(lake.recs_dir(d, protocol).joinpath("recs.parquet"))
             arms = recs["arm"].unique().sort().to_list()
             assert {"popularity", "als", "content_tfidf", "ranker_no_text", "ranker_tfidf"} <= set(arms), arms
             # Every (arm, served user) pair: as many items as the catalogue allows, ranks 1..n, no repeat.
@@ -195,7 +195,7 @@ def test_rerunning_a_day_replaces_its_rows(graph):
     before_rows = wh.query("SELECT * FROM reports.cold_start_lift WHERE day = ?", [DAYS[0]])
     metrics_before = wh.query("SELECT count(*) AS n FROM reports.arm_metrics WHERE day = ?", [DAYS[0]])["n"][0]
     eval_files = ("per_user.parquet", "arm_stats.parquet", "per_pair.parquet")
-    eval_bytes = {f: lake.snapshot_dir("eval", DAYS[0]).joinpath(f).read_bytes() for f in eval_files}
+    eval_bytes = {f: lake.eval_dir(DAYS[0]).joinpath(f).read_bytes() for f in eval_files}
     t = time.perf_counter()
     result = _run(lake, "day_job", partition_key=DAYS[0].isoformat())
     graph["timings"]["rerun"] = time.perf_counter() - t
@@ -204,7 +204,7 @@ def test_rerunning_a_day_replaces_its_rows(graph):
     assert after.equals(before), (before, after)
     # An identical rerun writes the evaluation files byte for byte (sorted writes).
     for f, data in eval_bytes.items():
-        assert lake.snapshot_dir("eval", DAYS[0]).joinpath(f).read_bytes() == data, f
+        assert lake.eval_dir(DAYS[0]).joinpath(f).read_bytes() == data, f
     rows = wh.query("SELECT * FROM reports.cold_start_lift WHERE day = ?", [DAYS[0]])
     assert rows.select(LIFT_KEY).is_duplicated().sum() == 0
     # Same inputs, same seeds: the replaced rows carry the same numbers.

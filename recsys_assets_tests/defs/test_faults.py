@@ -324,7 +324,7 @@ def test_missing_optional_model_degrades_its_arm_and_the_others_publish(lake, mo
     meta = tw.metadata(res, "item_embeddings")
     assert meta["unavailable_encoders"] == "mpnet-base"
     assert meta["tfidf/texts_total"] == tw.TINY.n_items and "mpnet-base/dim" not in meta
-    emb_dir = Path(lake.snapshot_dir("models", tw.LAST_DAY).path) / "embeddings"
+    emb_dir = Path(lake.models_dir(tw.LAST_DAY).path) / "embeddings"
     assert (emb_dir / "tfidf.npz").exists() and not (emb_dir / "mpnet-base.npz").exists()
     # The run log says which model is missing and how to get it.
     warnings = [e.user_message for e in instance.all_logs(res.run_id) if "mpnet-base unavailable" in e.user_message]

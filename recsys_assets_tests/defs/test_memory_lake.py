@@ -6,7 +6,6 @@ import os
 import uuid
 
 import fsspec
-import polars as pl
 import pytest
 
 from recsys_assets.lib.evaluation.warehouse import Warehouse

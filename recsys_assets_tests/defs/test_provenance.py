@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from recsys_assets.lib.features.als import META_FILE
-from recsys_assets.lib.features.nightly import als_dir, read_npz_meta, profiles_path, view_artifact_metas
+from recsys_assets.lib.features.nightly import read_npz_meta, view_artifact_metas
 from recsys_assets.lib.lake import Lake, write_bytes_atomic
 from recsys_assets.lib.snapshot import day_start
 from recsys_assets_tests.defs import tiny_world as tw
@@ -43,12 +43,12 @@ def test_every_model_of_the_snapshot_records_its_data_cutoff(lake):
         assert prov["snapshot"] == tw.LAST_DAY.isoformat() and prov["stage"] == "serve", (name, prov)
         assert prov["data_cutoff"] == day_start(tw.LAST_DAY).isoformat()
         assert prov["events_max_ts"] < day_start(tw.LAST_DAY).isoformat()
-    train = read_npz_meta(profiles_path(lake, tw.LAST_DAY, "temporal", "train", "tfidf"))["provenance"]
+    train = read_npz_meta(lake.profiles_file(tw.LAST_DAY, "temporal", "train", "tfidf"))["provenance"]
     assert train["stage"] == "train" and train["data_cutoff"] < day_start(tw.LAST_DAY).isoformat()
 
 
 def test_a_model_fitted_on_day_d_fails_the_audit(lake):
-    path = als_dir(lake, tw.LAST_DAY, "temporal", "serve").joinpath(META_FILE)
+    path = lake.als_dir(tw.LAST_DAY, "temporal", "serve").joinpath(META_FILE)
     original = path.read_bytes()
     meta = json.loads(original)
     meta["provenance"]["events_max_ts"] = day_start(tw.LAST_DAY).isoformat()  # as if day D had been a model input

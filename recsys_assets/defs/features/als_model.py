@@ -6,7 +6,7 @@ from recsys_assets.defs.features.common import day_snapshot, events_before_day_d
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.lib.artifacts import recorded_provenance
-from recsys_assets.lib.features.nightly import als_dir, fit_view_als
+from recsys_assets.lib.features.nightly import fit_view_als
 
 
 @dg.asset(group_name="features", kinds={"implicit", "numpy"}, partitions_def=daily_partitions, deps=[events_before_day_dep(), "items"])
@@ -17,7 +17,7 @@ def als_model(context: dg.AssetExecutionContext, lake: LakeResource, models: Mod
     for (protocol, stage), view in day_snapshot(the_lake, day, cfg).views().items():
         model, stats = fit_view_als(view, cfg)
         with recorded_provenance(view.provenance()):
-            model.save(als_dir(the_lake, day, protocol, stage))
+            model.save(the_lake.als_dir(day, protocol, stage))
         for key, value in stats.items():
             metadata[f"{protocol}/{stage}/{key}"] = value
     return dg.MaterializeResult(metadata=metadata)

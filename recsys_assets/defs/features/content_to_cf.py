@@ -10,7 +10,7 @@ from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.lib.artifacts import recorded_provenance
 from recsys_assets.lib.features.als import ALSModel
 from recsys_assets.lib.features.content_to_cf import ContentToCFError
-from recsys_assets.lib.features.nightly import als_dir, c2cf_dir, encoders_with_embeddings, fit_view_c2cf, load_item_embeddings
+from recsys_assets.lib.features.nightly import encoders_with_embeddings, fit_view_c2cf, load_item_embeddings
 
 
 @dg.asset(group_name="features", kinds={"scikitlearn"}, partitions_def=daily_partitions, deps=[item_embeddings, als_model])
@@ -22,7 +22,7 @@ def content_to_cf(context: dg.AssetExecutionContext, lake: LakeResource, models:
     for name in encoders_with_embeddings(the_lake, day, cfg):
         item_ids, vectors, _ = load_item_embeddings(the_lake, day, name)
         for (protocol, stage), view in views.items():
-            als = ALSModel.load(als_dir(the_lake, day, protocol, stage))
+            als = ALSModel.load(the_lake.als_dir(day, protocol, stage))
             try:
                 model = fit_view_c2cf(view, item_ids, vectors, als, cfg)
             except ContentToCFError as exc:
@@ -31,7 +31,7 @@ def content_to_cf(context: dg.AssetExecutionContext, lake: LakeResource, models:
                 metadata[f"{name}/{protocol}/{stage}/skipped"] = str(exc)
                 continue
             with recorded_provenance(view.provenance()):
-                model.save(c2cf_dir(the_lake, day, protocol, stage, name))
+                model.save(the_lake.c2cf_dir(day, protocol, stage, name))
             if stage == "serve":
                 for key in ("r2", "mean_cosine", "baseline_r2", "baseline_mean_cosine", "n_warm", "n_holdout"):
                     if key in model.metrics:

@@ -13,7 +13,6 @@ from recsys_assets.lib.features.nightly import (
     build_view_profiles,
     encoders_with_embeddings,
     load_item_embeddings,
-    profiles_path,
     write_npz,
 )
 
@@ -34,7 +33,7 @@ def user_profiles(context: dg.AssetExecutionContext, lake: LakeResource, models:
             )
             stats.update(config_hash=cfg.config_hash(), encoder_fingerprint=meta.get("fingerprint"))
             with recorded_provenance(view.provenance()):
-                write_npz(profiles_path(the_lake, day, protocol, stage, name), meta=stats, user_ids=np.asarray(uids, dtype=str), vectors=mat)
+                write_npz(the_lake.profiles_file(day, protocol, stage, name), meta=stats, user_ids=np.asarray(uids, dtype=str), vectors=mat)
             if stage == "serve":
                 metadata[f"{name}/{protocol}/users"] = len(uids)
                 metadata[f"{name}/{protocol}/profile_text_users"] = int(stats.get("profile_text_users", 0))

@@ -6,7 +6,7 @@ from recsys_assets.defs.features.common import day_snapshot, partition_day
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.lib.lake import write_parquet_atomic
-from recsys_assets.lib.ranking.nightly import candidate_pool, load_snapshot_features, ranking_config, recs_dir, served_users
+from recsys_assets.lib.ranking.nightly import candidate_pool, load_snapshot_features, ranking_config, served_users
 
 
 @dg.asset(
@@ -28,7 +28,7 @@ def candidates(context: dg.AssetExecutionContext, lake: LakeResource, models: Mo
     for (protocol, _), view in snap.views("serve").items():
         feats = load_snapshot_features(the_lake, view, list(rcfg.encoders), cfg)
         pool = candidate_pool(feats, users, rcfg)
-        write_parquet_atomic(pool, recs_dir(the_lake, day, protocol).joinpath("candidates.parquet"))
+        write_parquet_atomic(pool, the_lake.recs_dir(day, protocol).joinpath("candidates.parquet"))
         metadata[f"{protocol}/pairs"] = pool.height
         metadata[f"{protocol}/per_user"] = round(pool.height / max(1, len(users)), 1)
         for col in (c for c in pool.columns if c.startswith("source_")):

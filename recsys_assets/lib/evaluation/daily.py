@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 
 import polars as pl
 
@@ -11,7 +10,7 @@ from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, PER_PAIR_SCH
 from recsys_assets.lib.features.nightly import FeatureConfig
 from recsys_assets.lib.lake import Lake, read_parquet
 from recsys_assets.lib.ranking.arms import parse_arm
-from recsys_assets.lib.ranking.nightly import arm_candidates, day_truth, recs_dir
+from recsys_assets.lib.ranking.nightly import arm_candidates, day_truth
 from recsys_assets.lib.snapshot import SnapshotView, audit_leakage
 
 
@@ -29,7 +28,7 @@ def evaluate_protocol_pairs(
     if problems:
         raise LeakageError("leakage audit failed: " + "; ".join(problems))
     truth = day_truth(events_of_day, view, cfg)
-    folder = recs_dir(lake, view.day, view.protocol)
+    folder = lake.recs_dir(view.day, view.protocol)
     recs = read_parquet(folder.joinpath("recs.parquet"))
     cold = read_parquet(folder.joinpath("cold_recs.parquet"))
     pool = read_parquet(folder.joinpath("candidates.parquet"))

@@ -40,31 +40,28 @@ def code_version() -> str:
     return f"{v}+g{sha}" if sha else v
 
 
-def eval_dir(lake: Lake, day: date):
-    return lake.snapshot_dir("eval", day)
-
 
 def save_eval(lake: Lake, day: date, per_user: pl.DataFrame, arm_stats: pl.DataFrame, per_pair: pl.DataFrame | None = None) -> None:
     """Write day D's evaluation files, sorted by their keys (an identical rerun writes identical bytes)."""
-    write_parquet_atomic(per_user.sort(PER_USER_KEYS), eval_dir(lake, day).joinpath("per_user.parquet"))
-    write_parquet_atomic(arm_stats.sort("protocol", "scope", "arm", "metric", "k"), eval_dir(lake, day).joinpath("arm_stats.parquet"))
+    write_parquet_atomic(per_user.sort(PER_USER_KEYS), lake.eval_dir(day).joinpath("per_user.parquet"))
+    write_parquet_atomic(arm_stats.sort("protocol", "scope", "arm", "metric", "k"), lake.eval_dir(day).joinpath("arm_stats.parquet"))
     if per_pair is not None:
-        write_parquet_atomic(per_pair.sort(PER_PAIR_KEYS), eval_dir(lake, day).joinpath("per_pair.parquet"))
+        write_parquet_atomic(per_pair.sort(PER_PAIR_KEYS), lake.eval_dir(day).joinpath("per_pair.parquet"))
 
 
 def load_per_pair(lake: Lake, day: date) -> pl.DataFrame | None:
     """Day D's per-pair ranks; None for days evaluated before they were stored (one-way statistics then)."""
-    path = eval_dir(lake, day).joinpath("per_pair.parquet")
+    path = lake.eval_dir(day).joinpath("per_pair.parquet")
     return read_parquet(path) if path.exists() else None
 
 
 def load_per_user(lake: Lake, day: date) -> pl.DataFrame:
-    path = eval_dir(lake, day).joinpath("per_user.parquet")
+    path = lake.eval_dir(day).joinpath("per_user.parquet")
     return read_parquet(path) if path.exists() else pl.DataFrame(schema=PER_USER_SCHEMA)
 
 
 def load_arm_stats(lake: Lake, day: date) -> pl.DataFrame:
-    path = eval_dir(lake, day).joinpath("arm_stats.parquet")
+    path = lake.eval_dir(day).joinpath("arm_stats.parquet")
     return read_parquet(path) if path.exists() else pl.DataFrame(schema=ARM_STATS_SCHEMA)
 
 
@@ -129,7 +126,7 @@ def drop_trivial(per_user: pl.DataFrame, arm_stats: pl.DataFrame | None) -> pl.D
 
 def window_days(lake: Lake, end: date, n_days: int) -> list[date]:
     """Days in (end - n_days, end] that have an evaluation."""
-    return [d for d in (end - timedelta(days=i) for i in range(n_days)) if eval_dir(lake, d).joinpath("per_user.parquet").exists()][::-1]
+    return [d for d in (end - timedelta(days=i) for i in range(n_days)) if lake.eval_dir(d).joinpath("per_user.parquet").exists()][::-1]
 
 
 def rollup_report(

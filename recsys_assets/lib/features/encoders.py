@@ -40,7 +40,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import uuid
 import zipfile

@@ -31,8 +31,8 @@ from recsys_assets.lib.features.encoders import EncoderConfig, encoder_is_neural
 from recsys_assets.lib.features.interactions import InteractionConfig
 from recsys_assets.lib.features.profiles import ProfileConfig, build_user_profiles, profiles_from_text
 from recsys_assets.lib.features.text import ItemTextConfig
-from recsys_assets.lib.lake import Lake, safe_name, write_bytes_atomic
-from recsys_assets.lib.snapshot import ProtocolConfig, SnapshotView, build_view
+from recsys_assets.lib.lake import Lake, write_bytes_atomic
+from recsys_assets.lib.snapshot import ProtocolConfig, SnapshotView
 
 STAGES = ("serve", "train")
 
@@ -69,12 +69,6 @@ class FeatureConfig:
         return [e for e in self.encoders if encoder_is_neural(e)]
 
 
-def snapshot_dir(lake: Lake, day: date) -> UPath:
-    return lake.snapshot_dir("models", day)
-
-
-def view_dir(lake: Lake, day: date, protocol: str, stage: str) -> UPath:
-    return snapshot_dir(lake, day).joinpath(protocol, stage)
 
 
 def write_npz(path: UPath, meta: dict | None = None, **arrays) -> None:
@@ -99,7 +93,7 @@ def view_artifact_metas(lake: Lake, day: date, protocol: str, stage: str) -> dic
     from recsys_assets.lib.features.als import META_FILE as ALS_META
     from recsys_assets.lib.features.content_to_cf import META_FILE as C2CF_META
 
-    folder = view_dir(lake, day, protocol, stage)
+    folder = lake.view_dir(day, protocol, stage)
     out: dict[str, dict] = {}
     if not folder.exists():
         return out
@@ -167,7 +161,7 @@ def _device_of(encoder) -> str:
 
 def save_item_embeddings(lake: Lake, day: date, encoder_name: str, result: EmbeddingResult, cfg: FeatureConfig) -> None:
     write_npz(
-        snapshot_dir(lake, day).joinpath("embeddings", f"{safe_name(encoder_name)}.npz"),
+        lake.embeddings_file(day, encoder_name),
         meta={**result.stats, "config_hash": cfg.config_hash()},
         item_ids=np.asarray(result.item_ids, dtype=str),
         vectors=result.vectors.astype(np.float32),
@@ -176,11 +170,11 @@ def save_item_embeddings(lake: Lake, day: date, encoder_name: str, result: Embed
 
 def encoders_with_embeddings(lake: Lake, day: date, cfg: FeatureConfig) -> list[str]:
     """Configured encoders whose embeddings exist for D (a missing optional model degrades only its arms)."""
-    return [e for e in cfg.encoders if snapshot_dir(lake, day).joinpath("embeddings", f"{safe_name(e)}.npz").exists()]
+    return [e for e in cfg.encoders if lake.embeddings_file(day, e).exists()]
 
 
 def load_item_embeddings(lake: Lake, day: date, encoder_name: str) -> tuple[list[str], np.ndarray, dict]:
-    arrays, meta = read_npz(snapshot_dir(lake, day).joinpath("embeddings", f"{safe_name(encoder_name)}.npz"))
+    arrays, meta = read_npz(lake.embeddings_file(day, encoder_name))
     return arrays["item_ids"].tolist(), arrays["vectors"], meta
 
 
@@ -199,9 +193,6 @@ def fit_view_als(view: SnapshotView, cfg: FeatureConfig) -> tuple[ALSModel, dict
     }
 
 
-def als_dir(lake: Lake, day: date, protocol: str, stage: str) -> UPath:
-    return view_dir(lake, day, protocol, stage).joinpath("als")
-
 
 # --- content -> CF -----------------------------------------------------------------------
 
@@ -218,9 +209,6 @@ def fit_view_c2cf(view: SnapshotView, item_ids: list[str], vectors: np.ndarray, 
     ids, mat = catalog_vectors(view, item_ids, vectors)
     return fit_content_to_cf(ids, mat, als, counts, cfg.c2cf)
 
-
-def c2cf_dir(lake: Lake, day: date, protocol: str, stage: str, encoder_name: str) -> UPath:
-    return view_dir(lake, day, protocol, stage).joinpath(f"c2cf_{safe_name(encoder_name)}")
 
 
 # --- user profiles ------------------------------------------------------------------------
@@ -281,6 +269,3 @@ def build_view_profiles(
     stats["history_users"] = len(with_history)
     return list(uids), np.asarray(mat, dtype=np.float32), stats
 
-
-def profiles_path(lake: Lake, day: date, protocol: str, stage: str, encoder_name: str) -> UPath:
-    return view_dir(lake, day, protocol, stage).joinpath(f"profiles_{safe_name(encoder_name)}.npz")

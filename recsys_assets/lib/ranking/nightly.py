@@ -16,23 +16,17 @@ from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
-from upath import UPath
 
 from recsys_assets.lib.features.als import ALSModel
 from recsys_assets.lib.features.content_to_cf import ContentToCFModel
 from recsys_assets.lib.features.nightly import (
     FeatureConfig,
-    als_dir,
-    c2cf_dir,
     catalog_vectors,
     encoders_with_embeddings,
     load_item_embeddings,
-    profiles_path,
     read_npz,
-    snapshot_dir,
-    view_dir,
 )
-from recsys_assets.lib.lake import Lake, read_parquet, safe_name, write_parquet_atomic
+from recsys_assets.lib.lake import Lake, read_parquet, write_parquet_atomic
 from recsys_assets.lib.ranking.arms import (
     arm_names,
     explain_recommendations,
@@ -66,18 +60,18 @@ def ranking_config(lake: Lake, day: date, cfg: FeatureConfig, new_item_slots: in
 def load_snapshot_features(lake: Lake, view: SnapshotView, encoders: list[str], cfg: FeatureConfig) -> SnapshotFeatures:
     """Assemble the ranking inputs of a view from the feature assets' artifacts."""
     day, p, s = view.day, view.protocol, view.stage
-    als_path = als_dir(lake, day, p, s)
+    als_path = lake.als_dir(day, p, s)
     als = ALSModel.load(als_path) if als_path.joinpath("als_model.json").exists() else None
     encs = {}
     for name in encoders:
         item_ids, vectors = catalog_vectors(view, *load_item_embeddings(lake, day, name)[:2])
-        ppath = profiles_path(lake, day, p, s, name)
+        ppath = lake.profiles_file(day, p, s, name)
         if ppath.exists():
             arrays, _ = read_npz(ppath)
             uids, umat = arrays["user_ids"].tolist(), arrays["vectors"]
         else:
             uids, umat = [], np.zeros((0, vectors.shape[1]), np.float32)
-        cpath = c2cf_dir(lake, day, p, s, name)
+        cpath = lake.c2cf_dir(day, p, s, name)
         c2cf = ContentToCFModel.load(cpath) if cpath.exists() and any(cpath.iterdir()) else None
         encs[name] = EncoderFeatures(item_ids, vectors, uids, umat, c2cf)
     return SnapshotFeatures(view=view, als=als, encoders=encs, protocol=cfg.protocol)
@@ -99,17 +93,7 @@ def day_truth(events_of_day: pl.DataFrame, view: SnapshotView, cfg: FeatureConfi
 # --- training ---------------------------------------------------------------------------------
 
 
-def ranker_dataset_path(lake: Lake, day: date, protocol: str, arm: str) -> UPath:
-    return view_dir(lake, day, protocol, "ranker_dataset").joinpath(f"{safe_name(arm)}.parquet")
 
-
-def ranker_model_dir(lake: Lake, day: date, protocol: str, arm: str) -> UPath:
-    return view_dir(lake, day, protocol, "rankers").joinpath(safe_name(arm))
-
-
-def ranker_examples_path(lake: Lake, day: date, protocol: str) -> UPath:
-    """Examples written by partition ``day``: the train-stage snapshot (D - w) with the next day's positives."""
-    return snapshot_dir(lake, day).joinpath(protocol, "ranker_examples.parquet")
 
 
 def build_night_examples(lake: Lake, train_view: SnapshotView, events_before_day: pl.DataFrame, cfg: FeatureConfig, rcfg: RankingConfig) -> dict:
@@ -117,7 +101,7 @@ def build_night_examples(lake: Lake, train_view: SnapshotView, events_before_day
     labels = next_day_labels(train_view, events_before_day, cfg.interactions)
     feats = load_snapshot_features(lake, train_view, list(rcfg.encoders), cfg)
     frame, st = night_examples(feats, labels, rcfg)
-    write_parquet_atomic(frame, ranker_examples_path(lake, train_view.day, train_view.protocol))
+    write_parquet_atomic(frame, lake.ranker_examples_file(train_view.day, train_view.protocol))
     label_day = events_before_day.filter((pl.col("ts") >= day_start(train_view.cutoff)) & (pl.col("ts") < day_start(train_view.cutoff + timedelta(days=1))))
     st["label_day"] = str(train_view.cutoff)
     st["label_events_max_ts"] = label_day["ts"].max() if labels.height else None
@@ -137,7 +121,7 @@ def build_ranker_datasets(lake: Lake, day: date, protocol: str, rcfg: RankingCon
     """
     nights, missing = [], []
     for d in training_night_days(day, rcfg):
-        path = ranker_examples_path(lake, d, protocol)
+        path = lake.ranker_examples_file(d, protocol)
         if path.exists():
             f = read_parquet(path)
             if f.height:
@@ -148,7 +132,7 @@ def build_ranker_datasets(lake: Lake, day: date, protocol: str, rcfg: RankingCon
     stats = {}
     for arm in ranker_arm_names(rcfg):
         frame, st = training_frame_from_nights(nights, arm, rcfg)
-        write_parquet_atomic(frame, ranker_dataset_path(lake, day, protocol, arm))
+        write_parquet_atomic(frame, lake.ranker_dataset_file(day, protocol, arm))
         st["missing_partitions"] = ", ".join(missing) or "none"
         stats[arm] = st
     return stats, problems
@@ -157,22 +141,19 @@ def build_ranker_datasets(lake: Lake, day: date, protocol: str, rcfg: RankingCon
 def train_rankers(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> dict[str, RankerModel]:
     models = {}
     for arm in ranker_arm_names(rcfg):
-        frame = read_parquet(ranker_dataset_path(lake, day, protocol, arm))
+        frame = read_parquet(lake.ranker_dataset_file(day, protocol, arm))
         model = train_ranker(frame, feature_names(parse_arm(arm).encoder), rcfg, arm=arm)
-        model.save(ranker_model_dir(lake, day, protocol, arm))
+        model.save(lake.ranker_model_dir(day, protocol, arm))
         models[arm] = model
     return models
 
 
 def load_rankers(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> dict[str, RankerModel]:
-    return {arm: RankerModel.load(ranker_model_dir(lake, day, protocol, arm)) for arm in ranker_arm_names(rcfg)}
+    return {arm: RankerModel.load(lake.ranker_model_dir(day, protocol, arm)) for arm in ranker_arm_names(rcfg)}
 
 
 # --- serving ----------------------------------------------------------------------------------
 
-
-def recs_dir(lake: Lake, day: date, protocol: str) -> UPath:
-    return lake.snapshot_dir("recs", day).joinpath(protocol)
 
 
 def candidate_pool(feats: SnapshotFeatures, users: list[str], rcfg: RankingConfig) -> pl.DataFrame:
@@ -195,7 +176,7 @@ def serve_day(
 ) -> dict[str, dict]:
     """Top-K of every arm for the served users + top-K among new items for the evaluated users; written per protocol."""
     view = feats.view
-    out_dir = recs_dir(lake, view.day, view.protocol)
+    out_dir = lake.recs_dir(view.day, view.protocol)
     # Under temporal, items first seen on D are too few (fewer than K on MovieLens): the cold scope
     # ranks the new AND cold segment items, and the evaluation splits the cell by segment.
     new_items = new_item_ids(feats, ("new", "cold") if view.protocol == "temporal" else ("new",))

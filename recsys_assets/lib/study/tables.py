@@ -26,7 +26,7 @@ from datetime import date
 import polars as pl
 
 from recsys_assets.lib.evaluation.lift import LiftConfig, lift_rows, pool_days
-from recsys_assets.lib.evaluation.reporting import drop_trivial, eval_dir, load_arm_stats, load_per_pair, load_per_user, window_days
+from recsys_assets.lib.evaluation.reporting import drop_trivial, load_arm_stats, load_per_pair, load_per_user, window_days
 from recsys_assets.lib.features.encoders import encoder_spec
 from recsys_assets.lib.lake import Lake, read_parquet, write_parquet_atomic
 from recsys_assets.lib.study.cost import EncoderCost
@@ -68,7 +68,7 @@ NEW_USER_SCHEMA: dict[str, pl.DataType] = {
 
 def attribute_paths(lake: Lake, day: date):
     """(per-user, per-pair) files of ``content_attributes`` for day D, next to the day's evaluation."""
-    folder = eval_dir(lake, day)
+    folder = lake.eval_dir(day)
     return folder.joinpath("study_attribute_per_user.parquet"), folder.joinpath("study_attribute_per_pair.parquet")
 
 

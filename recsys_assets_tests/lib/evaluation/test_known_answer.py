@@ -59,7 +59,6 @@ from recsys_assets.lib.ingest.catalog import read_catalog
 from recsys_assets.lib.ingest.synthetic import SyntheticConfig, generate_synthetic_world
 from recsys_assets.lib.lake import Lake, read_parquet
 from recsys_assets.lib.ranking.features import text_feature_names
-from recsys_assets.lib.ranking.nightly import ranker_dataset_path, ranker_model_dir
 from recsys_assets.lib.ranking.ranker import RankerModel
 
 LM = "minilm-l6"
@@ -123,8 +122,8 @@ def _diagnostics(lake: Lake, day, models: ModelsResource, encoders: tuple[str, .
     out = {}
     for enc in encoders:
         arm = f"ranker_{enc}"
-        frame = read_parquet(ranker_dataset_path(lake, day, PROTOCOL, arm))
-        imp = RankerModel.load(ranker_model_dir(lake, day, PROTOCOL, arm)).feature_importance().sort("gain", descending=True)
+        frame = read_parquet(lake.ranker_dataset_file(day, PROTOCOL, arm))
+        imp = RankerModel.load(lake.ranker_model_dir(day, PROTOCOL, arm)).feature_importance().sort("gain", descending=True)
         text_gain = imp.filter(pl.col("feature").is_in(text_feature_names(enc)))["gain"].sum()
         out[arm] = {
             "new_item_positive_rows": int(frame.filter(pl.col("item_id").is_in(new_items))["label"].gt(0).sum()),
