@@ -32,8 +32,8 @@ import polars as pl  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from recsys_assets.lib.features.als import ALSConfig, ALSScorer, fit_als  # noqa: E402
-from recsys_assets.lib.features.interactions import InteractionConfig, build_matrix  # noqa: E402
-from recsys_assets.lib.ingest.schema import EVENT_SCHEMA  # noqa: E402
+from recsys_assets.lib.interactions import InteractionConfig, build_matrix  # noqa: E402
+from recsys_assets.lib.schema import EVENT_SCHEMA  # noqa: E402
 from recsys_assets.lib.lake import Lake  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "als.json"

@@ -27,7 +27,7 @@ import polars as pl
 
 from recsys_assets.lib.evaluation.metrics import per_user_metrics
 from recsys_assets.lib.features.als import ALSConfig
-from recsys_assets.lib.features.interactions import InteractionConfig
+from recsys_assets.lib.interactions import InteractionConfig
 from recsys_assets.lib.ingest.catalog import read_catalog
 from recsys_assets.lib.lake import Lake
 from recsys_assets.lib.ranking.arms import recommend, top_k_from_scores

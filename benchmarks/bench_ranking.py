@@ -37,8 +37,8 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 from recsys_assets.lib.features.als import ALSConfig  # noqa: E402
-from recsys_assets.lib.features.interactions import InteractionConfig  # noqa: E402
-from recsys_assets.lib.ingest.schema import EVENT_SCHEMA  # noqa: E402
+from recsys_assets.lib.interactions import InteractionConfig  # noqa: E402
+from recsys_assets.lib.schema import EVENT_SCHEMA  # noqa: E402
 from recsys_assets.lib.ranking.arms import build_training_frame, recommend, training_labels  # noqa: E402
 from recsys_assets.lib.ranking.candidates import arm_sources, generate_candidates  # noqa: E402
 from recsys_assets.lib.ranking.config import RankingConfig  # noqa: E402

@@ -262,15 +262,14 @@ from datetime import date
 import polars as pl
 from recsys_assets.lib.lake import Lake, read_parquet
 from recsys_assets.lib.features import nightly as fn
-from recsys_assets.lib.ranking import nightly as rn
 lake = Lake.at(sys.argv[1]); name = sys.argv[2]; d = date(2024, 3, 5)
 cfg = fn.FeatureConfig(encoders=(name,))
 items = read_parquet(lake.catalog("items"))
 res = fn.compute_item_embeddings(lake, items, d, name, cfg)
 fn.save_item_embeddings(lake, d, name, res, cfg)
 arm = f"ranker_{name}"
-paths = [fn.c2cf_dir(lake, d, "temporal", "eval", name), fn.profiles_path(lake, d, "temporal", "eval", name),
-         rn.ranker_dataset_path(lake, d, "temporal", arm), rn.ranker_model_dir(lake, d, "temporal", arm)]
+paths = [lake.c2cf_dir(d, "temporal", "eval", name), lake.profiles_file(d, "temporal", "eval", name),
+         lake.ranker_dataset_file(d, "temporal", arm), lake.ranker_model_dir(d, "temporal", arm)]
 root = str(lake.root.path).rstrip("/") + "/"
 import os
 outside = [str(p.path) for p in paths if not os.path.normpath(str(p.path)).startswith(root)]

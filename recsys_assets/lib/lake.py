@@ -223,7 +223,7 @@ class Lake:
 
     def read_events(self, before: date | None = None, days: list[date] | None = None) -> pl.DataFrame:
         """Normalized events of the published days (all, only ``days``, or those before ``before``)."""
-        from recsys_assets.lib.ingest.schema import EVENT_SCHEMA
+        from recsys_assets.lib.schema import EVENT_SCHEMA
 
         chosen = self.event_days()
         if before is not None:

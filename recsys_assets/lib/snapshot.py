@@ -23,7 +23,7 @@ import polars as pl
 
 from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.errors import LeakageError, RecsysError
-from recsys_assets.lib.features.interactions import InteractionConfig, positives
+from recsys_assets.lib.interactions import InteractionConfig, positives
 
 PROTOCOLS = ("temporal", "item_holdout")
 SEGMENTS = ("new", "cold", "warming", "warm")

@@ -17,7 +17,7 @@ from recsys_assets.defs.ingest.staged_events import staged_events
 from recsys_assets.defs.resources import IngestResource, LakeResource
 from recsys_assets.lib import lake as lake_module
 from recsys_assets.lib.ingest.events import read_manifest
-from recsys_assets.lib.ingest.schema import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA
+from recsys_assets.lib.schema import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA
 from recsys_assets.lib.ingest.synthetic import SyntheticConfig, generate_synthetic_world
 from recsys_assets.lib.lake import LAKE_ENV_VAR, Lake, read_parquet
 

@@ -2,7 +2,7 @@
 
 Thin layer over ``implicit.als.AlternatingLeastSquares`` (implicit 0.7: ``fit``
 takes a users x items CSR whose values are confidences). The CSR values are the
-summed interaction strengths of :mod:`recsys_assets.lib.features.interactions`;
+summed interaction strengths of :mod:`recsys_assets.lib.interactions`;
 implicit multiplies them by ``alpha`` (confidence ``c = alpha * strength``,
 preference 1 where ``c > 0``), exactly as a raw ``implicit`` fit would.
 
@@ -33,7 +33,7 @@ from upath import UPath
 from recsys_assets.lib.artifacts import read_artifact, write_artifact
 from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.errors import RecsysError
-from recsys_assets.lib.features.interactions import InteractionConfig, build_matrix, interaction_strength
+from recsys_assets.lib.interactions import InteractionConfig, build_matrix, interaction_strength
 from recsys_assets.lib.topk import top_k_rows
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

@@ -76,7 +76,7 @@ from recsys_assets.lib.features.encoders import (
     register_encoder,
 )
 from recsys_assets.lib.features.embeddings import encode_texts
-from recsys_assets.lib.features.interactions import InteractionConfig
+from recsys_assets.lib.interactions import InteractionConfig
 from recsys_assets.lib.features.text import ItemTextConfig, compose_item_texts
 from recsys_assets.lib.lake import Lake, write_bytes_atomic
 from recsys_assets.lib.snapshot import ProtocolConfig, build_view, day_start, holdout_items

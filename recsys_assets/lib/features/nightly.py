@@ -28,7 +28,7 @@ from recsys_assets.lib.features.als import ALSConfig, ALSModel, fit_als
 from recsys_assets.lib.features.content_to_cf import ContentToCFConfig, ContentToCFModel, fit_content_to_cf
 from recsys_assets.lib.features.embeddings import EmbeddingResult, embed_items
 from recsys_assets.lib.features.encoders import EncoderConfig, encoder_is_neural, get_encoder, variant_inputs
-from recsys_assets.lib.features.interactions import InteractionConfig
+from recsys_assets.lib.interactions import InteractionConfig
 from recsys_assets.lib.features.profiles import ProfileConfig, build_user_profiles, profiles_from_text
 from recsys_assets.lib.features.text import ItemTextConfig
 from recsys_assets.lib.lake import Lake, write_bytes_atomic

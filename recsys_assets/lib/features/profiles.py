@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.features.encoders import l2_normalize
-from recsys_assets.lib.features.interactions import InteractionConfig, interaction_strength
+from recsys_assets.lib.interactions import InteractionConfig, interaction_strength
 
 log = logging.getLogger(__name__)
 

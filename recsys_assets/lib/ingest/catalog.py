@@ -12,7 +12,7 @@ import polars as pl
 
 from recsys_assets.lib.ingest.config import IngestConfig
 from recsys_assets.lib.ingest.landing import BAD_SCHEMA, landing_bytes, list_landing, parse_ts, read_raw_records
-from recsys_assets.lib.ingest.schema import ITEM_SCHEMA, LANDING_ITEM_FIELDS, LANDING_USER_FIELDS, USER_SCHEMA, UTC_TS
+from recsys_assets.lib.schema import ITEM_SCHEMA, LANDING_ITEM_FIELDS, LANDING_USER_FIELDS, USER_SCHEMA, UTC_TS
 from recsys_assets.lib.lake import Lake
 
 ITEM_RAW_FIELDS = (*LANDING_ITEM_FIELDS, "image_vector")

@@ -23,7 +23,7 @@ from recsys_assets.lib.ingest.landing import (
     list_landing,
     refused_file,
 )
-from recsys_assets.lib.ingest.schema import EVENT_SCHEMA
+from recsys_assets.lib.schema import EVENT_SCHEMA
 from recsys_assets.lib.lake import Lake, read_parquet, write_parquet_atomic
 
 MANIFEST_SCHEMA = {

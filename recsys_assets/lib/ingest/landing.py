@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from recsys_assets.lib.ingest.config import PARTITIONS_START_ENV, IngestConfig
-from recsys_assets.lib.ingest.schema import EVENT_SCHEMA, UTC_TS
+from recsys_assets.lib.schema import EVENT_SCHEMA, UTC_TS
 from recsys_assets.lib.lake import is_local
 
 RAW_FIELDS = ("user_id", "item_id", "event_type", "ts", "value")

@@ -14,7 +14,7 @@ from functools import lru_cache
 import polars as pl
 
 from recsys_assets.lib.ingest.config import IngestConfig
-from recsys_assets.lib.ingest.schema import EVENT_SCHEMA, EVENT_TYPES
+from recsys_assets.lib.schema import EVENT_SCHEMA, EVENT_TYPES
 
 
 @dataclass

@@ -434,7 +434,7 @@ def training_labels(train_view, events, interaction_config, grade_days: Sequence
     window start (D - w). Positives of the first day(s) after the training snapshot weigh
     more, as the served lists are judged on the first day after theirs (docs/ranker.md).
     """
-    from recsys_assets.lib.features.interactions import positive_mask_expr
+    from recsys_assets.lib.interactions import positive_mask_expr
     from recsys_assets.lib.snapshot import day_start, labels_for_train
 
     if train_view.stage != "train":

@@ -20,7 +20,7 @@ from typing import Sequence
 import polars as pl
 
 from recsys_assets.lib.errors import RecsysError
-from recsys_assets.lib.features.interactions import InteractionConfig
+from recsys_assets.lib.interactions import InteractionConfig
 from recsys_assets.lib.ranking.arms import parse_arm, ranker_arm_names
 from recsys_assets.lib.ranking.candidates import arm_sources, candidate_recall, generate_candidates, source_column
 from recsys_assets.lib.ranking.config import RankingConfig

@@ -290,7 +290,7 @@ def assemble_snapshot_features(
     """
     from recsys_assets.lib.features.als import ALSConfig, ALSError, fit_als
     from recsys_assets.lib.features.content_to_cf import ContentToCFConfig, ContentToCFError, fit_content_to_cf
-    from recsys_assets.lib.features.interactions import InteractionConfig
+    from recsys_assets.lib.interactions import InteractionConfig
     from recsys_assets.lib.features.profiles import ProfileConfig, build_user_profiles
 
     inter = interaction_config or InteractionConfig()

@@ -24,7 +24,7 @@ from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.evaluation.evaluate import PER_PAIR_SCHEMA, PER_USER_SCHEMA, pair_ranks
 from recsys_assets.lib.evaluation.metrics import per_user_metrics
-from recsys_assets.lib.features.interactions import InteractionConfig, positive_mask_expr
+from recsys_assets.lib.interactions import InteractionConfig, positive_mask_expr
 
 ATTRIBUTE_ARM = "content_attributes"
 """Arm name of the categorical-attribute baseline in the study's tables (its "encoder" ``attributes``

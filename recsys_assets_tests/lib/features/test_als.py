@@ -18,7 +18,7 @@ from recsys_assets.lib.features.als import (
     fit_als,
     fold_in,
 )
-from recsys_assets.lib.features.interactions import (
+from recsys_assets.lib.interactions import (
     InteractionConfig,
     InteractionConfigError,
     UnknownIdError,
@@ -26,7 +26,7 @@ from recsys_assets.lib.features.interactions import (
     interaction_strength,
     positives,
 )
-from recsys_assets.lib.ingest.schema import EVENT_SCHEMA
+from recsys_assets.lib.schema import EVENT_SCHEMA
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 

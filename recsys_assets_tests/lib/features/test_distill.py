@@ -27,9 +27,9 @@ from recsys_assets.lib.features.distill import (
     training_cutoff,
 )
 from recsys_assets.lib.features.encoders import EncoderConfig, get_encoder
-from recsys_assets.lib.features.interactions import InteractionConfig
+from recsys_assets.lib.interactions import InteractionConfig
 from recsys_assets.lib.features.text import ItemTextConfig
-from recsys_assets.lib.ingest.schema import EVENT_SCHEMA, ITEM_SCHEMA
+from recsys_assets.lib.schema import EVENT_SCHEMA, ITEM_SCHEMA
 from recsys_assets.lib.lake import Lake
 from recsys_assets.lib.snapshot import ProtocolConfig, holdout_items
 

@@ -9,14 +9,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsys_assets.lib.features.interactions import InteractionConfig, interaction_strength
+from recsys_assets.lib.interactions import InteractionConfig, interaction_strength
 from recsys_assets.lib.features.profiles import (
     ProfileConfig,
     ProfileError,
     build_user_profiles,
     profiles_from_text,
 )
-from recsys_assets.lib.ingest.schema import EVENT_SCHEMA
+from recsys_assets.lib.schema import EVENT_SCHEMA
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 ICFG = InteractionConfig()

@@ -341,19 +341,16 @@ HOSTILE_NAMES = ["/some/dir/model", "../../etc/passwd", "..", ".", "a/b\\c", "nu
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
 def test_hostile_names_stay_inside_the_lake(tmp_path, name):
-    from recsys_assets.lib.features import nightly as fn
-    from recsys_assets.lib.ranking import nightly as rn
-
     lake = Lake.at(tmp_path / "lake")
     d = date(2024, 3, 2)
     arm = f"ranker_{name}"
     paths = [
         lake.embeddings_dir(name),
-        fn.snapshot_dir(lake, d).joinpath("embeddings", f"{safe_name(name)}.npz"),
-        fn.c2cf_dir(lake, d, "temporal", "eval", name),
-        fn.profiles_path(lake, d, "temporal", "eval", name),
-        rn.ranker_dataset_path(lake, d, "temporal", arm),
-        rn.ranker_model_dir(lake, d, "temporal", arm),
+        lake.embeddings_file(d, name),
+        lake.c2cf_dir(d, "temporal", "eval", name),
+        lake.profiles_file(d, "temporal", "eval", name),
+        lake.ranker_dataset_file(d, "temporal", arm),
+        lake.ranker_model_dir(d, "temporal", arm),
     ]
     for p in paths:
         assert lake.contains(p), p

@@ -3,7 +3,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from recsys_assets.lib.features.interactions import InteractionConfig, positives
+from recsys_assets.lib.interactions import InteractionConfig, positives
 from recsys_assets.lib.ranking.arms import build_training_frame, parse_arm, ranker_arm_names, training_labels
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.features import feature_names

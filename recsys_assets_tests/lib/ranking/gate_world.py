@@ -21,8 +21,8 @@ import numpy as np
 import polars as pl
 
 from recsys_assets.lib.features.als import ALSConfig
-from recsys_assets.lib.features.interactions import InteractionConfig, positives
-from recsys_assets.lib.ingest.schema import EVENT_SCHEMA
+from recsys_assets.lib.interactions import InteractionConfig, positives
+from recsys_assets.lib.schema import EVENT_SCHEMA
 from recsys_assets.lib.ranking.inputs import SnapshotFeatures, assemble_snapshot_features
 from recsys_assets.lib.snapshot import ProtocolConfig, build_view, day_start
 

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 from recsys_assets.lib.evaluation.metrics import per_user_metrics
-from recsys_assets.lib.features.interactions import InteractionConfig
+from recsys_assets.lib.interactions import InteractionConfig
 from recsys_assets.lib.ranking.arms import parse_arm, ranker_arm_names, recommend
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.examples import audit_examples, next_day_labels, night_examples, training_frame_from_nights

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from recsys_assets.lib.errors import LeakageError
-from recsys_assets.lib.ingest.schema import EVENT_SCHEMA
+from recsys_assets.lib.schema import EVENT_SCHEMA
 from recsys_assets.lib.ranking.arms import ArmError, build_training_frame, training_labels
 from recsys_assets.lib.snapshot import build_view, day_start
 from recsys_assets_tests.lib.ranking.conftest import CFG, INTER

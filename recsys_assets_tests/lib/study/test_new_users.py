@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import polars as pl
 
-from recsys_assets.lib.features.interactions import InteractionConfig
+from recsys_assets.lib.interactions import InteractionConfig
 from recsys_assets.lib.study.new_users import AttributeConfig, attribute_popularity_recs, attribute_values, user_attributes
 from recsys_assets.lib.study.tables import pareto_front
 

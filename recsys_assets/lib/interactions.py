@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.errors import RecsysError
-from recsys_assets.lib.ingest.schema import EVENT_TYPES
+from recsys_assets.lib.schema import EVENT_TYPES
 
 log = logging.getLogger(__name__)
 
