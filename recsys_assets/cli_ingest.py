@@ -24,8 +24,12 @@ def write_source(lake, source: str, args, say) -> None:
         from recsys_assets.lib.ingest.synthetic import SyntheticConfig, generate_synthetic_world, shop_shape
 
         n_users, n_items = shop_shape(args.synthetic_events, getattr(args, "synthetic_users", None), getattr(args, "synthetic_items", None))
-        cfg = SyntheticConfig(n_users=n_users, n_items=n_items, n_events=args.synthetic_events, text_signal=args.text_signal, seed=args.seed)
-        say(f"generating a synthetic world ({cfg.n_events:,} events, {cfg.n_users:,} users, {cfg.n_items:,} items, text_signal={cfg.text_signal})")
+        cfg = SyntheticConfig(
+            n_users=n_users, n_items=n_items, n_events=args.synthetic_events, text_signal=args.text_signal, seed=args.seed,
+            image_dim=getattr(args, "image_dim", 0), image_signal=getattr(args, "image_signal", 0.0),
+        )
+        images = f", image vectors of {cfg.image_dim} dims, image_signal={cfg.image_signal}" if cfg.image_dim else ""
+        say(f"generating a synthetic world ({cfg.n_events:,} events, {cfg.n_users:,} users, {cfg.n_items:,} items, text_signal={cfg.text_signal}{images})")
         counts = generate_synthetic_world(lake, cfg)
         say(f"landing files written: { {k: v for k, v in counts.items() if isinstance(v, int)} }")
     elif source != "landing":

@@ -85,9 +85,30 @@ def new_user_text(df: pl.DataFrame) -> str:
     return _table(rows)
 
 
-def print_study(lake, end: date, out=None) -> None:
-    """The study's three tables of the window ending ``end``, from the warehouse."""
+def answer_text(answer: pl.DataFrame) -> str:
+    """The answer table as aligned plain lines (answers are sentences: a grid would truncate them)."""
+    rows = answer.rows()
+    if not rows:
+        return "(no rows)"
+    wq = max(len(q) for q, _, _ in rows)
+    ww = max(len(w) for _, w, _ in rows)
+    return "\n".join(f"  {q.ljust(wq)}  {w.ljust(ww)}  {a}" for q, w, a in rows)
+
+
+def latest_window_end(lake) -> date:
+    """The last window end the study wrote (``--tables-only`` without ``--end``)."""
     from recsys_assets.lib.evaluation.warehouse import Warehouse
+
+    ends = Warehouse(lake.warehouse).query("SELECT max(window_end) AS e FROM reports.encoder_study")
+    if ends.is_empty() or ends["e"][0] is None:
+        raise RecsysError(f"reports.encoder_study in {lake.warehouse} is empty: run the study first")
+    return ends["e"][0]
+
+
+def print_study(lake, end: date, out=None) -> None:
+    """The study of the window ending ``end``, from the warehouse: the answer first, then the three tables."""
+    from recsys_assets.lib.evaluation.warehouse import Warehouse
+    from recsys_assets.lib.study.answer import study_answer
 
     out = out or sys.stdout
     wh = Warehouse(lake.warehouse)
@@ -97,16 +118,15 @@ def print_study(lake, end: date, out=None) -> None:
     if es.is_empty():
         raise RecsysError(f"reports.encoder_study has no rows for the window ending {end}: run the study's days first")
     window = f"{es['window_start'].min()}..{end} ({es['days_pooled'].max()} evaluated days pooled)"
-    machine = ""
-    print(f"Encoder study, window {window}: ranker_<encoder> lift over ranker_no_text and ranker_tfidf, content_<encoder> over content_tfidf", file=out)
+    print(f"The answer, window {window} ({es['metric'][0]}@{es['k'][0]}, exploratory 95% CIs; details in the tables below):", file=out)
+    print(answer_text(study_answer(es, fu, nu)), file=out)
+    print(f"\nEncoder study, window {window}: ranker_<encoder> lift over ranker_no_text and ranker_tfidf, content_<encoder> over content_tfidf", file=out)
     print("(exploratory 95% CIs, same two-way bootstrap as the lift tables; cost = one cold encode of the catalogue on this machine; * = Pareto front of catalogue seconds vs lift over no text)", file=out)
     print(encoder_study_text(es), file=out)
     print(f"\nFusion ablation (which item inputs carry the lift), window {window}:", file=out)
     print(fusion_text(fu), file=out)
     print(f"\nNew users' profile text (new-user cell, full catalogue), window {window}:", file=out)
     print(new_user_text(nu), file=out)
-    if machine:
-        print(machine, file=out)
 
 
 def cmd_study(args) -> int:
@@ -118,6 +138,10 @@ def cmd_study(args) -> int:
     from recsys_assets.lib.study.cost import machine_words, measure_encoder_cost
     from recsys_assets.lib.study.plan import StudyConfig, plan_study
 
+    if args.tables_only:
+        lake = runner.use_lake(args.lake)
+        print_study(lake, date.fromisoformat(args.end) if args.end else latest_window_end(lake))
+        return 0
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if not args.skip_ingest:
@@ -198,9 +222,12 @@ def add_command(sub, add_lake) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="neural encoders' precision (bf16 autocast where supported)")
     p.add_argument("--synthetic-events", type=int, default=200_000)
     p.add_argument("--text-signal", type=float, default=1.0)
+    p.add_argument("--image-dim", type=int, default=0, help="synthetic: items carry a precomputed image vector of this length (0 = none)")
+    p.add_argument("--image-signal", type=float, default=0.0, help="synthetic: topic signal of the image vectors, 0..1 (expected same-topic cosine)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--prune", action="store_true", help=argparse_suppress())
     p.add_argument("--skip-ingest", action="store_true", help="use the events already in the lake")
+    p.add_argument("--tables-only", action="store_true", help="run nothing: print the answer and tables of the study already in the lake (window ending --end, else the latest)")
     add_lake(p)
     p.set_defaults(func=cmd_study)
 

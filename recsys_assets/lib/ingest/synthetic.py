@@ -9,6 +9,10 @@ cannot match them, a sentence encoder that knows "galaxy" ~ "nebula" can. ``text
 is the probability that a text word comes from the item's own topic (otherwise from a
 topic drawn uniformly at random), so ``text_signal=0`` makes text independent of topics.
 
+Items can also carry a precomputed ``image_vector`` (``image_dim`` > 0): a stand-in for an
+image embedding whose topic signal is a second, independent knob (``image_signal``), so the
+fusion ablation can show what an image input adds beyond the text.
+
 Users and items arrive over time (cold start): no event of an item before its
 ``created_at``, none of a user before the user's arrival.
 
@@ -218,6 +222,14 @@ class SyntheticConfig:
     initial_user_fraction: float = 0.5
     """Share of users present on ``start_day`` (the rest arrive uniformly over the days)."""
 
+    image_dim: int = 0
+    """Length of every item's precomputed ``image_vector``; 0 = items carry none."""
+
+    image_signal: float = 0.0
+    """Topic signal of the image vectors, 0..1: the vector is ``sqrt(s) * c_topic + sqrt(1 - s) * noise``
+    (unit random directions), so same-topic items' image vectors have an expected cosine of ``s`` and
+    items of different topics ~0; 0 = images independent of topics."""
+
     def __post_init__(self) -> None:
         def need(ok: bool, field: str, what: str) -> None:
             if not ok:
@@ -235,6 +247,8 @@ class SyntheticConfig:
         need(self.topic_concentration > 0.0, "topic_concentration", "must be > 0")
         need(0.0 <= self.initial_item_fraction <= 1.0, "initial_item_fraction", "must be in 0..1")
         need(0.0 <= self.initial_user_fraction <= 1.0, "initial_user_fraction", "must be in 0..1")
+        need(isinstance(self.image_dim, int) and 0 <= self.image_dim <= 4096, "image_dim", "must be an int in 0..4096")
+        need(0.0 <= self.image_signal <= 1.0, "image_signal", "must be in 0..1")
         try:
             date.fromisoformat(self.start_day)
         except (TypeError, ValueError):
@@ -297,6 +311,23 @@ def _words_for(rng: np.random.Generator, topics: np.ndarray, names: tuple[str, .
     return flat[offsets[topics] + pick]
 
 
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _image_vectors(cfg: SyntheticConfig, item_topic: np.ndarray) -> np.ndarray:
+    """``(n_items, image_dim)`` float32: ``sqrt(s) * c_topic + sqrt(1-s) * noise``, both unit directions.
+
+    Drawn from a seed stream of their own (the 7th child of ``seed``), so switching images on
+    leaves every other column and every event of the world unchanged.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(7)[6])
+    centroids = _unit_rows(rng.standard_normal((cfg.n_topics, cfg.image_dim)))
+    noise = _unit_rows(rng.standard_normal((item_topic.size, cfg.image_dim)))
+    s = cfg.image_signal
+    return (np.sqrt(s) * centroids[item_topic] + np.sqrt(1.0 - s) * noise).astype(np.float32)
+
+
 def _start_epoch(cfg: SyntheticConfig) -> int:
     return int(datetime(cfg.start.year, cfg.start.month, cfg.start.day, tzinfo=timezone.utc).timestamp())
 
@@ -309,7 +340,7 @@ class SyntheticWorld:
     """The generated world (before it is written)."""
 
     items: pl.DataFrame
-    """Landing items: item_id, title, description, categories, created_at (ISO)."""
+    """Landing items: item_id, title, description, categories, created_at (ISO), image_vector when ``image_dim`` > 0."""
 
     users: pl.DataFrame
     """Landing users: user_id, profile (null for users without text)."""
@@ -384,6 +415,10 @@ def _build_catalog(cfg: SyntheticConfig, rngs: list[np.random.Generator]) -> tup
         },
         schema={"item_id": pl.String, "title": pl.String, "description": pl.String, "categories": pl.List(pl.String), "created_at": pl.String},
     )
+    if cfg.image_dim:
+        # Rounded: the landing file is JSON text and 6 decimals keep it small and byte-stable.
+        images = np.round(_image_vectors(cfg, item_topic).astype(np.float64), 6)
+        items = items.with_columns(pl.Series("image_vector", images.tolist(), dtype=pl.List(pl.Float32)))
     users = pl.DataFrame({"user_id": user_ids, "profile": profiles}, schema={"user_id": pl.String, "profile": pl.String})
     item_truth = pl.DataFrame(
         {"item_id": item_ids, "topic": [names[t] for t in item_topic], "created_ts": created, "popularity": popularity}
