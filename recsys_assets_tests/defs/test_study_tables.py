@@ -81,3 +81,22 @@ def test_rerun_writes_the_same_study_rows(study_lake):
     after = _tables(root)
     for name in before:
         assert before[name].equals(after[name]), name
+
+
+def test_study_prints_the_answer_before_the_tables(study_lake):
+    import io
+
+    from recsys_assets.cli_study import print_study
+    from recsys_assets.lib.lake import Lake
+    from recsys_assets.lib.study.answer import COST, NEW_USERS, SIZE
+
+    root, _ = study_lake
+    out = io.StringIO()
+    print_study(Lake.at(root), LAST_DAY, out=out)
+    text = out.getvalue()
+    lines = text.splitlines()
+    assert lines[0].startswith("The answer, window")
+    first_table = text.index("Encoder study, window")
+    for question in (SIZE, COST, NEW_USERS):
+        assert 0 < text.index(question) < first_table, question
+    assert text.index("Fusion ablation") > first_table and "New users' profile text" in text
