@@ -20,17 +20,10 @@ from datetime import date, timedelta
 import polars as pl
 
 from recsys_assets.lib.errors import RecsysError
+from recsys_assets.lib.study.answer import fmt_ci as _fmt_ci
 
 DEFAULT_DAYS = {"ml-100k": 7, "ml-1m": 3, "synthetic": 5}
 """Evaluated days by dataset: ml-1m's dense days each carry thousands of events (a few are enough)."""
-
-
-def _fmt_ci(lift, lo, hi) -> str:
-    if lift is None:
-        return "-"
-    if lo is None or hi is None:
-        return f"{lift:+.4f}"
-    return f"{lift:+.4f} [{lo:+.3f}, {hi:+.3f}]"
 
 
 def _table(rows: list[dict]) -> str:

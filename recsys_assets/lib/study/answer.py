@@ -22,7 +22,8 @@ SIZE, COST, STUDENT, FUSION, NEW_USERS = (
 )
 
 
-def _ci(lift, lo, hi) -> str:
+def fmt_ci(lift, lo, hi) -> str:
+    """``+0.0646 [+0.001, +0.128]`` (``-`` without a lift; the lift alone without a CI)."""
     if lift is None:
         return "-"
     if lo is None or hi is None:
@@ -58,7 +59,7 @@ def size_answer(block: list[dict]) -> str:
     small, large = lms[0], lms[-1]
 
     def one(r):
-        return f"{r['encoder']} ({_params(r['params'])}) {_ci(r['lift_vs_no_text'], r['ci_low_vs_no_text'], r['ci_high_vs_no_text'])}"
+        return f"{r['encoder']} ({_params(r['params'])}) {fmt_ci(r['lift_vs_no_text'], r['ci_low_vs_no_text'], r['ci_high_vs_no_text'])}"
 
     if not lifting:
         return f"no: no LM's ranker lift over no text clears 0; smallest {one(small)}, largest {one(large)}"
@@ -83,7 +84,7 @@ def cost_answer(block: list[dict]) -> str:
     parts = []
     for r in beats:
         ratio = f", {r['catalogue_seconds'] / t_sec:.0f}x TF-IDF's encode time" if t_sec and r["catalogue_seconds"] else ""
-        parts.append(f"{r['encoder']} {_ci(r['lift_vs_tfidf'], r['ci_low_vs_tfidf'], r['ci_high_vs_tfidf'])} over TF-IDF{ratio}")
+        parts.append(f"{r['encoder']} {fmt_ci(r['lift_vs_tfidf'], r['ci_low_vs_tfidf'], r['ci_high_vs_tfidf'])} over TF-IDF{ratio}")
     return "; ".join(parts) + f"; Pareto front: {front}"
 
 
@@ -99,7 +100,7 @@ def student_answers(es: pl.DataFrame) -> list[dict]:
         kept = [r for r in rows if r["share_of_teacher_lift"] is not None]
         if kept:
             cells = "; ".join(
-                f"{r['protocol']}/{r['cell']}: {r['share_of_teacher_lift']:.2f} ({_ci(r['lift_vs_no_text'], r['ci_low_vs_no_text'], r['ci_high_vs_no_text'])})"
+                f"{r['protocol']}/{r['cell']}: {r['share_of_teacher_lift']:.2f} ({fmt_ci(r['lift_vs_no_text'], r['ci_low_vs_no_text'], r['ci_high_vs_no_text'])})"
                 for r in kept
             )
             answer = f"keeps {cells} of {teacher}'s lift over no text{speed_txt}"
@@ -117,7 +118,7 @@ def fusion_answer(rows: list[dict]) -> str:
     for r in rows:
         if r["lift_vs_previous"] is not None:
             v = verdict(r["ci_low_vs_previous"], r["ci_high_vs_previous"])
-            steps.append(f"+{r['variant']}: {_ci(r['lift_vs_previous'], r['ci_low_vs_previous'], r['ci_high_vs_previous'])} ({v})")
+            steps.append(f"+{r['variant']}: {fmt_ci(r['lift_vs_previous'], r['ci_low_vs_previous'], r['ci_high_vs_previous'])} ({v})")
     skipped = [r["variant"] for r in rows if r["encoder"] is None and r["variant"] != "no language model"]
     tail = f"; not measured: {', '.join(skipped)}" if skipped else ""
     if not steps:
@@ -134,36 +135,37 @@ def new_user_answer(rows: list[dict]) -> str:
         best = max(text, key=lambda r: r["value"] if r["value"] is not None else -1.0)
         parts.append(
             f"best profile-text kNN {best['arm']} {best['value']:.4f} vs popularity {best['baseline_value']:.4f}: "
-            f"{_ci(best['abs_lift'], best['ci_low'], best['ci_high'])} ({verdict(best['ci_low'], best['ci_high'])})"
+            f"{fmt_ci(best['abs_lift'], best['ci_low'], best['ci_high'])} ({verdict(best['ci_low'], best['ci_high'])})"
         )
         vs_attr = by.get((best["arm"], "content_attributes"))
         if vs_attr:
-            parts.append(f"vs plain attributes: {_ci(vs_attr['abs_lift'], vs_attr['ci_low'], vs_attr['ci_high'])} ({verdict(vs_attr['ci_low'], vs_attr['ci_high'])})")
+            parts.append(f"vs plain attributes: {fmt_ci(vs_attr['abs_lift'], vs_attr['ci_low'], vs_attr['ci_high'])} ({verdict(vs_attr['ci_low'], vs_attr['ci_high'])})")
     attr = by.get(("content_attributes", "popularity"))
     if attr:
-        parts.append(f"plain attributes vs popularity: {_ci(attr['abs_lift'], attr['ci_low'], attr['ci_high'])} ({verdict(attr['ci_low'], attr['ci_high'])})")
+        parts.append(f"plain attributes vs popularity: {fmt_ci(attr['abs_lift'], attr['ci_low'], attr['ci_high'])} ({verdict(attr['ci_low'], attr['ci_high'])})")
     return "; ".join(parts) or "no new-user rows"
+
+
+def _by_cell(frame: pl.DataFrame, order: str) -> list[tuple[str, list[dict]]]:
+    """(``protocol/cell (n=..)``, rows) per cell of a table, in protocol, cell, ``order`` order."""
+    blocks: dict[tuple, list[dict]] = {}
+    for r in frame.sort("protocol", "cell", order).iter_rows(named=True):
+        blocks.setdefault((r["protocol"], r["cell"]), []).append(r)
+    out = []
+    for (protocol, cell), block in blocks.items():
+        n = next((r["n_users"] for r in block if r["n_users"] is not None), None)
+        out.append((_where(protocol, cell, n), block))
+    return out
 
 
 def study_answer(es: pl.DataFrame, fu: pl.DataFrame, nu: pl.DataFrame) -> pl.DataFrame:
     """The answer table (question, where, answer) of one window's three study tables."""
     rows: list[dict] = []
-    blocks = {}
-    for r in es.sort("protocol", "cell", "encoder").iter_rows(named=True):
-        blocks.setdefault((r["protocol"], r["cell"]), []).append(r)
-    for (protocol, cell), block in blocks.items():
-        n = next((r["n_users"] for r in block if r["n_users"] is not None), None)
-        rows.append({"question": SIZE, "where": _where(protocol, cell, n), "answer": size_answer(block)})
-    for (protocol, cell), block in blocks.items():
-        n = next((r["n_users"] for r in block if r["n_users"] is not None), None)
-        rows.append({"question": COST, "where": _where(protocol, cell, n), "answer": cost_answer(block)})
+    blocks = _by_cell(es, "encoder")
+    rows += [{"question": SIZE, "where": where, "answer": size_answer(block)} for where, block in blocks]
+    rows += [{"question": COST, "where": where, "answer": cost_answer(block)} for where, block in blocks]
     rows += student_answers(es)
-    fblocks = {}
-    for r in fu.sort("protocol", "cell", "step").iter_rows(named=True):
-        fblocks.setdefault((r["protocol"], r["cell"]), []).append(r)
-    for (protocol, cell), block in fblocks.items():
-        n = next((r["n_users"] for r in block if r["n_users"] is not None), None)
-        rows.append({"question": FUSION, "where": _where(protocol, cell, n), "answer": fusion_answer(block)})
+    rows += [{"question": FUSION, "where": where, "answer": fusion_answer(block)} for where, block in _by_cell(fu, "step")]
     for protocol in sorted(nu["protocol"].unique().to_list()) if nu.height else []:
         block = nu.filter(pl.col("protocol") == protocol).to_dicts()
         rows.append({"question": NEW_USERS, "where": _where(protocol, "new_users", block[0]["n_users"]), "answer": new_user_answer(block)})
