@@ -231,20 +231,11 @@ class RawNight:
         open_warehouse(self.lake).replace_partition("cold_start_lift", rows, {"day": self.day})
 
     def lift_rollup(self) -> None:
-        from recsys_assets.lib.evaluation.html_report import write_html_report
         from recsys_assets.lib.evaluation.lift import LiftConfig
-        from recsys_assets.lib.evaluation.reporting import open_warehouse, rollup
+        from recsys_assets.lib.evaluation.reporting import publish_window, rollup_report
 
-        day = self.day
-        lift, warm, days = rollup(self.lake, day, self.models.rollup_days, self.lm, LiftConfig(n_boot=self.models.n_boot), self.cfg.config_hash(), self._fingerprints())
-        wh = open_warehouse(self.lake)
-        if lift.height:
-            wh.replace_partition("cold_start_lift_rollup", lift, {"window_end": day})
-            wh.replace_partition("warmup_curve", warm, {"window_end": day})
-        start = days[0] if days else day
-        daily = wh.query("SELECT * FROM reports.cold_start_lift WHERE day BETWEEN ? AND ?", [start, day])
-        cost = wh.query("SELECT * FROM reports.encoder_cost WHERE day BETWEEN ? AND ?", [start, day])
-        write_html_report(self.lake.reports.joinpath("index.html"), lift, daily, warm, cost, title=f"Cold-start lift, {start} to {day}")
+        window = rollup_report(self.lake, self.day, self.models.rollup_days, self.lm, LiftConfig(n_boot=self.models.n_boot), self.cfg.config_hash(), self._fingerprints())
+        publish_window(self.lake, self.day, window)
 
     def run(self, assets=ASSETS) -> dict[str, float]:
         t: dict[str, float] = {}

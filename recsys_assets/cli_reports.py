@@ -53,16 +53,22 @@ def format_all_cells(df: pl.DataFrame) -> str:
     return _table(df.sort("protocol", "scope", "arm", "baseline_arm", "segment_kind", "segment", "metric", "k").select(cols))
 
 
-def answer_text(headline: pl.DataFrame, encoder_cost: pl.DataFrame | None = None) -> str:
-    """The headline table, one sentence per protocol and the cost sentence (terminal text)."""
+def answer_text(headline: pl.DataFrame, encoder_cost: pl.DataFrame | None = None, ranker_check: pl.DataFrame | None = None) -> str:
+    """The treatment check's warnings first, then the headline table, one sentence per protocol, the
+    check's summary and the cost sentence (terminal text)."""
     from recsys_assets.lib.evaluation.answer import answer_sentences, caveats, cost_sentence, format_headline_table, metrics_words, verdict_counts, window_words
+    from recsys_assets.lib.evaluation.ranker_check import ranker_check_lines
 
     if headline.is_empty():
         return "Headline: reports.headline has no rows yet (run the report assets: `recsys-assets demo`, or the nightly job)."
+    check = ranker_check_lines(ranker_check) if ranker_check is not None else []
+    warnings = [line for line in check if line.startswith("WARNING")]
     counts = ", ".join(f"{n} {v}" for v, n in verdict_counts(headline).items() if n)
-    lines = [f"Headline, {window_words(headline)}: {headline.height} primary endpoints, {metrics_words(headline)} ({counts})", format_headline_table(headline), ""]
+    lines = warnings + ([""] if warnings else [])
+    lines += [f"Headline, {window_words(headline)}: {headline.height} primary endpoints, {metrics_words(headline)} ({counts})", format_headline_table(headline), ""]
     lines += [f"- {s}" for s in answer_sentences(headline)]
     lines += [f"Note: {c}" for c in caveats(headline)]
+    lines += [line for line in check if not line.startswith("WARNING")]
     cost = cost_sentence(encoder_cost)
     if cost:
         lines += ["", cost]
@@ -96,13 +102,15 @@ def print_answer(lake, fmt: str = "text", all_cells: bool = False, out=None) -> 
         print(f"Every pooled lift cell, window {span} ({cells.height} rows):", file=out)
         print(format_all_cells(cells), file=out)
         print(file=out)
-    cost = pl.DataFrame()
+    cost = check = pl.DataFrame()
     if headline.height:
         cost = wh.query(
             "SELECT * FROM reports.encoder_cost WHERE day BETWEEN ? AND ?",
             [headline["window_start"].min(), headline["window_end"].max()],
         )
-    print(answer_text(headline, cost), file=out)
+        if wh.table_columns("ranker_check"):  # a warehouse written before the check existed has no such table
+            check = wh.query("SELECT * FROM reports.ranker_check WHERE window_end = ?", [headline["window_end"].max()])
+    print(answer_text(headline, cost, check), file=out)
     print(f"\nDuckDB:      {lake.warehouse}\nHTML report: {lake.reports.joinpath('index.html')}", file=out)
 
 

@@ -169,6 +169,12 @@ def test_rollup_report_and_views(graph):
     assert set(rollup["window_start"].to_list()) == {DAYS[0]}  # both evaluated days pooled
     warm = wh.query("SELECT * FROM reports.warmup_curve WHERE window_end = ?", [DAYS[-1]])
     assert warm.height > 0
+    # The treatment check: every served ranker arm x (recall@20, ndcg@20) x protocol, vs the better baseline.
+    check = wh.query("SELECT * FROM reports.ranker_check WHERE window_end = ?", [DAYS[-1]])
+    rankers = {a for a in rollup["arm"].unique().to_list() if a.startswith("ranker_")} | {"ranker_no_text"}
+    assert set(check["arm"]) == rankers and check.height == len(rankers) * 2 * check["protocol"].n_unique()
+    assert set(check["best_baseline"]) <= {"popularity", "als"}
+    assert set(check["status"]) <= {"above", "reaches", "short", "below", "too few"}
     names = view_names()
     assert len(names) == 5
     # One verdict per protocol x primary endpoint, for each day and for the pooled window.

@@ -27,6 +27,7 @@ from upath import UPath
 
 from recsys_assets.lib.evaluation import answer
 from recsys_assets.lib.evaluation.answer import finite_or_none as _num
+from recsys_assets.lib.evaluation.ranker_check import ranker_check_lines
 from recsys_assets.lib.evaluation.stats import MIN_USERS_DEFAULT, TOO_FEW_USERS
 from recsys_assets.lib.lake import write_bytes_atomic
 
@@ -52,6 +53,7 @@ tr.pos td{background:#eef8ee} tr.neg td{background:#fbeeee}
 .badge{display:inline-block;border-radius:10px;padding:1px 9px;margin-right:6px;font-size:12px;font-weight:bold}
 .v-lift{background:#c6f6d5;color:#22543d} .v-harm{background:#fed7d7;color:#742a2a}
 .v-none{background:#edf2f7;color:#2d3748} .v-few{background:#fefcbf;color:#744210}
+.warning{border:2px solid #c53030;background:#fff5f5;color:#742a2a;border-radius:6px;padding:8px 12px;margin:8px 0;font-size:14px}
 figure.chart{margin:8px 0 20px} figure.chart svg{max-width:100%;height:auto;display:block}
 figcaption{font-size:13px;color:#444;margin-bottom:4px}
 details{margin:6px 0} details summary{cursor:pointer;font-size:14px}
@@ -582,10 +584,27 @@ def _headline_table(headline: pl.DataFrame) -> str:
     return "".join(out)
 
 
-def answer_card(headline: pl.DataFrame, encoder_cost: pl.DataFrame, window: str, days_pooled: int | None = None) -> str:
-    """The first thing on the page: window, verdict counts, one sentence per protocol, the headline table, cost."""
+def treatment_check_html(check: pl.DataFrame | None) -> str:
+    """The treatment check inside the answer card: a red box per ranker cell significantly below the
+    best of popularity/ALS, then the summary line and the check's rows (collapsed)."""
+    if check is None or check.is_empty():
+        return ""
+    lines = ranker_check_lines(check)
+    parts = [f'<div class="warning" id="treatment-warning">{_esc(line)}</div>' for line in lines if line.startswith("WARNING")]
+    parts += [f'<p class="note">{_esc(line)}</p>' for line in lines if not line.startswith("WARNING")]
+    cols = ["protocol", "arm", "metric", "k", "value", "best_baseline", "baseline_value", "abs_lift", "ci_low", "ci_high", "n_users", "status"]
+    parts.append(f"<details><summary>Treatment check: every ranker vs the best of popularity/ALS</summary>{_html_table(check.sort('protocol', 'metric', 'arm'), cols)}</details>")
+    return "".join(parts)
+
+
+def answer_card(
+    headline: pl.DataFrame, encoder_cost: pl.DataFrame, window: str, days_pooled: int | None = None, ranker_check: pl.DataFrame | None = None
+) -> str:
+    """The first thing on the page: window, the treatment check when a ranker loses to a baseline, verdict counts,
+    one sentence per protocol, the headline table, cost."""
     pooled = f" ({days_pooled} evaluated days pooled)" if days_pooled else ""
     parts = ['<section id="answer" class="card">', "<h2>The answer</h2>", f'<p class="window">Window: <b>{_esc(window)}</b>{pooled}</p>']
+    parts.append(treatment_check_html(ranker_check))
     if headline is None or headline.is_empty():
         parts.append('<p class="empty">No headline yet: reports.headline has no rows for this window.</p></section>')
         return "".join(parts)
@@ -662,6 +681,7 @@ def render_html_report(
     headline: pl.DataFrame | None = None,
     headline_days: pl.DataFrame | None = None,
     encoder_study: pl.DataFrame | None = None,
+    ranker_check: pl.DataFrame | None = None,
 ) -> str:
     """The report as an HTML string (see :func:`write_html_report`)."""
     def clean(df: pl.DataFrame | None) -> pl.DataFrame:
@@ -685,7 +705,7 @@ def render_html_report(
         f"<title>{_esc(title)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{_esc(title)}</h1>",
-        answer_card(headline, encoder_cost, window or NO_DATA, days_pooled),
+        answer_card(headline, encoder_cost, window or NO_DATA, days_pooled, ranker_check),
     ]
 
     # Lift over days, with its band.
@@ -766,13 +786,15 @@ def write_html_report(
     headline: pl.DataFrame | None = None,
     headline_days: pl.DataFrame | None = None,
     encoder_study: pl.DataFrame | None = None,
+    ranker_check: pl.DataFrame | None = None,
 ) -> None:
     """Write the self-contained HTML report to ``target`` atomically (any UPath).
 
     ``headline``: the window's ``reports.headline`` rows (the answer card);
     ``headline_days``: the daily headline rows of the window (lift over days);
-    ``encoder_study``: the window's ``reports.encoder_study`` rows (the Pareto chart; None leaves the section out).
+    ``encoder_study``: the window's ``reports.encoder_study`` rows (the Pareto chart; None leaves the section out);
+    ``ranker_check``: the window's ``reports.ranker_check`` rows (the treatment check in the answer card).
     """
-    text = render_html_report(lift_rollup, lift_daily, warmup, encoder_cost, title, headline, headline_days, encoder_study)
+    text = render_html_report(lift_rollup, lift_daily, warmup, encoder_cost, title, headline, headline_days, encoder_study, ranker_check)
     target = target if isinstance(target, UPath) else UPath(target)
     write_bytes_atomic(target, text.encode("utf-8"))

@@ -9,6 +9,7 @@ one of each per day, each sorted by its keys so a rerun writes the same bytes.
 from __future__ import annotations
 
 import subprocess
+from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +19,7 @@ import polars as pl
 from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, PER_PAIR_KEYS, PER_USER_KEYS, PER_USER_SCHEMA, RANKED_ITEMS, arm_metrics_table
 from recsys_assets.lib.evaluation.headline import headline_rows
 from recsys_assets.lib.evaluation.lift import LiftConfig, comparisons_for, lift_rows, pool_days, warmup_rows
+from recsys_assets.lib.evaluation.ranker_check import ranker_check_rows
 from recsys_assets.lib.lake import Lake, read_parquet, write_parquet_atomic
 from recsys_assets.lib.ranking.arm_spec import encoder_of
 
@@ -129,10 +131,26 @@ def window_days(lake: Lake, end: date, n_days: int) -> list[date]:
     return [d for d in (end - timedelta(days=i) for i in range(n_days)) if lake.eval_dir(d).joinpath("per_user.parquet").exists()][::-1]
 
 
+@dataclass(frozen=True)
+class WindowReport:
+    """What the rollup of the window ending D writes (the ``lift_rollup`` asset's tables)."""
+
+    lift: pl.DataFrame
+    """Pooled lift rows (``reports.cold_start_lift_rollup``)."""
+    warmup: pl.DataFrame
+    """Warm-up curves (``reports.warmup_curve``)."""
+    days: list[date]
+    """The evaluated days pooled."""
+    headline: pl.DataFrame
+    """One verdict per protocol x primary endpoint (``reports.headline``, window kind)."""
+    ranker_check: pl.DataFrame
+    """Every ranker arm vs the best of popularity/ALS (``reports.ranker_check``)."""
+
+
 def rollup_report(
     lake: Lake, end: date, n_days: int, lm_encoders: list[str], cfg: LiftConfig, config_hash: str, fingerprints: dict[str, str]
-) -> tuple[pl.DataFrame, pl.DataFrame, list[date], pl.DataFrame]:
-    """Pooled lift rows, warm-up curve, pooled days and headline rows over the window's user-days.
+) -> WindowReport:
+    """Pooled lift rows, warm-up curve, headline and ranker check over the window's user-days.
 
     Users are clusters (all of a user's days resampled together); trivial day-cells (a scope
     that ranked no more than K items that day) are left out of the pool.
@@ -141,7 +159,7 @@ def rollup_report(
     stats = {d: load_arm_stats(lake, d) for d in days}
     pooled = pool_days({d: drop_trivial(load_per_user(lake, d), stats[d]) for d in days})
     if pooled.height == 0:
-        return pl.DataFrame(), pl.DataFrame(), days, pl.DataFrame()
+        return WindowReport(pl.DataFrame(), pl.DataFrame(), days, pl.DataFrame(), pl.DataFrame())
     pairs_by_day = {d: load_per_pair(lake, d) for d in days}
     # Two-way cells need every pooled day's pairs; a window with an older day falls back to users only.
     pairs = pool_days(pairs_by_day) if all(p is not None for p in pairs_by_day.values()) else None
@@ -153,15 +171,37 @@ def rollup_report(
     head = headline_rows(rows, start, end, "window", protocols, comps, cfg.primary_endpoints, cfg.alpha)
     lift = _provenance(rows, fingerprints, config_hash).with_columns(window_start=pl.lit(start), window_end=pl.lit(end))
     warm = warmup_rows(pooled, comps, cfg).with_columns(window_start=pl.lit(start), window_end=pl.lit(end))
-    return lift, warm, days, head
+    check = ranker_check_rows(pooled, cfg, start, end, per_pair=pairs)
+    return WindowReport(lift, warm, days, head, check)
 
 
-def rollup(
-    lake: Lake, end: date, n_days: int, lm_encoders: list[str], cfg: LiftConfig, config_hash: str, fingerprints: dict[str, str]
-) -> tuple[pl.DataFrame, pl.DataFrame, list[date]]:
-    """Pooled lift rows and warm-up curve over the window's user-days (see :func:`rollup_report`)."""
-    lift, warm, days, _ = rollup_report(lake, end, n_days, lm_encoders, cfg, config_hash, fingerprints)
-    return lift, warm, days
+def publish_window(lake: Lake, day: date, window: WindowReport):
+    """Write a window's tables into the warehouse and the HTML report; returns the report's path.
+
+    Replaces the ``window_end = D`` partitions of ``cold_start_lift_rollup``, ``warmup_curve``,
+    ``headline`` (window kind) and ``ranker_check`` (an empty window writes nothing), then renders
+    ``reports/index.html`` from the warehouse (daily lifts, encoder cost, the study's Pareto rows).
+    """
+    from recsys_assets.lib.evaluation.answer import window_headline
+    from recsys_assets.lib.evaluation.html_report import write_html_report
+
+    wh = open_warehouse(lake)
+    if window.lift.height:
+        wh.replace_partition("cold_start_lift_rollup", window.lift, {"window_end": day})
+        wh.replace_partition("warmup_curve", window.warmup, {"window_end": day})
+        wh.replace_partition("headline", window.headline, {"window_end": day, "window_kind": "window"})
+        wh.replace_partition("ranker_check", window.ranker_check, {"window_end": day})
+    start = window.days[0] if window.days else day
+    daily = wh.query("SELECT * FROM reports.cold_start_lift WHERE day BETWEEN ? AND ?", [start, day])
+    cost = wh.query("SELECT * FROM reports.encoder_cost WHERE day BETWEEN ? AND ?", [start, day])
+    headline, headline_days = window_headline(lake.warehouse, start, day)
+    study = wh.query("SELECT * FROM reports.encoder_study WHERE window_end = ?", [day])
+    report = lake.reports.joinpath("index.html")
+    write_html_report(
+        report, window.lift, daily, window.warmup, cost, title=f"Cold-start lift, {start} to {day}",
+        headline=headline, headline_days=headline_days, encoder_study=study, ranker_check=window.ranker_check,
+    )
+    return report
 
 
 def open_warehouse(lake: Lake):

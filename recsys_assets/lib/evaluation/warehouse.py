@@ -51,7 +51,10 @@ from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.lake import as_upath, is_local, write_bytes_atomic
 
 SCHEMA = "reports"
-TABLES = ("arm_metrics", "cold_start_lift", "cold_start_lift_rollup", "warmup_curve", "encoder_cost", "headline")
+TABLES = (
+    "arm_metrics", "cold_start_lift", "cold_start_lift_rollup", "warmup_curve", "encoder_cost", "headline", "ranker_check",
+    "encoder_study", "fusion_ablation", "new_user_text",
+)
 DEFAULT_LOCK_TIMEOUT_S = 300.0
 
 
