@@ -13,6 +13,15 @@ and are scored on D's truth next to ``popularity`` and ``als`` (same users):
 - ``n<k>_last``: nights D - k .. D - 2 train, night D - 1 is the validation set for early
   stopping, and the model is refit on all k nights with the rounds found (``_lastonly``: no refit).
 
+Settings suffixes (round 3), any order after the mode: ``p<s>`` = popularity prior of scale s
+(``p0`` = no prior; LightGBM ``init_score``, lib/ranking/ranker.py), ``r<n>`` = rounds,
+``lr<x>`` = learning rate (``lr05`` = 0.05), ``t<n>`` = lambdarank_truncation_level,
+``ml<n>`` = min_data_in_leaf, ``nl<n>`` = num_leaves. Without one, the library default.
+E.g. ``n14_none_p1_r50``.
+
+With ``CACHE=DIR`` each (protocol, day)'s examples, truth and baseline metrics are written
+there once and read back on later runs (only the LightGBM fits are repeated).
+
 One JSON line per (day, protocol, variant) and a summary (mean over days of the per-day mean
 recall@20 / NDCG@20, and ranker minus the better baseline).
 
@@ -42,7 +51,7 @@ from recsys_assets.lib.ranking.candidates import arm_sources, candidate_recall, 
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.features import FEATURES_NO_TEXT, ranker_features
 from recsys_assets.lib.ranking.inputs import assemble_snapshot_features
-from recsys_assets.lib.ranking.ranker import fit_lgb, LgbData, prepare_lgb_data, RankerModel
+from recsys_assets.lib.ranking.ranker import fit_lgb, LgbData, prepare_lgb_data, prior_of, RankerModel
 from recsys_assets.lib.snapshot import ProtocolConfig, build_view, day_start, positives_excluding_seen
 
 INTER = InteractionConfig()
@@ -77,11 +86,12 @@ def train(frames: list[tuple[str, pl.DataFrame]], cfg: RankingConfig, mode: str)
         data = prepare_lgb_data(pl.concat(tagged).sort("user_id", "item_id"), FN, cfg)
         booster = fit_lgb(data, FN, cfg)
         best = int(booster.best_iteration or 0) or booster.current_iteration()
-        return RankerModel(booster, FN, {"best_iteration": best}), {"valid": data.stats["n_valid_users"], "users": data.stats["n_users"]}
+        meta = {"best_iteration": best, "prior": prior_of(cfg)}
+        return RankerModel(booster, FN, meta), {"valid": data.stats["n_valid_users"], "users": data.stats["n_users"]}
     nv = replace(cfg, validation_fraction=0.0)
     tr = prepare_lgb_data(pl.concat(tagged[:-1]).sort("user_id", "item_id"), FN, nv)
     va = prepare_lgb_data(tagged[-1].sort("user_id", "item_id"), FN, nv)
-    data = LgbData(tr.x_train, tr.y_train, tr.group_train, va.x_train, va.y_train, va.group_train)
+    data = LgbData(tr.x_train, tr.y_train, tr.group_train, va.x_train, va.y_train, va.group_train, init_train=tr.init_train, init_valid=va.init_train)
     booster = fit_lgb(data, FN, cfg)
     best = int(booster.best_iteration or 0) or booster.current_iteration()
     info = {"valid": int(len(va.group_train)), "users": int(len(tr.group_train) + len(va.group_train)), "best": best}
@@ -89,14 +99,78 @@ def train(frames: list[tuple[str, pl.DataFrame]], cfg: RankingConfig, mode: str)
         full = prepare_lgb_data(pl.concat(tagged).sort("user_id", "item_id"), FN, nv)
         booster = fit_lgb(full, FN, replace(cfg, num_boost_round=best, rounds_without_validation=best))
         best = booster.current_iteration()
-    return RankerModel(booster, FN, {"best_iteration": best}), info
+    return RankerModel(booster, FN, {"best_iteration": best, "prior": prior_of(cfg)}), info
 
 
-def parse_variant(name: str) -> tuple[int, str]:
+SETTINGS = {"p": "prior_scale", "r": "rounds", "lr": "learning_rate", "t": "lambdarank_truncation_level", "ml": "min_data_in_leaf", "nl": "num_leaves"}
+
+
+def parse_variant(name: str) -> tuple[int, str, dict]:
+    """``n14_none_p1_r50`` -> (14, "none", {"prior_scale": 1.0, "rounds": 50})."""
     if name == "window":
-        return 0, "window"
-    k, _, mode = name[1:].partition("_")
-    return int(k), {"": "hash", "last": "last_refit", "lastonly": "last_only", "none": "none"}[mode]
+        return 0, "window", {}
+    k, *tokens = name[1:].split("_")
+    mode, settings = "hash", {}
+    for t in tokens:
+        if t in ("last", "lastonly", "none"):
+            mode = {"last": "last_refit", "lastonly": "last_only", "none": "none"}[t]
+            continue
+        key = next(p for p in sorted(SETTINGS, key=len, reverse=True) if t.startswith(p))
+        v = t[len(key):]
+        settings[SETTINGS[key]] = float("0." + v[1:]) if key == "lr" and v.startswith("0") else float(v)
+    return int(k), mode, settings
+
+
+def variant_config(cfg: RankingConfig, settings: dict) -> RankingConfig:
+    out = cfg
+    for name, v in settings.items():
+        if name == "prior_scale":
+            out = replace(out, prior="popularity" if v > 0 else "none", prior_scale=v)
+        elif name == "rounds":
+            out = replace(out, rounds_without_validation=int(v), num_boost_round=max(int(v), out.num_boost_round))
+        elif name == "lambdarank_truncation_level":
+            out = replace(out, lambdarank_truncation_level=int(v))
+        elif name in ("min_data_in_leaf", "num_leaves"):
+            out = replace(out, **{name: int(v)})
+        else:
+            out = replace(out, **{name: v})
+    return out
+
+
+def tiebreak_of(ex: pl.DataFrame) -> pl.DataFrame:
+    """The popularity arm's order of the candidates (pop_rank_log is log1p of the place in it)."""
+    return ex.group_by("item_id").agg(pl.col("pop_rank_log").first()).select(
+        "item_id", pl.col("pop_rank_log").rank("ordinal").cast(pl.UInt64).alias("tiebreak")
+    )
+
+
+def night(events, items, d, protocol, pcfg, cfg, cache):
+    """(examples, truth, users, baseline metric rows) of day d's serve snapshot, cached under ``cache``."""
+    key = cache and os.path.join(cache, f"{protocol}_{d}")
+    if key and os.path.exists(key + "_ex.parquet"):
+        ex = pl.read_parquet(key + "_ex.parquet")
+        truth = pl.read_parquet(key + "_truth.parquet")
+        base = pl.read_parquet(key + "_base.parquet")
+        return ex, truth, truth["user_id"].unique().sort().to_list(), base
+    before = events.filter(pl.col("ts") < day_start(d))
+    day_ev = events.filter((pl.col("ts") >= day_start(d)) & (pl.col("ts") < day_start(d + timedelta(days=1))))
+    sv = build_view(before, items, d, protocol, "serve", pcfg)
+    truth = positives_excluding_seen(day_ev, sv.seen, INTER, sv.catalog["item_id"])
+    if truth.height == 0:
+        return None
+    serve = assemble_snapshot_features(sv, {}, als_config=ALS, interaction_config=INTER, protocol=pcfg)
+    users = truth["user_id"].unique().sort().to_list()
+    ex, cands = frame_for(serve, users, cfg, truth)
+    ex = ex.sort("user_id", "item_id")
+    base = pl.concat(
+        [metric_means(recommend(arm, serve, users, 20, None, cfg)[0], truth, users).with_columns(arm=pl.lit(arm)) for arm in ("popularity", "als")]
+    )
+    print(f"# {d} {protocol} {len(users)} labelled users, cand_recall {candidate_recall(cands, truth):.3f}", flush=True)
+    if key:
+        ex.write_parquet(key + "_ex.parquet")
+        truth.write_parquet(key + "_truth.parquet")
+        base.write_parquet(key + "_base.parquet")
+    return ex, truth, users, base
 
 
 def run(lake_root, start, end, protocols, variants):
@@ -105,52 +179,52 @@ def run(lake_root, start, end, protocols, variants):
     events = lake.read_events(before=end + timedelta(days=1))
     pcfg = ProtocolConfig()
     cfg = RankingConfig(encoders=())
+    cache = os.environ.get("CACHE")
+    if cache:
+        os.makedirs(cache, exist_ok=True)
     parsed = {v: parse_variant(v) for v in variants}
-    kmax = max([k for k, _ in parsed.values()] + [1])
+    kmax = max([k for k, _, _ in parsed.values()] + [1])
     rows = []
     for protocol in protocols:
         examples: dict[date, pl.DataFrame] = {}
         d = start - timedelta(days=kmax)
         while d <= end:
             t0 = time.time()
-            before = events.filter(pl.col("ts") < day_start(d))
-            day_ev = events.filter((pl.col("ts") >= day_start(d)) & (pl.col("ts") < day_start(d + timedelta(days=1))))
-            sv = build_view(before, items, d, protocol, "serve", pcfg)
-            truth = positives_excluding_seen(day_ev, sv.seen, INTER, sv.catalog["item_id"])
-            if truth.height == 0:
+            got = night(events, items, d, protocol, pcfg, cfg, cache)
+            if got is None:
                 d += timedelta(days=1)
                 continue
-            serve = assemble_snapshot_features(sv, {}, als_config=ALS, interaction_config=INTER, protocol=pcfg)
-            users = truth["user_id"].unique().sort().to_list()
-            ex, cands = frame_for(serve, users, cfg, truth)
-            examples[d] = ex.sort("user_id", "item_id")
+            ex, truth, users, base = got
+            examples[d] = ex
             if d >= start:
-                base = {arm: metric_means(recommend(arm, serve, users, 20, None, cfg)[0], truth, users) for arm in ("popularity", "als")}
-                for arm, m in base.items():
-                    rows.append(m.with_columns(day=pl.lit(str(d)), protocol=pl.lit(protocol), arm=pl.lit(arm)))
-                for name, (k, mode) in parsed.items():
+                rows.append(base.with_columns(day=pl.lit(str(d)), protocol=pl.lit(protocol)))
+                tb = tiebreak_of(ex)
+                for name, (k, mode, settings) in parsed.items():
+                    vcfg = variant_config(cfg, settings)
                     if mode == "window":
+                        before = events.filter(pl.col("ts") < day_start(d))
                         tv = build_view(before, items, d, protocol, "train", pcfg)
                         tfe = assemble_snapshot_features(tv, {}, als_config=ALS, interaction_config=INTER, protocol=pcfg)
                         win = before.filter(pl.col("ts") >= day_start(tv.cutoff))
                         lab = positives_excluding_seen(win, tv.seen, INTER, tv.catalog["item_id"]).select("user_id", "item_id")
-                        tf, _ = frame_for(tfe, sorted(lab["user_id"].unique().to_list()), cfg, lab)
-                        model, info = train([("w", tf.sort("user_id", "item_id"))], cfg, "hash")
+                        tf, _ = frame_for(tfe, sorted(lab["user_id"].unique().to_list()), vcfg, lab)
+                        model, info = train([("w", tf.sort("user_id", "item_id"))], vcfg, "hash")
                     else:
                         nights = [(str(n), examples[n]) for n in sorted(examples) if d - timedelta(days=k) <= n < d]
                         if not nights:
                             continue
-                        model, info = train(nights, cfg, mode)
+                        model, info = train(nights, vcfg, mode)
                         info["nights"] = len(nights)
                     sc = ex.select("user_id", "item_id").with_columns(pl.Series("score", model.predict(ex)))
-                    m = metric_means(top_k_from_scores(sc, 20, serve, popularity_tiebreak(serve)), truth, users)
+                    m = metric_means(top_k_from_scores(sc, 20, None, tb), truth, users)
                     rows.append(m.with_columns(day=pl.lit(str(d)), protocol=pl.lit(protocol), arm=pl.lit(name)))
-                    r = lambda f: round(float(f.filter(pl.col("metric") == "recall")["value"].mean()), 4)  # noqa: E731
+                    r = lambda f, met="recall": round(float(f.filter(pl.col("metric") == met)["value"].mean()), 4)  # noqa: E731
+                    pop = base.filter(pl.col("arm") == "popularity")
                     print(json.dumps({"day": str(d), "p": protocol, "v": name, "best_it": model.best_iteration, **info, "users": len(users),
-                                      "r20": r(m), "pop": r(base["popularity"]), "als": r(base["als"])}), flush=True)
-            print(f"# {d} {protocol} {len(users)} labelled users, cand_recall {candidate_recall(cands, truth):.3f}, {time.time() - t0:.1f}s", flush=True)
+                                      "r20": r(m), "pop": r(pop), "n20": r(m, "ndcg"), "pop_n20": r(pop, "ndcg")}), flush=True)
+            print(f"# {d} {protocol} {time.time() - t0:.1f}s", flush=True)
             d += timedelta(days=1)
-    return pl.concat(rows)
+    return pl.concat(rows, how="diagonal_relaxed")
 
 
 def summary(df: pl.DataFrame) -> pl.DataFrame:

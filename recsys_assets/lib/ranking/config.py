@@ -8,6 +8,10 @@ from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.errors import RecsysError
 
 
+PRIORS = ("popularity", "none")
+"""Baselines a ranker can boost from (``RankingConfig.prior``)."""
+
+
 class RankingConfigError(RecsysError):
     """A RankingConfig value is impossible."""
 
@@ -42,6 +46,8 @@ class RankingConfig:
     """Stop when validation NDCG@max(ks) has not improved for this many rounds (0 disables)."""
     min_data_in_leaf: int = 20
     """LightGBM ``min_data_in_leaf``."""
+    lambdarank_truncation_level: int | None = None
+    """LightGBM ``lambdarank_truncation_level`` (pairs ranked below it get no gradient); None = LightGBM's default."""
     monotone: tuple[tuple[str, int], ...] = (("als_score", 1), ("als_rank", -1), ("pop_rank_log", -1), ("pop_pct", 1))
     """Features the ranker must keep monotone (+1 increasing, -1 decreasing; LightGBM
     ``monotone_constraints``): the scores and ranks that reproduce the ALS and popularity arms'
@@ -78,6 +84,14 @@ class RankingConfig:
     label_grade_days: tuple[float, ...] = ()
     """Graded labels: a positive first seen less than t days after the training snapshot (D - w)
     gains one relevance grade per threshold t (lambdarank gains 1, 3, 7...); () = every positive 1."""
+    prior: str = "popularity"
+    """Baseline the ranker boosts from (LightGBM ``init_score`` when training, added to the raw
+    score when serving): ``popularity`` = ``-prior_scale * pop_rank_log``, the popularity arm's
+    own order, so the trees learn corrections to it and zero trees serve exactly the popularity
+    list; ``none`` = boost from 0. Recorded in the model artifact (``RankerModel.meta["prior"]``)."""
+    prior_scale: float = 1.0
+    """Weight of the prior in raw-score units (lambdarank's sigmoid is on score differences:
+    larger = the trees need more evidence to move an item past a more popular one)."""
     max_train_users: int | None = None
     """Cap on labelled users in a training frame (the lowest-hash users are kept); None = all."""
     explain_sample: int = 200
@@ -98,6 +112,10 @@ class RankingConfig:
             raise RankingConfigError(f"RankingConfig.validation_fraction must be in [0, 1), got {self.validation_fraction}.")
         if self.new_item_slots < 0 or self.new_item_slots > max(self.ks):
             raise RankingConfigError(f"RankingConfig.new_item_slots must be in [0, max(ks)], got {self.new_item_slots}.")
+        if self.prior not in PRIORS:
+            raise RankingConfigError(f"RankingConfig.prior must be one of {PRIORS}, got {self.prior!r}.")
+        if self.prior_scale < 0:
+            raise RankingConfigError(f"RankingConfig.prior_scale must be >= 0, got {self.prior_scale}.")
         bad_signs = [(f, v) for f, v in self.monotone if v not in (-1, 1)]
         if bad_signs:
             raise RankingConfigError(f"RankingConfig.monotone: directions must be +1 or -1, got {bad_signs}.")
@@ -136,6 +154,8 @@ class RankingConfig:
             "force_row_wise": True,
             "verbosity": -1,
         }
+        if self.lambdarank_truncation_level is not None:
+            params["lambdarank_truncation_level"] = self.lambdarank_truncation_level
         signs = dict(self.monotone)
         if feature_names is not None and any(f in signs for f in feature_names):
             params["monotone_constraints"] = [int(signs.get(f, 0)) for f in feature_names]

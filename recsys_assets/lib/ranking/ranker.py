@@ -7,6 +7,10 @@ ranking signal and are dropped from the fit (counted in ``meta``). Early stoppin
 NDCG@ks on a validation slice: the queries of the latest snapshot (``validation="last_night"``:
 the night closest to the served day, as a forecast would be checked) or users chosen by a
 salted hash of user_id (``"hash"``); either split is the same on every run and on every arm.
+
+A ranker boosts from a baseline prior (``RankingConfig.prior``, LightGBM ``init_score``): the
+trees learn corrections to the popularity arm's order, and the scorer (``RankerModel.predict``)
+adds the same prior, recorded in the model's meta, to the trees' raw score.
 """
 
 from __future__ import annotations
@@ -45,6 +49,35 @@ def _matrix(frame: pl.DataFrame, feature_names: Sequence[str]) -> np.ndarray:
     return frame.select([pl.col(f).cast(pl.Float32) for f in feature_names]).to_numpy()
 
 
+PRIOR_FEATURE = {"popularity": "pop_rank_log"}
+"""The feature each prior is a function of (every arm has it: FEATURES_NO_TEXT)."""
+
+
+def prior_scores(frame: pl.DataFrame, prior: dict | None) -> np.ndarray | None:
+    """The baseline score of each row (float64), or None for no prior.
+
+    ``prior`` = ``{"kind": "popularity", "scale": s}``: ``-s * pop_rank_log`` (= -s log(1 + place in
+    the popularity list)), which orders the rows exactly as the popularity arm does.
+    """
+    if not prior or prior.get("kind", "none") == "none":
+        return None
+    kind = prior["kind"]
+    if kind not in PRIOR_FEATURE:
+        raise RankerError(f"Unknown ranker prior {kind!r}; known: {sorted(PRIOR_FEATURE)} or none.")
+    col = PRIOR_FEATURE[kind]
+    if col not in frame.columns:
+        raise RankerError(f"Ranker prior {kind!r} needs column {col!r}; compute it with ranker_features().")
+    x = frame.get_column(col).cast(pl.Float64).to_numpy()
+    # An item without a popularity place (NaN) gets the weakest prior of the frame.
+    worst = np.nanmax(x) if np.isfinite(x).any() else 0.0
+    return -float(prior.get("scale", 1.0)) * np.where(np.isfinite(x), x, worst)
+
+
+def prior_of(cfg: RankingConfig) -> dict:
+    """The prior a config trains with, as recorded in the model meta."""
+    return {"kind": cfg.prior, "scale": float(cfg.prior_scale)}
+
+
 @dataclass
 class LgbData:
     """Matrices of one training run, as handed to ``lightgbm.train`` (the benchmark reuses them)."""
@@ -56,6 +89,10 @@ class LgbData:
     y_valid: np.ndarray | None
     group_valid: np.ndarray | None
     stats: dict = field(default_factory=dict)
+    init_train: np.ndarray | None = None
+    """Prior scores of the training rows (LightGBM ``init_score``); None = boost from 0."""
+    init_valid: np.ndarray | None = None
+    """Prior scores of the validation rows."""
 
 
 def query_keys(frame: pl.DataFrame) -> list[str]:
@@ -120,7 +157,10 @@ def prepare_lgb_data(train_frame: pl.DataFrame, feature_names: Sequence[str], cf
     }
     if SNAPSHOT_COL in frame.columns:
         stats["nights"] = int(frame.get_column(SNAPSHOT_COL).n_unique())
+    prior = prior_of(cfg)
     return LgbData(
+        init_train=prior_scores(tr, prior),
+        init_valid=prior_scores(va, prior) if len(gv) else None,
         x_train=_matrix(tr, feature_names),
         y_train=tr.get_column(label_col).cast(pl.Float32).to_numpy(),
         group_train=gt,
@@ -136,10 +176,12 @@ def fit_lgb(data: LgbData, feature_names: Sequence[str], cfg: RankingConfig):
     import lightgbm as lgb
 
     params = cfg.lgb_params(list(feature_names))
-    dtrain = lgb.Dataset(data.x_train, label=data.y_train, group=data.group_train, feature_name=list(feature_names), free_raw_data=False)
+    dtrain = lgb.Dataset(
+        data.x_train, label=data.y_train, group=data.group_train, init_score=data.init_train, feature_name=list(feature_names), free_raw_data=False
+    )
     valid_sets, callbacks = [], []
     if data.x_valid is not None:
-        dvalid = lgb.Dataset(data.x_valid, label=data.y_valid, group=data.group_valid, reference=dtrain)
+        dvalid = lgb.Dataset(data.x_valid, label=data.y_valid, group=data.group_valid, init_score=data.init_valid, reference=dtrain)
         valid_sets = [dvalid]
         callbacks = [lgb.early_stopping(cfg.early_stopping_rounds, first_metric_only=True, verbose=False)]
     rounds = cfg.num_boost_round if valid_sets else min(cfg.num_boost_round, cfg.rounds_without_validation)
@@ -155,17 +197,22 @@ class RankerModel:
     feature_names: list[str]
     """Columns read from a feature frame, in this order."""
     meta: dict = field(default_factory=dict)
-    """config_hash, best_iteration, training stats (users, rows, dropped users), fit seconds, arm."""
+    """config_hash, best_iteration, training stats (users, rows, dropped users), fit seconds, arm,
+    ``prior`` (the baseline the trees were boosted from; absent = none)."""
 
     @property
     def best_iteration(self) -> int:
         return int(self.meta.get("best_iteration") or 0) or int(self.booster.current_iteration())
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
-        """Scores (float64) of the frame's rows; higher = better."""
+        """Scores (float64) of the frame's rows; higher = better: the prior + the trees' raw score."""
         if frame.height == 0:
             return np.zeros(0, dtype=np.float64)
-        return self.booster.predict(_matrix(frame, self.feature_names), num_iteration=self.best_iteration, num_threads=self.meta.get("num_threads", 0) or 0)
+        raw = self.booster.predict(
+            _matrix(frame, self.feature_names), num_iteration=self.best_iteration, raw_score=True, num_threads=self.meta.get("num_threads", 0) or 0
+        )
+        prior = prior_scores(frame, self.meta.get("prior"))
+        return np.asarray(raw, dtype=np.float64) if prior is None else raw + prior
 
     def feature_importance(self) -> pl.DataFrame:
         """(feature, gain, split) sorted by gain, descending."""
@@ -176,18 +223,23 @@ class RankerModel:
         )
 
     def explain(self, frame_sample: pl.DataFrame) -> pl.DataFrame:
-        """Per-row contributions (``pred_contrib``): id columns, score, ``bias`` and one ``contrib_<feature>`` per feature.
+        """Per-row contributions (``pred_contrib``): id columns, score, ``prior``, ``bias`` and one ``contrib_<feature>`` per feature.
 
-        The contributions of a row sum to its score (LightGBM's SHAP values).
+        ``prior`` (the baseline boosted from, 0 without one), ``bias`` and the contributions of a
+        row sum to its score (LightGBM's SHAP values of the trees).
         """
         ids = [c for c in ("user_id", "item_id") if c in frame_sample.columns]
         if frame_sample.height == 0:
-            schema = {c: pl.String for c in ids} | {"score": pl.Float64, "bias": pl.Float64} | {f"contrib_{f}": pl.Float64 for f in self.feature_names}
+            schema = {c: pl.String for c in ids} | {"score": pl.Float64, "prior": pl.Float64, "bias": pl.Float64}
+            schema |= {f"contrib_{f}": pl.Float64 for f in self.feature_names}
             return pl.DataFrame(schema=schema)
         contrib = self.booster.predict(_matrix(frame_sample, self.feature_names), num_iteration=self.best_iteration, pred_contrib=True)
         contrib = np.asarray(contrib, dtype=np.float64)
+        prior = prior_scores(frame_sample, self.meta.get("prior"))
+        prior = np.zeros(frame_sample.height) if prior is None else prior
         out = frame_sample.select(ids).with_columns(
-            pl.Series("score", contrib.sum(axis=1)),
+            pl.Series("score", contrib.sum(axis=1) + prior),
+            pl.Series("prior", prior),
             pl.Series("bias", contrib[:, -1]),
             *[pl.Series(f"contrib_{f}", contrib[:, j]) for j, f in enumerate(self.feature_names)],
         )
@@ -220,7 +272,7 @@ def train_ranker(
     label_col: str = "label",
     arm: str | None = None,
 ) -> RankerModel:
-    """LightGBM lambdarank on ``train_frame`` (user_id, label, features), early-stopped on hashed users."""
+    """LightGBM lambdarank on ``train_frame`` (user_id, label, features), boosted from ``cfg.prior``, early-stopped per ``cfg.validation``."""
     feature_names = list(feature_names)
     t0 = time.perf_counter()
     data = prepare_lgb_data(train_frame, feature_names, cfg, label_col)
@@ -240,6 +292,7 @@ def train_ranker(
             x_valid=None,
             y_valid=None,
             group_valid=None,
+            init_train=None if data.init_train is None else np.concatenate([data.init_train, data.init_valid]),
         )
         booster = fit_lgb(full, feature_names, replace(cfg, num_boost_round=best, rounds_without_validation=best))
         best = int(booster.current_iteration())
@@ -247,6 +300,7 @@ def train_ranker(
     meta = {
         "arm": arm,
         "config_hash": cfg.config_hash(),
+        "prior": prior_of(cfg),
         "best_iteration": best,
         "num_threads": cfg.num_threads,
         "valid_scores": valid_scores,

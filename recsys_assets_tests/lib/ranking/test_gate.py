@@ -103,3 +103,16 @@ def test_one_night_ranker_loses(world, nights):
     means, _ = _means(world, models, cfg)
     best = {m: max(means["popularity"][m], means["als"][m]) for m in ("recall", "ndcg")}
     assert all(means["ranker_no_text"][m] < best[m] for m in best), means
+
+
+def test_prior_without_trees_serves_the_popularity_list(world, nights):
+    """Boosting from the popularity prior: with (almost) nothing learned, the ranker serves popularity's top 20 exactly."""
+    cfg = replace(GATE_CFG, encoders=(), learning_rate=1e-9, rounds_without_validation=2)
+    frame, _ = training_frame_from_nights(nights, "ranker_no_text", cfg)
+    models = {"ranker_no_text": train_ranker(frame, feature_names(None), cfg, arm="ranker_no_text")}
+    serve = gate_snapshot(world, "serve")
+    users = gate_truth(world, serve).get_column("user_id").unique().sort().to_list()
+    pop, _ = recommend("popularity", serve, users, 20, None, cfg)
+    ranked, _ = recommend("ranker_no_text", serve, users, 20, models, cfg)
+    cols = ["user_id", "rank", "item_id"]
+    assert ranked.select(cols).sort(cols).equals(pop.select(cols).sort(cols))

@@ -9,7 +9,7 @@ from upath import UPath
 
 from recsys_assets.lib.ranking.arms import build_training_frame, explain_recommendations, recommend
 from recsys_assets.lib.ranking.features import feature_names
-from recsys_assets.lib.ranking.ranker import RankerError, RankerModel, train_ranker
+from recsys_assets.lib.ranking.ranker import RankerError, RankerModel, prior_scores, train_ranker
 from recsys_assets_tests.lib.ranking.conftest import CFG
 
 
@@ -22,6 +22,7 @@ def test_save_load_roundtrip_and_determinism(tmp_path, train_features, labels, m
     loaded = RankerModel.load(UPath(tmp_path) / "ranker_topic")
     assert loaded.feature_names == m.feature_names
     assert loaded.best_iteration == m.best_iteration
+    assert loaded.meta["prior"] == m.meta["prior"] == {"kind": "popularity", "scale": CFG.prior_scale}
     np.testing.assert_allclose(loaded.predict(frame.head(500)), m.predict(frame.head(500)))
     (UPath(tmp_path) / "ranker_topic" / "ranker.txt").write_text(m.booster.model_to_string() + "\n#")
     with pytest.raises(RankerError):
@@ -50,8 +51,24 @@ def test_importance_and_explanations(serve_features, models):
     recs, _ = recommend("ranker_topic", serve_features, users, 10, models, CFG)
     ex = explain_recommendations("ranker_topic", serve_features, recs, models, CFG)
     assert ex.height == min(CFG.explain_sample, recs.height)
-    contrib = ex.select([f"contrib_{f}" for f in m.feature_names] + ["bias"]).to_numpy().sum(axis=1)
+    # prior (the popularity baseline boosted from) + bias + contributions = the score
+    contrib = ex.select([f"contrib_{f}" for f in m.feature_names] + ["bias", "prior"]).to_numpy().sum(axis=1)
     np.testing.assert_allclose(contrib, ex.get_column("score").to_numpy(), rtol=1e-6, atol=1e-6)
     # the explained score is the served score
     joined = ex.join(recs, on=["user_id", "item_id"], suffix="_served")
     np.testing.assert_allclose(joined.get_column("score").to_numpy(), joined.get_column("score_served").to_numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_scorer_adds_the_recorded_prior_to_the_trees(train_features, labels, models):
+    """Served score = the prior named in the model's meta + the trees' raw score (the trees were boosted from it)."""
+    frame, _ = build_training_frame(train_features, labels, "ranker_topic", CFG)
+    m = models["ranker_topic"]
+    x = frame.head(300)
+    raw = m.booster.predict(x.select(m.feature_names).cast(pl.Float32).to_numpy(), num_iteration=m.best_iteration, raw_score=True)
+    prior = prior_scores(x, m.meta["prior"])
+    # the prior is the popularity arm's order: a better place in the popularity list = a higher prior
+    order = np.argsort(x.get_column("pop_rank_log").to_numpy(), kind="stable")
+    assert np.all(np.diff(prior[order]) <= 0)
+    np.testing.assert_allclose(m.predict(x), raw + prior)
+    no_prior = RankerModel(m.booster, m.feature_names, {k: v for k, v in m.meta.items() if k != "prior"})
+    np.testing.assert_allclose(no_prior.predict(x), raw)
