@@ -14,9 +14,11 @@ and are scored on D's truth next to ``popularity`` and ``als`` (same users):
   stopping, and the model is refit on all k nights with the rounds found (``_lastonly``: no refit).
 
 Settings suffixes (round 3), any order after the mode: ``p<s>`` = popularity prior of scale s
-(``p0`` = no prior; LightGBM ``init_score``, lib/ranking/ranker.py), ``r<n>`` = rounds,
-``lr<x>`` = learning rate (``lr05`` = 0.05), ``t<n>`` = lambdarank_truncation_level,
-``ml<n>`` = min_data_in_leaf, ``nl<n>`` = num_leaves. Without one, the library default.
+(``p0`` = no prior, ``p05`` = 0.5; LightGBM ``init_score``, lib/ranking/ranker.py), ``r<n>`` = rounds,
+``lr<x>`` = learning rate (``lr005`` = 0.05), ``t<n>`` = lambdarank_truncation_level,
+``ml<n>`` = min_data_in_leaf, ``nl<n>`` = num_leaves, ``mv<n>`` = min_valid_users, ``old`` = without the short-window
+popularity features (``RECENCY_DAYS``; also used when the cached examples predate them).
+Without one, the library default.
 E.g. ``n14_none_p1_r50``.
 
 With ``CACHE=DIR`` each (protocol, day)'s examples, truth and baseline metrics are written
@@ -49,7 +51,7 @@ from recsys_assets.lib.lake import Lake
 from recsys_assets.lib.ranking.arms import popularity_tiebreak, recommend, top_k_from_scores
 from recsys_assets.lib.ranking.candidates import arm_sources, candidate_recall, generate_candidates
 from recsys_assets.lib.ranking.config import RankingConfig
-from recsys_assets.lib.ranking.features import FEATURES_NO_TEXT, ranker_features
+from recsys_assets.lib.ranking.features import FEATURES_NO_TEXT, RECENCY_DAYS, ranker_features
 from recsys_assets.lib.ranking.inputs import assemble_snapshot_features
 from recsys_assets.lib.ranking.ranker import fit_lgb, LgbData, prepare_lgb_data, prior_of, RankerModel
 from recsys_assets.lib.snapshot import ProtocolConfig, build_view, day_start, positives_excluding_seen
@@ -57,6 +59,8 @@ from recsys_assets.lib.snapshot import ProtocolConfig, build_view, day_start, po
 INTER = InteractionConfig()
 ALS = ALSConfig(factors=64, iterations=15, min_user_events_for_fit=3, num_threads=1)
 FN = list(FEATURES_NO_TEXT)
+FN_ROUND2 = [f for f in FN if f not in RECENCY_DAYS]
+"""Without the short-window popularity features (variant token ``old``)."""
 
 
 def frame_for(feats, users, cfg, labels=None):
@@ -74,7 +78,7 @@ def metric_means(recs, truth, users):
     return m.filter(pl.col("metric").is_in(["recall", "ndcg"]))
 
 
-def train(frames: list[tuple[str, pl.DataFrame]], cfg: RankingConfig, mode: str) -> tuple[RankerModel, dict]:
+def train(frames: list[tuple[str, pl.DataFrame]], cfg: RankingConfig, mode: str, fn: list[str] = FN) -> tuple[RankerModel, dict]:
     """frames = [(night, frame)], oldest first; the query group is (night, user)."""
     tagged = [f.with_columns(pl.concat_str([pl.lit(n), pl.lit("|"), pl.col("user_id")]).alias("user_id")) for n, f in frames]
     last_users = frames[-1][1].filter(pl.col("label") > 0)["user_id"].n_unique()
@@ -83,26 +87,29 @@ def train(frames: list[tuple[str, pl.DataFrame]], cfg: RankingConfig, mode: str)
     if mode in ("hash", "none") or len(frames) < 2 or last_users < cfg.min_valid_users:
         # Too few users on the last night to early-stop on (as the library: fixed rounds instead).
         cfg = cfg if mode in ("hash", "none") else replace(cfg, validation_fraction=0.0)
-        data = prepare_lgb_data(pl.concat(tagged).sort("user_id", "item_id"), FN, cfg)
-        booster = fit_lgb(data, FN, cfg)
+        data = prepare_lgb_data(pl.concat(tagged).sort("user_id", "item_id"), fn, cfg)
+        booster = fit_lgb(data, fn, cfg)
         best = int(booster.best_iteration or 0) or booster.current_iteration()
         meta = {"best_iteration": best, "prior": prior_of(cfg)}
-        return RankerModel(booster, FN, meta), {"valid": data.stats["n_valid_users"], "users": data.stats["n_users"]}
+        return RankerModel(booster, fn, meta), {"valid": data.stats["n_valid_users"], "users": data.stats["n_users"]}
     nv = replace(cfg, validation_fraction=0.0)
-    tr = prepare_lgb_data(pl.concat(tagged[:-1]).sort("user_id", "item_id"), FN, nv)
-    va = prepare_lgb_data(tagged[-1].sort("user_id", "item_id"), FN, nv)
+    tr = prepare_lgb_data(pl.concat(tagged[:-1]).sort("user_id", "item_id"), fn, nv)
+    va = prepare_lgb_data(tagged[-1].sort("user_id", "item_id"), fn, nv)
     data = LgbData(tr.x_train, tr.y_train, tr.group_train, va.x_train, va.y_train, va.group_train, init_train=tr.init_train, init_valid=va.init_train)
-    booster = fit_lgb(data, FN, cfg)
+    booster = fit_lgb(data, fn, cfg)
     best = int(booster.best_iteration or 0) or booster.current_iteration()
     info = {"valid": int(len(va.group_train)), "users": int(len(tr.group_train) + len(va.group_train)), "best": best}
     if mode == "last_refit":
-        full = prepare_lgb_data(pl.concat(tagged).sort("user_id", "item_id"), FN, nv)
-        booster = fit_lgb(full, FN, replace(cfg, num_boost_round=best, rounds_without_validation=best))
+        full = prepare_lgb_data(pl.concat(tagged).sort("user_id", "item_id"), fn, nv)
+        booster = fit_lgb(full, fn, replace(cfg, num_boost_round=best, rounds_without_validation=best))
         best = booster.current_iteration()
-    return RankerModel(booster, FN, {"best_iteration": best, "prior": prior_of(cfg)}), info
+    return RankerModel(booster, fn, {"best_iteration": best, "prior": prior_of(cfg)}), info
 
 
-SETTINGS = {"p": "prior_scale", "r": "rounds", "lr": "learning_rate", "t": "lambdarank_truncation_level", "ml": "min_data_in_leaf", "nl": "num_leaves"}
+SETTINGS = {
+    "p": "prior_scale", "r": "rounds", "lr": "learning_rate", "t": "lambdarank_truncation_level", "ml": "min_data_in_leaf", "nl": "num_leaves",
+    "mv": "min_valid_users",
+}
 
 
 def parse_variant(name: str) -> tuple[int, str, dict]:
@@ -112,25 +119,31 @@ def parse_variant(name: str) -> tuple[int, str, dict]:
     k, *tokens = name[1:].split("_")
     mode, settings = "hash", {}
     for t in tokens:
+        if t == "old":
+            settings["old_features"] = 1.0
+            continue
         if t in ("last", "lastonly", "none"):
             mode = {"last": "last_refit", "lastonly": "last_only", "none": "none"}[t]
             continue
         key = next(p for p in sorted(SETTINGS, key=len, reverse=True) if t.startswith(p))
         v = t[len(key):]
-        settings[SETTINGS[key]] = float("0." + v[1:]) if key == "lr" and v.startswith("0") else float(v)
+        # p05 = 0.5, lr005 = 0.05: a leading 0 starts the decimals
+        settings[SETTINGS[key]] = float("0." + v[1:]) if key in ("p", "lr") and v.startswith("0") and len(v) > 1 else float(v)
     return int(k), mode, settings
 
 
 def variant_config(cfg: RankingConfig, settings: dict) -> RankingConfig:
     out = cfg
     for name, v in settings.items():
+        if name == "old_features":
+            continue
         if name == "prior_scale":
             out = replace(out, prior="popularity" if v > 0 else "none", prior_scale=v)
         elif name == "rounds":
             out = replace(out, rounds_without_validation=int(v), num_boost_round=max(int(v), out.num_boost_round))
         elif name == "lambdarank_truncation_level":
             out = replace(out, lambdarank_truncation_level=int(v))
-        elif name in ("min_data_in_leaf", "num_leaves"):
+        elif name in ("min_data_in_leaf", "num_leaves", "min_valid_users"):
             out = replace(out, **{name: int(v)})
         else:
             out = replace(out, **{name: v})
@@ -213,7 +226,8 @@ def run(lake_root, start, end, protocols, variants):
                         nights = [(str(n), examples[n]) for n in sorted(examples) if d - timedelta(days=k) <= n < d]
                         if not nights:
                             continue
-                        model, info = train(nights, vcfg, mode)
+                        fn = FN_ROUND2 if "old_features" in settings or any(f not in examples[d].columns for f in FN) else FN
+                        model, info = train(nights, vcfg, mode, fn)
                         info["nights"] = len(nights)
                     sc = ex.select("user_id", "item_id").with_columns(pl.Series("score", model.predict(ex)))
                     m = metric_means(top_k_from_scores(sc, 20, None, tb), truth, users)

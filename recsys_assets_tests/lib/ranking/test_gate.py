@@ -116,3 +116,4 @@ def test_prior_without_trees_serves_the_popularity_list(world, nights):
     ranked, _ = recommend("ranker_no_text", serve, users, 20, models, cfg)
     cols = ["user_id", "rank", "item_id"]
     assert ranked.select(cols).sort(cols).equals(pop.select(cols).sort(cols))
+
