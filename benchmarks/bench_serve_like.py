@@ -16,8 +16,7 @@ and are scored on D's truth next to ``popularity`` and ``als`` (same users):
 Settings suffixes (round 3), any order after the mode: ``p<s>`` = popularity prior of scale s
 (``p0`` = no prior, ``p05`` = 0.5; LightGBM ``init_score``, lib/ranking/ranker.py), ``r<n>`` = rounds,
 ``lr<x>`` = learning rate (``lr005`` = 0.05), ``t<n>`` = lambdarank_truncation_level,
-``ml<n>`` = min_data_in_leaf, ``nl<n>`` = num_leaves, ``mv<n>`` = min_valid_users, ``old`` = without the short-window
-popularity features (``RECENCY_DAYS``; also used when the cached examples predate them).
+``ml<n>`` = min_data_in_leaf, ``nl<n>`` = num_leaves, ``mv<n>`` = min_valid_users.
 Without one, the library default.
 E.g. ``n14_none_p1_r50``.
 
@@ -51,7 +50,7 @@ from recsys_assets.lib.lake import Lake
 from recsys_assets.lib.ranking.arms import popularity_tiebreak, recommend, top_k_from_scores
 from recsys_assets.lib.ranking.candidates import arm_sources, candidate_recall, generate_candidates
 from recsys_assets.lib.ranking.config import RankingConfig
-from recsys_assets.lib.ranking.features import FEATURES_NO_TEXT, RECENCY_DAYS, ranker_features
+from recsys_assets.lib.ranking.features import FEATURES_NO_TEXT, ranker_features
 from recsys_assets.lib.ranking.inputs import assemble_snapshot_features
 from recsys_assets.lib.ranking.ranker import fit_lgb, LgbData, prepare_lgb_data, prior_of, RankerModel
 from recsys_assets.lib.snapshot import ProtocolConfig, build_view, day_start, positives_excluding_seen
@@ -59,8 +58,6 @@ from recsys_assets.lib.snapshot import ProtocolConfig, build_view, day_start, po
 INTER = InteractionConfig()
 ALS = ALSConfig(factors=64, iterations=15, min_user_events_for_fit=3, num_threads=1)
 FN = list(FEATURES_NO_TEXT)
-FN_ROUND2 = [f for f in FN if f not in RECENCY_DAYS]
-"""Without the short-window popularity features (variant token ``old``)."""
 
 
 def frame_for(feats, users, cfg, labels=None):
@@ -119,9 +116,6 @@ def parse_variant(name: str) -> tuple[int, str, dict]:
     k, *tokens = name[1:].split("_")
     mode, settings = "hash", {}
     for t in tokens:
-        if t == "old":
-            settings["old_features"] = 1.0
-            continue
         if t in ("last", "lastonly", "none"):
             mode = {"last": "last_refit", "lastonly": "last_only", "none": "none"}[t]
             continue
@@ -135,8 +129,6 @@ def parse_variant(name: str) -> tuple[int, str, dict]:
 def variant_config(cfg: RankingConfig, settings: dict) -> RankingConfig:
     out = cfg
     for name, v in settings.items():
-        if name == "old_features":
-            continue
         if name == "prior_scale":
             out = replace(out, prior="popularity" if v > 0 else "none", prior_scale=v)
         elif name == "rounds":
@@ -226,8 +218,7 @@ def run(lake_root, start, end, protocols, variants):
                         nights = [(str(n), examples[n]) for n in sorted(examples) if d - timedelta(days=k) <= n < d]
                         if not nights:
                             continue
-                        fn = FN_ROUND2 if "old_features" in settings or any(f not in examples[d].columns for f in FN) else FN
-                        model, info = train(nights, vcfg, mode, fn)
+                        model, info = train(nights, vcfg, mode)
                         info["nights"] = len(nights)
                     sc = ex.select("user_id", "item_id").with_columns(pl.Series("score", model.predict(ex)))
                     m = metric_means(top_k_from_scores(sc, 20, None, tb), truth, users)

@@ -15,15 +15,12 @@ order-copying features are monotone-constrained (``RankingConfig.monotone``).
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import numpy as np
 import polars as pl
 
 from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.ranking.candidates import BASE_SOURCES, rank_column, slug, source_column, text_sources
 from recsys_assets.lib.ranking.inputs import SEGMENT_ORDINAL, SnapshotFeatures
-from recsys_assets.lib.snapshot import day_start
 
 FEATURES_NO_TEXT: list[str] = [
     "als_score",
@@ -33,8 +30,6 @@ FEATURES_NO_TEXT: list[str] = [
     "recent_share",
     "all_share",
     "pop_trend",
-    "day1_share",
-    "day3_share",
     "item_age_days",
     "user_hist_len",
     "user_is_new",
@@ -45,10 +40,6 @@ FEATURES_NO_TEXT: list[str] = [
     *[source_column(s) for s in BASE_SOURCES],
 ]
 """Features of ranker_no_text (and the shared part of every text arm)."""
-
-RECENCY_DAYS = {"day1_share": 1, "day3_share": 3}
-"""Short-window popularity features: the item's share (per 1,000) of the events of the last n
-days before the snapshot's cutoff (what moves tomorrow's top of the popularity list)."""
 
 PAIR_CHUNK = 1 << 18
 
@@ -76,22 +67,6 @@ def pair_dot(a: np.ndarray, a_rows: np.ndarray, b: np.ndarray, b_rows: np.ndarra
         j = idx[s : s + PAIR_CHUNK]
         out[j] = np.einsum("ij,ij->i", a[a_rows[j]], b[b_rows[j]])
     return out
-
-
-def _recent_shares(features: SnapshotFeatures) -> dict[str, np.ndarray]:
-    """Per catalogue item: its share (per 1,000) of the view's events of the last n days (RECENCY_DAYS)."""
-    key = "recent_shares"
-    if key not in features._cache:
-        hist = features.view.history
-        out = {}
-        for name, n in RECENCY_DAYS.items():
-            since = day_start(features.view.cutoff - timedelta(days=n))
-            counts = hist.filter(pl.col("ts") >= since).group_by("item_id").len().join(features.item_index, on="item_id", how="inner")
-            arr = np.zeros(len(features.item_ids), dtype=np.float64)
-            arr[counts.get_column("icol").to_numpy()] = counts.get_column("len").to_numpy()
-            out[name] = (1000.0 * arr / max(arr.sum(), 1.0)).astype(np.float32)
-        features._cache[key] = out
-    return features._cache[key]
 
 
 def _category_overlap(features: SnapshotFeatures, pairs: pl.DataFrame) -> np.ndarray:
@@ -194,7 +169,6 @@ def ranker_features(features: SnapshotFeatures, candidates: pl.DataFrame, encode
         "recent_share": (1000.0 * n_recent[icol] / max(n_recent.sum(), 1.0)).astype(np.float32),
         "all_share": (1000.0 * n_all[icol] / max(n_all.sum(), 1.0)).astype(np.float32),
         "pop_trend": (n_recent[icol] / (n_all[icol] + 1.0)).astype(np.float32),
-        **{name: arr[icol] for name, arr in _recent_shares(features).items()},
         "item_age_days": age,
         "user_hist_len": n_events,
         "user_is_new": (n_events == 0).astype(np.float32),
