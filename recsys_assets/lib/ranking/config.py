@@ -36,8 +36,9 @@ class RankingConfig:
     """Cut-offs K of the recommendation lists (recommend() is called with max(ks) by default)."""
     new_item_slots: int = 0
     """Top-K slots an arm reserves for new items chosen by its own scores; > 0 adds ``+slots{n}`` to arm names."""
-    num_leaves: int = 31
-    """LightGBM ``num_leaves`` (7-leaf trees measured no better on the tuning days, docs/ranker.md)."""
+    num_leaves: int = 7
+    """LightGBM ``num_leaves``: 7-leaf trees boosted from the popularity prior were best on the tuning
+    days before the evaluated windows (round 3, docs/ranker.md; without a prior, round 1 found 7 no better than 31)."""
     learning_rate: float = 0.1
     """LightGBM ``learning_rate``."""
     num_boost_round: int = 150
@@ -77,8 +78,10 @@ class RankingConfig:
     min_valid_users: int = 50
     """Early stopping needs at least this many validation users; with fewer (small days) the
     validation NDCG is too noisy to stop on, so all labelled users train for ``rounds_without_validation``."""
-    rounds_without_validation: int = 100
-    """Boosting rounds when there is no usable validation slice."""
+    rounds_without_validation: int = 10
+    """Boosting rounds when there is no usable validation slice (the default ``validation="none"``): 10
+    corrections to the popularity prior were best on the tuning days (5, 20, 25, 40 and 100 measured,
+    docs/ranker.md); with more the trees undo the prior's top of the list."""
     validation_salt: str = "ranker-valid-v1"
     """Salt of that hash."""
     label_grade_days: tuple[float, ...] = ()
