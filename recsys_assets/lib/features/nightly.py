@@ -29,7 +29,7 @@ from recsys_assets.lib.features.content_to_cf import ContentToCFConfig, ContentT
 from recsys_assets.lib.features.embeddings import EmbeddingResult, embed_items
 from recsys_assets.lib.features.encoders import EncoderConfig, encoder_is_neural, get_encoder, variant_inputs
 from recsys_assets.lib.interactions import InteractionConfig
-from recsys_assets.lib.features.profiles import ProfileConfig, build_user_profiles, profiles_from_text
+from recsys_assets.lib.features.profiles import ProfileConfig, build_user_profiles, merge_user_vectors, profiles_from_text
 from recsys_assets.lib.features.text import ItemTextConfig
 from recsys_assets.lib.lake import Lake, write_bytes_atomic
 from recsys_assets.lib.snapshot import ProtocolConfig, SnapshotView
@@ -214,6 +214,13 @@ def fit_view_c2cf(view: SnapshotView, item_ids: list[str], vectors: np.ndarray, 
 # --- user profiles ------------------------------------------------------------------------
 
 
+def view_history_profiles(view: SnapshotView, item_ids: list[str], vectors: np.ndarray, cfg: FeatureConfig) -> tuple[list[str], np.ndarray, dict]:
+    """Interest profiles (decayed, strength-weighted mean of item vectors) of the view's users with history."""
+    ids, mat_items = catalog_vectors(view, item_ids, vectors)
+    uids, mat, stats = build_user_profiles(view.history, ids, mat_items, cfg.profile, cfg.interactions, return_stats=True)
+    return list(uids), mat, dict(stats) if isinstance(stats, dict) else {"detail": str(stats)}
+
+
 def build_view_profiles(
     view: SnapshotView,
     item_ids: list[str],
@@ -231,9 +238,7 @@ def build_view_profiles(
     encoded by this (neural) encoder in an earlier view are reused, so the four views of a night encode
     each text once (the views run in a fixed order, so a rerun gives the same bits).
     """
-    ids, mat_items = catalog_vectors(view, item_ids, vectors)
-    uids, mat, stats = build_user_profiles(view.history, ids, mat_items, cfg.profile, cfg.interactions, return_stats=True)
-    stats = dict(stats) if isinstance(stats, dict) else {"detail": str(stats)}
+    uids, mat, stats = view_history_profiles(view, item_ids, vectors, cfg)
     with_history = set(uids)
     cold = users.filter(pl.col("profile").is_not_null() & ~pl.col("user_id").is_in(list(with_history)))
     text_users = 0
@@ -262,8 +267,7 @@ def build_view_profiles(
 
         t_ids, t_mat = profiles_from_text(cold["user_id"].to_list(), cold["profile"].to_list(), encode_fn)
         if len(t_ids):
-            uids = list(uids) + list(t_ids)
-            mat = np.vstack([mat, t_mat]) if len(mat) else t_mat
+            uids, mat = merge_user_vectors((uids, mat), (t_ids, t_mat))
             text_users = len(t_ids)
     stats["profile_text_users"] = text_users
     stats["history_users"] = len(with_history)

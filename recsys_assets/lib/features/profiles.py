@@ -161,3 +161,26 @@ def profiles_from_text(
             f"profiles_from_text: encode_fn returned shape {vecs.shape} for {len(keep)} texts; expected (n, dim)."
         )
     return [user_ids[j] for j in keep], l2_normalize(vecs)
+
+
+def merge_user_vectors(*parts: tuple[Sequence[str], np.ndarray]) -> tuple[list[str], np.ndarray]:
+    """Concatenate (user_ids, vectors) parts; a user present in several keeps the EARLIEST part's row.
+
+    Typical use: ``merge_user_vectors(history_profiles, profile_text_vectors)``.
+    """
+    ids: list[str] = []
+    rows: list[np.ndarray] = []
+    taken: set[str] = set()
+    dim = None
+    for uids, mat in parts:
+        mat = np.asarray(mat, dtype=np.float32)
+        if len(uids) == 0:
+            continue
+        dim = dim or mat.shape[1]
+        keep = [j for j, u in enumerate(uids) if u not in taken]
+        ids.extend(uids[j] for j in keep)
+        taken.update(uids[j] for j in keep)
+        rows.append(mat[keep])
+    if not rows:
+        return [], np.zeros((0, 0), dtype=np.float32)
+    return ids, np.ascontiguousarray(np.vstack(rows), dtype=np.float32)

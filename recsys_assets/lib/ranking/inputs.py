@@ -75,29 +75,6 @@ class EncoderFeatures:
             )
 
 
-def merge_user_vectors(*parts: tuple[Sequence[str], np.ndarray]) -> tuple[list[str], np.ndarray]:
-    """Concatenate (user_ids, vectors) parts; a user present in several keeps the EARLIEST part's row.
-
-    Typical use: ``merge_user_vectors(history_profiles, profile_text_vectors)``.
-    """
-    ids: list[str] = []
-    rows: list[np.ndarray] = []
-    taken: set[str] = set()
-    dim = None
-    for uids, mat in parts:
-        mat = np.asarray(mat, dtype=np.float32)
-        if len(uids) == 0:
-            continue
-        dim = dim or mat.shape[1]
-        keep = [j for j, u in enumerate(uids) if u not in taken]
-        ids.extend(uids[j] for j in keep)
-        taken.update(uids[j] for j in keep)
-        rows.append(mat[keep])
-    if not rows:
-        return [], np.zeros((0, 0), dtype=np.float32)
-    return ids, np.ascontiguousarray(np.vstack(rows), dtype=np.float32)
-
-
 @dataclass
 class _Aligned:
     """Catalogue-aligned arrays of one encoder."""
@@ -281,28 +258,32 @@ def assemble_snapshot_features(
     protocol: ProtocolConfig | None = None,
     user_text_vectors: dict[str, tuple[Sequence[str], np.ndarray]] | None = None,
 ) -> SnapshotFeatures:
-    """Fit ALS, build profiles and content->CF bridges for ``view`` with the features modules.
+    """The feature stage of one view in memory: the same functions the feature assets call
+    (``fit_view_als``, ``view_history_profiles``, ``fit_view_c2cf``, ``merge_user_vectors``), no lake.
 
-    ``item_vectors[enc] = (item_ids, matrix)`` for the view's catalogue;
-    ``user_text_vectors[enc]`` optionally adds profile-text vectors for users with
-    no usable history. A bridge that cannot be fit (too few warm items) is left
-    out (c2cf None, logged) rather than failing the snapshot.
+    For worlds whose vectors are given rather than encoded (the ranking unit tests' topic vectors,
+    the ranker benchmarks): ``item_vectors[enc] = (item_ids, matrix)``; ``user_text_vectors[enc]``
+    optionally gives profile-text vectors, appended for users without history as ``user_profiles``
+    does. Production reads the assets' artifacts instead (``ranking.nightly.load_snapshot_features``).
+    A bridge that cannot be fit (too few warm items) is left out (c2cf None, logged).
     """
-    from recsys_assets.lib.features.als import ALSConfig, ALSError, fit_als
-    from recsys_assets.lib.features.content_to_cf import ContentToCFConfig, ContentToCFError, fit_content_to_cf
-    from recsys_assets.lib.interactions import InteractionConfig
-    from recsys_assets.lib.features.profiles import ProfileConfig, build_user_profiles
+    from dataclasses import replace
 
-    inter = interaction_config or InteractionConfig()
+    from recsys_assets.lib.features.als import ALSError
+    from recsys_assets.lib.features.content_to_cf import ContentToCFError
+    from recsys_assets.lib.features.nightly import FeatureConfig, fit_view_als, fit_view_c2cf, view_history_profiles
+    from recsys_assets.lib.features.profiles import merge_user_vectors
+
+    given = {"als": als_config, "interactions": interaction_config, "profile": profile_config, "c2cf": c2cf_config, "protocol": protocol}
+    cfg = replace(FeatureConfig(), **{k: v for k, v in given.items() if v is not None})
     try:
-        als = fit_als(view.history, als_config or ALSConfig(), inter) if view.history.height else None
+        als = fit_view_als(view, cfg)[0] if view.history.height else None
     except ALSError as exc:
         log.warning("assemble_snapshot_features: no ALS model for %s/%s: %s", view.protocol, view.stage, exc)
         als = None
-    counts = view.item_stats.select("item_id", "n_interactions")
     encs: dict[str, EncoderFeatures] = {}
     for name, (iids, mat) in item_vectors.items():
-        uids, umat = build_user_profiles(view.history, iids, mat, profile_config or ProfileConfig(), inter)
+        uids, umat, _ = view_history_profiles(view, list(iids), np.asarray(mat), cfg)
         if user_text_vectors and name in user_text_vectors:
             uids, umat = merge_user_vectors((uids, umat), user_text_vectors[name])
         if len(uids) == 0:
@@ -310,8 +291,8 @@ def assemble_snapshot_features(
         bridge = None
         if als is not None:
             try:
-                bridge = fit_content_to_cf(iids, mat, als, counts, c2cf_config or ContentToCFConfig())
+                bridge = fit_view_c2cf(view, list(iids), np.asarray(mat), als, cfg)
             except ContentToCFError as exc:
                 log.warning("assemble_snapshot_features: no content->CF bridge for %s: %s", name, exc)
         encs[name] = EncoderFeatures(list(iids), mat, uids, umat, bridge)
-    return SnapshotFeatures(view=view, als=als, encoders=encs, protocol=protocol or ProtocolConfig())
+    return SnapshotFeatures(view=view, als=als, encoders=encs, protocol=cfg.protocol)
