@@ -69,8 +69,6 @@ class FeatureConfig:
         return [e for e in self.encoders if encoder_is_neural(e)]
 
 
-
-
 def write_npz(path: UPath, meta: dict | None = None, **arrays) -> None:
     """Arrays (+ JSON metadata, + the current artifact provenance) in one atomic npz file."""
     meta = dict(meta or {})
@@ -193,7 +191,6 @@ def fit_view_als(view: SnapshotView, cfg: FeatureConfig) -> tuple[ALSModel, dict
     }
 
 
-
 # --- content -> CF -----------------------------------------------------------------------
 
 
@@ -208,7 +205,6 @@ def fit_view_c2cf(view: SnapshotView, item_ids: list[str], vectors: np.ndarray, 
     counts = view.item_stats.select("item_id", "n_interactions")
     ids, mat = catalog_vectors(view, item_ids, vectors)
     return fit_content_to_cf(ids, mat, als, counts, cfg.c2cf)
-
 
 
 # --- user profiles ------------------------------------------------------------------------

@@ -93,9 +93,6 @@ def day_truth(events_of_day: pl.DataFrame, view: SnapshotView, cfg: FeatureConfi
 # --- training ---------------------------------------------------------------------------------
 
 
-
-
-
 def build_night_examples(lake: Lake, train_view: SnapshotView, events_before_day: pl.DataFrame, cfg: FeatureConfig, rcfg: RankingConfig) -> dict:
     """This partition's serve-like examples (snapshot ``train_view.cutoff``, labels = the day after it); returns stats."""
     labels = next_day_labels(train_view, events_before_day, cfg.interactions)
@@ -153,7 +150,6 @@ def load_rankers(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> d
 
 
 # --- serving ----------------------------------------------------------------------------------
-
 
 
 def candidate_pool(feats: SnapshotFeatures, users: list[str], rcfg: RankingConfig) -> pl.DataFrame:
