@@ -17,6 +17,14 @@ another child, medians of ``--repeats``:
 Prints a table and writes benchmarks/results/ingest.json.
 
     .venv/bin/python benchmarks/bench_ingest.py [--cases ml-100k,ml-1m,synthetic] [--wheels DIR]
+
+Text landing files (``--staging FILE[,FILE...]``): each file alone is staged
+(``stage_landing_events``, what ``staged_events`` does) in a fresh child on a fresh lake; prints
+rows read, wall s, CPU s and peak RSS. ``--make-jsonl PARQUET`` first writes a landing Parquet
+file (e.g. a synthetic world's ``landing/events/synthetic.parquet``) as ``.jsonl`` and
+``.csv.gz`` next to it. Run it with another checkout on ``PYTHONPATH`` to compare code versions:
+
+    .venv/bin/python benchmarks/bench_ingest.py --make-jsonl /tmp/w/landing/events/synthetic.parquet --staging /tmp/w/landing/events/synthetic.jsonl
 """
 
 from __future__ import annotations
@@ -131,6 +139,54 @@ def child_io(lake_root: str, repeats: int, out: str) -> None:
     )
 
 
+# --- child: stage one landing file ----------------------------------------------------------------
+
+
+def child_stage(file: str, out: str) -> None:
+    from datetime import datetime, timezone
+
+    from recsys_assets.lib.ingest.config import IngestConfig
+    from recsys_assets.lib.ingest.events import stage_landing_events
+    from recsys_assets.lib.lake import Lake
+
+    root = Path(tempfile.mkdtemp(prefix="bench_stage_"))
+    try:
+        lake = Lake.at(root / "lake")
+        landing = root / "lake" / "landing" / "events"
+        landing.mkdir(parents=True)
+        shutil.copy(file, landing / Path(file).name)  # not timed (a symlink out of the lake is refused by design)
+        t0, c0 = time.perf_counter(), time.process_time()
+        summary = stage_landing_events(lake, IngestConfig(), now=datetime(2100, 1, 1, tzinfo=timezone.utc))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        rows = int(summary.manifest["rows_read"].sum())
+        Path(out).write_text(json.dumps({"file": file, "bytes": os.path.getsize(file), "rows_read": rows, "wall_s": wall, "cpu_s": cpu, "peak_rss_mib": ru.ru_maxrss / 1024}))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def make_text_copies(parquet: str) -> list[str]:
+    """``X.parquet`` -> ``X.jsonl`` and ``X.csv.gz`` (the same rows; timestamps ISO-8601 UTC)."""
+    import gzip
+
+    import polars as pl
+
+    frame = pl.read_parquet(parquet)
+    frame = frame.with_columns(pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00") for c, t in frame.schema.items() if isinstance(t, pl.Datetime))
+    stem = str(Path(parquet).with_suffix(""))
+    frame.write_ndjson(f"{stem}.jsonl")
+    with gzip.open(f"{stem}.csv.gz", "wb", compresslevel=1) as fh:
+        frame.write_csv(fh)
+    return [f"{stem}.jsonl", f"{stem}.csv.gz"]
+
+
+def staging_table(files: list[str], timeout: float) -> None:
+    print(f"{'file':<40} {'MiB':>7} {'rows read':>11} {'wall s':>8} {'CPU s':>8} {'peak MiB':>9}  (load {os.getloadavg()[0]:.1f})")
+    for f in files:
+        r, _, _ = _run_child(["--child-stage", f], timeout)
+        print(f"{Path(f).name:<40} {r['bytes'] / 2**20:>7.0f} {r['rows_read']:>11,} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} {r['peak_rss_mib']:>9.0f}", flush=True)
+
+
 # --- parent ---------------------------------------------------------------------------------------
 
 
@@ -223,7 +279,10 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the temporary lakes")
     ap.add_argument("--results", type=Path, default=RESULTS)
     # child modes
+    ap.add_argument("--staging", default=None, help="comma-separated landing files: stage each alone, print wall/CPU/peak RSS")
+    ap.add_argument("--make-jsonl", default=None, help="a landing Parquet file to copy as .jsonl and .csv.gz first")
     ap.add_argument("--child", default=None)
+    ap.add_argument("--child-stage", default=None)
     ap.add_argument("--child-io", action="store_true")
     ap.add_argument("--lake", default=None)
     ap.add_argument("--out", default=None)
@@ -234,6 +293,14 @@ def main() -> None:
         return
     if args.child_io:
         child_io(args.lake, args.repeats, args.out)
+        return
+    if args.child_stage:
+        child_stage(args.child_stage, args.out)
+        return
+    if args.make_jsonl:
+        print("wrote", ", ".join(make_text_copies(args.make_jsonl)), flush=True)
+    if args.staging:
+        staging_table([f.strip() for f in args.staging.split(",") if f.strip()], args.timeout)
         return
 
     rows = []

@@ -11,7 +11,7 @@ import dagster as dg
 from recsys_assets.defs.jobs import nightly_job
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.resources import IngestResource, LakeResource
-from recsys_assets.lib.ingest.landing import file_fingerprint, landing_event_files, parse_event_file
+from recsys_assets.lib.ingest.landing import file_fingerprint, iter_event_file, landing_event_files
 
 
 def days_to_request(touched: set[date], last_partition: date | None) -> list[date]:
@@ -34,9 +34,9 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, inge
         current[path.name] = fp
         if known.get(path.name) == fp:
             continue
-        parsed = parse_event_file(path, ingest.config())
-        touched |= set(parsed.good["ts"].dt.date().unique().to_list())
-        touched |= set(parsed.bad["day"].drop_nulls().unique().to_list())
+        for parsed in iter_event_file(path, ingest.config()):  # chunk by chunk: a big file is never held whole
+            touched |= set(parsed.good["ts"].dt.date().unique().to_list())
+            touched |= set(parsed.bad["day"].drop_nulls().unique().to_list())
     last_key = daily_partitions.get_last_partition_key()
     last = date.fromisoformat(last_key) if last_key else None
     # A content digest (not hash(): salted per process) so that a retried tick in a restarted

@@ -86,8 +86,9 @@ def _first_seen(frames: list[pl.DataFrame], key: str) -> pl.DataFrame:
 def _stage_file(lake: Lake, entry, target, cfg: IngestConfig, now: datetime | None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parse one landing file chunk by chunk into ``target``: good rows by day, bad rows, first-seen ids, index.
 
-    Memory is bounded by a chunk (``landing.CHUNK_ROWS`` rows of a Parquet file; a text file is
-    one chunk): each chunk's good rows are written at once as ``good/day=D/part-<chunk>.parquet``.
+    Memory is bounded by a chunk (``landing.CHUNK_ROWS`` rows of a Parquet file,
+    ``landing.TEXT_CHUNK_ROWS`` of a JSONL/CSV file): each chunk's good rows are written at once
+    as ``good/day=D/part-<chunk>.parquet``.
     Returns (index, bad).
     """
     chunks = [refused_file(entry)] if entry.problem else iter_event_file(entry.path, cfg, now)

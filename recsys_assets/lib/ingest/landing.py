@@ -20,7 +20,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -35,6 +35,10 @@ FORMATS = (".jsonl", ".json", ".ndjson", ".csv", ".parquet")
 """Landing file formats; each may also be compressed (``COMPRESSIONS``)."""
 COMPRESSIONS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
 """Compressed landing files (``events.jsonl.gz``) are decompressed and read like the plain format."""
+DECOMPRESSING_READERS = {".gz": lambda fh: gzip.GzipFile(fileobj=fh), ".bz2": bz2.BZ2File, ".xz": lzma.LZMAFile}
+"""The same decompressions as streams (a text landing file is read a block at a time)."""
+TEXT_FORMATS = (".jsonl", ".json", ".ndjson", ".csv")
+DECOMPRESS_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError)
 
 ID_FIELDS = ("user_id", "item_id")
 """Fields holding ids: a JSON string or integer; anything else (true, 12.0, {...}) is quarantined."""
@@ -161,26 +165,30 @@ def _physical_lines(text: str) -> list[str]:
 
 
 def _jsonl_rows(data: bytes, cfg: IngestConfig, fields: tuple[str, ...] = RAW_FIELDS) -> list[tuple]:
-    rows = []
+    return list(_jsonl_row_iter(_physical_lines(_decode(data)), cfg, fields))
+
+
+def _jsonl_row_iter(lines: Iterable[str], cfg: IngestConfig, fields: tuple[str, ...] = RAW_FIELDS) -> Iterator[tuple]:
+    """(line, raw, err_field, err_reason, *fields) per non-blank JSONL line (physical lines, ends kept)."""
     nones = (None,) * len(fields)
-    for n, line in enumerate(_physical_lines(_decode(data)), start=1):
+    for n, line in enumerate(lines, start=1):
         text = line.rstrip("\r\n")
         if not text.strip():
             continue
         problem = _utf8_problem(text)
         if problem:
-            rows.append((n, _printable(text), "(row)", problem, *nones))
+            yield (n, _printable(text), "(row)", problem, *nones)
             continue
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
-            rows.append((n, text, "(row)", f"malformed JSON: {exc.msg} at column {exc.colno}", *nones))
+            yield (n, text, "(row)", f"malformed JSON: {exc.msg} at column {exc.colno}", *nones)
             continue
         except RecursionError:
-            rows.append((n, _short(text, 200), "(row)", "malformed JSON: nested too deeply", *nones))
+            yield (n, _short(text, 200), "(row)", "malformed JSON: nested too deeply", *nones)
             continue
         if not isinstance(obj, dict):
-            rows.append((n, text, "(row)", f"expected a JSON object, got {_json_type(obj)}", *nones))
+            yield (n, text, "(row)", f"expected a JSON object, got {_json_type(obj)}", *nones)
             continue
         obj = {cfg.canonical(k): v for k, v in obj.items()}
         values, err = [], None
@@ -189,40 +197,65 @@ def _jsonl_rows(data: bytes, cfg: IngestConfig, fields: tuple[str, ...] = RAW_FI
             if why and err is None:
                 err = (f, why)
             values.append(value)
-        rows.append((n, text, *(err or (None, None)), *values))
-    return rows
+        yield (n, text, *(err or (None, None)), *values)
+
+
+class _Lines:
+    """Physical lines of a stream read on demand; the ones before a record's start are let go."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._it, self._buf, self._base = iter(lines), [], 0  # _buf[0] is line number _base (0-based)
+
+    def get(self, i: int) -> str | None:
+        """Line ``i`` (0-based), None past the end."""
+        while i - self._base >= len(self._buf):
+            nxt = next(self._it, None)
+            if nxt is None:
+                return None
+            self._buf.append(nxt)
+        return self._buf[i - self._base]
+
+    def text(self, start: int, end: int) -> str:
+        return "".join(self._buf[start - self._base : end - self._base])
+
+    def forget_before(self, i: int) -> None:
+        del self._buf[: i - self._base]
+        self._base = i
 
 
 class _Cursor:
     """An iterator over physical lines whose position can be read and reset (CSV resync)."""
 
-    def __init__(self, lines: list[str], pos: int = 0) -> None:
+    def __init__(self, lines: _Lines, pos: int = 0) -> None:
         self.lines, self.pos = lines, pos
 
     def __iter__(self):
         return self
 
     def __next__(self) -> str:
-        if self.pos >= len(self.lines):
+        line = self.lines.get(self.pos)
+        if line is None:
             raise StopIteration
         self.pos += 1
-        return self.lines[self.pos - 1]
+        return line
 
 
-def _csv_records(text: str):
+def _csv_records(physical_lines: Iterable[str]):
     """(first line number, record text, values or None, error) per CSV record, with real CSV rules.
 
     Quoted fields may hold delimiters and newlines. A record that is broken (a
     CSV error, e.g. an unterminated quote) and spans several physical lines is
     reported on its first line only and parsing resumes on the next physical
-    line, so one stray quote cannot swallow the rest of the file.
+    line, so one stray quote cannot swallow the rest of the file. Lines are read
+    as the records need them (a stream is never held whole).
     """
-    lines = _physical_lines(text)
+    lines = _Lines(physical_lines)
     cur = _Cursor(lines)
     reader = csv.reader(cur, strict=True)
-    while cur.pos < len(lines):
+    while lines.get(cur.pos) is not None:
         start = cur.pos
-        if not lines[start].strip():
+        lines.forget_before(start)
+        if not lines.get(start).strip():
             cur.pos += 1
             continue
         try:
@@ -236,15 +269,20 @@ def _csv_records(text: str):
         if error and end - start > 1:
             cur.pos = start + 1
             reader = csv.reader(cur, strict=True)
-            yield start + 1, lines[start].rstrip("\r\n"), None, error
+            yield start + 1, lines.get(start).rstrip("\r\n"), None, error
             continue
         if error:
             reader = csv.reader(cur, strict=True)
-        yield start + 1, "".join(lines[start:end]).rstrip("\r\n"), values, error
+        yield start + 1, lines.text(start, end).rstrip("\r\n"), values, error
 
 
 def _csv_rows(data: bytes, cfg: IngestConfig, fields: tuple[str, ...] = RAW_FIELDS) -> list[tuple]:
-    records = _csv_records(_decode(data))
+    return list(_csv_row_iter(_physical_lines(_decode(data)), cfg, fields))
+
+
+def _csv_row_iter(lines: Iterable[str], cfg: IngestConfig, fields: tuple[str, ...] = RAW_FIELDS) -> Iterator[tuple]:
+    """(line, raw, err_field, err_reason, *fields) per CSV record after the header (the first readable record)."""
+    records = _csv_records(lines)
     header = None
     for _n, raw, values, error in records:
         if error or values is None:
@@ -252,23 +290,21 @@ def _csv_rows(data: bytes, cfg: IngestConfig, fields: tuple[str, ...] = RAW_FIEL
         header = [cfg.canonical(h.strip()) for h in values]
         break
     if header is None:
-        return []
-    rows = []
+        return
     nones = (None,) * len(fields)
     for n, raw, values, error in records:
         problem = _utf8_problem(raw)
         if problem:
-            rows.append((n, _printable(raw), "(row)", problem, *nones))
+            yield (n, _printable(raw), "(row)", problem, *nones)
             continue
         if error:
-            rows.append((n, raw, "(row)", error, *nones))
+            yield (n, raw, "(row)", error, *nones)
             continue
         if len(values) != len(header):
-            rows.append((n, raw, "(row)", f"expected {len(header)} fields, got {len(values)}", *nones))
+            yield (n, raw, "(row)", f"expected {len(header)} fields, got {len(values)}", *nones)
             continue
         rec = dict(zip(header, values))
-        rows.append((n, raw, None, None, *((rec.get(f) if rec.get(f) != "" else None) for f in fields)))
-    return rows
+        yield (n, raw, None, None, *((rec.get(f) if rec.get(f) != "" else None) for f in fields))
 
 
 def _as_json_text(value) -> str | None:
@@ -466,8 +502,12 @@ def landing_bytes(path: UPath) -> bytes:
         return data
     try:
         return COMPRESSIONS[comp](data)
-    except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
-        raise ValueError(f"unreadable {comp} file (corrupt or truncated): {exc}") from exc
+    except DECOMPRESS_ERRORS as exc:
+        raise ValueError(_corrupt(comp, exc)) from exc
+
+
+def _corrupt(comp: str, exc: Exception) -> str:
+    return f"unreadable {comp} file (corrupt or truncated): {exc}"
 
 
 def read_raw_records(path: UPath, data: bytes, cfg: IngestConfig, fields: tuple[str, ...]) -> pl.DataFrame:
@@ -512,17 +552,103 @@ def parse_event_file(path: UPath, cfg: IngestConfig, now: datetime | None = None
 
 CHUNK_ROWS = 500_000
 """Rows of a Parquet landing file parsed, validated and staged at a time (bounds staging memory)."""
+TEXT_CHUNK_ROWS = 200_000
+"""Rows of a JSONL/CSV landing file per chunk: parsed rows are Python tuples (with the raw line), larger than Arrow rows."""
+STREAM_BLOCK = 1 << 20
+"""Bytes read from a (decompressed) text landing file at a time."""
 
 
-def iter_event_file(path: UPath, cfg: IngestConfig, now: datetime | None = None, chunk_rows: int = CHUNK_ROWS) -> Iterator[ParsedFile]:
+class _BlankWatch(io.RawIOBase):
+    """A readable byte stream that notes whether anything but ASCII whitespace went through it."""
+
+    def __init__(self, raw) -> None:
+        self.raw, self.nonblank = raw, False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self.raw.read(len(b))
+        b[: len(data)] = data
+        if not self.nonblank and data.strip():
+            self.nonblank = True
+        return len(data)
+
+
+def _stream_lines(raw) -> Iterator[str]:
+    """Physical lines of a UTF-8 byte stream, as ``_physical_lines(_decode(all bytes))`` gives them."""
+    text = io.TextIOWrapper(io.BufferedReader(raw, STREAM_BLOCK), encoding="utf-8", errors="surrogateescape", newline="")
+    first = True
+    for line in text:
+        if first:
+            first = False
+            line = line[1:] if line.startswith("\ufeff") else line
+        yield line
+
+
+def _compressed_problem(path: UPath, comp: str) -> str | None:
+    """Why a compressed landing file cannot be read to its end (None: it can); streams it once."""
+    try:
+        with path.open("rb") as fh, DECOMPRESSING_READERS[comp](fh) as z:
+            while z.read(STREAM_BLOCK):
+                pass
+    except DECOMPRESS_ERRORS as exc:
+        return _corrupt(comp, exc)
+    return None
+
+
+def _batches(rows: Iterator[tuple], n: int) -> Iterator[list[tuple]]:
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _iter_text_file(path: UPath, cfg: IngestConfig, now: datetime | None, chunk_rows: int) -> Iterator[ParsedFile]:
+    """A JSONL/CSV landing file (optionally compressed) streamed ``chunk_rows`` rows at a time.
+
+    A compressed file is first read through once: a corrupt or truncated one is quarantined
+    whole, as :func:`parse_event_file` does, rather than after its good first half published.
+    """
+    source = path.name
+    suffix, comp = split_suffix(source)
+    empty_good = pl.DataFrame(schema=STAGED_SCHEMA)
+    problem = _compressed_problem(path, comp) if comp else None
+    if problem:
+        yield ParsedFile(source, empty_good, _whole_file_bad(source, problem))
+        return
+    n_rows = 0
+    with path.open("rb") as fh:
+        watch = _BlankWatch(DECOMPRESSING_READERS[comp](fh) if comp else fh)
+        row_iter = _csv_row_iter if suffix == ".csv" else _jsonl_row_iter
+        for batch in _batches(row_iter(_stream_lines(watch), cfg, RAW_FIELDS), chunk_rows):
+            n_rows += len(batch)
+            yield ParsedFile(source, *validate_raw(_raw_frame(batch, source), cfg, now))
+    if not watch.nonblank:
+        yield ParsedFile(source, empty_good, _whole_file_bad(source, "empty file"))
+    elif n_rows == 0:
+        yield ParsedFile(source, empty_good, _whole_file_bad(source, "no data rows"))
+
+
+def iter_event_file(path: UPath, cfg: IngestConfig, now: datetime | None = None, chunk_rows: int | None = None) -> Iterator[ParsedFile]:
     """Parse one landing events file in chunks: what :func:`parse_event_file` returns, split by rows.
 
-    An uncompressed Parquet file is read ``chunk_rows`` rows at a time (memory grows with the
-    chunk, not with the file); its line numbers continue across chunks, so every row is named
-    exactly as a whole-file parse names it. Every other file (text formats, compressed,
-    unreadable, empty) is parsed whole by :func:`parse_event_file` and yielded as one chunk.
+    An uncompressed Parquet file is read ``chunk_rows`` (default ``CHUNK_ROWS``) rows at a time,
+    a JSONL/CSV file (plain or compressed) is streamed ``chunk_rows`` (default
+    ``TEXT_CHUNK_ROWS``) rows at a time: memory grows with the chunk, not with the file. Line
+    numbers continue across chunks, so every row is named exactly as a whole-file parse names
+    it. Other files (compressed Parquet, unreadable, empty) are parsed whole by
+    :func:`parse_event_file` and yielded as one chunk.
     """
     suffix, comp = split_suffix(path.name)
+    if suffix in TEXT_FORMATS:
+        yield from _iter_text_file(path, cfg, now, chunk_rows or TEXT_CHUNK_ROWS)
+        return
+    chunk_rows = chunk_rows or CHUNK_ROWS
     pf = None
     if suffix == ".parquet" and comp is None:
         try:

@@ -7,10 +7,13 @@ day once while never exceeding the row bound (except a single day larger than it
 
 from __future__ import annotations
 
+import gzip
+import json
 from datetime import date, datetime, timezone
 
 import polars as pl
 import pytest
+from upath import UPath
 
 from recsys_assets.lib.ingest import events as ev_mod
 from recsys_assets.lib.ingest import landing
@@ -92,3 +95,62 @@ def test_shop_shape_grows_users_and_items_with_events(n):
 
 def test_shop_shape_at_10m_looks_like_a_shop():
     assert shop_shape(10_000_000) == (303_030, 50_000)
+
+
+# --- text landing files (JSONL / CSV, plain or compressed) are streamed -----------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+from recsys_assets_tests.lib.ingest.test_landing_fuzz import DERANDOMIZE, landing_file  # noqa: E402
+
+
+def _streamed_equals_whole(path, chunk_rows: int) -> int:
+    """The streamed chunks of ``path`` concatenate to its whole-file parse; returns the number of chunks."""
+    whole = parse_event_file(path, IngestConfig(), NOW)
+    chunks = list(iter_event_file(path, IngestConfig(), NOW, chunk_rows=chunk_rows))
+    assert pl.concat([c.good for c in chunks]).equals(whole.good)
+    assert pl.concat([c.bad for c in chunks]).equals(whole.bad)
+    return len(chunks)
+
+
+@settings(max_examples=60, deadline=None, derandomize=DERANDOMIZE, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
+@given(spec=landing_file())
+def test_streamed_text_file_equals_whole_file_parse(spec, tmp_path):
+    """Hostile JSONL/CSV files (BOM, LF/CRLF/CR, quoted newlines, bad bytes, gzip) read in 5-byte
+    blocks and 3-row chunks give exactly the rows and line numbers of a whole-file parse."""
+    name, data, _n = spec
+    path = UPath(tmp_path) / name
+    path.write_bytes(data)
+    block = landing.STREAM_BLOCK
+    landing.STREAM_BLOCK = 5  # a block boundary inside every line, CRLF pair and UTF-8 sequence
+    try:
+        _streamed_equals_whole(path, chunk_rows=3)
+    finally:
+        landing.STREAM_BLOCK = block
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("empty.jsonl", b""),
+        ("blank.csv", b" \r\n\n\t"),
+        ("header_only.csv", b"user_id,item_id,event_type,ts\r\n"),
+        ("bom_only.jsonl", b"\xef\xbb\xbf"),
+        ("broken_quote.csv", b'user_id,item_id,event_type,ts\nu1,"i1,view,2024-01-02T00:00:00Z\nu2,i2,view,2024-01-02T00:00:00Z\n'),
+        ("truncated.jsonl.gz", gzip.compress(b'{"user_id": "u1", "item_id": "i1", "event_type": "view", "ts": 1704153600}\n' * 50, mtime=0)[:150]),
+    ],
+)
+def test_streamed_edge_files_equal_whole_file_parse(name, data, tmp_path):
+    path = UPath(tmp_path) / name
+    path.write_bytes(data)
+    _streamed_equals_whole(path, chunk_rows=1)
+
+
+def test_large_jsonl_is_staged_in_chunks(tmp_path):
+    """A JSONL file of 2,000 rows is parsed 256 rows at a time: 8 chunks, as many rows as lines."""
+    path = UPath(tmp_path) / "big.jsonl"
+    lines = [json.dumps({"user_id": f"u{i % 37}", "item_id": f"i{i % 53}", "event_type": "view", "ts": 1704153600 + i}) for i in range(2_000)]
+    path.write_text("\n".join(lines) + "\n")
+    chunks = list(iter_event_file(path, IngestConfig(), NOW, chunk_rows=256))
+    assert len(chunks) == 8 and sum(c.good.height for c in chunks) == 2_000
+    assert chunks[-1].good["line"].to_list()[-1] == 2_000
