@@ -201,24 +201,33 @@ def growth(sizes: list[int], seconds: list[float]) -> float | None:
     return sum((x - mx) * (y - my) for x, y in pts) / den if den else None
 
 
-def run_size(n: int, root: Path, timeout: float, keep: bool) -> dict:
+def run_size(n: int, root: Path, timeout: float, keep: bool, reuse: bool = False, night: bool = True) -> dict:
     from recsys_assets.lib.ingest.synthetic import shop_shape
 
     lake = root / label(n)
-    if lake.exists() and not keep:
+    reusable = reuse and (lake / "ingest.json").exists() and (lake / "embed.json").exists()
+    if lake.exists() and not (keep or reusable):
         shutil.rmtree(lake)
     lake.mkdir(parents=True, exist_ok=True)
     users, items = shop_shape(n)
     rec: dict = {"events": n, "users": users, "items": items, "load_1min": os.getloadavg()[0]}
-    print(f"[{label(n)}] ingest ({users:,} users, {items:,} items) ...", flush=True)
-    rec["ingest"] = _child(["--child-ingest", str(lake), str(n)], lake / "ingest.json", lake / "ingest.log", timeout)
-    print(f"[{label(n)}] ingest: {rec['ingest']}", flush=True)
-    if not rec["ingest"].get("rc", 1) == 0:
+    if reusable:  # the world and its cold encode measured before on this lake: rerun the night only
+        rec["ingest"], rec["embed_cold"] = (json.loads((lake / f).read_text()) for f in ("ingest.json", "embed.json"))
+        rec["day"] = world_day(lake)
+        print(f"[{label(n)}] reusing {lake}: ingest and cold encode as measured then", flush=True)
+        day = rec["day"]
+    else:
+        print(f"[{label(n)}] ingest ({users:,} users, {items:,} items) ...", flush=True)
+        rec["ingest"] = _child(["--child-ingest", str(lake), str(n)], lake / "ingest.json", lake / "ingest.log", timeout)
+        print(f"[{label(n)}] ingest: {rec['ingest']}", flush=True)
+        if not rec["ingest"].get("rc", 1) == 0:
+            return rec
+        day = world_day(lake)
+        rec["day"] = day
+        print(f"[{label(n)}] item_embeddings (cold cache) for {day} ...", flush=True)
+        rec["embed_cold"] = _child(["--child-night", str(lake), day, "item_embeddings"], lake / "embed.json", lake / "embed.log", timeout)
+    if not night:
         return rec
-    day = world_day(lake)
-    rec["day"] = day
-    print(f"[{label(n)}] item_embeddings (cold cache) for {day} ...", flush=True)
-    rec["embed_cold"] = _child(["--child-night", str(lake), day, "item_embeddings"], lake / "embed.json", lake / "embed.log", timeout)
     print(f"[{label(n)}] day_job {day} ...", flush=True)
     rec["night"] = _child(["--child-night", str(lake), day, "day_job"], lake / "night.json", lake / "night.log", timeout)
     print(f"[{label(n)}] night: ok={rec['night'].get('ok')} wall={rec['night'].get('wall_s')} error={rec['night'].get('error')}", flush=True)
@@ -269,6 +278,8 @@ def main() -> None:
     ap.add_argument("--lake-root", default="/tmp/recsys_scale", help="one lake per size is created under it")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per child (ingest, encode, night)")
     ap.add_argument("--keep", action="store_true", help="reuse an existing lake folder instead of starting fresh")
+    ap.add_argument("--reuse", action="store_true", help="a lake whose ingest and cold encode were measured (ingest.json, embed.json): rerun the night only")
+    ap.add_argument("--no-night", action="store_true", help="ingest and cold encode only (a later --reuse run measures the night)")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--merge", help="a previous scale.json whose sizes are kept unless measured again")
     ap.add_argument("--child-ingest", nargs=2, metavar=("LAKE", "EVENTS"))
@@ -287,7 +298,7 @@ def main() -> None:
     if args.merge and Path(args.merge).exists():
         records = {r["events"]: r for r in json.loads(Path(args.merge).read_text())["records"]}
     for n in [parse_count(x) for x in args.events.split(",") if x.strip()]:
-        records[n] = run_size(n, root, args.timeout, args.keep)
+        records[n] = run_size(n, root, args.timeout, args.keep, args.reuse, not args.no_night)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "records": sorted(records.values(), key=lambda r: r["events"])}, indent=1))
     print(table(list(records.values())))

@@ -28,6 +28,7 @@ from recsys_assets.lib.ranking.candidates import (
     arm_sources,
     candidate_recall,
     generate_candidates,
+    source_column,
     source_topn,
 )
 from recsys_assets.lib.ranking.config import RankingConfig
@@ -177,18 +178,43 @@ def _model_for(spec: ArmSpec, ranker_models: dict[str, RankerModel] | None) -> R
     return model
 
 
-def _ranker_pool(spec: ArmSpec, features: SnapshotFeatures, users: list[str], model: RankerModel, cfg: RankingConfig) -> tuple[pl.DataFrame, dict]:
-    cands = generate_candidates(features, users, arm_sources(spec.base), cfg)
-    feats = ranker_features(features, cands, spec.encoder)
-    scored = feats.select("user_id", "item_id").with_columns(pl.Series("score", model.predict(feats), dtype=pl.Float64))
-    n_per_user = cands.group_by("user_id").len().get_column("len")
-    stats = {
-        "n_candidates": cands.height,
-        "users_with_candidates": n_per_user.len(),
-        "candidates_per_user_min": int(n_per_user.min() or 0),
-        "candidates_per_user_mean": float(n_per_user.mean() or 0),
-    }
-    return scored, stats
+def _shared_ranker_frame(specs: Sequence[ArmSpec], features: SnapshotFeatures, users: list[str], cfg: RankingConfig) -> pl.DataFrame:
+    """Candidates of the union of the ranker arms' sources for ``users``, with every arm's features.
+
+    Every feature is a function of its (user, item) pair alone and every source is computed on its
+    own, so an arm's rows of this frame (:func:`_arm_rows`) are exactly what its own candidates and
+    ``ranker_features`` give: the candidates and the shared features are computed once for all arms.
+    """
+    sources = tuple(dict.fromkeys(src for sp in specs for src in arm_sources(sp.base)))
+    encoders = list(dict.fromkeys(sp.encoder for sp in specs if sp.encoder))
+    cands = generate_candidates(features, users, sources, cfg)
+    flags = cands.select([source_column(src) for src in sources])
+    return ranker_features(features, cands, None, text_encoders=encoders).hstack(flags.rename(lambda c: f"_{c}"))
+
+
+def _arm_rows(shared: pl.DataFrame, spec: ArmSpec) -> pl.DataFrame:
+    """The rows of :func:`_shared_ranker_frame` that the arm's own sources proposed (in the same order)."""
+    return shared.filter(pl.any_horizontal([pl.col(f"_{source_column(src)}") for src in arm_sources(spec.base)]))
+
+
+def _ranker_pools(specs: Sequence[ArmSpec], features: SnapshotFeatures, users: list[str], models: dict[str, RankerModel] | None, cfg: RankingConfig) -> dict[str, tuple[pl.DataFrame, dict]]:
+    """{arm base: (scored candidates, pool stats)} of the ranker arms, from one shared candidate/feature frame."""
+    shared = _shared_ranker_frame(specs, features, users, cfg)
+    out = {}
+    for spec in specs:
+        if spec.base in out:
+            continue
+        rows = _arm_rows(shared, spec)
+        scored = rows.select("user_id", "item_id").with_columns(pl.Series("score", _model_for(spec, models).predict(rows), dtype=pl.Float64))
+        n_per_user = rows.group_by("user_id").len().get_column("len")
+        stats = {
+            "n_candidates": rows.height,
+            "users_with_candidates": n_per_user.len(),
+            "candidates_per_user_min": int(n_per_user.min() or 0),
+            "candidates_per_user_mean": float(n_per_user.mean() or 0),
+        }
+        out[spec.base] = (scored, stats)
+    return out
 
 
 BLOCK_USERS = 20_000
@@ -228,11 +254,35 @@ def recommend(
     Users are served in blocks of ``BLOCK_USERS`` (every step is per user, so the result is
     the same as one call over all of them), sorted by (user_id, rank).
     """
+    return recommend_arms([arm], features, user_ids, k, ranker_models, cfg)[arm]
+
+
+def recommend_arms(
+    arms: Sequence[str],
+    features: SnapshotFeatures,
+    user_ids: Sequence[str],
+    k: int,
+    ranker_models: dict[str, RankerModel] | None,
+    cfg: RankingConfig,
+) -> dict[str, tuple[pl.DataFrame, dict]]:
+    """:func:`recommend` of several arms: ``{arm: (recs, stats)}``, the same as one call per arm.
+
+    Per block of users, the ranker arms' candidates and features are computed once for all of
+    them (:func:`_ranker_pools`); only the LightGBM scoring is per arm.
+    """
     users = list(dict.fromkeys(user_ids))
-    if len(users) <= BLOCK_USERS:
-        return _recommend_block(arm, features, users, k, ranker_models, cfg)
-    parts = [_recommend_block(arm, features, users[s : s + BLOCK_USERS], k, ranker_models, cfg) for s in range(0, len(users), BLOCK_USERS)]
-    return pl.concat([r for r, _ in parts]).sort("user_id", "rank"), _merge_stats([st for _, st in parts])
+    specs = [parse_arm(a) for a in arms]
+    rankers = [sp for sp in specs if sp.is_ranker]
+    parts: dict[str, list] = {sp.name: [] for sp in specs}
+    for s in range(0, max(len(users), 1), BLOCK_USERS):
+        block = users[s : s + BLOCK_USERS]
+        pools = _ranker_pools(rankers, features, block, ranker_models, cfg) if rankers and block else {}
+        for sp in specs:
+            parts[sp.name].append(_recommend_block(sp.name, features, block, k, ranker_models, cfg, pools.get(sp.base)))
+    out = {}
+    for name, ps in parts.items():
+        out[name] = ps[0] if len(ps) == 1 else (pl.concat([r for r, _ in ps]).sort("user_id", "rank"), _merge_stats([st for _, st in ps]))
+    return out
 
 
 def top_k_items(
@@ -250,16 +300,31 @@ def top_k_items(
     Each block scores at most ``BLOCK_PAIRS`` (user, item) pairs and keeps only its top ``k``
     per user, so memory is bounded by a block whatever the numbers of users and items.
     """
+    return top_k_items_arms({arm: tiebreak}, features, user_ids, item_ids, k, ranker_models, cfg)[arm]
+
+
+def top_k_items_arms(
+    arms: dict[str, pl.DataFrame | None],
+    features: SnapshotFeatures,
+    user_ids: Sequence[str],
+    item_ids: Sequence[str],
+    k: int,
+    ranker_models: dict[str, RankerModel] | None = None,
+    cfg: RankingConfig | None = None,
+) -> dict[str, pl.DataFrame]:
+    """:func:`top_k_items` of several arms (``{arm: its tiebreak}``), each block scored once for all of them
+    (:func:`score_items_arms`)."""
     users = list(dict.fromkeys(user_ids))
     items = list(dict.fromkeys(item_ids))
     per = max(1, BLOCK_PAIRS // max(1, len(items)))
-    frames = [
-        top_k_from_scores(score_items(arm, features, users[s : s + per], items, ranker_models, cfg), k, features, tiebreak)
-        for s in range(0, len(users), per)
-    ]
-    if not frames:
-        return pl.DataFrame(schema=RECS_SCHEMA)
-    return frames[0] if len(frames) == 1 else pl.concat(frames).sort("user_id", "rank")
+    frames: dict[str, list[pl.DataFrame]] = {arm: [] for arm in arms}
+    for s in range(0, len(users), per):
+        for arm, scores in _iter_item_scores(list(arms), features, users[s : s + per], items, ranker_models, cfg):
+            frames[arm].append(top_k_from_scores(scores, k, features, arms[arm]))
+    return {
+        arm: pl.DataFrame(schema=RECS_SCHEMA) if not fs else fs[0] if len(fs) == 1 else pl.concat(fs).sort("user_id", "rank")
+        for arm, fs in frames.items()
+    }
 
 
 def _recommend_block(
@@ -269,6 +334,7 @@ def _recommend_block(
     k: int,
     ranker_models: dict[str, RankerModel] | None,
     cfg: RankingConfig,
+    ranker_pool: tuple[pl.DataFrame, dict] | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     spec = parse_arm(arm)
     stats: dict = {"arm": arm, "n_users": len(users), "k": k, "fallback_users": 0}
@@ -284,8 +350,7 @@ def _recommend_block(
         if fb:
             pool = pl.concat([pool, _popular_scores(features, fb, k)])
     else:
-        model = _model_for(spec, ranker_models)
-        pool, extra = _ranker_pool(spec, features, users, model, cfg)
+        pool, extra = ranker_pool if ranker_pool is not None else _ranker_pools([spec], features, users, ranker_models, cfg)[spec.base]
         stats.update(extra)
     recs = top_k_from_scores(pool, k, features, popularity_tiebreak(features) if spec.kind == "ranker" else None)
     if spec.slots:
@@ -314,8 +379,33 @@ def score_items(
     vector get the popularity score instead, as in :func:`recommend`); rank with
     :func:`top_k_from_scores`, which breaks ties by hashed item id.
     """
+    return score_items_arms([arm], features, user_ids, item_ids, ranker_models, cfg)[arm]
+
+
+def score_items_arms(
+    arms: Sequence[str],
+    features: SnapshotFeatures,
+    user_ids: Sequence[str],
+    item_ids: Sequence[str],
+    ranker_models: dict[str, RankerModel] | None = None,
+    cfg: RankingConfig | None = None,
+) -> dict[str, pl.DataFrame]:
+    """:func:`score_items` of several arms, ``{arm: scores}``: the pairs, and the ranker arms'
+    candidate flags and features, are computed once for all of them (see :func:`_shared_ranker_frame`)."""
+    return dict(_iter_item_scores(arms, features, user_ids, item_ids, ranker_models, cfg))
+
+
+def _iter_item_scores(
+    arms: Sequence[str],
+    features: SnapshotFeatures,
+    user_ids: Sequence[str],
+    item_ids: Sequence[str],
+    ranker_models: dict[str, RankerModel] | None,
+    cfg: RankingConfig | None,
+):
+    """(arm, scores) per arm, one at a time (a caller that reduces each to its top-k holds one)."""
     cfg = cfg or RankingConfig()
-    spec = parse_arm(arm)
+    specs = [parse_arm(a) for a in dict.fromkeys(arms)]
     users = list(dict.fromkeys(user_ids))
     items = features.item_index.join(pl.DataFrame({"item_id": pl.Series(list(dict.fromkeys(item_ids)), dtype=pl.String)}), on="item_id", how="semi")
     pairs = (
@@ -328,29 +418,33 @@ def score_items(
     urow = pairs.get_column("urow").cast(pl.Int64).to_numpy()
     icol = pairs.get_column("icol").to_numpy()
     pop = features.popularity_score[icol]
-    if spec.kind == "popularity":
-        score = pop
-    elif spec.kind == "als":
-        au = features.als_user_rows(users)[urow]
-        itf, known = features.als_items()
-        uf = features.als.user_factors if features.als is not None else np.zeros((0, itf.shape[1]), np.float32)
-        s = pair_dot(uf, au, itf, icol, (au >= 0) & known[icol]).astype(np.float64)
-        score = np.where(np.isnan(s), -np.inf, s)
-    elif spec.kind == "content":
-        al = features.aligned(spec.encoder)
-        er = features.encoder_user_rows(spec.encoder, users)[urow]
-        uv = features.encoder(spec.encoder).user_vectors
-        s = pair_dot(uv, er, al.vectors, icol, (er >= 0) & al.has_vector[icol]).astype(np.float64)
-        score = np.where(er >= 0, np.where(np.isnan(s), -np.inf, s), pop)
-    else:
-        model = _model_for(spec, ranker_models)
-        cands = generate_candidates(features, users, arm_sources(spec.base), cfg)
+    rankers = [sp for sp in specs if sp.is_ranker]
+    shared = None
+    if rankers:
+        sources = tuple(dict.fromkeys(src for sp in rankers for src in arm_sources(sp.base)))
+        cands = generate_candidates(features, users, sources, cfg)
         flag_cols = [c for c in cands.columns if c.startswith("source_") or c == "rank_als"]
         frame = pairs.select("user_id", "item_id").join(cands.select("user_id", "item_id", *flag_cols), on=["user_id", "item_id"], how="left", maintain_order="left")
         frame = frame.with_columns([pl.col(c).fill_null(False) for c in flag_cols if c.startswith("source_")])
-        feats = ranker_features(features, frame, spec.encoder)
-        score = model.predict(feats)
-    return pairs.select("user_id", "item_id").with_columns(pl.Series("score", np.asarray(score, dtype=np.float64)))
+        shared = ranker_features(features, frame, None, text_encoders=[sp.encoder for sp in rankers if sp.encoder])
+    for spec in specs:
+        if spec.kind == "popularity":
+            score = pop
+        elif spec.kind == "als":
+            au = features.als_user_rows(users)[urow]
+            itf, known = features.als_items()
+            uf = features.als.user_factors if features.als is not None else np.zeros((0, itf.shape[1]), np.float32)
+            s = pair_dot(uf, au, itf, icol, (au >= 0) & known[icol]).astype(np.float64)
+            score = np.where(np.isnan(s), -np.inf, s)
+        elif spec.kind == "content":
+            al = features.aligned(spec.encoder)
+            er = features.encoder_user_rows(spec.encoder, users)[urow]
+            uv = features.encoder(spec.encoder).user_vectors
+            s = pair_dot(uv, er, al.vectors, icol, (er >= 0) & al.has_vector[icol]).astype(np.float64)
+            score = np.where(er >= 0, np.where(np.isnan(s), -np.inf, s), pop)
+        else:
+            score = _model_for(spec, ranker_models).predict(shared)
+        yield spec.name, pairs.select("user_id", "item_id").with_columns(pl.Series("score", np.asarray(score, dtype=np.float64)))
 
 
 def build_training_frame(

@@ -35,8 +35,8 @@ from recsys_assets.lib.ranking.arms import (
     popularity_tiebreak,
     ranker_arm_names,
     RECS_SCHEMA,
-    recommend,
-    top_k_items,
+    recommend_arms,
+    top_k_items_arms,
 )
 from recsys_assets.lib.ranking.candidates import arm_sources, generate_candidates
 from recsys_assets.lib.ranking.config import RankingConfig
@@ -177,15 +177,18 @@ def serve_day(
     # ranks the new AND cold segment items, and the evaluation splits the cell by segment.
     new_items = new_item_ids(feats, ("new", "cold") if view.protocol == "temporal" else ("new",))
     recs, cold, stats, explained = [], [], {}, []
-    for arm in arm_names(rcfg):
+    names = arm_names(rcfg)
+    # All arms at once: per block of users, the ranker arms share their candidates and features.
+    served = recommend_arms(names, feats, users, rcfg.k, models, rcfg)
+    cold_arms = {a: popularity_tiebreak(feats) if parse_arm(a).is_ranker else None for a in names if not parse_arm(a).slots}
+    cold_top = top_k_items_arms(cold_arms, feats, eval_users, new_items, rcfg.k, models, rcfg) if new_items and eval_users else {}
+    for arm in names:
         spec = parse_arm(arm)
-        r, st = recommend(arm, feats, users, rcfg.k, models, rcfg)
+        r, st = served[arm]
         recs.append(r.with_columns(arm=pl.lit(arm)))
         stats[arm] = st
-        if new_items and eval_users and not spec.slots:
-            tb = popularity_tiebreak(feats) if spec.is_ranker else None
-            c = top_k_items(arm, feats, eval_users, new_items, rcfg.k, models, rcfg, tb)
-            cold.append(c.with_columns(arm=pl.lit(arm)))
+        if arm in cold_top:
+            cold.append(cold_top[arm].with_columns(arm=pl.lit(arm)))
         if spec.is_ranker and not spec.slots and r.height:
             explained.append(explain_recommendations(arm, feats, r, models, rcfg).with_columns(arm=pl.lit(arm)))
     write_parquet_atomic(pl.concat(recs), out_dir.joinpath("recs.parquet"))

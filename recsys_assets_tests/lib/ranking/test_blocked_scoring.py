@@ -39,3 +39,48 @@ def test_top_k_items_in_blocks_equals_scoring_every_pair(arm, world, serve_featu
     got = top_k_items(arm, serve_features, users, items, K, models, CFG, tb)
     assert got.equals(want)
     assert got.get_column("user_id").n_unique() == len(users)
+
+
+ALL_ARMS = ["popularity", "als", "content_topic", "content_noise", "ranker_no_text", "ranker_topic", "ranker_noise", "ranker_topic+slots2"]
+
+
+def _pool_alone(arm, features, users, models):
+    """A ranker arm's scored candidates computed from its own sources only (what serving did before sharing)."""
+    from recsys_assets.lib.ranking.candidates import arm_sources, generate_candidates
+    from recsys_assets.lib.ranking.features import ranker_features
+
+    spec = arms.parse_arm(arm)
+    cands = generate_candidates(features, users, arm_sources(spec.base), CFG)
+    feats = ranker_features(features, cands, spec.encoder)
+    return feats.select("user_id", "item_id").with_columns(score=models[spec.base].predict(feats))
+
+
+def test_shared_ranker_pools_equal_each_arm_alone(world, serve_features, models):
+    """One candidate/feature frame for all ranker arms: each arm's rows, features and scores are exactly
+    those of its own candidates (the text arms add candidates the others must not see)."""
+    users = sorted(world.user_topic) + ["never-seen-user"]
+    specs = [arms.parse_arm(a) for a in ("ranker_no_text", "ranker_topic", "ranker_noise")]
+    pools = arms._ranker_pools(specs, serve_features, users, models, CFG)
+    sizes = set()
+    for spec in specs:
+        got, stats = pools[spec.base]
+        assert got.equals(_pool_alone(spec.name, serve_features, users, models))
+        assert stats["n_candidates"] == got.height
+        sizes.add(got.height)
+    assert len(sizes) > 1  # the arms' pools really differ, so the rows are filtered per arm
+
+
+def test_all_arms_at_once_equal_one_call_per_arm(world, serve_features, models, monkeypatch):
+    users = sorted(world.user_topic) + ["never-seen-user"]
+    monkeypatch.setattr(arms, "BLOCK_USERS", 11)
+    together = arms.recommend_arms(ALL_ARMS, serve_features, users, K, models, CFG)
+    items = new_item_ids(serve_features, ("new", "cold"))
+    tbs = {a: popularity_tiebreak(serve_features) if a.startswith("ranker") else None for a in ALL_ARMS}
+    monkeypatch.setattr(arms, "BLOCK_PAIRS", 5 * len(items))
+    cold = arms.top_k_items_arms(tbs, serve_features, users, items, K, models, CFG)
+    for arm in ALL_ARMS:
+        alone, stats = recommend(arm, serve_features, users, K, models, CFG)
+        assert together[arm][0].equals(alone), arm
+        assert together[arm][1] == stats, arm
+        want = top_k_from_scores(score_items(arm, serve_features, users, items, models, CFG), K, serve_features, tbs[arm])
+        assert cold[arm].equals(want), arm
