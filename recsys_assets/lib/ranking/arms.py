@@ -408,15 +408,11 @@ def _iter_item_scores(
     specs = [parse_arm(a) for a in dict.fromkeys(arms)]
     users = list(dict.fromkeys(user_ids))
     items = features.item_index.join(pl.DataFrame({"item_id": pl.Series(list(dict.fromkeys(item_ids)), dtype=pl.String)}), on="item_id", how="semi")
-    pairs = (
-        pl.DataFrame({"user_id": pl.Series(users, dtype=pl.String)})
-        .with_row_index("urow")
-        .join(items, how="cross")
-        .join(features.view.seen.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)), on=["user_id", "item_id"], how="anti")
-        .sort("urow", "icol")
-    )
-    urow = pairs.get_column("urow").cast(pl.Int64).to_numpy()
-    icol = pairs.get_column("icol").to_numpy()
+    cols = items.get_column("icol").to_numpy()  # catalogue order
+    # users x items minus the seen pairs, by user then catalogue column (a grid, not a join with the seen log)
+    urow, c = np.nonzero(~features.seen_matrix(users)[:, cols].toarray()) if len(users) and len(cols) else (np.zeros(0, np.int64),) * 2
+    urow, icol = urow.astype(np.int64), cols[c].astype(np.int64)
+    pairs = pl.DataFrame({"user_id": pl.Series(users, dtype=pl.String).gather(urow), "item_id": items.get_column("item_id").gather(c)})
     pop = features.popularity_score[icol]
     rankers = [sp for sp in specs if sp.is_ranker]
     shared = None

@@ -221,17 +221,28 @@ class SnapshotFeatures:
         return self.view.user_segments(list(user_ids), self.protocol)
 
     def seen_matrix(self, user_ids: Sequence[str]) -> sp.csr_matrix:
-        """bool CSR (requested users x catalogue): pairs seen before the cutoff (never recommended)."""
-        req = pl.DataFrame({"user_id": pl.Series(list(user_ids), dtype=pl.String), "urow": np.arange(len(user_ids), dtype=np.int64)})
-        hit = self.view.seen.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)).join(
-            req, on="user_id", how="inner"
-        ).join(self.item_index, on="item_id", how="inner")
-        m = sp.csr_matrix(
-            (np.ones(hit.height, dtype=bool), (hit.get_column("urow").to_numpy(), hit.get_column("icol").to_numpy())),
-            shape=(len(user_ids), len(self.item_ids)),
-        )
-        m.sum_duplicates()
-        return m
+        """bool CSR (requested users x catalogue): pairs seen before the cutoff (never recommended).
+
+        The rows are sliced from one CSR of every user with history, built on the first call:
+        serving asks for many small blocks of users, and joining the whole seen log per block
+        grew with blocks x history.
+        """
+        if "seen_all" not in self._cache:
+            hit = self.view.seen.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)).join(
+                self.item_index, on="item_id", how="inner"
+            )
+            index = _index_frame(hit.get_column("user_id").unique().sort().to_list())
+            rows = hit.select("user_id").join(index.rename({"id": "user_id"}), on="user_id", how="left", maintain_order="left").get_column("row").to_numpy()
+            n_users = index.height
+            m = sp.csr_matrix(
+                (np.ones(hit.height, dtype=bool), (rows, hit.get_column("icol").to_numpy())),
+                shape=(n_users + 1, len(self.item_ids)),  # the last row is empty: users without history
+            )
+            m.sum_duplicates()
+            self._cache["seen_all"] = (index, m)
+        index, m = self._cache["seen_all"]
+        rows = _lookup(list(user_ids), index)
+        return m[np.where(rows >= 0, rows, m.shape[0] - 1)]
 
 
 def _index_frame(ids: Sequence[str]) -> pl.DataFrame:
