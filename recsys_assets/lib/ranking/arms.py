@@ -185,11 +185,26 @@ def _shared_ranker_frame(specs: Sequence[ArmSpec], features: SnapshotFeatures, u
     own, so an arm's rows of this frame (:func:`_arm_rows`) are exactly what its own candidates and
     ``ranker_features`` give: the candidates and the shared features are computed once for all arms.
     """
-    sources = tuple(dict.fromkeys(src for sp in specs for src in arm_sources(sp.base)))
-    encoders = list(dict.fromkeys(sp.encoder for sp in specs if sp.encoder))
+    sources = _union_sources(specs)
     cands = generate_candidates(features, users, sources, cfg)
     flags = cands.select([source_column(src) for src in sources])
-    return ranker_features(features, cands, None, text_encoders=encoders).hstack(flags.rename(lambda c: f"_{c}"))
+    return ranker_features(features, cands, None, text_encoders=_text_encoders(specs)).hstack(flags.rename(lambda c: f"_{c}"))
+
+
+def _with_candidate_flags(pairs: pl.DataFrame, cands: pl.DataFrame) -> pl.DataFrame:
+    """``pairs`` (same rows and order) with the candidates' ``source_*`` flags (False where no source
+    proposed the pair) and ``rank_als``: what ``ranker_features`` needs for pairs that are not all candidates."""
+    flag_cols = [c for c in cands.columns if c.startswith("source_") or c == "rank_als"]
+    frame = pairs.join(cands.select("user_id", "item_id", *flag_cols), on=["user_id", "item_id"], how="left", maintain_order="left")
+    return frame.with_columns([pl.col(c).fill_null(False) for c in flag_cols if c.startswith("source_")])
+
+
+def _union_sources(specs: Sequence[ArmSpec]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(src for sp in specs for src in arm_sources(sp.base)))
+
+
+def _text_encoders(specs: Sequence[ArmSpec]) -> list[str]:
+    return list(dict.fromkeys(sp.encoder for sp in specs if sp.encoder))
 
 
 def _arm_rows(shared: pl.DataFrame, spec: ArmSpec) -> pl.DataFrame:
@@ -417,12 +432,9 @@ def _iter_item_scores(
     rankers = [sp for sp in specs if sp.is_ranker]
     shared = None
     if rankers:
-        sources = tuple(dict.fromkeys(src for sp in rankers for src in arm_sources(sp.base)))
-        cands = generate_candidates(features, users, sources, cfg)
-        flag_cols = [c for c in cands.columns if c.startswith("source_") or c == "rank_als"]
-        frame = pairs.select("user_id", "item_id").join(cands.select("user_id", "item_id", *flag_cols), on=["user_id", "item_id"], how="left", maintain_order="left")
-        frame = frame.with_columns([pl.col(c).fill_null(False) for c in flag_cols if c.startswith("source_")])
-        shared = ranker_features(features, frame, None, text_encoders=[sp.encoder for sp in rankers if sp.encoder])
+        # every pair is scored, so the candidates only give the pairs' source flags and ALS rank
+        frame = _with_candidate_flags(pairs, generate_candidates(features, users, _union_sources(rankers), cfg))
+        shared = ranker_features(features, frame, None, text_encoders=_text_encoders(rankers))
     for spec in specs:
         if spec.kind == "popularity":
             score = pop
@@ -505,10 +517,7 @@ def explain_recommendations(
     h = hash_u64([f"{u}\x00{i}" for u, i in zip(recs.get_column("user_id").to_list(), recs.get_column("item_id").to_list())], "explain")
     sample = recs.with_columns(pl.Series("_h", h)).sort("_h").head(cfg.explain_sample).drop("_h")
     users = sample.get_column("user_id").unique().sort().to_list()
-    cands = generate_candidates(features, users, arm_sources(spec.base), cfg)
-    flag_cols = [c for c in cands.columns if c.startswith("source_") or c == "rank_als"]
-    frame = sample.select("user_id", "item_id", "rank").join(cands.select("user_id", "item_id", *flag_cols), on=["user_id", "item_id"], how="left", maintain_order="left")
-    frame = frame.with_columns([pl.col(c).fill_null(False) for c in flag_cols if c.startswith("source_")])
+    frame = _with_candidate_flags(sample.select("user_id", "item_id", "rank"), generate_candidates(features, users, arm_sources(spec.base), cfg))
     feats = ranker_features(features, frame, spec.encoder)
     return sample.select("user_id", "item_id", "rank").hstack(model.explain(feats).drop("user_id", "item_id"))
 
