@@ -24,7 +24,8 @@ With ``CACHE=DIR`` each (protocol, day)'s examples, truth and baseline metrics a
 there once and read back on later runs (only the LightGBM fits are repeated).
 
 One JSON line per (day, protocol, variant) and a summary (mean over days of the per-day mean
-recall@20 / NDCG@20, and ranker minus the better baseline).
+recall@20 / NDCG@20, and of the variant minus popularity on the same users); ``OUT=FILE.parquet``
+keeps the rows, ``--summarize FILE.parquet`` prints their summary again.
 
     .venv/bin/python benchmarks/bench_serve_like.py LAKE 1998-02-20 1998-03-26 temporal,item_holdout window,n7,n7_last
 """
@@ -233,23 +234,37 @@ def run(lake_root, start, end, protocols, variants):
 
 
 def summary(df: pl.DataFrame) -> pl.DataFrame:
+    """Per protocol and arm: mean over days of the per-day user mean recall@20 / NDCG@20, and of
+    (arm - popularity) on the same day's users (``r-pop``, ``n-pop``); ``n_days_above`` = share of days
+    the arm's NDCG@20 beat popularity's."""
     per_day = df.group_by("protocol", "metric", "day", "arm").agg(pl.col("value").mean())
-    best = (
-        per_day.filter(pl.col("arm").is_in(["popularity", "als"]))
-        .group_by("protocol", "metric", "day")
-        .agg(pl.col("value").max().alias("best_day"))
+    wide = per_day.pivot(on="metric", index=["protocol", "day", "arm"], values="value")
+    pop = wide.filter(pl.col("arm") == "popularity").select("protocol", "day", pl.col("recall").alias("pr"), pl.col("ndcg").alias("pn"))
+    return (
+        wide.join(pop, on=["protocol", "day"])
+        .group_by("protocol", "arm")
+        .agg(
+            pl.len().alias("days"),
+            pl.col("recall").mean().alias("r20"),
+            (pl.col("recall") - pl.col("pr")).mean().alias("r-pop"),
+            pl.col("ndcg").mean().alias("n20"),
+            (pl.col("ndcg") - pl.col("pn")).mean().alias("n-pop"),
+            (pl.col("ndcg") > pl.col("pn")).mean().alias("n_days_above"),
+        )
+        .sort("protocol", "n-pop", descending=[False, True])
     )
-    # "r - best": per day, arm minus the better of popularity/als on that day's users (as the gate, but per day).
-    s = (
-        per_day.join(best, on=["protocol", "metric", "day"])
-        .group_by("protocol", "metric", "arm")
-        .agg(pl.col("value").mean().alias("mean"), (pl.col("value") - pl.col("best_day")).mean().alias("minus_best_day"), pl.len().alias("days"))
-        .sort("protocol", "metric", "mean", descending=[False, False, True])
-    )
-    return s
+
+
+def print_summary(df: pl.DataFrame) -> None:
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=4, tbl_width_chars=200, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+        print(summary(df))
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--summarize":
+        # bench_serve_like.py --summarize OUT.parquet: the summary of an earlier run's rows
+        print_summary(pl.read_parquet(sys.argv[2]))
+        sys.exit(0)
     lake, s, e = sys.argv[1], date.fromisoformat(sys.argv[2]), date.fromisoformat(sys.argv[3])
     protocols = sys.argv[4].split(",")
     names = sys.argv[5].split(",")
@@ -257,5 +272,4 @@ if __name__ == "__main__":
     out = os.environ.get("OUT")
     if out:
         df.write_parquet(out)
-    with pl.Config(tbl_rows=-1, float_precision=4, tbl_width_chars=200):
-        print(summary(df))
+    print_summary(df)
