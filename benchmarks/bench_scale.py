@@ -18,6 +18,8 @@ the sizes (least squares; 1 = linear in the events, 2 = quadratic). Prints a tab
 
     .venv/bin/python benchmarks/bench_scale.py --events 1M,3M --lake-root /tmp/scale/bench
     .venv/bin/python benchmarks/bench_scale.py --events 10M --lake-root /tmp/scale/bench --merge benchmarks/results/scale.json
+    .venv/bin/python benchmarks/bench_scale.py --events 3M --lake-root /tmp/scale/bench --no-night    # world + cold encode now,
+    .venv/bin/python benchmarks/bench_scale.py --events 1M,3M --lake-root /tmp/scale/bench --reuse  # the nights later (code changes)
 
 Timings on a shared machine are noisy (the 1-minute load average is recorded with each run).
 """
