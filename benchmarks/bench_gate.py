@@ -17,6 +17,10 @@ With ``--text`` it also prints the text-lift cells (LM ranker vs ``ranker_no_tex
 
     .venv/bin/python benchmarks/bench_gate.py --lake /tmp/lake [--start D --end D] [--text] [--check]
 
+After the gate it prints the product's own treatment check over the same days
+(``reports.ranker_check``: the rollup's statistics, users as clusters and items resampled where
+shared, so its intervals are wider than the user-day bootstrap above).
+
 ``--check`` exits 1 when a ranker arm fails the gate (use it in a nightly CI job). The fast
 gate test on a synthetic world is ``recsys_assets_tests/lib/ranking/test_gate.py``.
 """
@@ -29,7 +33,9 @@ from datetime import date
 
 import polars as pl
 
-from recsys_assets.lib.evaluation.reporting import load_per_user
+from recsys_assets.lib.evaluation.lift import LiftConfig
+from recsys_assets.lib.evaluation.ranker_check import ranker_check_lines, ranker_check_rows
+from recsys_assets.lib.evaluation.reporting import load_per_user, pooled_window
 from recsys_assets.lib.evaluation.stats import paired_bootstrap
 from recsys_assets.lib.lake import Lake
 
@@ -143,6 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     print(show(gate))
     failed = gate.filter(~pl.col("reach"))
     print(f"gate: {'PASS' if failed.height == 0 else 'FAIL'} ({gate.height - failed.height}/{gate.height} cells reach the best baseline; {int(gate['above'].sum())} significantly above it)")
+    # The product's own check over the same days (reports.ranker_check): the rollup's statistics,
+    # users as clusters (a user's days move together) and items resampled where users share them.
+    pooled, pairs = pooled_window(lake, days)
+    check = ranker_check_rows(pooled, LiftConfig(), days[0], days[-1], per_pair=pairs)
+    print("\nThe product's treatment check on the same days (reports.ranker_check; user-cluster / two-way CIs):")
+    print(show(check.drop("window_start", "window_end")))
+    print(ranker_check_lines(check)[-1])
     if args.text:
         lm = [a.strip() for a in args.lm.split(",") if a.strip()]
         print("\nText lift inside the ranker (recall@20, paired bootstrap over user-days):")

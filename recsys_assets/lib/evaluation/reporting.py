@@ -147,6 +147,18 @@ class WindowReport:
     """Every ranker arm vs the best of popularity/ALS (``reports.ranker_check``)."""
 
 
+def pooled_window(lake: Lake, days: list[date]) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """(per-user rows, per-pair rows or None) of ``days`` pooled as the rollup pools them: trivial
+    day-cells dropped, ``cluster_id`` = the user behind each user-day."""
+    stats = {d: load_arm_stats(lake, d) for d in days}
+    pooled = pool_days({d: drop_trivial(load_per_user(lake, d), stats[d]) for d in days})
+    if pooled.height == 0:
+        return pooled, None
+    pairs_by_day = {d: load_per_pair(lake, d) for d in days}
+    # Two-way cells need every pooled day's pairs; a window with an older day falls back to users only.
+    return pooled, pool_days(pairs_by_day) if all(p is not None for p in pairs_by_day.values()) else None
+
+
 def rollup_report(
     lake: Lake, end: date, n_days: int, lm_encoders: list[str], cfg: LiftConfig, config_hash: str, fingerprints: dict[str, str]
 ) -> WindowReport:
@@ -156,13 +168,9 @@ def rollup_report(
     that ranked no more than K items that day) are left out of the pool.
     """
     days = window_days(lake, end, n_days)
-    stats = {d: load_arm_stats(lake, d) for d in days}
-    pooled = pool_days({d: drop_trivial(load_per_user(lake, d), stats[d]) for d in days})
+    pooled, pairs = pooled_window(lake, days)
     if pooled.height == 0:
         return WindowReport(pl.DataFrame(), pl.DataFrame(), days, pl.DataFrame(), pl.DataFrame())
-    pairs_by_day = {d: load_per_pair(lake, d) for d in days}
-    # Two-way cells need every pooled day's pairs; a window with an older day falls back to users only.
-    pairs = pool_days(pairs_by_day) if all(p is not None for p in pairs_by_day.values()) else None
     arms = pooled["arm"].unique().sort().to_list()
     comps = comparisons_for(arms, lm_encoders)
     start = days[0]
