@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from recsys_assets.lib.errors import RecsysError
+
 ANSWER_COLUMNS = ("question", "where", "answer")
 
 SIZE, COST, STUDENT, FUSION, NEW_USERS = (
@@ -50,9 +52,26 @@ def _where(protocol: str, cell: str, n) -> str:
     return f"{protocol}/{cell} (n={n})" if n is not None else f"{protocol}/{cell}"
 
 
-def size_answer(block: list[dict]) -> str:
+def student_names(es: pl.DataFrame) -> set[str]:
+    """Encoders of the table that are distilled students: a teacher, or the registry's family ``student``
+    (the collaborative student's teacher is ALS, not an encoder)."""
+    from recsys_assets.lib.features.encoders import encoder_spec
+    from recsys_assets.lib.study.plan import load_student_modules
+
+    load_student_modules()
+    out = set(es.filter(pl.col("teacher").is_not_null())["encoder"].to_list())
+    for name in es["encoder"].unique().to_list():
+        try:
+            if encoder_spec(name).family == "student":
+                out.add(name)
+        except RecsysError:  # an encoder this install does not know: not a student it can name
+            continue
+    return out
+
+
+def size_answer(block: list[dict], students: set[str] = frozenset()) -> str:
     """Bigger model? over the ladder's language models (students excluded) of one cell, by parameters."""
-    lms = sorted((r for r in block if r["is_lm"] and not r["teacher"]), key=lambda r: (r["params"] or 0, r["encoder"]))
+    lms = sorted((r for r in block if r["is_lm"] and not r["teacher"] and r["encoder"] not in students), key=lambda r: (r["params"] or 0, r["encoder"]))
     if not lms:
         return "no language model in this cell"
     lifting = [r for r in lms if verdict(r["ci_low_vs_no_text"], r["ci_high_vs_no_text"]) == "clears 0"]
@@ -88,13 +107,21 @@ def cost_answer(block: list[dict]) -> str:
     return "; ".join(parts) + f"; Pareto front: {front}"
 
 
-def student_answers(es: pl.DataFrame) -> list[dict]:
-    """One line per student: the share of its teacher's lift kept where the teacher's lift clears 0, and its speed-up."""
+def student_answers(es: pl.DataFrame, names: set[str]) -> list[dict]:
+    """One line per student: the share of its teacher's lift kept where the teacher's lift clears 0, and its speed-up;
+    a student without an encoder teacher (ALS factors) gets its own lift."""
     out = []
-    students = es.filter(pl.col("teacher").is_not_null())
-    for name in sorted(students["encoder"].unique().to_list()):
-        rows = students.filter(pl.col("encoder") == name).sort("protocol", "cell").to_dicts()
+    for name in sorted(names):
+        rows = es.filter(pl.col("encoder") == name).sort("protocol", "cell").to_dicts()
+        if not rows:
+            continue
         teacher = rows[0]["teacher"]
+        if not teacher:
+            own = [f"{r['protocol']}/{r['cell']} {fmt_ci(r['lift_vs_no_text'], r['ci_low_vs_no_text'], r['ci_high_vs_no_text'])}" for r in rows
+                   if verdict(r["ci_low_vs_no_text"], r["ci_high_vs_no_text"]) == "clears 0"]
+            answer = ("its own ranker lift over no text clears 0 in " + "; ".join(own)) if own else "its own ranker lift over no text clears 0 in no cell"
+            out.append({"question": STUDENT, "where": f"{name} (teacher: ALS factors)", "answer": answer})
+            continue
         speed = next((r["speedup_vs_teacher"] for r in rows if r["speedup_vs_teacher"]), None)
         speed_txt = f", {speed:.1f}x its encode speed" if speed else ""
         kept = [r for r in rows if r["share_of_teacher_lift"] is not None]
@@ -162,9 +189,10 @@ def study_answer(es: pl.DataFrame, fu: pl.DataFrame, nu: pl.DataFrame) -> pl.Dat
     """The answer table (question, where, answer) of one window's three study tables."""
     rows: list[dict] = []
     blocks = _by_cell(es, "encoder")
-    rows += [{"question": SIZE, "where": where, "answer": size_answer(block)} for where, block in blocks]
+    students = student_names(es)
+    rows += [{"question": SIZE, "where": where, "answer": size_answer(block, students)} for where, block in blocks]
     rows += [{"question": COST, "where": where, "answer": cost_answer(block)} for where, block in blocks]
-    rows += student_answers(es)
+    rows += student_answers(es, students)
     rows += [{"question": FUSION, "where": where, "answer": fusion_answer(block)} for where, block in _by_cell(fu, "step")]
     for protocol in sorted(nu["protocol"].unique().to_list()) if nu.height else []:
         block = nu.filter(pl.col("protocol") == protocol).to_dicts()
