@@ -80,6 +80,8 @@ def size_answer(block: list[dict], students: set[str] = frozenset()) -> str:
     def one(r):
         return f"{r['encoder']} ({_params(r['params'])}) {fmt_ci(r['lift_vs_no_text'], r['ci_low_vs_no_text'], r['ci_high_vs_no_text'])}"
 
+    if len(lms) == 1:
+        return f"one language model only (no ladder): {one(large)} ({verdict(large['ci_low_vs_no_text'], large['ci_high_vs_no_text'])})"
     if not lifting:
         return f"no: no LM's ranker lift over no text clears 0; smallest {one(small)}, largest {one(large)}"
     names = ", ".join(one(r) for r in lifting)

@@ -106,3 +106,8 @@ def test_fusion_and_new_user_lines():
     assert line.endswith("plain attributes vs popularity: +0.0066 [-0.019, +0.032] (within noise)")
     text = answer_text(ans)
     assert text.splitlines()[0].startswith("  " + SIZE)
+
+
+def test_a_single_language_model_is_not_called_a_ladder():
+    ans = study_answer(*_frames([_es_row("minilm-l6", 22_700_000, 0.02, -0.01, 0.05)]))
+    assert _answer(ans, SIZE) == ["one language model only (no ladder): minilm-l6 (22.7M) +0.0200 [-0.010, +0.050] (within noise)"]
