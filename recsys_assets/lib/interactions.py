@@ -113,10 +113,16 @@ def positives(events: pl.DataFrame, cfg: InteractionConfig) -> pl.DataFrame:
     )
 
 
-def _index_frame(ids: Sequence[str], name: str) -> pl.DataFrame:
-    return pl.DataFrame(
-        {name: pl.Series(name, list(ids), dtype=pl.String), f"{name}_idx": np.arange(len(ids), dtype=np.int32)}
-    )
+def id_index(ids: Sequence[str], name: str = "id") -> pl.DataFrame:
+    """The vocabulary ``ids`` as a frame to join on: ``name`` (String) and ``<name>_row`` (Int64, its
+    position). The one id -> row mapping (matrices, ALS factors, embeddings, profiles)."""
+    return pl.DataFrame({name: pl.Series(name, list(ids), dtype=pl.String), f"{name}_row": np.arange(len(ids), dtype=np.int64)})
+
+
+def rows_of(ids: Sequence[str] | pl.Series, index: pl.DataFrame, name: str = "id") -> np.ndarray:
+    """Row of each of ``ids`` in ``index`` (an :func:`id_index`), in order; -1 where unknown."""
+    q = pl.DataFrame({name: pl.Series(name, ids if isinstance(ids, pl.Series) else list(ids), dtype=pl.String)})
+    return q.join(index, on=name, how="left", maintain_order="left").get_column(f"{name}_row").fill_null(-1).to_numpy()
 
 
 def build_matrix(
@@ -151,13 +157,13 @@ def build_matrix(
     if len(set(user_ids)) != len(user_ids) or len(set(item_ids)) != len(item_ids):
         raise UnknownIdError("build_matrix: user_ids / item_ids must not contain duplicates.")
 
-    joined = frame.join(_index_frame(user_ids, "user_id"), on="user_id", how="left").join(
-        _index_frame(item_ids, "item_id"), on="item_id", how="left"
+    joined = frame.join(id_index(user_ids, "user_id"), on="user_id", how="left").join(
+        id_index(item_ids, "item_id"), on="item_id", how="left"
     )
-    unknown = joined.filter(pl.col("user_id_idx").is_null() | pl.col("item_id_idx").is_null())
+    unknown = joined.filter(pl.col("user_id_row").is_null() | pl.col("item_id_row").is_null())
     if unknown.height:
-        n_u = unknown.filter(pl.col("user_id_idx").is_null()).get_column("user_id").n_unique()
-        n_i = unknown.filter(pl.col("item_id_idx").is_null()).get_column("item_id").n_unique()
+        n_u = unknown.filter(pl.col("user_id_row").is_null()).get_column("user_id").n_unique()
+        n_i = unknown.filter(pl.col("item_id_row").is_null()).get_column("item_id").n_unique()
         msg = (
             f"build_matrix: {unknown.height} of {events.height} events name ids outside the given "
             f"vocabulary ({n_u} unknown users, {n_i} unknown items; e.g. "
@@ -166,11 +172,11 @@ def build_matrix(
         if on_unknown == "raise":
             raise UnknownIdError(msg + ". Pass on_unknown='drop' to leave them out, or widen the vocabulary.")
         log.warning("%s; dropped.", msg)
-        joined = joined.filter(pl.col("user_id_idx").is_not_null() & pl.col("item_id_idx").is_not_null())
+        joined = joined.filter(pl.col("user_id_row").is_not_null() & pl.col("item_id_row").is_not_null())
     joined = joined.filter(pl.col("strength") > 0)
 
-    rows = joined.get_column("user_id_idx").to_numpy()
-    cols = joined.get_column("item_id_idx").to_numpy()
+    rows = joined.get_column("user_id_row").to_numpy()
+    cols = joined.get_column("item_id_row").to_numpy()
     vals = joined.get_column("strength").to_numpy().astype(np.float32, copy=False)
     mat = sp.csr_matrix((vals, (rows, cols)), shape=(len(user_ids), len(item_ids)), dtype=np.float32)
     mat.sum_duplicates()  # also sorts indices

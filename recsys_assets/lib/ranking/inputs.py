@@ -22,6 +22,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys_assets.lib.errors import RecsysError
+from recsys_assets.lib.interactions import id_index, rows_of
 from recsys_assets.lib.features.als import ALSModel
 from recsys_assets.lib.features.content_to_cf import ContentToCFModel
 from recsys_assets.lib.snapshot import ProtocolConfig, SnapshotView
@@ -169,7 +170,7 @@ class SnapshotFeatures:
             if self.als is None:
                 self._cache["als_items"] = (np.zeros((n, 1), np.float32), np.zeros(n, bool))
             else:
-                rows = _rows_of(self.item_ids, self.als.item_ids)
+                rows = rows_of(self.item_ids, id_index(self.als.item_ids))
                 known = rows >= 0
                 f = np.zeros((n, self.als.n_factors), np.float32)
                 f[known] = self.als.item_factors[rows[known]]
@@ -181,8 +182,8 @@ class SnapshotFeatures:
         if self.als is None:
             return np.full(len(user_ids), -1, np.int64)
         if "als_user_index" not in self._cache:
-            self._cache["als_user_index"] = _index_frame(self.als.user_ids)
-        return _lookup(user_ids, self._cache["als_user_index"])
+            self._cache["als_user_index"] = id_index(self.als.user_ids)
+        return rows_of(user_ids, self._cache["als_user_index"])
 
     # --- encoders -----------------------------------------------------------------
     def encoder(self, name: str) -> EncoderFeatures:
@@ -198,7 +199,7 @@ class SnapshotFeatures:
         if key not in self._cache:
             enc = self.encoder(name)
             n = len(self.item_ids)
-            rows = _rows_of(self.item_ids, enc.item_ids)
+            rows = rows_of(self.item_ids, id_index(enc.item_ids))
             has = rows >= 0
             vec = np.zeros((n, enc.item_vectors.shape[1]), np.float32)
             vec[has] = enc.item_vectors[rows[has]]
@@ -209,11 +210,11 @@ class SnapshotFeatures:
                     pseudo[has] = enc.c2cf.predict(vec[has])
             if not has.all():
                 log.info("encoder %s: %d of %d catalogue items have no vector", name, int((~has).sum()), n)
-            self._cache[key] = _Aligned(vec, has, pseudo, _index_frame(enc.user_ids))
+            self._cache[key] = _Aligned(vec, has, pseudo, id_index(enc.user_ids))
         return self._cache[key]
 
     def encoder_user_rows(self, name: str, user_ids: Sequence[str]) -> np.ndarray:
-        return _lookup(user_ids, self.aligned(name).user_index)
+        return rows_of(user_ids, self.aligned(name).user_index)
 
     # --- users --------------------------------------------------------------------
     def user_table(self, user_ids: Sequence[str]) -> pl.DataFrame:
@@ -231,8 +232,8 @@ class SnapshotFeatures:
             hit = self.view.seen.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)).join(
                 self.item_index, on="item_id", how="inner"
             )
-            index = _index_frame(hit.get_column("user_id").unique().sort().to_list())
-            rows = hit.select("user_id").join(index.rename({"id": "user_id"}), on="user_id", how="left", maintain_order="left").get_column("row").to_numpy()
+            index = id_index(hit.get_column("user_id").unique().sort().to_list())
+            rows = rows_of(hit.get_column("user_id"), index)
             n_users = index.height
             m = sp.csr_matrix(
                 (np.ones(hit.height, dtype=bool), (rows, hit.get_column("icol").to_numpy())),
@@ -241,21 +242,8 @@ class SnapshotFeatures:
             m.sum_duplicates()
             self._cache["seen_all"] = (index, m)
         index, m = self._cache["seen_all"]
-        rows = _lookup(list(user_ids), index)
+        rows = rows_of(list(user_ids), index)
         return m[np.where(rows >= 0, rows, m.shape[0] - 1)]
-
-
-def _index_frame(ids: Sequence[str]) -> pl.DataFrame:
-    return pl.DataFrame({"id": pl.Series(list(ids), dtype=pl.String), "row": np.arange(len(ids), dtype=np.int64)})
-
-
-def _lookup(ids: Sequence[str], index: pl.DataFrame) -> np.ndarray:
-    q = pl.DataFrame({"id": pl.Series(list(ids), dtype=pl.String)})
-    return q.join(index, on="id", how="left", maintain_order="left").get_column("row").fill_null(-1).to_numpy()
-
-
-def _rows_of(wanted: Sequence[str], ids: Sequence[str]) -> np.ndarray:
-    return _lookup(wanted, _index_frame(ids))
 
 
 def assemble_snapshot_features(
