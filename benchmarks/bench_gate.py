@@ -34,7 +34,7 @@ from datetime import date
 import polars as pl
 
 from recsys_assets.lib.evaluation.lift import LiftConfig
-from recsys_assets.lib.evaluation.ranker_check import ranker_check_lines, ranker_check_rows
+from recsys_assets.lib.evaluation.ranker_check import ranker_check_notes, ranker_check_rows
 from recsys_assets.lib.evaluation.reporting import load_per_user, pooled_window
 from recsys_assets.lib.evaluation.stats import paired_bootstrap
 from recsys_assets.lib.lake import Lake
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     check = ranker_check_rows(pooled, LiftConfig(), days[0], days[-1], per_pair=pairs)
     print("\nThe product's treatment check on the same days (reports.ranker_check; user-cluster / two-way CIs):")
     print(show(check.drop("window_start", "window_end")))
-    print(ranker_check_lines(check)[-1])
+    print(ranker_check_notes(check)[-1])
     if args.text:
         lm = [a.strip() for a in args.lm.split(",") if a.strip()]
         print("\nText lift inside the ranker (recall@20, paired bootstrap over user-days):")

@@ -57,18 +57,17 @@ def answer_text(headline: pl.DataFrame, encoder_cost: pl.DataFrame | None = None
     """The treatment check's warnings first, then the headline table, one sentence per protocol, the
     check's summary and the cost sentence (terminal text)."""
     from recsys_assets.lib.evaluation.answer import answer_sentences, caveats, cost_sentence, format_headline_table, metrics_words, verdict_counts, window_words
-    from recsys_assets.lib.evaluation.ranker_check import ranker_check_lines
+    from recsys_assets.lib.evaluation.ranker_check import ranker_check_notes, ranker_check_warnings
 
     if headline.is_empty():
         return "Headline: reports.headline has no rows yet (run the report assets: `recsys-assets demo`, or the nightly job)."
-    check = ranker_check_lines(ranker_check) if ranker_check is not None else []
-    warnings = [line for line in check if line.startswith("WARNING")]
+    warnings = ranker_check_warnings(ranker_check) if ranker_check is not None else []
     counts = ", ".join(f"{n} {v}" for v, n in verdict_counts(headline).items() if n)
     lines = warnings + ([""] if warnings else [])
     lines += [f"Headline, {window_words(headline)}: {headline.height} primary endpoints, {metrics_words(headline)} ({counts})", format_headline_table(headline), ""]
     lines += [f"- {s}" for s in answer_sentences(headline)]
     lines += [f"Note: {c}" for c in caveats(headline)]
-    lines += [line for line in check if not line.startswith("WARNING")]
+    lines += ranker_check_notes(ranker_check) if ranker_check is not None else []
     cost = cost_sentence(encoder_cost)
     if cost:
         lines += ["", cost]

@@ -12,7 +12,7 @@ from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.defs.schedules import REPORT_FRESHNESS
 from recsys_assets.lib.evaluation.html_report import markdown_lift_table
 from recsys_assets.lib.evaluation.lift import LiftConfig
-from recsys_assets.lib.evaluation.ranker_check import ranker_check_lines
+from recsys_assets.lib.evaluation.ranker_check import ranker_check_notes, ranker_check_warnings
 from recsys_assets.lib.evaluation.reporting import publish_window, rollup_report
 
 
@@ -30,16 +30,18 @@ def lift_rollup(context: dg.AssetExecutionContext, lake: LakeResource, models: M
     fps = fingerprints(encoder_metas(the_lake, day, cfg))
     window = rollup_report(the_lake, day, models.rollup_days, cfg.lm_encoders, LiftConfig(n_boot=models.n_boot), cfg.config_hash(), fps)
     report = publish_window(the_lake, day, window)
-    check_lines = ranker_check_lines(window.ranker_check)
-    for line in check_lines:
-        (context.log.warning if line.startswith("WARNING") else context.log.info)(line)
+    warnings, notes = ranker_check_warnings(window.ranker_check), ranker_check_notes(window.ranker_check)
+    for line in warnings:
+        context.log.warning(line)
+    for line in notes:
+        context.log.info(line)
     lift = window.lift
     shown = lift.filter((pl.col("metric") == "recall") & (pl.col("k") == 20)) if lift.height else lift
     return dg.MaterializeResult(
         metadata={
             **headline_metadata(window.headline),
-            "treatment check": dg.MetadataValue.text(" ".join(check_lines) or "no ranker arms in the window"),
-            "ranker cells below the best baseline": sum(1 for line in check_lines if line.startswith("WARNING")),
+            "treatment check": dg.MetadataValue.text(" ".join(warnings + notes) or "no ranker arms in the window"),
+            "ranker cells below the best baseline": len(warnings),
             "window": f"{window.days[0] if window.days else day}..{day}",
             "days_pooled": len(window.days),
             "rows": lift.height,

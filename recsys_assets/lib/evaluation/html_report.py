@@ -27,7 +27,7 @@ from upath import UPath
 
 from recsys_assets.lib.evaluation import answer
 from recsys_assets.lib.evaluation.answer import finite_or_none as _num
-from recsys_assets.lib.evaluation.ranker_check import ranker_check_lines
+from recsys_assets.lib.evaluation.ranker_check import ranker_check_notes, ranker_check_warnings
 from recsys_assets.lib.evaluation.stats import MIN_USERS_DEFAULT, TOO_FEW_USERS
 from recsys_assets.lib.lake import write_bytes_atomic
 
@@ -589,9 +589,8 @@ def treatment_check_html(check: pl.DataFrame | None) -> str:
     best of popularity/ALS, then the summary line and the check's rows (collapsed)."""
     if check is None or check.is_empty():
         return ""
-    lines = ranker_check_lines(check)
-    parts = [f'<div class="warning" id="treatment-warning">{_esc(line)}</div>' for line in lines if line.startswith("WARNING")]
-    parts += [f'<p class="note">{_esc(line)}</p>' for line in lines if not line.startswith("WARNING")]
+    parts = [f'<div class="warning" id="treatment-warning">{_esc(line)}</div>' for line in ranker_check_warnings(check)]
+    parts += [f'<p class="note">{_esc(line)}</p>' for line in ranker_check_notes(check)]
     cols = ["protocol", "arm", "metric", "k", "value", "best_baseline", "baseline_value", "abs_lift", "ci_low", "ci_high", "n_users", "status"]
     parts.append(f"<details><summary>Treatment check: every ranker vs the best of popularity/ALS</summary>{_html_table(check.sort('protocol', 'metric', 'arm'), cols)}</details>")
     return "".join(parts)

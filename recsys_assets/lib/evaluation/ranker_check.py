@@ -107,20 +107,24 @@ def _metric_words(metric: str, k: int) -> str:
     return f"{'NDCG' if metric == 'ndcg' else metric}@{k}"
 
 
-def ranker_check_lines(check: pl.DataFrame) -> list[str]:
-    """What the check says, worst first: a WARNING line per ranker cell significantly below its
-    best baseline, one line for cells short of it, and one summary line."""
+def ranker_check_warnings(check: pl.DataFrame) -> list[str]:
+    """One ``WARNING:`` line per ranker cell significantly below its best baseline, worst first."""
+    below = check.filter(pl.col("status") == STATUS_BELOW).sort("abs_lift") if check.height else check
+    return [
+        f"WARNING: {r['arm']} is significantly below {r['best_baseline']} on {_metric_words(r['metric'], r['k'])} "
+        f"({r['protocol']}): {r['value']:.3f} vs {r['baseline_value']:.3f}, lift {r['abs_lift']:+.3f} "
+        f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]. Lifts measured inside this ranker are measured inside a model "
+        f"that loses to a trivial baseline."
+        for r in below.iter_rows(named=True)
+    ]
+
+
+def ranker_check_notes(check: pl.DataFrame) -> list[str]:
+    """The rest of what the check says: one line for cells short of the best baseline (not
+    significantly), then the summary line."""
     if check.height == 0:
         return []
     lines = []
-    below = check.filter(pl.col("status") == STATUS_BELOW).sort("abs_lift")
-    for r in below.iter_rows(named=True):
-        lines.append(
-            f"WARNING: {r['arm']} is significantly below {r['best_baseline']} on {_metric_words(r['metric'], r['k'])} "
-            f"({r['protocol']}): {r['value']:.3f} vs {r['baseline_value']:.3f}, lift {r['abs_lift']:+.3f} "
-            f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]. Lifts measured inside this ranker are measured inside a model "
-            f"that loses to a trivial baseline."
-        )
     short = check.filter(pl.col("status") == STATUS_SHORT)
     if short.height:
         cells = ", ".join(f"{r['arm']} {_metric_words(r['metric'], r['k'])} {r['protocol']} {r['abs_lift']:+.3f}" for r in short.iter_rows(named=True))

@@ -11,7 +11,7 @@ from recsys_assets.cli_reports import answer_text
 from recsys_assets.lib.evaluation.evaluate import PER_USER_SCHEMA
 from recsys_assets.lib.evaluation.html_report import render_html_report
 from recsys_assets.lib.evaluation.lift import LiftConfig
-from recsys_assets.lib.evaluation.ranker_check import ranker_check_lines, ranker_check_rows
+from recsys_assets.lib.evaluation.ranker_check import ranker_check_notes, ranker_check_rows, ranker_check_warnings
 from recsys_assets_tests.lib.evaluation.report_fixtures import headline_frame
 
 D0, D1 = date(2024, 3, 1), date(2024, 3, 7)
@@ -56,15 +56,14 @@ def test_a_missing_baseline_is_too_few_not_a_pass():
 
 def test_the_answer_and_the_html_report_say_so_loudly():
     check = ranker_check_rows(_per_user(), LiftConfig(), D0, D1)
-    lines = ranker_check_lines(check)
-    warnings = [line for line in lines if line.startswith("WARNING")]
-    assert len(warnings) == 2 and all("ranker_tfidf" in w and "popularity" in w for w in warnings)
-    assert "of 6 ranker cells do NOT reach" in lines[-1]
+    warnings = ranker_check_warnings(check)
+    assert len(warnings) == 2 and all(w.startswith("WARNING: ranker_tfidf") and "popularity" in w for w in warnings)
+    assert "of 6 ranker cells do NOT reach" in ranker_check_notes(check)[-1]
     text = answer_text(headline_frame(), None, check)
     assert text.startswith("WARNING: ranker_tfidf is significantly below popularity")  # before the headline
     html = render_html_report(pl.DataFrame(), pl.DataFrame(), pl.DataFrame(), pl.DataFrame(), "t", headline=headline_frame(), ranker_check=check)
     assert 'id="treatment-warning"' in html and html.index("treatment-warning") < html.index("primary endpoints")
     # A ranker that reaches its baselines gets no warning, only the summary line.
     fine = check.filter(pl.col("arm") != "ranker_tfidf")
-    assert not [line for line in ranker_check_lines(fine) if line.startswith("WARNING")]
-    assert "every ranker reaches the best of popularity and ALS" in ranker_check_lines(fine.filter(pl.col("status") != "short"))[-1]
+    assert not ranker_check_warnings(fine)
+    assert "every ranker reaches the best of popularity and ALS" in ranker_check_notes(fine.filter(pl.col("status") != "short"))[-1]
