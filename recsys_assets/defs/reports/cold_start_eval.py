@@ -6,7 +6,7 @@ import polars as pl
 from recsys_assets.defs.features.common import day_snapshot, partition_day
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.ranking.recommendations import recommendations
-from recsys_assets.defs.reports.common import encoder_metas, fingerprints
+from recsys_assets.defs.reports.common import encoder_metas, fingerprints, report_config_hash
 from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.lib.errors import LeakageError
 from recsys_assets.lib.evaluation.daily import evaluate_protocol_pairs
@@ -54,9 +54,10 @@ def cold_start_eval(context: dg.AssetExecutionContext, lake: LakeResource, model
     if problems:
         raise LeakageError("cold_start_eval leakage audit failed: " + "; ".join(problems))
     per_user_df, stats_df = pl.concat(per_user), pl.concat(stats)
-    save_eval(the_lake, day, per_user_df, stats_df, pl.concat(pairs))
+    chash = report_config_hash(the_lake, day, cfg, models)
+    save_eval(the_lake, day, per_user_df, stats_df, pl.concat(pairs), config_hash=chash)
     metas = encoder_metas(the_lake, day, cfg)
-    table = day_arm_metrics(per_user_df, day, cfg.config_hash(), fingerprints(metas))
+    table = day_arm_metrics(per_user_df, day, chash, fingerprints(metas))
     wh = open_warehouse(the_lake)
     wh.replace_partition("arm_metrics", table, {"day": day})
     cost = encoder_cost_rows(day, metas)

@@ -6,7 +6,7 @@ import polars as pl
 from recsys_assets.defs.features.common import partition_day
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.reports.cold_start_eval import cold_start_eval
-from recsys_assets.defs.reports.common import encoder_metas, fingerprints, headline_metadata
+from recsys_assets.defs.reports.common import encoder_metas, fingerprints, headline_metadata, report_config_hash
 from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.defs.schedules import REPORT_FRESHNESS
 from recsys_assets.lib.evaluation.answer import window_headline
@@ -32,7 +32,7 @@ def cold_start_lift(context: dg.AssetExecutionContext, lake: LakeResource, model
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     metas = encoder_metas(the_lake, day, cfg)
     rows, head = day_report(
-        load_per_user(the_lake, day), day, cfg.lm_encoders, LiftConfig(n_boot=models.n_boot), cfg.config_hash(), fingerprints(metas),
+        load_per_user(the_lake, day), day, cfg.lm_encoders, LiftConfig(n_boot=models.n_boot), report_config_hash(the_lake, day, cfg, models), fingerprints(metas),
         per_pair=load_per_pair(the_lake, day), arm_stats=load_arm_stats(the_lake, day),
     )
     wh = open_warehouse(the_lake)

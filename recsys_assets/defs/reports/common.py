@@ -2,12 +2,20 @@
 
 from datetime import date
 
+from recsys_assets.lib.evaluation.reporting import evaluation_config_hash
 from recsys_assets.lib.features.nightly import FeatureConfig, encoders_with_embeddings, load_item_embeddings
+from recsys_assets.lib.ranking.nightly import ranking_config
 
 
 def encoder_metas(lake, day: date, cfg: FeatureConfig) -> dict[str, dict]:
     """Embedding metadata (fingerprint, cost) of every encoder that ran for D."""
     return {name: load_item_embeddings(lake, day, name)[2] for name in encoders_with_embeddings(lake, day, cfg)}
+
+
+def report_config_hash(lake, day: date, cfg: FeatureConfig, models) -> str:
+    """The configuration hash of day D's evaluation (features + ranker settings): on every report row,
+    and what the rollup compares before pooling a day."""
+    return evaluation_config_hash(cfg, ranking_config(lake, day, cfg, models.new_item_slots, models.max_train_users))
 
 
 def headline_metadata(headline) -> dict:

@@ -1,15 +1,18 @@
 """From per-user metrics to the warehouse's report rows (day tables, pooled rollups, warm-up curves).
 
 File contract under ``eval/day=D/``: ``per_user.parquet`` (evaluate.PER_USER_SCHEMA),
-``arm_stats.parquet`` (evaluate.ARM_STATS_SCHEMA) and ``per_pair.parquet``
-(evaluate.PER_PAIR_SCHEMA, the rank of each truth pair: the two-way bootstrap's input),
-one of each per day, each sorted by its keys so a rerun writes the same bytes.
+``arm_stats.parquet`` (evaluate.ARM_STATS_SCHEMA), ``per_pair.parquet``
+(evaluate.PER_PAIR_SCHEMA, the rank of each truth pair: the two-way bootstrap's input) and
+``provenance.json`` (the configuration hash and code version that evaluated the day: the
+rollup pools only days evaluated under the configuration it runs with), one of each per
+day, each sorted by its keys so a rerun writes the same bytes.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +23,8 @@ from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, PER_PAIR_KEY
 from recsys_assets.lib.evaluation.headline import headline_rows
 from recsys_assets.lib.evaluation.lift import LiftConfig, comparisons_for, lift_rows, pool_days, warmup_rows
 from recsys_assets.lib.evaluation.ranker_check import ranker_check_rows
-from recsys_assets.lib.lake import Lake, read_parquet, write_parquet_atomic
+from recsys_assets.lib.confighash import config_hash
+from recsys_assets.lib.lake import Lake, read_parquet, write_bytes_atomic, write_parquet_atomic
 from recsys_assets.lib.ranking.arm_spec import encoder_of
 
 
@@ -42,13 +46,32 @@ def code_version() -> str:
     return f"{v}+g{sha}" if sha else v
 
 
+EVAL_PROVENANCE = "provenance.json"
 
-def save_eval(lake: Lake, day: date, per_user: pl.DataFrame, arm_stats: pl.DataFrame, per_pair: pl.DataFrame | None = None) -> None:
-    """Write day D's evaluation files, sorted by their keys (an identical rerun writes identical bytes)."""
+
+def evaluation_config_hash(feature_config, ranking_config) -> str:
+    """The hash on every report row and in ``eval/day=D/provenance.json``: everything that decides a
+    day's per-user metrics (features, encoders, protocols, and the ranker's settings)."""
+    return config_hash(feature_config, ranking_config)
+
+
+def save_eval(
+    lake: Lake, day: date, per_user: pl.DataFrame, arm_stats: pl.DataFrame, per_pair: pl.DataFrame | None = None, *, config_hash: str
+) -> None:
+    """Write day D's evaluation files, sorted by their keys (an identical rerun writes identical bytes),
+    and the provenance the rollup reads to pool only days evaluated under one configuration."""
+    provenance = {"config_hash": config_hash, "code_version": code_version()}
+    write_bytes_atomic(lake.eval_dir(day).joinpath(EVAL_PROVENANCE), json.dumps(provenance, sort_keys=True).encode())
     write_parquet_atomic(per_user.sort(PER_USER_KEYS), lake.eval_dir(day).joinpath("per_user.parquet"))
     write_parquet_atomic(arm_stats.sort("protocol", "scope", "arm", "metric", "k"), lake.eval_dir(day).joinpath("arm_stats.parquet"))
     if per_pair is not None:
         write_parquet_atomic(per_pair.sort(PER_PAIR_KEYS), lake.eval_dir(day).joinpath("per_pair.parquet"))
+
+
+def load_eval_provenance(lake: Lake, day: date) -> dict | None:
+    """Day D's evaluation provenance ({config_hash, code_version}); None for days evaluated before it was recorded."""
+    path = lake.eval_dir(day).joinpath(EVAL_PROVENANCE)
+    return json.loads(path.read_bytes()) if path.exists() else None
 
 
 def load_per_pair(lake: Lake, day: date) -> pl.DataFrame | None:
@@ -131,6 +154,27 @@ def window_days(lake: Lake, end: date, n_days: int) -> list[date]:
     return [d for d in (end - timedelta(days=i) for i in range(n_days)) if lake.eval_dir(d).joinpath("per_user.parquet").exists()][::-1]
 
 
+def comparable_window(lake: Lake, end: date, n_days: int, config_hash: str) -> tuple[list[date], dict[date, str]]:
+    """(days to pool, {day left out: why}) of the window ending ``end``.
+
+    A day evaluated under another configuration (another encoder set, ranker setting, protocol...)
+    measured another experiment: pooling it would mix two treatments into one number, so it is
+    left out, with its reason, until it is re-evaluated (re-materialize its ``day_job`` partition).
+    Days evaluated before provenance was recorded are left out the same way. The code version is
+    not compared (every commit would restart the window); it is reported with the pool instead.
+    """
+    days, excluded = [], {}
+    for d in window_days(lake, end, n_days):
+        recorded = (load_eval_provenance(lake, d) or {}).get("config_hash")
+        if recorded == config_hash:
+            days.append(d)
+        elif recorded is None:
+            excluded[d] = f"no {EVAL_PROVENANCE} (evaluated by an older version): re-materialize day_job for {d} to pool it"
+        else:
+            excluded[d] = f"evaluated under configuration {recorded}, this rollup's is {config_hash}: re-materialize day_job for {d} to pool it"
+    return days, excluded
+
+
 @dataclass(frozen=True)
 class WindowReport:
     """What the rollup of the window ending D writes (the ``lift_rollup`` asset's tables)."""
@@ -145,6 +189,10 @@ class WindowReport:
     """One verdict per protocol x primary endpoint (``reports.headline``, window kind)."""
     ranker_check: pl.DataFrame
     """Every ranker arm vs the best of popularity/ALS (``reports.ranker_check``)."""
+    excluded: dict[date, str] = field(default_factory=dict)
+    """Evaluated days of the window left out of the pool, with the reason (another configuration)."""
+    code_versions: dict[str, int] = field(default_factory=dict)
+    """Code version -> number of pooled days it evaluated (more than one: the pool spans deploys)."""
 
 
 def pooled_window(lake: Lake, days: list[date]) -> tuple[pl.DataFrame, pl.DataFrame | None]:
@@ -165,12 +213,17 @@ def rollup_report(
     """Pooled lift rows, warm-up curve, headline and ranker check over the window's user-days.
 
     Users are clusters (all of a user's days resampled together); trivial day-cells (a scope
-    that ranked no more than K items that day) are left out of the pool.
+    that ranked no more than K items that day) are left out of the pool, and so are days
+    evaluated under another configuration (``comparable_window``).
     """
-    days = window_days(lake, end, n_days)
+    days, excluded = comparable_window(lake, end, n_days, config_hash)
+    versions: dict[str, int] = {}
+    for d in days:
+        v = (load_eval_provenance(lake, d) or {}).get("code_version", "unknown")
+        versions[v] = versions.get(v, 0) + 1
     pooled, pairs = pooled_window(lake, days)
     if pooled.height == 0:
-        return WindowReport(pl.DataFrame(), pl.DataFrame(), days, pl.DataFrame(), pl.DataFrame())
+        return WindowReport(pl.DataFrame(), pl.DataFrame(), days, pl.DataFrame(), pl.DataFrame(), excluded, versions)
     arms = pooled["arm"].unique().sort().to_list()
     comps = comparisons_for(arms, lm_encoders)
     start = days[0]
@@ -180,7 +233,7 @@ def rollup_report(
     lift = _provenance(rows, fingerprints, config_hash).with_columns(window_start=pl.lit(start), window_end=pl.lit(end))
     warm = warmup_rows(pooled, comps, cfg).with_columns(window_start=pl.lit(start), window_end=pl.lit(end))
     check = ranker_check_rows(pooled, cfg, start, end, per_pair=pairs)
-    return WindowReport(lift, warm, days, head, check)
+    return WindowReport(lift, warm, days, head, check, excluded, versions)
 
 
 def publish_window(lake: Lake, day: date, window: WindowReport):

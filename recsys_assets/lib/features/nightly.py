@@ -157,13 +157,23 @@ def _device_of(encoder) -> str:
     return str(getattr(model, "device", "cpu"))
 
 
-def save_item_embeddings(lake: Lake, day: date, encoder_name: str, result: EmbeddingResult, cfg: FeatureConfig) -> None:
-    write_npz(
-        lake.embeddings_file(day, encoder_name),
-        meta={**result.stats, "config_hash": cfg.config_hash()},
-        item_ids=np.asarray(result.item_ids, dtype=str),
-        vectors=result.vectors.astype(np.float32),
-    )
+def save_item_embeddings(lake: Lake, day: date, encoder_name: str, result: EmbeddingResult, cfg: FeatureConfig) -> bool:
+    """Write D's vectors of one encoder; False when the file already holds exactly these vectors.
+
+    The file's metadata records what producing the vectors cost (``encoder_cost`` reads it). A rerun
+    that yields the same vectors from the same model and configuration keeps the file, so reruns are
+    byte-identical and the recorded cost stays that of the run that made the vectors (not a cache hit's).
+    """
+    path = lake.embeddings_file(day, encoder_name)
+    item_ids, vectors = np.asarray(result.item_ids, dtype=str), result.vectors.astype(np.float32)
+    meta = {**result.stats, "config_hash": cfg.config_hash()}
+    if path.exists():
+        old, old_meta = read_npz(path)
+        same_source = all(old_meta.get(k) == meta.get(k) for k in ("config_hash", "fingerprint", "encoder", "dim"))
+        if same_source and np.array_equal(old["item_ids"], item_ids) and np.array_equal(old["vectors"], vectors):
+            return False
+    write_npz(path, meta=meta, item_ids=item_ids, vectors=vectors)
+    return True
 
 
 def encoders_with_embeddings(lake: Lake, day: date, cfg: FeatureConfig) -> list[str]:

@@ -64,7 +64,7 @@ class StagingSummary:
 
 
 def _staged_dir(lake: Lake, fingerprint: str):
-    return lake.path("cache", "staged", fingerprint)
+    return lake.staged_dir(fingerprint)
 
 
 INDEX_SCHEMA = {"day": pl.Date(), "part": pl.Int64(), "rows": pl.Int64()}
@@ -161,7 +161,7 @@ def stage_landing_events(lake: Lake, cfg: IngestConfig, now: datetime | None = N
             }
         )
     manifest = pl.DataFrame(rows, schema={**MANIFEST_SCHEMA, "days": pl.List(pl.Date())})
-    write_parquet_atomic(manifest, lake.path("cache", "staged", "manifest.parquet"))
+    write_parquet_atomic(manifest, lake.staged_manifest)
     now_rows = {r["source_file"]: r for r in rows}
     removed, shrunk = [], []
     for old in previous.iter_rows(named=True):
@@ -174,7 +174,7 @@ def stage_landing_events(lake: Lake, cfg: IngestConfig, now: datetime | None = N
 
 
 def read_manifest(lake: Lake) -> pl.DataFrame:
-    path = lake.path("cache", "staged", "manifest.parquet")
+    path = lake.staged_manifest
     if not path.exists():
         return pl.DataFrame(schema={**MANIFEST_SCHEMA, "days": pl.List(pl.Date())})
     return read_parquet(path)

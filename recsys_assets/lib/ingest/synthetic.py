@@ -550,7 +550,7 @@ def generate_synthetic_world(lake: Lake, config: SyntheticConfig) -> dict:
     events_path = lake.landing_dir("events").joinpath("synthetic.parquet")
     items_path = lake.landing_dir("items").joinpath("synthetic.items.jsonl")
     users_path = lake.landing_dir("users").joinpath("synthetic.users.jsonl")
-    truth_dir = lake.cache.joinpath("synthetic_truth")
+    truth_dir = lake.synthetic_truth_dir
 
     buf = io.BytesIO()
     writer: pq.ParquetWriter | None = None

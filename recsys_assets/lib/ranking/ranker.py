@@ -249,7 +249,9 @@ class RankerModel:
     def save(self, directory: UPath) -> None:
         """Write ``ranker.txt`` (booster.model_to_string) then ``ranker.json`` (meta + sha256), each atomically."""
         text = self.booster.model_to_string(num_iteration=-1).encode()
-        meta = dict(self.meta, feature_names=self.feature_names, format="recsys_assets.ranker/1")
+        # Measured times describe a run, not the model: left out so a rerun writes the same bytes.
+        kept = {k: v for k, v in self.meta.items() if k not in RUN_TIMINGS}
+        meta = dict(kept, feature_names=self.feature_names, format="recsys_assets.ranker/1")
         write_artifact(directory, MODEL_FILE, text, META_FILE, meta)
 
     @classmethod
@@ -262,6 +264,10 @@ class RankerModel:
         if booster.feature_name() != names:
             raise RankerError(f"{directory}: booster features {booster.feature_name()} differ from its meta {names}.")
         return cls(booster=booster, feature_names=names, meta=meta)
+
+
+RUN_TIMINGS = ("prepare_seconds", "fit_seconds")
+"""Keys of ``RankerModel.meta`` that time the training run (logged; not written into the artifact)."""
 
 
 def train_ranker(

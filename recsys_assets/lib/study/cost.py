@@ -30,7 +30,7 @@ from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.features.embeddings import embed_items
 from recsys_assets.lib.features.encoders import encoder_spec
 from recsys_assets.lib.features.nightly import FeatureConfig, encoder_inputs
-from recsys_assets.lib.lake import Lake, safe_name, write_bytes_atomic
+from recsys_assets.lib.lake import Lake, write_bytes_atomic
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,6 @@ def machine_words() -> str:
     return f"{model}, {os.cpu_count()} cores"
 
 
-def _cost_path(lake: Lake, encoder: str, key: str):
-    return lake.cache.joinpath("study", "cost", safe_name(encoder), f"{key}.json")
-
-
 def measure_encoder_cost(lake: Lake, items: pl.DataFrame, day: date, encoder_name: str, cfg: FeatureConfig) -> EncoderCost:
     """The cost of ``encoder_name`` on the catalogue available on ``day`` (stored measurement when there is one)."""
     encoder, text_config, use_image, catalogue = encoder_inputs(lake, items, day, encoder_name, cfg)
@@ -93,7 +89,7 @@ def measure_encoder_cost(lake: Lake, items: pl.DataFrame, day: date, encoder_nam
         # Once per model version and text config: the catalogue grows by a few items a night, and a
         # nightly re-measurement would encode the whole catalogue a second time every night.
         key = config_hash({"fp": encoder.fingerprint, "text": text_config.config_hash(), "image": use_image, "precision": cfg.encoder.precision})
-        path = _cost_path(lake, encoder_name, key)
+        path = lake.study_cost_file(encoder_name, key)
         if path.exists():
             return EncoderCost(**json.loads(path.read_text()))
     result = embed_items(catalogue, encoder, text_config, cache_root=lake.embeddings_dir(encoder_name) if neural else None, extra_vectors_weight=cfg.image_weight)
@@ -104,7 +100,7 @@ def measure_encoder_cost(lake: Lake, items: pl.DataFrame, day: date, encoder_nam
         seconds, texts = float(cold.stats["encode_seconds"]), int(cold.stats["texts_encoded"])
     if not neural:  # fitted on the catalogue: the fingerprint exists only now
         key = config_hash({"fp": encoder.fingerprint, "text": text_config.config_hash(), "n": catalogue.height})
-        path = _cost_path(lake, encoder_name, key)
+        path = lake.study_cost_file(encoder_name, key)
         if path.exists():
             return EncoderCost(**json.loads(path.read_text()))
     dim = int(result.vectors.shape[1])
@@ -126,5 +122,5 @@ def measure_encoder_cost(lake: Lake, items: pl.DataFrame, day: date, encoder_nam
         machine=machine_words(),
         measured_on=day.isoformat(),
     )
-    write_bytes_atomic(_cost_path(lake, encoder_name, key), json.dumps(asdict(cost), indent=1, sort_keys=True).encode())
+    write_bytes_atomic(lake.study_cost_file(encoder_name, key), json.dumps(asdict(cost), indent=1, sort_keys=True).encode())
     return cost
