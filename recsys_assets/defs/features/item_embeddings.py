@@ -30,6 +30,9 @@ def item_embeddings(context: dg.AssetExecutionContext, lake: LakeResource, model
         for key in ("texts_total", "texts_encoded", "cache_hits", "texts_per_s", "dim"):
             metadata[f"{name}/{key}"] = float(s[key]) if key == "texts_per_s" else int(s[key])
         metadata[f"{name}/fingerprint"] = str(s["fingerprint"])
+        if s.get("items_without_vector"):  # item-vector: items with no image_vector got zero vectors
+            context.log.warning(f"{name}: {s['items_without_vector']} of {s['texts_total']} items have no image_vector (zero vectors)")
+            metadata[f"{name}/items_without_vector"] = int(s["items_without_vector"])
     metadata["unavailable_encoders"] = ", ".join(missing) or "none"
     metadata["config_hash"] = cfg.config_hash()
     return dg.MaterializeResult(metadata=metadata)

