@@ -17,7 +17,10 @@ Settings suffixes (round 3), any order after the mode: ``p<s>`` = popularity pri
 (``p0`` = no prior, ``p05`` = 0.5; LightGBM ``init_score``, lib/ranking/ranker.py), ``r<n>`` = rounds,
 ``lr<x>`` = learning rate (``lr005`` = 0.05), ``t<n>`` = lambdarank_truncation_level,
 ``ml<n>`` = min_data_in_leaf, ``nl<n>`` = num_leaves, ``mv<n>`` = min_valid_users.
-Without one, the library default.
+Without one, the library default. Round 4: ``hashed`` = train and score with the popularity place
+of round 3 (ties, never-seen items among them, in the popularity list's hashed order) instead of
+the library's shared place of tied items (``features.popularity_place``); the same examples otherwise
+(each night's examples keep both, ``pop_rank_log_hashed`` / ``pop_pct_hashed``).
 E.g. ``n14_none_p1_r50``.
 
 With ``CACHE=DIR`` each (protocol, day)'s examples, truth and baseline metrics are written
@@ -117,6 +120,9 @@ def parse_variant(name: str) -> tuple[int, str, dict]:
     k, *tokens = name[1:].split("_")
     mode, settings = "hash", {}
     for t in tokens:
+        if t == "hashed":
+            settings["hashed"] = True
+            continue
         if t in ("last", "lastonly", "none"):
             mode = {"last": "last_refit", "lastonly": "last_only", "none": "none"}[t]
             continue
@@ -130,6 +136,8 @@ def parse_variant(name: str) -> tuple[int, str, dict]:
 def variant_config(cfg: RankingConfig, settings: dict) -> RankingConfig:
     out = cfg
     for name, v in settings.items():
+        if name == "hashed":
+            continue
         if name == "prior_scale":
             out = replace(out, prior="popularity" if v > 0 else "none", prior_scale=v)
         elif name == "rounds":
@@ -144,10 +152,22 @@ def variant_config(cfg: RankingConfig, settings: dict) -> RankingConfig:
 
 
 def tiebreak_of(ex: pl.DataFrame) -> pl.DataFrame:
-    """The popularity arm's order of the candidates (pop_rank_log is log1p of the place in it)."""
-    return ex.group_by("item_id").agg(pl.col("pop_rank_log").first()).select(
-        "item_id", pl.col("pop_rank_log").rank("ordinal").cast(pl.UInt64).alias("tiebreak")
-    )
+    """The popularity arm's order of the candidates, the serving tie-break of ranker arms
+    (``arms.popularity_tiebreak``): kept with each night's examples (older caches: from the hashed
+    pop_rank_log, log1p of the place in that list)."""
+    col = "tiebreak" if "tiebreak" in ex.columns else "pop_rank_log"
+    return ex.group_by("item_id").agg(pl.col(col).first()).select("item_id", pl.col(col).rank("ordinal").cast(pl.UInt64).alias("tiebreak"))
+
+
+HASHED = {"pop_rank_log": "pop_rank_log_hashed", "pop_pct": "pop_pct_hashed"}
+
+
+def hashed_places(ex: pl.DataFrame) -> pl.DataFrame:
+    """The examples with round 3's popularity place (the list's hashed order of ties) as the features."""
+    missing = [c for c in HASHED.values() if c not in ex.columns]
+    if missing:
+        raise SystemExit(f"variant 'hashed' needs examples cached by this version (missing {missing}); use a new CACHE")
+    return ex.with_columns(pl.col(h).alias(c) for c, h in HASHED.items())
 
 
 def night(events, items, d, protocol, pcfg, cfg, cache):
@@ -167,7 +187,10 @@ def night(events, items, d, protocol, pcfg, cfg, cache):
     serve = assemble_snapshot_features(sv, {}, als_config=ALS, interaction_config=INTER, protocol=pcfg)
     users = truth["user_id"].unique().sort().to_list()
     ex, cands = frame_for(serve, users, cfg, truth)
-    ex = ex.sort("user_id", "item_id")
+    pos = pl.Series("tiebreak", serve.popularity_position, dtype=pl.Int64)
+    places = serve.item_index.select("item_id", pos, pos.cast(pl.Float64).log1p().cast(pl.Float32).alias("pop_rank_log_hashed"),
+                                     (1.0 - pos.cast(pl.Float64) / max(len(serve.item_ids), 1)).cast(pl.Float32).alias("pop_pct_hashed"))
+    ex = ex.join(places, on="item_id", how="left").sort("user_id", "item_id")
     base = pl.concat(
         [metric_means(recommend(arm, serve, users, 20, None, cfg)[0], truth, users).with_columns(arm=pl.lit(arm)) for arm in ("popularity", "als")]
     )
@@ -216,12 +239,14 @@ def run(lake_root, start, end, protocols, variants):
                         tf, _ = frame_for(tfe, sorted(lab["user_id"].unique().to_list()), vcfg, lab)
                         model, info = train([("w", tf.sort("user_id", "item_id"))], vcfg, "hash")
                     else:
-                        nights = [(str(n), examples[n]) for n in sorted(examples) if d - timedelta(days=k) <= n < d]
+                        prep = hashed_places if settings.get("hashed") else (lambda f: f)
+                        nights = [(str(n), prep(examples[n])) for n in sorted(examples) if d - timedelta(days=k) <= n < d]
                         if not nights:
                             continue
                         model, info = train(nights, vcfg, mode)
                         info["nights"] = len(nights)
-                    sc = ex.select("user_id", "item_id").with_columns(pl.Series("score", model.predict(ex)))
+                    scored = hashed_places(ex) if settings.get("hashed") else ex
+                    sc = ex.select("user_id", "item_id").with_columns(pl.Series("score", model.predict(scored)))
                     m = metric_means(top_k_from_scores(sc, 20, None, tb), truth, users)
                     rows.append(m.with_columns(day=pl.lit(str(d)), protocol=pl.lit(protocol), arm=pl.lit(name)))
                     r = lambda f, met="recall": round(float(f.filter(pl.col("metric") == met)["value"].mean()), 4)  # noqa: E731

@@ -73,6 +73,24 @@ def pair_dot(a: np.ndarray, a_rows: np.ndarray, b: np.ndarray, b_rows: np.ndarra
     return out
 
 
+def popularity_place(features: SnapshotFeatures) -> np.ndarray:
+    """float64 per catalogue item: its 0-based place in the popularity list, items tied on popularity
+    sharing the place of the first of them (= the number of items strictly more popular).
+
+    The popularity arm breaks ties by a hashed item id; as a feature (``pop_rank_log``, ``pop_pct``)
+    and as the ranker's prior that order is arbitrary, so tied items get one value and the trees
+    (and the text features) decide among them. Every never-seen item (no events, popularity 0)
+    is placed right after the last seen item. Serving still breaks exact score ties by the
+    popularity list (``arms.popularity_tiebreak``).
+    """
+    key = "pop_place"
+    if key not in features._cache:
+        score = features.popularity_score
+        desc = -np.sort(score)[::-1]
+        features._cache[key] = np.searchsorted(desc, -score, side="left").astype(np.float64)
+    return features._cache[key]
+
+
 def _category_overlap(features: SnapshotFeatures, pairs: pl.DataFrame) -> np.ndarray:
     """Share of the item's categories that appear among the categories of the user's history items."""
     view = features.view
@@ -165,7 +183,7 @@ def ranker_features(features: SnapshotFeatures, candidates: pl.DataFrame, encode
     age = features.item_table.get_column("age_days").cast(pl.Float32).fill_null(np.nan).to_numpy()[icol]
     n_recent = features.item_array("n_recent").astype(np.float64)
     n_all = features.item_array("n_interactions").astype(np.float64)
-    pos = features.popularity_position[icol].astype(np.float64)
+    pos = popularity_place(features)[icol].astype(np.float64)
     cols: dict[str, np.ndarray] = {
         "als_score": als_score,
         "als_rank": als_rank.astype(np.float32),

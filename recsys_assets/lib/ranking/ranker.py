@@ -57,7 +57,8 @@ def prior_scores(frame: pl.DataFrame, prior: dict | None) -> np.ndarray | None:
     """The baseline score of each row (float64), or None for no prior.
 
     ``prior`` = ``{"kind": "popularity", "scale": s}``: ``-s * pop_rank_log`` (= -s log(1 + place in
-    the popularity list)), which orders the rows exactly as the popularity arm does.
+    the popularity list)), which orders the rows as the popularity arm does except that items tied on
+    popularity (every never-seen item among them) share one value (``features.popularity_place``).
     """
     if not prior or prior.get("kind", "none") == "none":
         return None

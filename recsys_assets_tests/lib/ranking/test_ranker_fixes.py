@@ -12,7 +12,7 @@ import pytest
 from recsys_assets.lib.ranking.arms import build_training_frame, popularity_tiebreak, top_k_from_scores, training_labels
 from recsys_assets.lib.ranking.config import RankingConfig, RankingConfigError
 from recsys_assets.lib.ranking.features import FEATURES_NO_TEXT, ranker_features
-from recsys_assets.lib.ranking.ranker import train_ranker
+from recsys_assets.lib.ranking.ranker import prior_scores, train_ranker
 from recsys_assets.lib.snapshot import day_start
 from recsys_assets_tests.lib.ranking.conftest import CFG, INTER
 
@@ -28,8 +28,11 @@ def test_popularity_features_are_places_and_shares(serve_features, train_feature
         top, tenth = feats.item_ids[order[0]], feats.item_ids[order[9]]
         cands = pl.DataFrame({"user_id": ["u0000", "u0000"], "item_id": [top, tenth]})
         f = ranker_features(feats, cands, None)
-        # The most popular item is at place 0 at every snapshot, whatever the traffic.
-        assert f["pop_rank_log"].to_list() == pytest.approx([0.0, float(np.log1p(9))])
+        # The most popular item is at place 0 at every snapshot, whatever the traffic; the tenth at
+        # its place in the list (9) unless it ties with items before it (then the first tied one's).
+        ahead = int((feats.popularity_score > feats.popularity_score[order[9]]).sum())
+        assert ahead <= 9
+        assert f["pop_rank_log"].to_list() == pytest.approx([0.0, float(np.log1p(ahead))])
         assert f["pop_pct"][0] == pytest.approx(1.0)
         n_recent = feats.item_array("n_recent")
         assert f["recent_share"][0] == pytest.approx(1000.0 * n_recent[order[0]] / n_recent.sum(), rel=1e-5)
@@ -90,3 +93,29 @@ def test_graded_labels_weigh_the_first_days(world, train_features):
     assert set(g.filter(pl.col("ts") >= start + timedelta(days=3))["grade"].to_list()) == {1}
     frame, _ = build_training_frame(train_features, graded, "ranker_no_text", CFG)
     assert set(frame["label"].unique().to_list()) <= {0, 1, 2, 3} and frame["label"].max() == 3
+
+
+def test_tied_and_never_seen_items_share_one_popularity_place(serve_features):
+    """The popularity list's hashed tie-break is no feature and no prior: items tied on popularity share
+    the place of the first of them, every never-seen item the place right after the last seen one."""
+    feats = serve_features
+    cands = pl.DataFrame({"user_id": "u0000", "item_id": feats.item_ids})
+    f = ranker_features(feats, cands, None)
+    place = np.expm1(f["pop_rank_log"].cast(pl.Float64).to_numpy())
+    score = feats.popularity_score
+    never = feats.item_array("n_interactions") == 0
+    n_seen = int((~never).sum())
+    assert never.sum() >= 2 and n_seen >= 2, "the world needs never-seen and seen items for this test"
+    np.testing.assert_allclose(place[never], n_seen, rtol=1e-5)
+    assert np.unique(f["pop_pct"].to_numpy()[never]).size == 1
+    prior = prior_scores(f, {"kind": "popularity", "scale": 1.0})
+    assert np.unique(prior[never]).size == 1
+    # more popular = a strictly better place; equally popular = the same place (never by hash)
+    i, j = np.triu_indices(len(score), 1)
+    tie = score[i] == score[j]
+    np.testing.assert_allclose(place[i][tie], place[j][tie], rtol=1e-5)
+    better = score[i] > score[j]
+    assert np.all(place[i][better] < place[j][better]) and np.all(place[j][score[j] > score[i]] < place[i][score[j] > score[i]])
+    # the most popular item stays at place 0, and the popularity arm's own order is unchanged
+    assert place[feats.popularity_order[0]] == 0.0
+    assert np.all(np.diff(place[feats.popularity_order]) >= 0)
