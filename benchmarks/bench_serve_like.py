@@ -285,10 +285,31 @@ def print_summary(df: pl.DataFrame) -> None:
         print(summary(df))
 
 
+def paired(df: pl.DataFrame, a: str, b: str) -> pl.DataFrame:
+    """Per protocol and metric: ``a - b`` over the user-days both scored (paired bootstrap, users
+    resampled, ``stats.paired_bootstrap``; a user-day is one unit): the difference of two variants on the same examples."""
+    from recsys_assets.lib.evaluation.stats import paired_bootstrap
+
+    keys = ["protocol", "metric", "day", "user_id"]
+    both = df.filter(pl.col("arm") == a).select(*keys, pl.col("value").alias("a")).join(
+        df.filter(pl.col("arm") == b).select(*keys, pl.col("value").alias("b")), on=keys
+    )
+    rows = []
+    for (protocol, metric), g in both.group_by("protocol", "metric", maintain_order=True):
+        st = paired_bootstrap(g["a"].to_numpy(), g["b"].to_numpy())
+        rows.append({"protocol": protocol, "metric": f"{metric}@20", "a": a, "b": b, "diff": st.abs_lift, "ci_low": st.ci_low, "ci_high": st.ci_high,
+                     "n_user_days": g.height})
+    return pl.DataFrame(rows).sort("protocol", "metric")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--summarize":
-        # bench_serve_like.py --summarize OUT.parquet: the summary of an earlier run's rows
-        print_summary(pl.read_parquet(sys.argv[2]))
+        # bench_serve_like.py --summarize OUT.parquet [--paired A B]: the summary of an earlier run's rows
+        df = pl.read_parquet(sys.argv[2])
+        print_summary(df)
+        if len(sys.argv) > 3 and sys.argv[3] == "--paired":
+            with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=4, tbl_width_chars=200, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+                print(paired(df, sys.argv[4], sys.argv[5]))
         sys.exit(0)
     lake, s, e = sys.argv[1], date.fromisoformat(sys.argv[2]), date.fromisoformat(sys.argv[3])
     protocols = sys.argv[4].split(",")

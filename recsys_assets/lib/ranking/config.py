@@ -90,8 +90,9 @@ class RankingConfig:
     prior: str = "popularity"
     """Baseline the ranker boosts from (LightGBM ``init_score`` when training, added to the raw
     score when serving): ``popularity`` = ``-prior_scale * pop_rank_log``, the popularity arm's
-    own order, so the trees learn corrections to it and zero trees serve exactly the popularity
-    list; ``none`` = boost from 0. Recorded in the model artifact (``RankerModel.meta["prior"]``)."""
+    own order (items tied on popularity, every never-seen item among them, share one value:
+    ``features.popularity_place``), so the trees learn corrections to it and zero trees serve exactly
+    the popularity list (serving breaks exact ties by it); ``none`` = boost from 0. Recorded in the model artifact (``RankerModel.meta["prior"]``)."""
     prior_scale: float = 1.0
     """Weight of the prior in raw-score units (lambdarank's sigmoid is on score differences:
     larger = the trees need more evidence to move an item past a more popular one)."""

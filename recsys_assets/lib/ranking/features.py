@@ -7,7 +7,8 @@ is NaN (LightGBM routes it), never a silent 0.
 
 The ranker trains on a snapshot at D - w and is served at D, so every feature must
 mean the same at both snapshots (docs/ranker.md): popularity enters as the item's
-place in the popularity arm's list (``pop_rank_log``, ``pop_pct``) and as shares of
+place in the popularity arm's list (``pop_rank_log``, ``pop_pct``; items tied on popularity share
+the first one's place, :func:`popularity_place`) and as shares of
 the snapshot's events (``recent_share``, ``all_share``, per 1,000), never as raw counts
 that grow with the log; ALS enters as the ALS arm's own score and rank. Those
 order-copying features are monotone-constrained (``RankingConfig.monotone``).
