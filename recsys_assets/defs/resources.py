@@ -48,6 +48,8 @@ class ModelsResource(dg.ConfigurableResource):
     label_window_days: int = 1
     """w: the ``train`` stage is the snapshot D - w; ranker_examples labels it with the positives of day
     D - w (the day after it). 1 = last night's serve snapshot, the most recent serve-like example."""
+    recent_days: int = 14
+    """Window in days of the recent-popularity signal and the popularity arm (ProtocolConfig.recent_days)."""
     als_factors: int = 64
     """ALS latent factors."""
     als_iterations: int = 15
@@ -84,6 +86,7 @@ class ModelsResource(dg.ConfigurableResource):
                 protocols=tuple(p.strip() for p in self.protocols.split(",") if p.strip()),
                 holdout_fraction=self.holdout_fraction,
                 label_window_days=self.label_window_days,
+                recent_days=self.recent_days,
             ),
         )
 

@@ -9,9 +9,9 @@ from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.features import feature_names
 from recsys_assets.lib.ranking.ranker import train_ranker
 from recsys_assets.lib.snapshot import day_start
-from recsys_assets_tests.lib.ranking.world import D, make_world, snapshot_features
+from recsys_assets_tests.lib.ranking.world import D, NOISE, TOPIC, land_world, make_world, snapshot_features
 
-CFG = RankingConfig(encoders=("topic", "noise"), num_threads=1, num_boost_round=150, validation="hash")
+CFG = RankingConfig(encoders=(TOPIC, NOISE), num_threads=1, num_boost_round=150, validation="hash")
 INTER = InteractionConfig()
 
 
@@ -21,13 +21,19 @@ def world():
 
 
 @pytest.fixture(scope="package")
-def train_features(world):
-    return snapshot_features(world, "train")
+def lake_world(world, tmp_path_factory):
+    """The world landed in a lake, ingested, and day D's feature assets materialized (once per test run)."""
+    return land_world(world, tmp_path_factory.mktemp("ranking_world") / "lake")
 
 
 @pytest.fixture(scope="package")
-def serve_features(world):
-    return snapshot_features(world, "serve")
+def train_features(world, lake_world):
+    return snapshot_features(lake_world, world, "train")
+
+
+@pytest.fixture(scope="package")
+def serve_features(world, lake_world):
+    return snapshot_features(lake_world, world, "serve")
 
 
 @pytest.fixture(scope="package")

@@ -8,8 +8,12 @@ What makes the ranker gate hard on real logs, in miniature:
   single signal and the popularity list of D is not the one of D - w;
 - half of each day's users are brand new (no ALS factors): for them a ranker can only
   reproduce the popularity list, and must at least do that;
-- returning users prefer their topic, which ALS and the item text (a noisy topic one-hot)
-  can pick up.
+- returning users prefer their topic, which ALS and the item vector (a noisy topic one-hot,
+  the catalogue's precomputed vector: the ``item-vector`` encoder) can pick up.
+
+The world runs what production runs (lake_world.py): landed, ingested, ``warmup_job`` (features and
+serve-like ranker examples) materialized for the ``train_nights`` partitions up to D; the tests read
+the examples files and load D's serve inputs with the ranking stage's own loader.
 """
 
 from __future__ import annotations
@@ -20,17 +24,24 @@ from datetime import date, datetime, timedelta, timezone
 import numpy as np
 import polars as pl
 
-from recsys_assets.lib.features.als import ALSConfig
+from recsys_assets.defs.resources import ModelsResource
 from recsys_assets.lib.interactions import InteractionConfig, positives
+from recsys_assets.lib.lake import read_parquet
 from recsys_assets.lib.schema import EVENT_SCHEMA
-from recsys_assets.lib.ranking.inputs import SnapshotFeatures, assemble_snapshot_features
-from recsys_assets.lib.snapshot import ProtocolConfig, build_view, day_start
+from recsys_assets.lib.ranking.inputs import SnapshotFeatures
+from recsys_assets.lib.snapshot import day_start
+from recsys_assets_tests.lib.ranking.lake_world import LakeWorld, land_and_ingest
 
 START = date(2026, 3, 1)
 N_DAYS = 60
 D = START + timedelta(days=N_DAYS - 1)
-PCFG = ProtocolConfig(label_window_days=14, recent_days=14)
-ALS_CFG = ALSConfig(factors=16, iterations=8, num_threads=1, min_user_events_for_fit=3)
+TOPIC = "item-vector"
+"""The encoder of the world's topic vectors (the catalogue's image_vector)."""
+MODELS = ModelsResource(
+    encoders=TOPIC, protocols="temporal", label_window_days=1, recent_days=14,
+    als_factors=16, als_iterations=8, als_min_user_events=3, device="cpu",
+)
+"""label_window_days=1: each partition's ranker_examples are its D - 1 snapshot labelled with day D - 1 (serve-like)."""
 
 
 @dataclass
@@ -38,8 +49,8 @@ class GateWorld:
     events: pl.DataFrame
     """Every event, day D included (the truth day)."""
     items: pl.DataFrame
-    vectors: dict[str, tuple[list[str], np.ndarray]]
-    """``topic``: noisy topic one-hot per item."""
+    vectors: tuple[list[str], np.ndarray]
+    """Noisy topic one-hot per item (landed as its image_vector)."""
 
 
 def make_gate_world(
@@ -97,17 +108,20 @@ def make_gate_world(
     vec[np.arange(n_items), topic] = 1.0
     vec += rng.normal(0, 0.3, vec.shape).astype(np.float32)
     vec /= np.linalg.norm(vec, axis=1, keepdims=True)
-    return GateWorld(events=events, items=items, vectors={"topic": (item_ids, vec)})
+    return GateWorld(events=events, items=items, vectors=(item_ids, vec))
 
 
-def gate_snapshot(world: GateWorld, stage: str, protocol: str = "temporal", day: date = D, pcfg: ProtocolConfig = PCFG) -> SnapshotFeatures:
-    """The train (inputs < day - w) or serve (inputs < day) snapshot of ``day``, with ALS and the topic encoder."""
-    ev = world.events.filter(pl.col("ts") < day_start(day))
-    view = build_view(ev, world.items, day, protocol, stage, pcfg)
-    ids = view.catalog.get_column("item_id").to_list()
-    iids, mat = world.vectors["topic"]
-    index = {i: r for r, i in enumerate(iids)}
-    return assemble_snapshot_features(view, {"topic": (ids, mat[[index[i] for i in ids]])}, als_config=ALS_CFG, protocol=pcfg)
+def land_gate_world(world: GateWorld, root, nights: int) -> LakeWorld:
+    """The world landed, ingested, and ``warmup_job`` run for partitions D - nights + 1 .. D."""
+    lw = land_and_ingest(root, world.events, world.items, world.vectors, None, MODELS)
+    for j in range(nights - 1, -1, -1):
+        lw.warmup(D - timedelta(days=j))
+    return lw
+
+
+def night_frames(lw: LakeWorld, nights: int) -> list[pl.DataFrame]:
+    """The ``ranker_examples`` the warmup runs wrote, oldest partition first."""
+    return [read_parquet(lw.lake.ranker_examples_file(D - timedelta(days=j), "temporal")) for j in range(nights - 1, -1, -1)]
 
 
 def gate_truth(world: GateWorld, serve: SnapshotFeatures) -> pl.DataFrame:

@@ -17,6 +17,7 @@ from recsys_assets.lib.ranking.arms import (
 )
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets_tests.lib.ranking.conftest import CFG
+from recsys_assets_tests.lib.ranking.world import NOISE, TOPIC
 
 K = 20
 
@@ -34,7 +35,7 @@ def test_arm_names_and_parsing():
 
 @pytest.mark.parametrize(
     "arm",
-    ["popularity", "als", "content_topic", "content_noise", "ranker_no_text", "ranker_topic", "ranker_noise", "ranker_topic+slots3", "als+slots2"],
+    ["popularity", "als", f"content_{TOPIC}", f"content_{NOISE}", "ranker_no_text", f"ranker_{TOPIC}", f"ranker_{NOISE}", f"ranker_{TOPIC}+slots3", "als+slots2"],
 )
 def test_every_user_gets_k_items(arm, world, serve_features, models):
     users = sorted(world.user_topic) + ["never-seen-user"]
@@ -47,10 +48,10 @@ def test_every_user_gets_k_items(arm, world, serve_features, models):
     assert set(recs.get_column("item_id").to_list()) <= set(serve_features.item_ids)
     assert stats["n_users"] == len(users) and stats["short_users"] == 0
     n_unscorable = len(world.new_users) + 1  # no history -> no factors
-    if arm.startswith("als") or arm == "content_noise":
+    if arm.startswith("als") or arm == f"content_{NOISE}":
         assert stats["fallback_users"] == n_unscorable
-    elif arm.startswith("content_topic"):
-        assert stats["fallback_users"] == n_unscorable - len(world.profile_vectors["topic"][0])
+    elif arm.startswith(f"content_{TOPIC}"):
+        assert stats["fallback_users"] == n_unscorable - len(world.profile_vectors[TOPIC][0])
     else:
         assert stats["fallback_users"] == 0
     if "+slots" in arm:
@@ -71,7 +72,7 @@ def test_score_items_cold_only(world, serve_features, models):
     users = sorted(world.user_topic)[:30]
     new = new_item_ids(serve_features)
     seen_pairs = serve_features.view.seen.filter(pl.col("user_id").is_in(users) & pl.col("item_id").is_in(new)).height
-    for arm in ("popularity", "als", "content_topic", "ranker_topic", "ranker_no_text"):
+    for arm in ("popularity", "als", f"content_{TOPIC}", f"ranker_{TOPIC}", "ranker_no_text"):
         s = score_items(arm, serve_features, users, new, models, CFG)
         assert s.height == len(users) * len(new) - seen_pairs
         a = top_k_from_scores(s, 5, serve_features)

@@ -11,11 +11,12 @@ import pytest
 from recsys_assets.lib.ranking import arms
 from recsys_assets.lib.ranking.arms import new_item_ids, popularity_tiebreak, recommend, score_items, top_k_from_scores, top_k_items
 from recsys_assets_tests.lib.ranking.conftest import CFG
+from recsys_assets_tests.lib.ranking.world import NOISE, TOPIC
 
 K = 10
 
 
-@pytest.mark.parametrize("arm", ["popularity", "als", "content_topic", "ranker_topic", "ranker_no_text+slots2"])
+@pytest.mark.parametrize("arm", ["popularity", "als", f"content_{TOPIC}", f"ranker_{TOPIC}", "ranker_no_text+slots2"])
 def test_recommend_in_blocks_equals_one_call(arm, world, serve_features, models, monkeypatch):
     users = sorted(world.user_topic) + ["never-seen-user"]
     whole, stats = recommend(arm, serve_features, users, K, models, CFG)
@@ -28,7 +29,7 @@ def test_recommend_in_blocks_equals_one_call(arm, world, serve_features, models,
         assert bstats["candidates_per_user_mean"] == pytest.approx(stats["candidates_per_user_mean"])
 
 
-@pytest.mark.parametrize("arm", ["als", "content_topic", "ranker_topic"])
+@pytest.mark.parametrize("arm", ["als", f"content_{TOPIC}", f"ranker_{TOPIC}"])
 def test_top_k_items_in_blocks_equals_scoring_every_pair(arm, world, serve_features, models, monkeypatch):
     users = sorted(world.user_topic)
     items = new_item_ids(serve_features, ("new", "cold"))
@@ -41,7 +42,7 @@ def test_top_k_items_in_blocks_equals_scoring_every_pair(arm, world, serve_featu
     assert got.get_column("user_id").n_unique() == len(users)
 
 
-ALL_ARMS = ["popularity", "als", "content_topic", "content_noise", "ranker_no_text", "ranker_topic", "ranker_noise", "ranker_topic+slots2"]
+ALL_ARMS = ["popularity", "als", f"content_{TOPIC}", f"content_{NOISE}", "ranker_no_text", f"ranker_{TOPIC}", f"ranker_{NOISE}", f"ranker_{TOPIC}+slots2"]
 
 
 def _pool_alone(arm, features, users, models):
@@ -59,7 +60,7 @@ def test_shared_ranker_pools_equal_each_arm_alone(world, serve_features, models)
     """One candidate/feature frame for all ranker arms: each arm's rows, features and scores are exactly
     those of its own candidates (the text arms add candidates the others must not see)."""
     users = sorted(world.user_topic) + ["never-seen-user"]
-    specs = [arms.parse_arm(a) for a in ("ranker_no_text", "ranker_topic", "ranker_noise")]
+    specs = [arms.parse_arm(a) for a in ("ranker_no_text", f"ranker_{TOPIC}", f"ranker_{NOISE}")]
     pools = arms._ranker_pools(specs, serve_features, users, models, CFG)
     sizes = set()
     for spec in specs:

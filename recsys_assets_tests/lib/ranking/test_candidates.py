@@ -8,6 +8,7 @@ import polars as pl
 from recsys_assets.lib.ranking.candidates import ARM_SOURCES, BASE_SOURCES, arm_sources, generate_candidates, source_column
 from recsys_assets.lib.ranking.features import FEATURES_NO_TEXT, feature_names, ranker_features, text_feature_names
 from recsys_assets_tests.lib.ranking.conftest import CFG
+from recsys_assets_tests.lib.ranking.world import TOPIC, TOPIC_C2CF, TOPIC_C2CF_SOURCE, TOPIC_CONTENT_SOURCE, TOPIC_COS
 
 
 def _all_users(world):
@@ -17,7 +18,7 @@ def _all_users(world):
 def test_sources_respect_seen_catalog_and_segments(world, serve_features):
     sf = serve_features
     users = _all_users(world)
-    sources = arm_sources("ranker_topic")
+    sources = arm_sources(f"ranker_{TOPIC}")
     c = generate_candidates(sf, users, sources, CFG)
     assert c.select("user_id", "item_id").is_duplicated().sum() == 0
     assert c.join(sf.view.seen, on=["user_id", "item_id"], how="semi").height == 0
@@ -26,7 +27,7 @@ def test_sources_respect_seen_catalog_and_segments(world, serve_features):
     flags = [source_column(s) for s in sources]
     assert c.select(pl.any_horizontal(flags).all()).item()
     seg = sf.view.item_stats.select("item_id", "item_segment")
-    c2cf = c.filter(pl.col("source_c2cf_topic")).join(seg, on="item_id")
+    c2cf = c.filter(pl.col(TOPIC_C2CF_SOURCE)).join(seg, on="item_id")
     assert c2cf.height > 0 and set(c2cf.get_column("item_segment").unique()) == {"new"}
     new = c.filter(pl.col("source_new")).join(seg, on="item_id")
     assert set(new.get_column("item_segment").unique()) <= {"new", "cold"}
@@ -36,8 +37,8 @@ def test_sources_respect_seen_catalog_and_segments(world, serve_features):
     als_users = set(c.filter(pl.col("source_als")).get_column("user_id").unique().to_list())
     assert "never-seen-user" not in als_users and not als_users & set(world.new_users)
     assert als_users == {u for u in users if u in set(sf.als.user_ids)}
-    content_users = set(c.filter(pl.col("source_content_topic")).get_column("user_id").unique().to_list())
-    with_profile_text = set(world.profile_vectors["topic"][0])
+    content_users = set(c.filter(pl.col(TOPIC_CONTENT_SOURCE)).get_column("user_id").unique().to_list())
+    with_profile_text = set(world.profile_vectors[TOPIC][0])
     assert with_profile_text <= content_users  # brand-new users with a profile text get text candidates
     assert not (set(world.new_users) - with_profile_text) & content_users
     # popular: the same list for everyone, minus what they saw
@@ -60,31 +61,31 @@ def test_no_text_arm_has_no_text_features_or_sources(world, serve_features):
 
     users = _all_users(world)
     c0 = generate_candidates(serve_features, users, arm_sources("ranker_no_text"), CFG)
-    c1 = generate_candidates(serve_features, users, arm_sources("ranker_topic"), CFG)
+    c1 = generate_candidates(serve_features, users, arm_sources(f"ranker_{TOPIC}"), CFG)
     assert not [col for col in c0.columns if "content" in col or "c2cf" in col]
     # the text arm's pool restricted to the shared sources IS the no-text pool, row for row
     shared = [source_column(s) for s in BASE_SOURCES]
     c1_base = c1.filter(pl.any_horizontal(shared)).select(c0.columns)
     assert c1_base.equals(c0)
     f0 = ranker_features(serve_features, c0, None)
-    f1 = ranker_features(serve_features, c1_base, "topic")
+    f1 = ranker_features(serve_features, c1_base, TOPIC)
     assert f1.select(f0.columns).equals(f0)  # the shared features are identical on the shared rows
     assert list(f0.columns[2:]) == FEATURES_NO_TEXT
 
 
 def test_missing_signals_are_nan_not_zero(world, serve_features):
     users = world.new_users[10:12]  # no history, no profile text
-    c = generate_candidates(serve_features, users, arm_sources("ranker_topic"), CFG)
-    f = ranker_features(serve_features, c, "topic")
+    c = generate_candidates(serve_features, users, arm_sources(f"ranker_{TOPIC}"), CFG)
+    f = ranker_features(serve_features, c, TOPIC)
     assert f.height > 0
-    for col in ("als_score", "text_cos_topic", "c2cf_score_topic", "als_rank"):
+    for col in ("als_score", TOPIC_COS, TOPIC_C2CF, "als_rank"):
         assert f.get_column(col).is_nan().all(), col
     assert (f.get_column("user_is_new") == 1).all()
     new_items = serve_features.item_table.filter(pl.col("item_segment") == "new").get_column("item_id")
     warm_user = sorted(serve_features.als.user_ids)[0]
-    cw = generate_candidates(serve_features, [warm_user], arm_sources("ranker_topic"), CFG)
-    fw = ranker_features(serve_features, cw, "topic")
+    cw = generate_candidates(serve_features, [warm_user], arm_sources(f"ranker_{TOPIC}"), CFG)
+    fw = ranker_features(serve_features, cw, TOPIC)
     on_new = fw.filter(pl.col("item_id").is_in(new_items.implode()))
     assert on_new.height and on_new.get_column("als_score").is_nan().all()  # new items have no ALS factors
-    assert not on_new.get_column("c2cf_score_topic").is_nan().any()  # ... but pseudo factors from text
+    assert not on_new.get_column(TOPIC_C2CF).is_nan().any()  # ... but pseudo factors from text
     assert np.isfinite(fw.filter(pl.col("source_als") == 1).get_column("als_score").to_numpy()).all()

@@ -21,7 +21,7 @@ from recsys_assets.lib.ranking.features import feature_names
 from recsys_assets.lib.ranking.ranker import prepare_lgb_data, train_ranker
 from recsys_assets.lib.snapshot import day_start
 from recsys_assets_tests.lib.ranking.conftest import CFG, INTER
-from recsys_assets_tests.lib.ranking.world import D
+from recsys_assets_tests.lib.ranking.world import D, TOPIC, TOPIC_COS
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,6 @@ def test_two_nights_are_two_queries_and_the_last_night_validates(night):
 
 
 def test_missing_arm_columns_are_named(night):
-    frame = night[0].drop("text_cos_topic")
-    with pytest.raises(ExamplesError, match="text_cos_topic"):
-        training_frame_from_nights([frame], "ranker_topic", CFG)
+    frame = night[0].drop(TOPIC_COS)
+    with pytest.raises(ExamplesError, match=TOPIC_COS):
+        training_frame_from_nights([frame], f"ranker_{TOPIC}", CFG)

@@ -18,21 +18,18 @@ import polars as pl
 import pytest
 
 from recsys_assets.lib.evaluation.metrics import per_user_metrics
-from recsys_assets.lib.interactions import InteractionConfig
 from recsys_assets.lib.ranking.arms import parse_arm, ranker_arm_names, recommend
 from recsys_assets.lib.ranking.config import RankingConfig
-from recsys_assets.lib.ranking.examples import audit_examples, next_day_labels, night_examples, training_frame_from_nights
+from recsys_assets.lib.ranking.examples import audit_examples, training_frame_from_nights
 from recsys_assets.lib.ranking.features import feature_names
 from recsys_assets.lib.ranking.ranker import train_ranker
-from recsys_assets_tests.lib.ranking.gate_world import PCFG, D, gate_snapshot, gate_truth, make_gate_world
+from recsys_assets_tests.lib.ranking.gate_world import D, TOPIC, gate_truth, land_gate_world, make_gate_world, night_frames
 
-GATE_CFG = RankingConfig(encoders=("topic",), num_threads=1)
+GATE_CFG = RankingConfig(encoders=(TOPIC,), num_threads=1)
 WORLD = dict(n_items=600, back_share=0.7, topic_boost=8.0, decay_days=20.0, growth=3)
-W1 = replace(PCFG, label_window_days=1)
 
 
-def _means(world, models, cfg):
-    serve = gate_snapshot(world, "serve")
+def _means(world, serve, models, cfg):
     truth = gate_truth(world, serve)
     users = truth.get_column("user_id").unique().sort().to_list()
     means = {}
@@ -49,27 +46,34 @@ def world():
 
 
 @pytest.fixture(scope="module")
-def nights(world):
-    """Examples of partitions D - k + 1 .. D: snapshots D - k .. D - 1, each with the next day's positives."""
-    out = []
-    for j in range(GATE_CFG.train_nights - 1, -1, -1):
-        feats = gate_snapshot(world, "train", day=D - timedelta(days=j), pcfg=W1)
-        labels = next_day_labels(feats.view, world.events, InteractionConfig())
-        out.append(night_examples(feats, labels, GATE_CFG)[0])
-    return out
+def lake_world(world, tmp_path_factory):
+    """The world in a lake: ingested, warmup_job (features + ranker_examples) run for the k partitions up to D."""
+    return land_gate_world(world, tmp_path_factory.mktemp("gate_world") / "lake", GATE_CFG.train_nights)
 
 
 @pytest.fixture(scope="module")
-def gate_means(world, nights):
+def nights(lake_world):
+    """Examples of partitions D - k + 1 .. D: snapshots D - k .. D - 1, each with the next day's positives (the asset's files)."""
+    return night_frames(lake_world, GATE_CFG.train_nights)
+
+
+@pytest.fixture(scope="module")
+def serve(lake_world):
+    """D's serve inputs, loaded from the feature assets' artifacts."""
+    return lake_world.features(D, "serve")
+
+
+@pytest.fixture(scope="module")
+def gate_means(world, serve, nights):
     models = {}
     for arm in ranker_arm_names(GATE_CFG):
         frame, _ = training_frame_from_nights(nights, arm, GATE_CFG)
         models[arm] = train_ranker(frame, feature_names(parse_arm(arm).encoder), GATE_CFG, arm=arm)
-    return (*_means(world, models, GATE_CFG), models)
+    return (*_means(world, serve, models, GATE_CFG), models)
 
 
 @pytest.mark.parametrize("metric", ["recall", "ndcg"])
-@pytest.mark.parametrize("arm", ["ranker_no_text", "ranker_topic"])
+@pytest.mark.parametrize("arm", ["ranker_no_text", f"ranker_{TOPIC}"])
 def test_ranker_reaches_best_baseline(gate_means, arm, metric):
     means, n_users, _ = gate_means
     assert n_users >= 150
@@ -95,23 +99,22 @@ def test_trained_on_the_nights_before_d_only(nights, gate_means):
     assert gate_means[2]["ranker_no_text"].best_iteration == GATE_CFG.rounds_without_validation
 
 
-def test_one_night_ranker_loses(world, nights):
+def test_one_night_ranker_loses(world, serve, nights):
     """The gate has teeth: a ranker trained on the last night only, without the popularity prior (round 2's
     31 leaves x 100 rounds), loses to popularity here. (With the prior, one night already reaches it.)"""
     cfg = replace(GATE_CFG, encoders=(), train_nights=1, prior="none", num_leaves=31, rounds_without_validation=100)
     frame, _ = training_frame_from_nights(nights[-1:], "ranker_no_text", cfg)
     models = {"ranker_no_text": train_ranker(frame, feature_names(None), cfg, arm="ranker_no_text")}
-    means, _ = _means(world, models, cfg)
+    means, _ = _means(world, serve, models, cfg)
     best = {m: max(means["popularity"][m], means["als"][m]) for m in ("recall", "ndcg")}
     assert all(means["ranker_no_text"][m] < best[m] for m in best), means
 
 
-def test_prior_without_trees_serves_the_popularity_list(world, nights):
+def test_prior_without_trees_serves_the_popularity_list(world, serve, nights):
     """Boosting from the popularity prior: with (almost) nothing learned, the ranker serves popularity's top 20 exactly."""
     cfg = replace(GATE_CFG, encoders=(), learning_rate=1e-9, rounds_without_validation=2)
     frame, _ = training_frame_from_nights(nights, "ranker_no_text", cfg)
     models = {"ranker_no_text": train_ranker(frame, feature_names(None), cfg, arm="ranker_no_text")}
-    serve = gate_snapshot(world, "serve")
     users = gate_truth(world, serve).get_column("user_id").unique().sort().to_list()
     pop, _ = recommend("popularity", serve, users, 20, None, cfg)
     ranked, _ = recommend("ranker_no_text", serve, users, 20, models, cfg)

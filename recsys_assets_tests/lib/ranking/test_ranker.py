@@ -11,22 +11,23 @@ from recsys_assets.lib.ranking.arms import build_training_frame, explain_recomme
 from recsys_assets.lib.ranking.features import feature_names
 from recsys_assets.lib.ranking.ranker import RankerError, RankerModel, prior_scores, train_ranker
 from recsys_assets_tests.lib.ranking.conftest import CFG
+from recsys_assets_tests.lib.ranking.world import TOPIC, TOPIC_C2CF, TOPIC_COS
 
 
 def test_save_load_roundtrip_and_determinism(tmp_path, train_features, labels, models):
-    frame, _ = build_training_frame(train_features, labels, "ranker_topic", CFG)
-    again = train_ranker(frame, feature_names("topic"), CFG, arm="ranker_topic")
-    m = models["ranker_topic"]
+    frame, _ = build_training_frame(train_features, labels, f"ranker_{TOPIC}", CFG)
+    again = train_ranker(frame, feature_names(TOPIC), CFG, arm=f"ranker_{TOPIC}")
+    m = models[f"ranker_{TOPIC}"]
     assert again.booster.model_to_string() == m.booster.model_to_string()
-    m.save(UPath(tmp_path) / "ranker_topic")
-    loaded = RankerModel.load(UPath(tmp_path) / "ranker_topic")
+    m.save(UPath(tmp_path) / f"ranker_{TOPIC}")
+    loaded = RankerModel.load(UPath(tmp_path) / f"ranker_{TOPIC}")
     assert loaded.feature_names == m.feature_names
     assert loaded.best_iteration == m.best_iteration
     assert loaded.meta["prior"] == m.meta["prior"] == {"kind": "popularity", "scale": CFG.prior_scale}
     np.testing.assert_allclose(loaded.predict(frame.head(500)), m.predict(frame.head(500)))
-    (UPath(tmp_path) / "ranker_topic" / "ranker.txt").write_text(m.booster.model_to_string() + "\n#")
+    (UPath(tmp_path) / f"ranker_{TOPIC}" / "ranker.txt").write_text(m.booster.model_to_string() + "\n#")
     with pytest.raises(RankerError):
-        RankerModel.load(UPath(tmp_path) / "ranker_topic")
+        RankerModel.load(UPath(tmp_path) / f"ranker_{TOPIC}")
 
 
 def test_users_without_positives_dropped_but_counted(train_features, labels, models):
@@ -42,14 +43,14 @@ def test_users_without_positives_dropped_but_counted(train_features, labels, mod
 
 
 def test_importance_and_explanations(serve_features, models):
-    m = models["ranker_topic"]
+    m = models[f"ranker_{TOPIC}"]
     imp = m.feature_importance()
     assert imp.columns == ["feature", "gain", "split"] and set(imp.get_column("feature")) == set(m.feature_names)
-    text_gain = imp.filter(pl.col("feature").is_in(["text_cos_topic", "c2cf_score_topic"])).get_column("gain").sum()
+    text_gain = imp.filter(pl.col("feature").is_in([TOPIC_COS, TOPIC_C2CF])).get_column("gain").sum()
     assert text_gain > 0
     users = sorted(serve_features.als.user_ids)[:20]
-    recs, _ = recommend("ranker_topic", serve_features, users, 10, models, CFG)
-    ex = explain_recommendations("ranker_topic", serve_features, recs, models, CFG)
+    recs, _ = recommend(f"ranker_{TOPIC}", serve_features, users, 10, models, CFG)
+    ex = explain_recommendations(f"ranker_{TOPIC}", serve_features, recs, models, CFG)
     assert ex.height == min(CFG.explain_sample, recs.height)
     # prior (the popularity baseline boosted from) + bias + contributions = the score
     contrib = ex.select([f"contrib_{f}" for f in m.feature_names] + ["bias", "prior"]).to_numpy().sum(axis=1)
@@ -61,8 +62,8 @@ def test_importance_and_explanations(serve_features, models):
 
 def test_scorer_adds_the_recorded_prior_to_the_trees(train_features, labels, models):
     """Served score = the prior named in the model's meta + the trees' raw score (the trees were boosted from it)."""
-    frame, _ = build_training_frame(train_features, labels, "ranker_topic", CFG)
-    m = models["ranker_topic"]
+    frame, _ = build_training_frame(train_features, labels, f"ranker_{TOPIC}", CFG)
+    m = models[f"ranker_{TOPIC}"]
     x = frame.head(300)
     raw = m.booster.predict(x.select(m.feature_names).cast(pl.Float32).to_numpy(), num_iteration=m.best_iteration, raw_score=True)
     prior = prior_scores(x, m.meta["prior"])

@@ -6,6 +6,7 @@ import polars as pl
 
 from recsys_assets.lib.ranking.arms import new_item_ids, recommend, score_items, top_k_from_scores
 from recsys_assets_tests.lib.ranking.conftest import CFG
+from recsys_assets_tests.lib.ranking.world import NOISE, TOPIC
 
 
 def _recall(recs: pl.DataFrame, truth: pl.DataFrame, k: int) -> float:
@@ -20,15 +21,15 @@ def test_text_ranker_lifts_new_item_recall(serve_features, models, truth):
     users = truth.get_column("user_id").unique().sort().to_list()
     assert truth_new.height >= 30 and len(new) >= 10
     full = {}
-    for arm in ("ranker_no_text", "ranker_topic", "ranker_noise"):
+    for arm in ("ranker_no_text", f"ranker_{TOPIC}", f"ranker_{NOISE}"):
         recs, _ = recommend(arm, serve_features, users, 20, models, CFG)
         full[arm] = _recall(recs, truth_new, 20)
-    assert full["ranker_topic"] > full["ranker_no_text"] + 0.2, full
-    assert full["ranker_topic"] > full["ranker_noise"] + 0.2, full
+    assert full[f"ranker_{TOPIC}"] > full["ranker_no_text"] + 0.2, full
+    assert full[f"ranker_{TOPIC}"] > full[f"ranker_{NOISE}"] + 0.2, full
 
     cold_users = truth_new.get_column("user_id").unique().sort().to_list()
     cold = {}
-    for arm in ("ranker_no_text", "ranker_topic"):
+    for arm in ("ranker_no_text", f"ranker_{TOPIC}"):
         s = score_items(arm, serve_features, cold_users, new, models, CFG)
         cold[arm] = _recall(top_k_from_scores(s, 3, serve_features), truth_new, 3)
-    assert cold["ranker_topic"] > cold["ranker_no_text"] + 0.1, cold
+    assert cold[f"ranker_{TOPIC}"] > cold["ranker_no_text"] + 0.1, cold

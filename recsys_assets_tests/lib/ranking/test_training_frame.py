@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import polars as pl
@@ -12,7 +13,7 @@ from recsys_assets.lib.schema import EVENT_SCHEMA
 from recsys_assets.lib.ranking.arms import ArmError, build_training_frame, training_labels
 from recsys_assets.lib.snapshot import build_view, day_start
 from recsys_assets_tests.lib.ranking.conftest import CFG, INTER
-from recsys_assets_tests.lib.ranking.world import D, PCFG, snapshot_features
+from recsys_assets_tests.lib.ranking.world import D, PCFG, TOPIC
 
 
 def _event(eid: str, user: str, item: str, ts: datetime) -> pl.DataFrame:
@@ -28,7 +29,7 @@ def _unseen_warm_item(world, train_features, user: str) -> str:
     return next(i for i in warm if i not in seen)
 
 
-def test_day_d_event_changes_neither_labels_nor_training_frame(world, train_features, labels):
+def test_day_d_event_changes_neither_labels_nor_training_frame(world, lake_world, train_features, labels):
     user = labels.get_column("user_id").sort()[0]
     item = _unseen_warm_item(world, train_features, user)
     noon_d = day_start(D) + timedelta(hours=12)
@@ -43,10 +44,11 @@ def test_day_d_event_changes_neither_labels_nor_training_frame(world, train_feat
     assert planted_labels.filter((pl.col("user_id") == user) & (pl.col("item_id") == item)).height == 0
     assert "ghost-user" not in planted_labels.get_column("user_id").to_list()
 
+    # The train view rebuilt from the planted log (day D cut off), over the lake's models of that view.
     before_d = planted.filter(pl.col("ts") < day_start(D))
-    tf2 = snapshot_features(world, "train", events=before_d)
-    f1, s1 = build_training_frame(train_features, labels, "ranker_topic", CFG)
-    f2, s2 = build_training_frame(tf2, planted_labels, "ranker_topic", CFG)
+    tf2 = replace(train_features, view=build_view(before_d, lake_world.items, D, "temporal", "train", PCFG), _cache={})
+    f1, s1 = build_training_frame(train_features, labels, f"ranker_{TOPIC}", CFG)
+    f2, s2 = build_training_frame(tf2, planted_labels, f"ranker_{TOPIC}", CFG)
     assert f1.equals(f2)
     assert s1 == s2
     assert "ghost-user" not in f2.get_column("user_id").to_list()

@@ -1,25 +1,42 @@
 """A small synthetic world for the ranking tests: users with one topic, items with a topic,
-new items every day that get their first interactions right away, and item vectors that are
-noisy topic one-hots (text = topic, signal 1) or pure noise."""
+new items every day that get their first interactions right away, and two item encoders:
+``item-vector`` (TOPIC), the catalogue's precomputed vectors, here noisy topic one-hots (signal 1),
+and ``metadata@meta`` (NOISE), one-hot categories that carry no topic signal (the ``@meta``
+variant keeps the precomputed vector out of it: every plain encoder fuses it in).
+
+The world runs what production runs (lake_world.py): landed into a lake, ingested, the feature
+assets of day D materialized, the ranking inputs loaded by the ranking stage's own loader."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import polars as pl
 
-from recsys_assets.lib.features.als import ALSConfig
+from recsys_assets.defs.resources import ModelsResource
+from recsys_assets.lib.features.profiles import merge_user_vectors
 from recsys_assets.lib.schema import EVENT_SCHEMA
-from recsys_assets.lib.ranking.inputs import SnapshotFeatures, assemble_snapshot_features
-from recsys_assets.lib.snapshot import ProtocolConfig, build_view, day_start
+from recsys_assets.lib.ranking.features import text_feature_names
+from recsys_assets.lib.ranking.inputs import EncoderFeatures, SnapshotFeatures
+from recsys_assets.lib.snapshot import ProtocolConfig, day_start
+from recsys_assets_tests.lib.ranking.lake_world import LakeWorld, land_and_ingest
 
 START = date(2026, 1, 1)
 N_DAYS = 50
 D = START + timedelta(days=N_DAYS - 1)
-PCFG = ProtocolConfig(label_window_days=14, recent_days=7)
-ALS_CFG = ALSConfig(factors=16, iterations=8, num_threads=1)
+TOPIC = "item-vector"
+"""The encoder whose item vectors are the world's topic vectors (the catalogue's image_vector)."""
+NOISE = "metadata@meta"
+"""An encoder without topic signal: the world's categories are drawn independently of the topics."""
+TOPIC_COS, TOPIC_C2CF, TOPIC_CONTENT_SOURCE, TOPIC_C2CF_SOURCE = text_feature_names(TOPIC)
+"""TOPIC's ranker feature and candidate-source column names (encoder names are sanitized in column names)."""
+PCFG = ProtocolConfig(protocols=("temporal",), label_window_days=14, recent_days=7)
+MODELS = ModelsResource(
+    encoders=f"{TOPIC},{NOISE}", protocols="temporal", label_window_days=14, recent_days=7,
+    als_factors=16, als_iterations=8, als_min_user_events=1, device="cpu",
+)
 
 
 @dataclass
@@ -28,9 +45,13 @@ class World:
     items: pl.DataFrame
     item_topic: dict[str, int]
     user_topic: dict[str, int]
-    vectors: dict[str, tuple[list[str], np.ndarray]]
+    vectors: tuple[list[str], np.ndarray]
+    """Noisy topic one-hot per item: landed as the catalogue's image_vector (the TOPIC encoder)."""
     new_users: list[str]  # no event before D
     profile_vectors: dict[str, tuple[list[str], np.ndarray]]
+    """Given interest vectors of brand-new users with a profile text, in TOPIC's space (see ``with_profile_vectors``)."""
+    users: pl.DataFrame
+    """Landing users: user_id, profile (the profile-text users)."""
 
 
 def _ts(d: date, sec: np.ndarray) -> list[datetime]:
@@ -105,7 +126,6 @@ def make_world(seed: int = 0, n_users: int = 300, n_topics: int = 6, n_initial: 
     topic_vec = np.zeros((n_items, dim), np.float32)
     topic_vec[np.arange(n_items), topics] = 1.0
     topic_vec += rng.normal(0, 0.25, topic_vec.shape).astype(np.float32)
-    noise_vec = rng.normal(0, 1, (n_items, 16)).astype(np.float32)
     norm = lambda m: (m / np.linalg.norm(m, axis=1, keepdims=True)).astype(np.float32)
     new_users = [user_ids[u] for u in np.flatnonzero(late)]
     prof_users = new_users[:10]  # half of the brand-new users wrote a profile text
@@ -116,9 +136,13 @@ def make_world(seed: int = 0, n_users: int = 300, n_topics: int = 6, n_initial: 
         items=items,
         item_topic=dict(zip(item_ids, topics.tolist())),
         user_topic=dict(zip(user_ids, utopic.tolist())),
-        vectors={"topic": (item_ids, norm(topic_vec)), "noise": (item_ids, norm(noise_vec))},
+        vectors=(item_ids, norm(topic_vec)),
         new_users=new_users,
-        profile_vectors={"topic": (prof_users, norm(prof))},
+        profile_vectors={TOPIC: (prof_users, norm(prof))},
+        users=pl.DataFrame(
+            {"user_id": prof_users, "profile": [f"I like topic {utopic[user_ids.index(u)]}" for u in prof_users]},
+            schema={"user_id": pl.String, "profile": pl.String},
+        ),
     )
 
 
@@ -126,12 +150,30 @@ def events_before(world: World, day: date = D) -> pl.DataFrame:
     return world.events.filter(pl.col("ts") < day_start(day))
 
 
-def snapshot_features(world: World, stage: str, protocol: str = "temporal", events: pl.DataFrame | None = None) -> SnapshotFeatures:
-    ev = events if events is not None else events_before(world)
-    view = build_view(ev, world.items, D, protocol, stage, PCFG)
-    ids = view.catalog.get_column("item_id").to_list()
-    vecs = {}
-    for name, (iids, mat) in world.vectors.items():
-        index = {i: r for r, i in enumerate(iids)}
-        vecs[name] = (ids, mat[[index[i] for i in ids]])
-    return assemble_snapshot_features(view, vecs, als_config=ALS_CFG, protocol=PCFG, user_text_vectors=world.profile_vectors)
+def land_world(world: World, root) -> LakeWorld:
+    """The world landed, ingested and day D's feature assets materialized."""
+    lw = land_and_ingest(root, world.events, world.items, world.vectors, world.users, MODELS)
+    lw.materialize(D)
+    return lw
+
+
+def with_profile_vectors(feats: SnapshotFeatures, world: World) -> SnapshotFeatures:
+    """The features plus the world's given interest vectors of its profile-text users (TOPIC's space).
+
+    The one piece that cannot come through the lake: production gives a brand-new user a vector from
+    the profile TEXT, encoded by a text encoder, and ``item-vector`` has no text model
+    (``user_profiles`` skips these users for it, counted as ``profile_text_skipped``). The tests of
+    users without history but with an interest vector need such users, so the given vectors are
+    merged here with the feature stage's own ``merge_user_vectors``.
+    """
+    encs = dict(feats.encoders)
+    for name, given in world.profile_vectors.items():
+        e = encs[name]
+        uids, umat = merge_user_vectors((e.user_ids, e.user_vectors), given)
+        encs[name] = EncoderFeatures(e.item_ids, e.item_vectors, uids, umat, e.c2cf)
+    return replace(feats, encoders=encs, _cache={})
+
+
+def snapshot_features(lw: LakeWorld, world: World, stage: str, protocol: str = "temporal") -> SnapshotFeatures:
+    """The ranking inputs of a view of day D, loaded from the lake, plus the given profile vectors."""
+    return with_profile_vectors(lw.features(D, stage, protocol), world)
