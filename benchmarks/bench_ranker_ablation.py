@@ -1,7 +1,7 @@
 """Ranker ablation on days before the evaluated window (docs/ranker.md, "How the findings were measured").
 
 For each day D of [START, END] (every STEP days) and protocol: both snapshots built with
-the library (``build_view`` + ``assemble_snapshot_features``: ALS refit, no text), the
+the library (``build_view`` + the feature stage's ``fit_view_als``: ALS refit, no text), the
 label-window training frame, one ranker per variant, served on D and scored on D's truth
 next to ``popularity`` and ``als`` (same users). One JSON line per (day, protocol,
 variant); a summary table at the end; ``OUT=file.parquet`` keeps the per-user metrics.
@@ -34,7 +34,8 @@ from recsys_assets.lib.ranking.arms import recommend, top_k_from_scores
 from recsys_assets.lib.ranking.candidates import arm_sources, generate_candidates, candidate_recall
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.features import FEATURES_NO_TEXT, ranker_features
-from recsys_assets.lib.ranking.inputs import assemble_snapshot_features
+from recsys_assets.lib.features.nightly import FeatureConfig, fit_view_als
+from recsys_assets.lib.ranking.inputs import SnapshotFeatures
 from recsys_assets.lib.ranking.ranker import train_ranker
 from recsys_assets.lib.snapshot import ProtocolConfig, build_view, day_start, positives_excluding_seen
 from dataclasses import dataclass, field
@@ -115,8 +116,8 @@ def run(lake_root, start, end, protocols, variants, step=1):
             t0 = time.time()
             sv = build_view(before, items, d, protocol, "serve", pcfg)
             tv = build_view(before, items, d, protocol, "train", pcfg)
-            serve = assemble_snapshot_features(sv, {}, als_config=ALS, interaction_config=INTER, protocol=pcfg)
-            train = assemble_snapshot_features(tv, {}, als_config=ALS, interaction_config=INTER, protocol=pcfg)
+            serve = SnapshotFeatures(sv, als=fit_view_als(sv, FeatureConfig(als=ALS, interactions=INTER, protocol=pcfg))[0], protocol=pcfg)
+            train = SnapshotFeatures(tv, als=fit_view_als(tv, FeatureConfig(als=ALS, interactions=INTER, protocol=pcfg))[0], protocol=pcfg)
             truth = positives_excluding_seen(day_ev, sv.seen, INTER, sv.catalog["item_id"])
             if truth.height == 0:
                 continue

@@ -1,7 +1,7 @@
 """Serve-like ranker training, measured on days before the evaluated window (docs/ranker.md).
 
 For each day d of [START - max(K), END] and protocol, the SERVE snapshot of d is built with the
-library (``build_view`` + ``assemble_snapshot_features``: ALS refit, no text) and its
+library (``build_view`` + the feature stage's ``fit_view_als``: ALS refit, no text) and its
 "examples" are kept: the candidates of the users with a positive on day d, their features,
 and label = that positive (exactly what the ranker is asked on a served day). For each
 evaluated day D of [START, END] the variants train on the examples of the nights before D
@@ -55,7 +55,8 @@ from recsys_assets.lib.ranking.arms import popularity_tiebreak, recommend, top_k
 from recsys_assets.lib.ranking.candidates import arm_sources, candidate_recall, generate_candidates
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.features import FEATURES_NO_TEXT, ranker_features
-from recsys_assets.lib.ranking.inputs import assemble_snapshot_features
+from recsys_assets.lib.features.nightly import FeatureConfig, fit_view_als
+from recsys_assets.lib.ranking.inputs import SnapshotFeatures
 from recsys_assets.lib.ranking.ranker import fit_lgb, LgbData, prepare_lgb_data, prior_of, RankerModel
 from recsys_assets.lib.snapshot import ProtocolConfig, build_view, day_start, positives_excluding_seen
 
@@ -184,7 +185,7 @@ def night(events, items, d, protocol, pcfg, cfg, cache):
     truth = positives_excluding_seen(day_ev, sv.seen, INTER, sv.catalog["item_id"])
     if truth.height == 0:
         return None
-    serve = assemble_snapshot_features(sv, {}, als_config=ALS, interaction_config=INTER, protocol=pcfg)
+    serve = SnapshotFeatures(sv, als=fit_view_als(sv, FeatureConfig(als=ALS, interactions=INTER, protocol=pcfg))[0], protocol=pcfg)
     users = truth["user_id"].unique().sort().to_list()
     ex, cands = frame_for(serve, users, cfg, truth)
     pos = pl.Series("tiebreak", serve.popularity_position, dtype=pl.Int64)
@@ -233,7 +234,7 @@ def run(lake_root, start, end, protocols, variants):
                     if mode == "window":
                         before = events.filter(pl.col("ts") < day_start(d))
                         tv = build_view(before, items, d, protocol, "train", pcfg)
-                        tfe = assemble_snapshot_features(tv, {}, als_config=ALS, interaction_config=INTER, protocol=pcfg)
+                        tfe = SnapshotFeatures(tv, als=fit_view_als(tv, FeatureConfig(als=ALS, interactions=INTER, protocol=pcfg))[0], protocol=pcfg)
                         win = before.filter(pl.col("ts") >= day_start(tv.cutoff))
                         lab = positives_excluding_seen(win, tv.seen, INTER, tv.catalog["item_id"]).select("user_id", "item_id")
                         tf, _ = frame_for(tfe, sorted(lab["user_id"].unique().to_list()), vcfg, lab)

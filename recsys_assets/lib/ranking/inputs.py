@@ -4,10 +4,9 @@
 per catalogue item, in sorted item_id order) so that candidate generation and
 feature computation are matmuls and gathers, not joins per source.
 
-:func:`assemble_snapshot_features` builds the whole bundle from a view and the
-encoders' item vectors with the features modules (ALS fit on ``view.history``,
-EMA profiles, content->CF bridge); the Dagster assets may use it or pass
-pre-computed parts to the dataclasses directly.
+The bundle is built from the feature assets' artifacts by
+``ranking.nightly.load_snapshot_features`` (assets, tests and benchmarks alike: the tests land
+their worlds into a lake and materialize the feature assets).
 """
 
 from __future__ import annotations
@@ -244,54 +243,3 @@ class SnapshotFeatures:
         index, m = self._cache["seen_all"]
         rows = rows_of(list(user_ids), index)
         return m[np.where(rows >= 0, rows, m.shape[0] - 1)]
-
-
-def assemble_snapshot_features(
-    view: SnapshotView,
-    item_vectors: dict[str, tuple[Sequence[str], np.ndarray]],
-    *,
-    als_config=None,
-    interaction_config=None,
-    profile_config=None,
-    c2cf_config=None,
-    protocol: ProtocolConfig | None = None,
-    user_text_vectors: dict[str, tuple[Sequence[str], np.ndarray]] | None = None,
-) -> SnapshotFeatures:
-    """The feature stage of one view in memory: the same functions the feature assets call
-    (``fit_view_als``, ``view_history_profiles``, ``fit_view_c2cf``, ``merge_user_vectors``), no lake.
-
-    For worlds whose vectors are given rather than encoded (the ranking unit tests' topic vectors,
-    the ranker benchmarks): ``item_vectors[enc] = (item_ids, matrix)``; ``user_text_vectors[enc]``
-    optionally gives profile-text vectors, appended for users without history as ``user_profiles``
-    does. Production reads the assets' artifacts instead (``ranking.nightly.load_snapshot_features``).
-    A bridge that cannot be fit (too few warm items) is left out (c2cf None, logged).
-    """
-    from dataclasses import replace
-
-    from recsys_assets.lib.features.als import ALSError
-    from recsys_assets.lib.features.content_to_cf import ContentToCFError
-    from recsys_assets.lib.features.nightly import FeatureConfig, fit_view_als, fit_view_c2cf, view_history_profiles
-    from recsys_assets.lib.features.profiles import merge_user_vectors
-
-    given = {"als": als_config, "interactions": interaction_config, "profile": profile_config, "c2cf": c2cf_config, "protocol": protocol}
-    cfg = replace(FeatureConfig(), **{k: v for k, v in given.items() if v is not None})
-    try:
-        als = fit_view_als(view, cfg)[0] if view.history.height else None
-    except ALSError as exc:
-        log.warning("assemble_snapshot_features: no ALS model for %s/%s: %s", view.protocol, view.stage, exc)
-        als = None
-    encs: dict[str, EncoderFeatures] = {}
-    for name, (iids, mat) in item_vectors.items():
-        uids, umat, _ = view_history_profiles(view, list(iids), np.asarray(mat), cfg)
-        if user_text_vectors and name in user_text_vectors:
-            uids, umat = merge_user_vectors((uids, umat), user_text_vectors[name])
-        if len(uids) == 0:
-            umat = np.zeros((0, np.asarray(mat).shape[1]), np.float32)
-        bridge = None
-        if als is not None:
-            try:
-                bridge = fit_view_c2cf(view, list(iids), np.asarray(mat), als, cfg)
-            except ContentToCFError as exc:
-                log.warning("assemble_snapshot_features: no content->CF bridge for %s: %s", name, exc)
-        encs[name] = EncoderFeatures(list(iids), mat, uids, umat, bridge)
-    return SnapshotFeatures(view=view, als=als, encoders=encs, protocol=cfg.protocol)

@@ -89,7 +89,8 @@ def land_and_ingest(
     write_bytes_atomic(lake.landing_dir("events").joinpath("world.parquet"), buf.getvalue())
     ids, mat = vectors
     vec = pl.DataFrame({"item_id": list(ids), "image_vector": pl.Series([list(map(float, r)) for r in mat], dtype=pl.List(pl.Float64))})
-    landing_items = items.select("item_id", "title", "categories", pl.col("created_at").dt.strftime("%Y-%m-%dT%H:%M:%SZ")).join(
+    fields = [c for c in ("item_id", "title", "categories") if c in items.columns]
+    landing_items = items.select(*fields, pl.col("created_at").dt.strftime("%Y-%m-%dT%H:%M:%SZ")).join(
         vec, on="item_id", how="left"
     )
     write_bytes_atomic(lake.landing_dir("items").joinpath("world.items.jsonl"), landing_items.write_ndjson().encode())
