@@ -3,7 +3,8 @@
 1. ``content_attributes`` (new users' profile attributes as plain categories) is evaluated on
    day D's new-user cell, per protocol, and stored next to the day's evaluation files.
 2. Every configured encoder's cost is measured on this machine (once per model version).
-3. The window ending D is pooled and the three tables are computed (``tables``).
+3. The window ending D is pooled (only days evaluated under D's configuration, as ``lift_rollup``
+   pools them) and the three tables are computed (``tables``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from recsys_assets.lib.study.tables import (
     encoder_study_rows,
     fusion_rows,
     new_user_rows,
-    pooled_window,
+    pooled_study_window,
     save_attribute_eval,
 )
 
@@ -45,6 +46,8 @@ class StudyTables:
     """Encoders whose cost could not be measured, and why."""
     days: list[date] = field(default_factory=list)
     """Evaluated days pooled."""
+    excluded: dict[date, str] = field(default_factory=dict)
+    """Evaluated days of the window left out of the pool (another configuration), and why."""
 
 
 def evaluate_attribute_arm(snap: DaySnapshot, users: pl.DataFrame, attr: AttributeConfig) -> int:
@@ -65,8 +68,11 @@ def evaluate_attribute_arm(snap: DaySnapshot, users: pl.DataFrame, attr: Attribu
     return sum(p["user_id"].n_unique() for p in pus)
 
 
-def study_tables(snap: DaySnapshot, users: pl.DataFrame, n_days: int, cfg: StudyConfig | None = None, attr: AttributeConfig | None = None) -> StudyTables:
-    """Day D's study work (module docstring) over the configured encoders of ``snap.config``."""
+def study_tables(
+    snap: DaySnapshot, users: pl.DataFrame, n_days: int, config_hash: str, cfg: StudyConfig | None = None, attr: AttributeConfig | None = None
+) -> StudyTables:
+    """Day D's study work (module docstring) over the configured encoders of ``snap.config``; the window pools
+    only days evaluated under ``config_hash`` (day D's evaluation configuration), as the rollup does."""
     cfg, attr = cfg or StudyConfig(), attr or AttributeConfig()
     lake, day, fcfg = snap.lake, snap.day, snap.config
     load_student_modules()
@@ -85,7 +91,7 @@ def study_tables(snap: DaySnapshot, users: pl.DataFrame, n_days: int, cfg: Study
             if f.encoder is not None and f.encoder not in encoders:
                 f = replace(f, encoder=None, note=f"{f.encoder} is not switched on (add it to the encoders)")
             fusion.append(f)
-    pooled, pairs, days = pooled_window(lake, day, n_days, cfg)
+    pooled, pairs, days, excluded = pooled_study_window(lake, day, n_days, cfg, config_hash)
     ladder = [e for e in encoders if "@" not in e]
     return StudyTables(
         encoder_study=encoder_study_rows(pooled, pairs, days, ladder, costs, cfg),
@@ -94,4 +100,5 @@ def study_tables(snap: DaySnapshot, users: pl.DataFrame, n_days: int, cfg: Study
         costs=costs,
         unavailable=unavailable,
         days=days,
+        excluded=excluded,
     )

@@ -26,7 +26,7 @@ from datetime import date
 import polars as pl
 
 from recsys_assets.lib.evaluation.lift import LiftConfig, lift_rows, pool_days
-from recsys_assets.lib.evaluation.reporting import drop_trivial, load_arm_stats, load_per_pair, load_per_user, window_days
+from recsys_assets.lib.evaluation.reporting import comparable_window, pooled_window
 from recsys_assets.lib.features.encoders import encoder_spec
 from recsys_assets.lib.lake import Lake, read_parquet, write_parquet_atomic
 from recsys_assets.lib.study.cost import EncoderCost
@@ -81,24 +81,30 @@ def save_attribute_eval(lake: Lake, day: date, per_user: pl.DataFrame, per_pair:
 # --- pooling ---------------------------------------------------------------------------------
 
 
-def pooled_window(lake: Lake, end: date, n_days: int, cfg: StudyConfig) -> tuple[pl.DataFrame, pl.DataFrame | None, list[date]]:
-    """The window's user-days in the study cells (with the attribute arm's rows), and their pairs."""
-    days = window_days(lake, end, n_days)
+def pooled_study_window(
+    lake: Lake, end: date, n_days: int, cfg: StudyConfig, config_hash: str
+) -> tuple[pl.DataFrame, pl.DataFrame | None, list[date], dict[date, str]]:
+    """(user-days in the study cells with the attribute arm's rows, their pairs, days pooled, {day left out: why}).
+
+    The days are the rollup's (``comparable_window``): a day evaluated under another configuration
+    (another ranker, encoder set...) or before provenance was recorded is left out, so the study's
+    tables never mix two treatments, nor disagree with ``lift_rollup`` about which days they pool.
+    """
+    days, excluded = comparable_window(lake, end, n_days, config_hash)
+    pooled, pairs = pooled_window(lake, days)
+    if pooled.height == 0:
+        return pooled, None, days, excluded
+    attribute = {d: attribute_paths(lake, d) for d in days}
+    attribute = {d: paths for d, paths in attribute.items() if paths[0].exists()}
+    if attribute:
+        pooled = pl.concat([pooled, pool_days({d: read_parquet(pu) for d, (pu, _) in attribute.items()})])
+        if pairs is not None:
+            pairs = pl.concat([pairs, pool_days({d: read_parquet(pp) for d, (_, pp) in attribute.items()})])
     cells = pl.DataFrame([(c.scope, c.segment_kind, c.segment) for c in cfg.cells], schema=["scope", "segment_kind", "segment"], orient="row")
-    scopes = sorted({c.scope for c in cfg.cells})
-    users, pairs = {}, {}
-    for d in days:
-        pu = drop_trivial(load_per_user(lake, d), load_arm_stats(lake, d))
-        pp = load_per_pair(lake, d)
-        apu, app = attribute_paths(lake, d)
-        if apu.exists():
-            pu = pl.concat([pu, read_parquet(apu)])
-            pp = pl.concat([pp, read_parquet(app)]) if pp is not None else None
-        users[d] = pu.filter((pl.col("metric") == cfg.metric) & (pl.col("k") == cfg.k)).join(cells, on=["scope", "segment_kind", "segment"], how="semi")
-        pairs[d] = pp.filter(pl.col("scope").is_in(scopes)) if pp is not None else None
-    pooled = pool_days(users)
-    pooled_pairs = pool_days(pairs) if days and all(p is not None for p in pairs.values()) else None
-    return pooled, pooled_pairs, days
+    pooled = pooled.filter((pl.col("metric") == cfg.metric) & (pl.col("k") == cfg.k)).join(cells, on=["scope", "segment_kind", "segment"], how="semi")
+    if pairs is not None:
+        pairs = pairs.filter(pl.col("scope").is_in(sorted({c.scope for c in cfg.cells})))
+    return pooled, pairs, days, excluded
 
 
 def _lifts(pooled: pl.DataFrame, pairs: pl.DataFrame | None, comparisons: list[tuple[str, str]]) -> pl.DataFrame:
