@@ -34,7 +34,8 @@ reuses that student instead of training again.
 Storage: ``<model cache>/students/<name>/<fingerprint[:20]>/`` is a SentenceTransformer folder
 (only the model: its files hash is the encoder's fingerprint) and ``<fingerprint[:20]>.json`` next
 to it the training report (timings, validation, training item ids); the per-day record
-``<lake cache>/students/<name>/day=D.json`` says which folder snapshot D uses. The model cache
+``<lake cache>/students/<name>/day=D.json`` says which folder snapshot D uses (relative to the
+students root, so a copied lake uses its own copy). The model cache
 is the lake's ``cache/`` when the lake is local, else ``$RECSYS_MODEL_CACHE`` (a model is read
 from a local folder).
 
@@ -381,6 +382,16 @@ def record_path(cache_dir: Any, name: str, day: date):
     return cache_dir.joinpath("students", name, f"day={day.isoformat()}.json")
 
 
+def student_folder(cache_dir: Any, record: dict[str, Any]) -> Path:
+    """The model folder of a per-day record, resolved against this lake's students root.
+
+    Records store it relative to that root (``<name>/<fingerprint[:20]>``) so that a copied or
+    moved lake loads its own students, not the ones of the lake it was copied from. Records
+    written before stored an absolute path; joining keeps those as they were.
+    """
+    return students_root(cache_dir) / record["folder"]
+
+
 def _fingerprint(kind: str, cfg: DistillConfig, text_cfg: ItemTextConfig, base_hash: str, source: str, item_ids: list[str], texts: list[str], targets: np.ndarray) -> str:
     # The cadence only picks the cutoff, whose inputs are hashed below: it does not change a student.
     trained_by = {k: v for k, v in asdict(cfg).items() if k != "retrain_every_days"}
@@ -491,7 +502,7 @@ def ensure_student(
         "cutoff": cutoff.isoformat(),
         "input_fingerprint": fingerprint,
         "files_hash": model_files_hash(folder),
-        "folder": str(folder),
+        "folder": f"{name}/{folder.name}",
         "trained": trained,
         "seconds": round(time.perf_counter() - started, 2),
         "config_hash": cfg.config_hash(),
@@ -502,9 +513,9 @@ def ensure_student(
     return record
 
 
-def student_trained_items(record: dict[str, Any]) -> list[str]:
+def student_trained_items(cache_dir: Any, record: dict[str, Any]) -> list[str]:
     """The item ids a student (of a per-day record) was trained on."""
-    return json.loads(report_path(Path(record["folder"])).read_text())["trained_item_ids"]
+    return json.loads(report_path(student_folder(cache_dir, record)).read_text())["trained_item_ids"]
 
 
 def load_student_encoder(name: str, config: EncoderConfig, cache_dir: Any, day: date | None) -> SentenceTransformerEncoder:
@@ -523,7 +534,7 @@ def load_student_encoder(name: str, config: EncoderConfig, cache_dir: Any, day: 
             f"(day_job and nightly_job run it when {name} is among the configured encoders)"
         )
     record = json.loads(path.read_bytes())
-    folder = Path(record["folder"])
+    folder = student_folder(cache_dir, record)
     if not (folder / "modules.json").is_file():
         raise ModelUnavailableError(
             f"the {name!r} student of {day} points at {folder}, which holds no model (cleaned cache, or "

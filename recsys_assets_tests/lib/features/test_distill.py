@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -21,6 +20,7 @@ from recsys_assets.lib.features.distill import (
     ensure_student,
     record_path,
     report_path,
+    student_folder,
     student_trained_items,
     student_vectors,
     train_student,
@@ -156,7 +156,7 @@ def test_collaborative_student_end_to_end_as_an_encoder(tmp_path, monkeypatch):
 
     record = ensure_student(CF_STUDENT, lake, DAY, items, events, **kwargs)
     assert record["trained"] and record["cutoff"] == CUTOFF.isoformat()
-    seen = set(student_trained_items(record))
+    seen = set(student_trained_items(lake.cache, record))
     held = holdout_items(items["item_id"].to_list(), PROTOCOL)
     future = set(items.filter(pl.col("first_seen_day") >= CUTOFF)["item_id"].to_list())
     assert seen and not seen & held and not seen & future
@@ -171,10 +171,18 @@ def test_collaborative_student_end_to_end_as_an_encoder(tmp_path, monkeypatch):
     # Next night of the same week: same inputs, the student is reused (not retrained).
     again = ensure_student(CF_STUDENT, lake, DAY + timedelta(days=1), items, events, **kwargs)
     assert not again["trained"] and again["files_hash"] == record["files_hash"]
-    # Retraining from scratch on the same inputs gives the same weights (seeded, same threads).
+    # A copy of the lake loads its own students: nothing of the original lake is read.
     import shutil
 
-    shutil.rmtree(record["folder"])
+    copy = Lake.at(str(tmp_path / "copy"))
+    shutil.copytree(tmp_path / "lake", tmp_path / "copy")
+    shutil.rmtree(student_folder(lake.cache, record))
+    copied = get_encoder(CF_STUDENT, cache_dir=copy.cache, day=DAY)
+    assert copied.source.startswith(str(tmp_path / "copy"))
+    assert np.array_equal(copied.encode(["Dark River (1990). Genres: Drama."]), vecs)
+    assert set(student_trained_items(copy.cache, record)) == seen
+
+    # Retraining from scratch on the same inputs gives the same weights (seeded, same threads).
     retrained = ensure_student(CF_STUDENT, lake, DAY, items, events, **kwargs)
     assert retrained["trained"] and retrained["files_hash"] == record["files_hash"]
 
@@ -190,7 +198,7 @@ def test_collaborative_student_end_to_end_as_an_encoder(tmp_path, monkeypatch):
     with pytest.raises(LeakageError, match="held-out"):
         ensure_student(CF_STUDENT, lake, DAY + timedelta(days=7), items, events, **kwargs)
     assert not record_path(lake.cache, CF_STUDENT, DAY + timedelta(days=7)).exists()
-    assert json.loads(report_path(Path(record["folder"])).read_text())["kind"] == "collaborative"
+    assert json.loads(report_path(student_folder(lake.cache, record)).read_text())["kind"] == "collaborative"
 
 
 def replace_epochs(epochs: int) -> DistillConfig:
