@@ -20,6 +20,11 @@ the sizes (least squares; 1 = linear in the events, 2 = quadratic). Prints a tab
     .venv/bin/python benchmarks/bench_scale.py --events 10M --lake-root /tmp/scale/bench --merge benchmarks/results/scale.json
     .venv/bin/python benchmarks/bench_scale.py --events 3M --lake-root /tmp/scale/bench --no-night    # world + cold encode now,
     .venv/bin/python benchmarks/bench_scale.py --events 1M,3M --lake-root /tmp/scale/bench --reuse  # the nights later (code changes)
+    .venv/bin/python benchmarks/bench_scale.py --events 10M --lake-root /tmp/scale/bench --reuse --max-rss-gib 10 --deadline 11:05
+
+With ``--max-rss-gib`` / ``--deadline`` a watchdog thread in the night's child stops it when its RSS passes
+the limit or at the time, after writing per asset what finished (the running asset up to then, marked
+``unfinished``), so a night too big for the machine still yields figures.
 
 Timings on a shared machine are noisy (the 1-minute load average is recorded with each run).
 """
@@ -103,20 +108,51 @@ def child_ingest(lake: str, n_events: int, out: str) -> None:
     Path(out).write_text(json.dumps({"rc": rc, "wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mib": ru.ru_maxrss / 1024}))
 
 
-def _step_times(inst, run_id: str) -> dict[str, tuple[float, float]]:
-    starts, out = {}, {}
-    for rec in inst.all_logs(run_id):
-        ev = rec.dagster_event
-        if ev is None or ev.step_key is None:
-            continue
-        if ev.event_type_value == "STEP_START":
-            starts[ev.step_key] = rec.timestamp
-        elif ev.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and ev.step_key in starts:
-            out[ev.step_key] = (starts[ev.step_key], rec.timestamp)
-    return out
+def _steps_so_far(inst, rss: RssSampler, now: float) -> dict:
+    """Per finished step {wall_s, cpu_s, peak_rss_mib}; a step still running is measured up to ``now`` and marked unfinished."""
+    steps = {}
+    for run in inst.get_runs():
+        starts, ends = {}, {}
+        for rec in inst.all_logs(run.run_id):
+            ev = rec.dagster_event
+            if ev is None or ev.step_key is None:
+                continue
+            if ev.event_type_value == "STEP_START":
+                starts[ev.step_key] = rec.timestamp
+            elif ev.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+                ends[ev.step_key] = rec.timestamp
+        for key, a in starts.items():
+            b = ends.get(key, now)
+            steps[key] = {"wall_s": b - a, "cpu_s": rss.cpu_between(a, b), "peak_rss_mib": rss.peak_between(a, b) / 2**20}
+            if key not in ends:
+                steps[key]["unfinished"] = True
+    return steps
 
 
-def child_night(lake: str, day: str, job: str, out: str) -> None:
+def _watchdog(inst, rss: RssSampler, tw: float, out: str, max_rss_gib: float | None, deadline: float | None) -> None:
+    """Stops the night (os._exit) when its RSS passes ``max_rss_gib`` or the clock passes ``deadline``, after writing
+    what finished: a killed night still reports per asset its CPU s and peak RSS (the running one as unfinished)."""
+    while True:
+        time.sleep(0.5)
+        now = time.time()
+        rss_now = rss.samples[-1][1] if rss.samples else 0
+        why = None
+        if max_rss_gib is not None and rss_now > max_rss_gib * 2**30:
+            why = f"watchdog: RSS {rss_now / 2**30:.2f} GiB > {max_rss_gib} GiB"
+        elif deadline is not None and now > deadline:
+            why = f"watchdog: deadline {time.strftime('%H:%M:%S', time.gmtime(deadline))} UTC reached"
+        if why:
+            cpu = time.process_time()
+            Path(out).write_text(json.dumps({
+                "ok": False, "error": why, "wall_s": now - tw, "cpu_s": cpu,
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_sampled_mib": rss.peak_between(tw, now) / 2**20, "steps": _steps_so_far(inst, rss, now),
+            }))  # fmt: skip
+            print(why, flush=True)
+            os._exit(3)
+
+
+def child_night(lake: str, day: str, job: str, out: str, max_rss_gib: float | None = None, deadline: float | None = None) -> None:
     import dagster as dg
 
     from recsys_assets import runner
@@ -125,6 +161,8 @@ def child_night(lake: str, day: str, job: str, out: str) -> None:
     runner.use_lake(lake)
     inst = dg.DagsterInstance.ephemeral()
     with RssSampler() as rss:
+        if max_rss_gib is not None or deadline is not None:
+            threading.Thread(target=_watchdog, args=(inst, rss, time.time(), out, max_rss_gib, deadline), daemon=True).start()
         t0, c0 = time.perf_counter(), time.process_time()
         tw = time.time()
         error = None
@@ -150,11 +188,7 @@ def child_night(lake: str, day: str, job: str, out: str) -> None:
             result = None
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         tw1 = time.time()
-    steps = {}
-    run_ids = [r.run_id for r in inst.get_runs()]
-    for run_id in run_ids:
-        for key, (a, b) in _step_times(inst, run_id).items():
-            steps[key] = {"wall_s": b - a, "cpu_s": rss.cpu_between(a, b), "peak_rss_mib": rss.peak_between(a, b) / 2**20}
+    steps = _steps_so_far(inst, rss, tw1)
     ru = resource.getrusage(resource.RUSAGE_SELF)
     Path(out).write_text(
         json.dumps(
@@ -186,6 +220,17 @@ def _child(args: list[str], out: Path, log: Path, timeout: float) -> dict:
     return json.loads(out.read_text())
 
 
+def deadline_epoch(hhmm: str | None) -> float | None:
+    """``HH:MM`` today in UTC as epoch seconds (None passes through)."""
+    if not hhmm:
+        return None
+    import calendar
+
+    h, m = (int(x) for x in hhmm.split(":"))
+    today = time.gmtime()
+    return float(calendar.timegm((today.tm_year, today.tm_mon, today.tm_mday, h, m, 0)))
+
+
 def world_day(lake: Path) -> str:
     """The last day with published events (a full history and label window before it)."""
     days = sorted(p.name[4:] for p in (lake / "events").iterdir() if p.name.startswith("day="))
@@ -203,7 +248,7 @@ def growth(sizes: list[int], seconds: list[float]) -> float | None:
     return sum((x - mx) * (y - my) for x, y in pts) / den if den else None
 
 
-def run_size(n: int, root: Path, timeout: float, keep: bool, reuse: bool = False, night: bool = True) -> dict:
+def run_size(n: int, root: Path, timeout: float, keep: bool, reuse: bool = False, night: bool = True, watch: tuple[str, ...] = ()) -> dict:
     from recsys_assets.lib.ingest.synthetic import shop_shape
 
     lake = root / label(n)
@@ -231,7 +276,7 @@ def run_size(n: int, root: Path, timeout: float, keep: bool, reuse: bool = False
     if not night:
         return rec
     print(f"[{label(n)}] day_job {day} ...", flush=True)
-    rec["night"] = _child(["--child-night", str(lake), day, "day_job"], lake / "night.json", lake / "night.log", timeout)
+    rec["night"] = _child(["--child-night", str(lake), day, "day_job", *watch], lake / "night.json", lake / "night.log", timeout)
     print(f"[{label(n)}] night: ok={rec['night'].get('ok')} wall={rec['night'].get('wall_s')} error={rec['night'].get('error')}", flush=True)
     return rec
 
@@ -267,7 +312,8 @@ def table(records: list[dict]) -> str:
                 cells.append("-")
                 continue
             cpu = v.get("cpu_s")
-            cells.append(f"{v['wall_s']:.1f} / {cpu:.1f} / {v.get('peak_rss_mib', 0):.0f}" if cpu is not None else f"{v['wall_s']:.1f} / - / {v.get('peak_rss_mib', 0):.0f}")
+            cell = f"{v['wall_s']:.1f} / {cpu:.1f} / {v.get('peak_rss_mib', 0):.0f}" if cpu is not None else f"{v['wall_s']:.1f} / - / {v.get('peak_rss_mib', 0):.0f}"
+            cells.append(cell + (" (stopped, unfinished)" if v.get("unfinished") else ""))
         gw = growth(sizes, [(v or {}).get("wall_s") or 0 for v in vals])
         gc = growth(sizes, [(v or {}).get("cpu_s") or 0 for v in vals])
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {'-' if gw is None else f'{gw:.2f}'} | {'-' if gc is None else f'{gc:.2f}'} |")
@@ -282,6 +328,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="reuse an existing lake folder instead of starting fresh")
     ap.add_argument("--reuse", action="store_true", help="a lake whose ingest and cold encode were measured (ingest.json, embed.json): rerun the night only")
     ap.add_argument("--no-night", action="store_true", help="ingest and cold encode only (a later --reuse run measures the night)")
+    ap.add_argument("--max-rss-gib", type=float, help="the night stops (reporting what finished) when its RSS passes this")
+    ap.add_argument("--deadline", help="HH:MM (UTC, today): the night stops (reporting what finished) at this time")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--merge", help="a previous scale.json whose sizes are kept unless measured again")
     ap.add_argument("--child-ingest", nargs=2, metavar=("LAKE", "EVENTS"))
@@ -292,7 +340,7 @@ def main() -> None:
         child_ingest(args.child_ingest[0], int(args.child_ingest[1]), args.child_out)
         return
     if args.child_night:
-        child_night(*args.child_night, args.child_out)
+        child_night(*args.child_night, args.child_out, args.max_rss_gib, deadline_epoch(args.deadline))
         return
     root = Path(args.lake_root)
     root.mkdir(parents=True, exist_ok=True)
@@ -300,7 +348,8 @@ def main() -> None:
     if args.merge and Path(args.merge).exists():
         records = {r["events"]: r for r in json.loads(Path(args.merge).read_text())["records"]}
     for n in [parse_count(x) for x in args.events.split(",") if x.strip()]:
-        records[n] = run_size(n, root, args.timeout, args.keep, args.reuse, not args.no_night)
+        watch = (("--max-rss-gib", str(args.max_rss_gib)) if args.max_rss_gib else ()) + (("--deadline", args.deadline) if args.deadline else ())
+        records[n] = run_size(n, root, args.timeout, args.keep, args.reuse, not args.no_night, watch)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "records": sorted(records.values(), key=lambda r: r["events"])}, indent=1))
     print(table(list(records.values())))

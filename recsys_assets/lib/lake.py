@@ -277,12 +277,7 @@ def _atomic_write_bytes(target: UPath, data: bytes) -> None:
     try:
         with tmp.open("wb") as fh:
             fh.write(data)
-        if is_local(target):
-            # os.replace is atomic on POSIX: readers see the old or the new file.
-            os.replace(tmp.path, target.path)
-        else:
-            # Object stores: a single PUT of the whole object is atomic per key.
-            target.fs.mv(tmp.path, target.path)
+        _publish(tmp, target)
     except BaseException:
         # A failed write leaves the previous version and no stray temp file
         # (a hard kill can still leave a dot-file, which readers never list).
@@ -292,6 +287,16 @@ def _atomic_write_bytes(target: UPath, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def _publish(tmp: UPath, target: UPath) -> None:
+    """Move a finished temporary file onto ``target``."""
+    if is_local(target):
+        # os.replace is atomic on POSIX: readers see the old or the new file.
+        os.replace(tmp.path, target.path)
+    else:
+        # Object stores: a single PUT of the whole object is atomic per key.
+        target.fs.mv(tmp.path, target.path)
 
 
 def write_bytes_atomic(target: UPath, data: bytes) -> None:
@@ -307,6 +312,73 @@ def write_parquet_atomic(df: pl.DataFrame, target: UPath) -> None:
     buf = io.BytesIO()
     df.write_parquet(buf, compression="zstd", compression_level=3, statistics=True)
     _atomic_write_bytes(target, buf.getvalue())
+
+
+class BlockParquetWriter:
+    """One Parquet file written block by block (frames of one schema), atomically and byte-reproducibly.
+
+    Rows are regrouped into row groups of exactly ``row_group_rows`` (the last one shorter), so the
+    same rows give the same bytes however they were split into blocks, and memory holds one block
+    plus one row group, never the file. Use as a context manager: the file appears on a clean exit
+    only (an exception leaves the previous version and no temporary file).
+    """
+
+    def __init__(self, target: UPath, row_group_rows: int = 1 << 18) -> None:
+        self.target, self.row_group_rows = target, row_group_rows
+        self.rows = 0
+        self._buf: list[pl.DataFrame] = []
+        self._buffered = 0
+        self._schema: pl.Schema | None = None
+        self._writer = None
+
+    def __enter__(self) -> "BlockParquetWriter":
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.target.parent.joinpath(f".{self.target.name}.{uuid.uuid4().hex}.tmp")
+        self._fh = self._tmp.open("wb")
+        return self
+
+    def write(self, df: pl.DataFrame) -> None:
+        if self._schema is None:
+            self._schema = df.schema
+        elif df.schema != self._schema:
+            raise ValueError(f"BlockParquetWriter({self.target}): block schema {df.schema} differs from the first block's {self._schema}.")
+        if df.height:
+            self._buf.append(df)
+            self._buffered += df.height
+            self.rows += df.height
+        while self._buffered >= self.row_group_rows:
+            self._flush(self.row_group_rows)
+
+    def _flush(self, n: int) -> None:
+        import pyarrow.parquet as pq
+
+        frame = pl.concat(self._buf) if self._buf else pl.DataFrame(schema=self._schema)
+        table = frame.slice(0, n).to_arrow()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._fh, table.schema, compression="zstd", compression_level=3, write_statistics=True)
+        self._writer.write_table(table, row_group_size=max(1, n))
+        rest = frame.slice(n)
+        self._buf, self._buffered = ([rest] if rest.height else []), rest.height
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        done = False
+        try:
+            if exc_type is None:
+                if self._schema is None:
+                    raise ValueError(f"BlockParquetWriter({self.target}): no block was written (not even an empty one for the schema).")
+                if self._buffered or self._writer is None:
+                    self._flush(self._buffered)
+            if self._writer is not None:
+                self._writer.close()
+            self._fh.close()
+            if exc_type is None:
+                _publish(self._tmp, self.target)
+                done = True
+        finally:
+            if not done:
+                self._fh.close()
+                if self._tmp.exists():
+                    self._tmp.unlink()
 
 
 def read_parquet(path: UPath) -> pl.DataFrame:

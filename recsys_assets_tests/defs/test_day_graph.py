@@ -234,3 +234,45 @@ def test_rerunning_a_day_replaces_its_rows(graph):
     assert a.select(*key, "value", "baseline_value", "ci_low", "ci_high").equals(b.select(*key, "value", "baseline_value", "ci_low", "ci_high"))
     assert wh.query("SELECT count(*) AS n FROM reports.arm_metrics WHERE day = ?", [DAYS[0]])["n"][0] == metrics_before
     print("day graph timings (s):", {k: round(v, 1) for k, v in graph["timings"].items()})
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_blocked_pool_and_evaluation_equal_one_block(graph, protocol, tmp_path):
+    """candidates and cold_start_eval stream blocks of users (memory bounded by a block): blocks of 1
+    and 2 users give the same candidates.parquet bytes and the same evaluation frames as one block
+    of every user (and as the asset wrote), and the pool has the rows of the one-frame pool."""
+    from recsys_assets.defs.features.common import day_snapshot
+    from recsys_assets.lib.evaluation.daily import evaluate_protocol_pairs
+    from recsys_assets.lib.lake import write_parquet_atomic
+    from recsys_assets.lib.ranking.nightly import candidate_pool, load_snapshot_features, ranking_config, served_users, write_candidate_pool
+
+    lake: Lake = graph["lake"]
+    day = DAYS[-1]
+    models = ModelsResource(**MODELS)
+    cfg = models.feature_config()
+    rcfg = ranking_config(lake, day, cfg, models.new_item_slots, models.max_train_users)
+    snap = day_snapshot(lake, day, cfg)
+    users = served_users(snap.events_of_day)
+    view = snap.views("serve")[(protocol, "serve")]
+    feats = load_snapshot_features(lake, view, list(rcfg.encoders), cfg)
+    files = {}
+    for size in (1, 2, len(users)):
+        target = Lake.at(tmp_path / f"b{size}").root.joinpath("candidates.parquet")
+        counts = write_candidate_pool(feats, users, rcfg, target, block_users=size)
+        files[size] = target.read_bytes()
+    assert files[1] == files[2] == files[len(users)]
+    asset_file = lake.recs_dir(day, protocol).joinpath("candidates.parquet")
+    assert asset_file.read_bytes() == files[len(users)]
+    whole = candidate_pool(feats, users, rcfg)
+    assert read_parquet(asset_file).equals(whole) and counts["pairs"] == whole.height > len(users)
+    # The evaluation: per-user metrics, arm stats (candidate recall included) and pairs, byte for byte.
+    outs = {size: evaluate_protocol_pairs(lake, view, snap.events_of_day, cfg, block_users=size) for size in (1, 2, None)}
+    assert outs[None][3] > 2 and outs[None][0].height and outs[None][2].height
+    assert "candidate_recall" in outs[None][1]["metric"].to_list()
+    for size in (1, 2):
+        for i, name in enumerate(("per_user", "arm_stats", "per_pair")):
+            a, b = tmp_path / f"{name}_{size}.parquet", tmp_path / f"{name}_all.parquet"
+            write_parquet_atomic(outs[size][i], Lake.at(tmp_path).root.joinpath(a.name))
+            write_parquet_atomic(outs[None][i], Lake.at(tmp_path).root.joinpath(b.name))
+            assert a.read_bytes() == b.read_bytes(), (size, name)
+        assert outs[size][3] == outs[None][3]

@@ -5,8 +5,7 @@ import dagster as dg
 from recsys_assets.defs.features.common import day_snapshot, partition_day
 from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.resources import LakeResource, ModelsResource
-from recsys_assets.lib.lake import write_parquet_atomic
-from recsys_assets.lib.ranking.nightly import candidate_pool, load_snapshot_features, ranking_config, served_users
+from recsys_assets.lib.ranking.nightly import load_snapshot_features, ranking_config, served_users, write_candidate_pool
 
 
 @dg.asset(
@@ -18,6 +17,8 @@ from recsys_assets.lib.ranking.nightly import candidate_pool, load_snapshot_feat
 def candidates(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource) -> dg.MaterializeResult:
     """ALS top-N, content kNN per encoder, content->CF for new items, recent popularity and newest items; seen items excluded.
 
+    Written one block of users at a time (``write_candidate_pool``): memory grows with a block, not with the day.
+
     Served users are the users active on D (their ids only: no day-D interaction is a model input).
     """
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
@@ -27,10 +28,8 @@ def candidates(context: dg.AssetExecutionContext, lake: LakeResource, models: Mo
     metadata = {"served_users": len(users), "encoders": ", ".join(rcfg.encoders)}
     for (protocol, _), view in snap.views("serve").items():
         feats = load_snapshot_features(the_lake, view, list(rcfg.encoders), cfg)
-        pool = candidate_pool(feats, users, rcfg)
-        write_parquet_atomic(pool, the_lake.recs_dir(day, protocol).joinpath("candidates.parquet"))
-        metadata[f"{protocol}/pairs"] = pool.height
-        metadata[f"{protocol}/per_user"] = round(pool.height / max(1, len(users)), 1)
-        for col in (c for c in pool.columns if c.startswith("source_")):
-            metadata[f"{protocol}/{col}"] = int(pool[col].sum())
+        counts = write_candidate_pool(feats, users, rcfg, the_lake.recs_dir(day, protocol).joinpath("candidates.parquet"))
+        metadata[f"{protocol}/pairs"] = counts["pairs"]
+        metadata[f"{protocol}/per_user"] = round(counts["pairs"] / max(1, len(users)), 1)
+        metadata.update({f"{protocol}/{col}": n for col, n in counts.items() if col.startswith("source_")})
     return dg.MaterializeResult(metadata=metadata)

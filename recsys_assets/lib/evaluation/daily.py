@@ -6,9 +6,9 @@ from __future__ import annotations
 import polars as pl
 
 from recsys_assets.lib.errors import LeakageError
-from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, PER_PAIR_SCHEMA, PER_USER_SCHEMA, evaluate_view
+from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, EVAL_BLOCK_USERS, PER_PAIR_SCHEMA, PER_USER_SCHEMA, evaluate_view
 from recsys_assets.lib.features.nightly import FeatureConfig
-from recsys_assets.lib.lake import Lake, read_parquet
+from recsys_assets.lib.lake import Lake, is_local, read_parquet
 from recsys_assets.lib.ranking.arms import parse_arm
 from recsys_assets.lib.ranking.nightly import arm_candidates, day_truth
 from recsys_assets.lib.snapshot import SnapshotView, audit_leakage
@@ -21,9 +21,10 @@ def evaluate_protocol(lake: Lake, view: SnapshotView, events_of_day: pl.DataFram
 
 
 def evaluate_protocol_pairs(
-    lake: Lake, view: SnapshotView, events_of_day: pl.DataFrame, cfg: FeatureConfig, ks=(10, 20)
+    lake: Lake, view: SnapshotView, events_of_day: pl.DataFrame, cfg: FeatureConfig, ks=(10, 20), block_users: int | None = EVAL_BLOCK_USERS
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
-    """(per-user metrics, arm stats, per-pair ranks, n evaluated users) of one protocol's serve view."""
+    """(per-user metrics, arm stats, per-pair ranks, n evaluated users) of one protocol's serve view, ``block_users``
+    evaluated users at a time (``evaluate_view``)."""
     problems = audit_leakage(view)
     if problems:
         raise LeakageError("leakage audit failed: " + "; ".join(problems))
@@ -31,13 +32,15 @@ def evaluate_protocol_pairs(
     folder = lake.recs_dir(view.day, view.protocol)
     recs = read_parquet(folder.joinpath("recs.parquet"))
     cold = read_parquet(folder.joinpath("cold_recs.parquet"))
-    pool = read_parquet(folder.joinpath("candidates.parquet"))
+    pool_path = folder.joinpath("candidates.parquet")
+    # The pool (hundreds of rows per served user) is read per block of evaluated users where it can be.
+    pool = pl.scan_parquet(pool_path.path) if is_local(pool_path) else read_parquet(pool_path)
     arms = recs["arm"].unique(maintain_order=True).to_list()
     arm_recs = {a: recs.filter(pl.col("arm") == a).drop("arm") for a in arms}
     arm_cold = {a: cold.filter(pl.col("arm") == a).drop("arm") for a in cold["arm"].unique(maintain_order=True).to_list()}
     cands = {a: arm_candidates(pool, a) for a in arms if parse_arm(a).kind == "ranker"}
     if truth.height == 0:
         return pl.DataFrame(schema=PER_USER_SCHEMA), pl.DataFrame(schema=ARM_STATS_SCHEMA), pl.DataFrame(schema=PER_PAIR_SCHEMA), 0
-    per_user, stats, pairs = evaluate_view(view, truth, arm_recs, arm_cold, cands, cfg.protocol, ks)
+    per_user, stats, pairs = evaluate_view(view, truth, arm_recs, arm_cold, cands, cfg.protocol, ks, block_users)
     return per_user, stats, pairs, truth["user_id"].n_unique()
 

@@ -53,6 +53,9 @@ RANKED_ITEMS = "ranked_items"
 """Arm-stats metric: number of items the scope ranked (catalogue size, or cold items)."""
 ARM_STATS_SCHEMA = {"protocol": pl.String, "scope": pl.String, "arm": pl.String, "metric": pl.String, "k": pl.Int64, "value": pl.Float64, "n_users": pl.Int64}
 
+EVAL_BLOCK_USERS = 5_000
+"""Truth users evaluated together by :func:`evaluate_view` (its cell frames grow with a block, not with the day)."""
+
 # Interaction counts at the snapshot: where does ID-only catch up with text?
 HISTORY_BUCKETS = ((0, 0, "0"), (1, 2, "1-2"), (3, 4, "3-4"), (5, 9, "5-9"), (10, 19, "10-19"), (20, 49, "20-49"), (50, None, "50+"))
 
@@ -116,45 +119,70 @@ def pair_ranks(recs: pl.DataFrame, truth: pl.DataFrame, item_info: pl.DataFrame,
     return t.join(r, on=["user_id", "item_id"], how="left").join(item_info, on="item_id", how="left")
 
 
+def _of_users(frame: pl.DataFrame | pl.LazyFrame, users: pl.Series) -> pl.DataFrame:
+    """Rows of ``users`` (a lazy frame is read for them only)."""
+    rows = frame.filter(pl.col("user_id").is_in(users.implode()))
+    return rows.collect() if isinstance(rows, pl.LazyFrame) else rows
+
+
 def evaluate_view(
     view: SnapshotView,
     truth: pl.DataFrame,
     arm_recs: dict[str, pl.DataFrame],
     arm_cold_recs: dict[str, pl.DataFrame],
-    arm_candidates: dict[str, pl.DataFrame],
+    arm_candidates: dict[str, pl.DataFrame | pl.LazyFrame],
     cfg: ProtocolConfig,
     ks: tuple[int, ...] = (10, 20),
+    block_users: int | None = EVAL_BLOCK_USERS,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Per-user metrics (PER_USER_SCHEMA), arm-level stats (ARM_STATS_SCHEMA) and per-pair ranks
-    (PER_PAIR_SCHEMA) for one protocol, each sorted by its keys."""
+    (PER_PAIR_SCHEMA) for one protocol, each sorted by its keys.
+
+    The truth users are evaluated ``block_users`` at a time (None: all at once): every per-user row
+    and pair depends on its user only, so the outputs are the same whatever the block size, and the
+    cell frames (and a lazy ``arm_candidates`` pool, read per block) grow with a block, not the day.
+    The arm stats (coverage, slot shares) are over every served user's list, as before.
+    """
     frames, stats, pairs = [], [], []
     kmax = max(ks)
-    full_cells = _cells(view, truth, cfg, with_items=True)
     cold_segments = cold_scope_segments(view, arm_cold_recs)
     cold_items = view.item_stats.filter(pl.col("item_segment").is_in(list(cold_segments)))["item_id"]
     cold_truth = truth.filter(pl.col("item_id").is_in(cold_items.implode()))
-    cold_cells = _cells(view, cold_truth, cfg, with_items=len(cold_segments) > 1, item_segments=cold_segments) if cold_truth.height else []
     item_segments = view.item_stats.select("item_id", pl.col("item_segment").alias("segment"))
     ilabel, _ = bucket_expr(pl.col("n_interactions"))
     item_info = view.item_stats.select(pl.col("item_id").cast(pl.String), pl.col("item_segment").cast(pl.String), ilabel.alias("item_bucket"))
+    users = truth["user_id"].unique().sort()
+    size = max(1, block_users or users.len())
+    cand_recall: dict[str, list[pl.DataFrame]] = {arm: [] for arm in arm_recs if arm in arm_candidates}
+    for start in range(0, users.len(), size):
+        block = users.slice(start, size)
+        b_truth, b_cold_truth = _of_users(truth, block), _of_users(cold_truth, block)
+        full_cells = _cells(view, b_truth, cfg, with_items=True)
+        cold_cells = _cells(view, b_cold_truth, cfg, with_items=len(cold_segments) > 1, item_segments=cold_segments) if b_cold_truth.height else []
+        for arm, all_recs in arm_recs.items():
+            recs = _of_users(all_recs, block)
+            for kind, seg, order, cell_truth in full_cells:
+                frames.append(_metrics_frame(recs, cell_truth, ks, {"protocol": view.protocol, "scope": "full", "arm": arm, "segment_kind": kind, "segment": seg, "bucket_order": order}))
+            pairs.append(pair_ranks(recs, b_truth, item_info, kmax).with_columns(protocol=pl.lit(view.protocol), scope=pl.lit("full"), arm=pl.lit(arm)))
+            if arm in cand_recall:
+                cand_recall[arm].append(candidate_recall(_of_users(arm_candidates[arm], block), b_truth))
+            if arm in arm_cold_recs and cold_cells:
+                cold_recs = _of_users(arm_cold_recs[arm], block)
+                for kind, seg, order, cell_truth in cold_cells:
+                    frames.append(_metrics_frame(cold_recs, cell_truth, ks, {"protocol": view.protocol, "scope": "cold_only", "arm": arm, "segment_kind": kind, "segment": seg, "bucket_order": order}))
+                pairs.append(pair_ranks(cold_recs, b_cold_truth, item_info, kmax).with_columns(protocol=pl.lit(view.protocol), scope=pl.lit("cold_only"), arm=pl.lit(arm)))
+    n_users = users.len()
     for arm, recs in arm_recs.items():
-        for kind, seg, order, cell_truth in full_cells:
-            frames.append(_metrics_frame(recs, cell_truth, ks, {"protocol": view.protocol, "scope": "full", "arm": arm, "segment_kind": kind, "segment": seg, "bucket_order": order}))
-        pairs.append(pair_ranks(recs, truth, item_info, kmax).with_columns(protocol=pl.lit(view.protocol), scope=pl.lit("full"), arm=pl.lit(arm)))
-        stats.append({"protocol": view.protocol, "scope": "full", "arm": arm, "metric": RANKED_ITEMS, "k": 0, "value": float(view.catalog.height), "n_users": truth["user_id"].n_unique()})
-        n_users = truth["user_id"].n_unique()
+        stats.append({"protocol": view.protocol, "scope": "full", "arm": arm, "metric": RANKED_ITEMS, "k": 0, "value": float(view.catalog.height), "n_users": n_users})
         for k in ks:
             stats.append({"protocol": view.protocol, "scope": "full", "arm": arm, "metric": "coverage", "k": k, "value": coverage(recs, view.catalog.height, k), "n_users": n_users})
             for seg, share in slot_share(recs, item_segments, k).items():
                 stats.append({"protocol": view.protocol, "scope": "full", "arm": arm, "metric": f"slot_share_{seg}", "k": k, "value": share, "n_users": n_users})
-        if arm in arm_candidates:
-            cr = candidate_recall(arm_candidates[arm], truth)
+        if arm in cand_recall:
+            # Blocks follow the sorted users, so this is the column one call over all users gives.
+            cr = pl.concat(cand_recall[arm]).rechunk() if cand_recall[arm] else pl.DataFrame(schema={"user_id": pl.String, "value": pl.Float64})
             stats.append({"protocol": view.protocol, "scope": "full", "arm": arm, "metric": "candidate_recall", "k": 0, "value": float(cr["value"].mean()), "n_users": cr.height})
-        if arm in arm_cold_recs and cold_cells:
-            cold_recs = arm_cold_recs[arm]
-            for kind, seg, order, cell_truth in cold_cells:
-                frames.append(_metrics_frame(cold_recs, cell_truth, ks, {"protocol": view.protocol, "scope": "cold_only", "arm": arm, "segment_kind": kind, "segment": seg, "bucket_order": order}))
-            pairs.append(pair_ranks(cold_recs, cold_truth, item_info, kmax).with_columns(protocol=pl.lit(view.protocol), scope=pl.lit("cold_only"), arm=pl.lit(arm)))
+        if arm in arm_cold_recs and cold_truth.height:
             stats.append({"protocol": view.protocol, "scope": "cold_only", "arm": arm, "metric": RANKED_ITEMS, "k": 0, "value": float(cold_items.len()), "n_users": cold_truth["user_id"].n_unique()})
     per_user = pl.concat([f.select(list(PER_USER_SCHEMA)).cast(PER_USER_SCHEMA) for f in frames]) if frames else pl.DataFrame(schema=PER_USER_SCHEMA)
     per_pair = pl.concat([f.select(list(PER_PAIR_SCHEMA)).cast(PER_PAIR_SCHEMA) for f in pairs]) if pairs else pl.DataFrame(schema=PER_PAIR_SCHEMA)

@@ -40,6 +40,10 @@ MAX_CHUNK_CELLS = 1 << 24
 """Users per matmul chunk are sized so that a chunk's score block stays below this many cells."""
 
 
+POOL_BLOCK_USERS = 5_000
+"""Users per block of the nightly candidate pool (``nightly.write_candidate_pool``): its memory grows with a block, not with the day."""
+
+
 class CandidateError(RecsysError):
     """A candidate source cannot be generated as asked."""
 

@@ -26,7 +26,7 @@ from recsys_assets.lib.features.nightly import (
     load_item_embeddings,
     read_npz,
 )
-from recsys_assets.lib.lake import Lake, read_parquet, write_parquet_atomic
+from recsys_assets.lib.lake import BlockParquetWriter, Lake, read_parquet, write_parquet_atomic
 from recsys_assets.lib.ranking.arms import (
     arm_names,
     explain_recommendations,
@@ -38,7 +38,7 @@ from recsys_assets.lib.ranking.arms import (
     recommend_arms,
     top_k_items_arms,
 )
-from recsys_assets.lib.ranking.candidates import arm_sources, generate_candidates
+from recsys_assets.lib.ranking.candidates import POOL_BLOCK_USERS, arm_sources, generate_candidates
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.examples import audit_examples, next_day_labels, night_examples, training_frame_from_nights
 from recsys_assets.lib.ranking.features import feature_names
@@ -159,11 +159,31 @@ def candidate_pool(feats: SnapshotFeatures, users: list[str], rcfg: RankingConfi
     return cands.select("user_id", "item_id", *[c for c in cands.columns if c.startswith("source_")])
 
 
-def arm_candidates(pool: pl.DataFrame, arm: str) -> pl.DataFrame:
+def write_candidate_pool(
+    feats: SnapshotFeatures, users: list[str], rcfg: RankingConfig, target, block_users: int = POOL_BLOCK_USERS
+) -> dict[str, int]:
+    """:func:`candidate_pool` of ``users`` written to ``target`` one block of ``block_users`` users at a time.
+
+    Every source is per user, so the file is the same bytes whatever the block size (memory holds
+    one block's pool, not the day's). Returns ``{"pairs": rows, "source_<slug>": rows it flags}``.
+    """
+    counts: dict[str, int] = {"pairs": 0}
+    with BlockParquetWriter(target) as out:
+        for s in range(0, max(1, len(users)), max(1, block_users)):
+            pool = candidate_pool(feats, users[s : s + block_users], rcfg)
+            out.write(pool)
+            counts["pairs"] += pool.height
+            for col in (c for c in pool.columns if c.startswith("source_")):
+                counts[col] = counts.get(col, 0) + int(pool[col].sum())
+    return counts
+
+
+def arm_candidates(pool: pl.DataFrame | pl.LazyFrame, arm: str) -> pl.DataFrame | pl.LazyFrame:
     """The pairs a ranker arm's own sources proposed."""
     from recsys_assets.lib.ranking.candidates import source_column
 
-    cols = [source_column(s) for s in arm_sources(arm) if source_column(s) in pool.columns]
+    names = pool.collect_schema().names() if isinstance(pool, pl.LazyFrame) else pool.columns
+    cols = [source_column(s) for s in arm_sources(arm) if source_column(s) in names]
     return pool.filter(pl.any_horizontal([pl.col(c) for c in cols])).select("user_id", "item_id")
 
 
