@@ -21,10 +21,13 @@ the sizes (least squares; 1 = linear in the events, 2 = quadratic). Prints a tab
     .venv/bin/python benchmarks/bench_scale.py --events 3M --lake-root /tmp/scale/bench --no-night    # world + cold encode now,
     .venv/bin/python benchmarks/bench_scale.py --events 1M,3M --lake-root /tmp/scale/bench --reuse  # the nights later (code changes)
     .venv/bin/python benchmarks/bench_scale.py --events 10M --lake-root /tmp/scale/bench --reuse --max-rss-gib 10 --deadline 11:05
+    .venv/bin/python benchmarks/bench_scale.py --events 1M,3M --lake-root /tmp/scale/bench --reuse --assets candidates,cold_start_eval
 
 With ``--max-rss-gib`` / ``--deadline`` a watchdog thread in the night's child stops it when its RSS passes
 the limit or at the time, after writing per asset what finished (the running asset up to then, marked
-``unfinished``), so a night too big for the machine still yields figures.
+``unfinished``), so a night too big for the machine still yields figures. ``--assets`` reruns single
+assets of a night that ran on the lake (each alone: its wall, CPU and the child's peak RSS), e.g. one
+asset before and after a change to it.
 
 Timings on a shared machine are noisy (the 1-minute load average is recorded with each run).
 """
@@ -167,20 +170,14 @@ def child_night(lake: str, day: str, job: str, out: str, max_rss_gib: float | No
         tw = time.time()
         error = None
         try:
-            if job == "item_embeddings":
+            if not job.endswith("_job"):  # one asset alone, its inputs as the lake holds them
                 from dagster import materialize
 
                 from recsys_assets.definitions import defs
 
-                result = materialize(
-                    [defs.resolve_assets_def("item_embeddings")],
-                    partition_key=day,
-                    instance=inst,
-                    selection=["item_embeddings"],
-                    raise_on_error=False,
-                )
+                result = materialize([defs.resolve_assets_def(job)], partition_key=day, instance=inst, selection=[job], raise_on_error=False)
                 if not result.success:
-                    error = "item_embeddings failed"
+                    error = f"{job} failed"
             else:
                 result = runner.run_job(job, inst, partition_key=day)
         except Exception as exc:  # a failed run is a result of the benchmark, reported as such
@@ -248,7 +245,9 @@ def growth(sizes: list[int], seconds: list[float]) -> float | None:
     return sum((x - mx) * (y - my) for x, y in pts) / den if den else None
 
 
-def run_size(n: int, root: Path, timeout: float, keep: bool, reuse: bool = False, night: bool = True, watch: tuple[str, ...] = ()) -> dict:
+def run_size(
+    n: int, root: Path, timeout: float, keep: bool, reuse: bool = False, night: bool = True, watch: tuple[str, ...] = (), assets: tuple[str, ...] = ()
+) -> dict:
     from recsys_assets.lib.ingest.synthetic import shop_shape
 
     lake = root / label(n)
@@ -275,6 +274,12 @@ def run_size(n: int, root: Path, timeout: float, keep: bool, reuse: bool = False
         rec["embed_cold"] = _child(["--child-night", str(lake), day, "item_embeddings"], lake / "embed.json", lake / "embed.log", timeout)
     if not night:
         return rec
+    if assets:  # single assets of a night that ran on this lake (before/after a change to them)
+        for name in assets:
+            print(f"[{label(n)}] {name} {day} alone ...", flush=True)
+            rec.setdefault("assets", {})[name] = _child(["--child-night", str(lake), day, name, *watch], lake / f"{name}.json", lake / f"{name}.log", timeout)
+            print(f"[{label(n)}] {name}: {rec['assets'][name]}", flush=True)
+        return rec
     print(f"[{label(n)}] day_job {day} ...", flush=True)
     rec["night"] = _child(["--child-night", str(lake), day, "day_job", *watch], lake / "night.json", lake / "night.log", timeout)
     print(f"[{label(n)}] night: ok={rec['night'].get('ok')} wall={rec['night'].get('wall_s')} error={rec['night'].get('error')}", flush=True)
@@ -294,6 +299,8 @@ def _stage_rows(records: list[dict]) -> list[tuple[str, list[dict | None]]]:
     steps = sorted({k for r in records for k in ((r.get("night") or {}).get("steps") or {})}, key=lambda k: (STAGE_ORDER.index(k) if k in STAGE_ORDER else 99, k))
     for key in steps:
         out.append((key, [((r.get("night") or {}).get("steps") or {}).get(key) for r in records]))
+    for name in sorted({a for r in records for a in (r.get("assets") or {})}, key=lambda k: STAGE_ORDER.index(k) if k in STAGE_ORDER else 99):
+        out.append((f"{name} (alone)", [(r.get("assets") or {}).get(name) if ((r.get("assets") or {}).get(name) or {}).get("wall_s") else None for r in records]))
     out.append(("night (day_job, whole run)", [r.get("night") if (r.get("night") or {}).get("wall_s") else None for r in records]))
     return out
 
@@ -330,6 +337,7 @@ def main() -> None:
     ap.add_argument("--no-night", action="store_true", help="ingest and cold encode only (a later --reuse run measures the night)")
     ap.add_argument("--max-rss-gib", type=float, help="the night stops (reporting what finished) when its RSS passes this")
     ap.add_argument("--deadline", help="HH:MM (UTC, today): the night stops (reporting what finished) at this time")
+    ap.add_argument("--assets", help="with --reuse on a lake whose night ran: run only these assets (comma-separated), each alone in a fresh child")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--merge", help="a previous scale.json whose sizes are kept unless measured again")
     ap.add_argument("--child-ingest", nargs=2, metavar=("LAKE", "EVENTS"))
@@ -349,7 +357,8 @@ def main() -> None:
         records = {r["events"]: r for r in json.loads(Path(args.merge).read_text())["records"]}
     for n in [parse_count(x) for x in args.events.split(",") if x.strip()]:
         watch = (("--max-rss-gib", str(args.max_rss_gib)) if args.max_rss_gib else ()) + (("--deadline", args.deadline) if args.deadline else ())
-        records[n] = run_size(n, root, args.timeout, args.keep, args.reuse, not args.no_night, watch)
+        assets = tuple(a.strip() for a in (args.assets or "").split(",") if a.strip())
+        records[n] = run_size(n, root, args.timeout, args.keep, args.reuse, not args.no_night, watch, assets)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "records": sorted(records.values(), key=lambda r: r["events"])}, indent=1))
     print(table(list(records.values())))
