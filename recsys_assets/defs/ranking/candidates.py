@@ -17,7 +17,7 @@ from recsys_assets.lib.ranking.nightly import load_snapshot_features, ranking_co
 def candidates(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource) -> dg.MaterializeResult:
     """ALS top-N, content kNN per encoder, content->CF for new items, recent popularity and newest items; seen items excluded.
 
-    Written one block of users at a time (``write_candidate_pool``): memory grows with a block, not with the day.
+    Written ``block_users`` users at a time (``write_candidate_pool``): memory grows with a block, not with the day.
 
     Served users are the users active on D (their ids only: no day-D interaction is a model input).
     """
@@ -28,7 +28,7 @@ def candidates(context: dg.AssetExecutionContext, lake: LakeResource, models: Mo
     metadata = {"served_users": len(users), "encoders": ", ".join(rcfg.encoders)}
     for (protocol, _), view in snap.views("serve").items():
         feats = load_snapshot_features(the_lake, view, list(rcfg.encoders), cfg)
-        counts = write_candidate_pool(feats, users, rcfg, the_lake.recs_dir(day, protocol).joinpath("candidates.parquet"))
+        counts = write_candidate_pool(feats, users, rcfg, the_lake.recs_dir(day, protocol).joinpath("candidates.parquet"), models.block_users)
         metadata[f"{protocol}/pairs"] = counts["pairs"]
         metadata[f"{protocol}/per_user"] = round(counts["pairs"] / max(1, len(users)), 1)
         metadata.update({f"{protocol}/{col}": n for col, n in counts.items() if col.startswith("source_")})

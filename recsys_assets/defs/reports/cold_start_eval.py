@@ -28,7 +28,8 @@ def cold_start_eval(context: dg.AssetExecutionContext, lake: LakeResource, model
     """Answers: how well does each arm recommend on day D, for new, cold and warm users and items?
 
     Recall/NDCG/HitRate/MRR@K over the full catalogue and among cold items only, per protocol, segment and scope
-    (reports.arm_metrics), and what each encoder cost that night (reports.encoder_cost).
+    (reports.arm_metrics), and what each encoder cost that night (reports.encoder_cost). The evaluated users are
+    scored ``block_users`` at a time (the candidate pool is read per block); the outputs do not depend on it.
     """
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     snap = day_snapshot(the_lake, day, cfg)
@@ -39,7 +40,7 @@ def cold_start_eval(context: dg.AssetExecutionContext, lake: LakeResource, model
         problems += audit_provenance(view, view_artifact_metas(the_lake, day, protocol, stage))
     try:
         for (protocol, _), view in snap.views("serve").items():
-            pu, st, pp, n = evaluate_protocol_pairs(the_lake, view, day_events, cfg)  # audits the view first
+            pu, st, pp, n = evaluate_protocol_pairs(the_lake, view, day_events, cfg, block_users=models.block_users)  # audits the view first
             per_user.append(pu)
             stats.append(st)
             pairs.append(pp)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import polars as pl
 
 from recsys_assets.lib.errors import LeakageError
-from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, EVAL_BLOCK_USERS, PER_PAIR_SCHEMA, PER_USER_SCHEMA, evaluate_view
+from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, PER_PAIR_SCHEMA, PER_USER_SCHEMA, evaluate_view
 from recsys_assets.lib.features.nightly import FeatureConfig
 from recsys_assets.lib.lake import Lake, is_local, read_parquet
 from recsys_assets.lib.ranking.arms import parse_arm
+from recsys_assets.lib.ranking.candidates import POOL_BLOCK_USERS
 from recsys_assets.lib.ranking.nightly import arm_candidates, day_truth
 from recsys_assets.lib.snapshot import SnapshotView, audit_leakage
 
@@ -21,7 +22,7 @@ def evaluate_protocol(lake: Lake, view: SnapshotView, events_of_day: pl.DataFram
 
 
 def evaluate_protocol_pairs(
-    lake: Lake, view: SnapshotView, events_of_day: pl.DataFrame, cfg: FeatureConfig, ks=(10, 20), block_users: int | None = EVAL_BLOCK_USERS
+    lake: Lake, view: SnapshotView, events_of_day: pl.DataFrame, cfg: FeatureConfig, ks=(10, 20), block_users: int | None = POOL_BLOCK_USERS
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
     """(per-user metrics, arm stats, per-pair ranks, n evaluated users) of one protocol's serve view, ``block_users``
     evaluated users at a time (``evaluate_view``)."""

@@ -53,9 +53,6 @@ RANKED_ITEMS = "ranked_items"
 """Arm-stats metric: number of items the scope ranked (catalogue size, or cold items)."""
 ARM_STATS_SCHEMA = {"protocol": pl.String, "scope": pl.String, "arm": pl.String, "metric": pl.String, "k": pl.Int64, "value": pl.Float64, "n_users": pl.Int64}
 
-EVAL_BLOCK_USERS = 5_000
-"""Truth users evaluated together by :func:`evaluate_view` (its cell frames grow with a block, not with the day)."""
-
 # Interaction counts at the snapshot: where does ID-only catch up with text?
 HISTORY_BUCKETS = ((0, 0, "0"), (1, 2, "1-2"), (3, 4, "3-4"), (5, 9, "5-9"), (10, 19, "10-19"), (20, 49, "20-49"), (50, None, "50+"))
 
@@ -133,7 +130,7 @@ def evaluate_view(
     arm_candidates: dict[str, pl.DataFrame | pl.LazyFrame],
     cfg: ProtocolConfig,
     ks: tuple[int, ...] = (10, 20),
-    block_users: int | None = EVAL_BLOCK_USERS,
+    block_users: int | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Per-user metrics (PER_USER_SCHEMA), arm-level stats (ARM_STATS_SCHEMA) and per-pair ranks
     (PER_PAIR_SCHEMA) for one protocol, each sorted by its keys.

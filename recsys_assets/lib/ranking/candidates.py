@@ -41,7 +41,7 @@ MAX_CHUNK_CELLS = 1 << 24
 
 
 POOL_BLOCK_USERS = 5_000
-"""Users per block of the nightly candidate pool (``nightly.write_candidate_pool``): its memory grows with a block, not with the day."""
+"""Default users per block of the nightly candidate pool and of its evaluation (``ModelsResource.block_users``)."""
 
 
 class CandidateError(RecsysError):
