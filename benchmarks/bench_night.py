@@ -52,15 +52,7 @@ def dagster_pass(lake_root: str, day: date) -> tuple[dict[str, float], float]:
     t0 = time.perf_counter()
     result = runner.run_job("day_job", inst, partition_key=day.isoformat())
     wall = time.perf_counter() - t0
-    starts, out = {}, {}
-    for rec in inst.all_logs(result.run_id):
-        ev = rec.dagster_event
-        if ev is None or ev.step_key is None:
-            continue
-        if ev.event_type_value == "STEP_START":
-            starts[ev.step_key] = rec.timestamp
-        elif ev.event_type_value == "STEP_SUCCESS" and ev.step_key in starts:
-            out[ev.step_key] = rec.timestamp - starts[ev.step_key]
+    out = {k: end - a for k, (a, end, ok) in runner.step_spans(inst, result.run_id).items() if ok}
     return out, wall
 
 

@@ -113,21 +113,14 @@ def child_ingest(lake: str, n_events: int, out: str) -> None:
 
 def _steps_so_far(inst, rss: RssSampler, now: float) -> dict:
     """Per finished step {wall_s, cpu_s, peak_rss_mib}; a step still running is measured up to ``now`` and marked unfinished."""
+    from recsys_assets import runner
+
     steps = {}
     for run in inst.get_runs():
-        starts, ends = {}, {}
-        for rec in inst.all_logs(run.run_id):
-            ev = rec.dagster_event
-            if ev is None or ev.step_key is None:
-                continue
-            if ev.event_type_value == "STEP_START":
-                starts[ev.step_key] = rec.timestamp
-            elif ev.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-                ends[ev.step_key] = rec.timestamp
-        for key, a in starts.items():
-            b = ends.get(key, now)
+        for key, (a, end, _) in runner.step_spans(inst, run.run_id).items():
+            b = now if end is None else end
             steps[key] = {"wall_s": b - a, "cpu_s": rss.cpu_between(a, b), "peak_rss_mib": rss.peak_between(a, b) / 2**20}
-            if key not in ends:
+            if end is None:
                 steps[key]["unfinished"] = True
     return steps
 

@@ -97,6 +97,20 @@ def _failure_text(result: dg.ExecuteInProcessResult) -> str:
     return "see the run's event log"
 
 
+def step_spans(inst: dg.DagsterInstance, run_id: str) -> dict[str, tuple[float, float | None, bool]]:
+    """Per step of a run: (start timestamp, end timestamp or None while it runs, succeeded), from the event log."""
+    starts, ends = {}, {}
+    for rec in inst.all_logs(run_id):
+        ev = rec.dagster_event
+        if ev is None or ev.step_key is None:
+            continue
+        if ev.event_type_value == "STEP_START":
+            starts[ev.step_key] = rec.timestamp
+        elif ev.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            ends[ev.step_key] = (rec.timestamp, ev.event_type_value == "STEP_SUCCESS")
+    return {k: (a, *(ends.get(k) or (None, False))) for k, a in starts.items()}
+
+
 def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     out: dict = {}
     for ev in result.get_asset_materialization_events():

@@ -335,3 +335,17 @@ def test_cli_missing_grouplens_path(tmp_path, capsys):
     assert len(err_lines) == 1 and str(missing) in err_lines[0] and "does not exist" in err_lines[0]
     assert "Traceback" not in captured.err + captured.out
     assert "reconciliation" not in captured.out
+
+
+def test_step_spans_time_every_step_of_a_run(small_lake):
+    """runner.step_spans (the benchmarks' per-asset timings) reads one span per step from the run's event log."""
+    from recsys_assets import runner
+
+    inst = dg.DagsterInstance.ephemeral()
+    result = _materialize_catalogs(small_lake, instance=inst)
+    assert result.success
+    spans = runner.step_spans(inst, result.run_id)
+    executed = {e.step_key for e in result.all_events if e.is_step_success}
+    assert executed and set(spans) == executed
+    for start, end, ok in spans.values():
+        assert ok and end is not None and start <= end
