@@ -235,7 +235,7 @@ def _ranker_pools(specs: Sequence[ArmSpec], features: SnapshotFeatures, users: l
 BLOCK_USERS = 20_000
 """Users served together by :func:`recommend`: its candidate pools and feature frames grow with a block, not with the day."""
 BLOCK_PAIRS = 2_000_000
-"""(user, item) pairs scored together by :func:`top_k_items`: never a dense users x items frame."""
+"""(user, item) pairs scored together by :func:`top_k_items_arms`: never a dense users x items frame."""
 
 
 def _merge_stats(parts: list[dict]) -> dict:
@@ -300,24 +300,6 @@ def recommend_arms(
     return out
 
 
-def top_k_items(
-    arm: str,
-    features: SnapshotFeatures,
-    user_ids: Sequence[str],
-    item_ids: Sequence[str],
-    k: int,
-    ranker_models: dict[str, RankerModel] | None = None,
-    cfg: RankingConfig | None = None,
-    tiebreak: pl.DataFrame | None = None,
-) -> pl.DataFrame:
-    """``top_k_from_scores(score_items(...), k, ...)`` (the ``cold_only`` scope) in blocks of users.
-
-    Each block scores at most ``BLOCK_PAIRS`` (user, item) pairs and keeps only its top ``k``
-    per user, so memory is bounded by a block whatever the numbers of users and items.
-    """
-    return top_k_items_arms({arm: tiebreak}, features, user_ids, item_ids, k, ranker_models, cfg)[arm]
-
-
 def top_k_items_arms(
     arms: dict[str, pl.DataFrame | None],
     features: SnapshotFeatures,
@@ -327,8 +309,12 @@ def top_k_items_arms(
     ranker_models: dict[str, RankerModel] | None = None,
     cfg: RankingConfig | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """:func:`top_k_items` of several arms (``{arm: its tiebreak}``), each block scored once for all of them
-    (:func:`score_items_arms`)."""
+    """``top_k_from_scores(score_items(...), k, ...)`` (the ``cold_only`` scope) of several arms
+    (``{arm: its tiebreak}``) in blocks of users, each block scored once for all of them (:func:`score_items_arms`).
+
+    Each block scores at most ``BLOCK_PAIRS`` (user, item) pairs and keeps only its top ``k``
+    per user, so memory is bounded by a block whatever the numbers of users and items.
+    """
     users = list(dict.fromkeys(user_ids))
     items = list(dict.fromkeys(item_ids))
     per = max(1, BLOCK_PAIRS // max(1, len(items)))

@@ -1,4 +1,4 @@
-"""Blocked serving: recommend() and top_k_items() over user blocks give exactly the one-block result.
+"""Blocked serving: recommend() and top_k_items_arms() over user blocks give exactly the one-block result.
 
 Scale needs bounded memory (a block of users at a time, never a dense users x items frame);
 these tests shrink the blocks to a few users and compare with one call over everyone.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from recsys_assets.lib.ranking import arms
-from recsys_assets.lib.ranking.arms import new_item_ids, popularity_tiebreak, recommend, score_items, top_k_from_scores, top_k_items
+from recsys_assets.lib.ranking.arms import new_item_ids, popularity_tiebreak, recommend, score_items, top_k_from_scores, top_k_items_arms
 from recsys_assets_tests.lib.ranking.conftest import CFG
 from recsys_assets_tests.lib.ranking.world import NOISE, TOPIC
 
@@ -37,7 +37,7 @@ def test_top_k_items_in_blocks_equals_scoring_every_pair(arm, world, serve_featu
     tb = popularity_tiebreak(serve_features) if arm.startswith("ranker") else None
     want = top_k_from_scores(score_items(arm, serve_features, users, items, models, CFG), K, serve_features, tb)
     monkeypatch.setattr(arms, "BLOCK_PAIRS", 3 * len(items))  # 3 users a block
-    got = top_k_items(arm, serve_features, users, items, K, models, CFG, tb)
+    got = top_k_items_arms({arm: tb}, serve_features, users, items, K, models, CFG)[arm]
     assert got.equals(want)
     assert got.get_column("user_id").n_unique() == len(users)
 
