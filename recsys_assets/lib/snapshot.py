@@ -102,6 +102,16 @@ class SnapshotView:
     """catalog items: item_id, n_interactions, n_recent, item_segment, age_days."""
     user_stats: pl.DataFrame = field(default_factory=pl.DataFrame)
     """users with history: user_id, n_events; others are segment ``new``."""
+    _history_hash: str | None = field(default=None, repr=False, compare=False)
+
+    def history_hash(self) -> str:
+        """Content hash of ``history`` (order-independent; computed once): two views with the same hash fed
+        their models the same events, whatever day and stage they belong to."""
+        if self._history_hash is None:
+            h = self.history
+            total = int(h.hash_rows(seed=0).cast(pl.UInt64).sum()) if h.height else 0
+            self._history_hash = hashlib.sha256(f"{h.height}|{total}|{','.join(h.columns)}".encode()).hexdigest()[:16]
+        return self._history_hash
 
     def provenance(self) -> dict:
         """What a model fitted on this view is built from: recorded in its artifact's meta, read by the audit."""
@@ -113,6 +123,7 @@ class SnapshotView:
             "data_cutoff": day_start(self.cutoff).isoformat(),
             "events_max_ts": newest.isoformat() if newest is not None else None,
             "n_events": self.history.height,
+            "history_hash": self.history_hash(),
         }
 
     def user_segments(self, user_ids: list[str], cfg: ProtocolConfig) -> pl.DataFrame:

@@ -24,7 +24,7 @@ from upath import UPath
 
 from recsys_assets.lib.artifacts import PROVENANCE_KEY, current_provenance
 from recsys_assets.lib.confighash import config_hash
-from recsys_assets.lib.features.als import ALSConfig, ALSModel, fit_als
+from recsys_assets.lib.features.als import META_FILE as ALS_META_FILE, ALSConfig, ALSModel, fit_als
 from recsys_assets.lib.features.content_to_cf import ContentToCFConfig, ContentToCFModel, fit_content_to_cf
 from recsys_assets.lib.features.embeddings import EmbeddingResult, embed_items
 from recsys_assets.lib.features.encoders import EncoderConfig, encoder_is_neural, encoder_spec, get_encoder, variant_inputs
@@ -198,6 +198,50 @@ def fit_view_als(view: SnapshotView, cfg: FeatureConfig) -> tuple[ALSModel, dict
         "folded_in_users": int(model.user_folded.sum()),
         "events": view.history.height,
         "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+SAME_INPUT_KEYS = ("protocol", "data_cutoff", "events_max_ts", "n_events", "history_hash")
+"""Provenance keys that say what a view's models were fitted on (``snapshot`` and ``stage`` only say where)."""
+
+
+def earlier_serve_als(lake: Lake, view: SnapshotView, cfg: FeatureConfig) -> tuple[ALSModel, UPath] | None:
+    """The ALS model a train view needs, when an earlier night already fitted it (else None).
+
+    The train view of D sees the events before D - w, exactly what the serve view of day D - w saw
+    (same cutoff, catalogue and holdout): when that night's serve ALS artifact records the same
+    inputs (``SAME_INPUT_KEYS``, the history's content hash included, so late data is never
+    reused) and the same ALS/interaction configuration, fitting again would give the same factors.
+    Half of ``als_model``'s work at every night after the first.
+    """
+    if view.stage != "train":
+        return None
+    directory = lake.als_dir(view.cutoff, view.protocol, "serve")
+    meta_path = directory / ALS_META_FILE
+    if not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_bytes())
+    recorded, wanted = meta.get(PROVENANCE_KEY) or {}, view.provenance()
+    if any(recorded.get(k) != wanted[k] for k in SAME_INPUT_KEYS) or meta.get("config_hash") != config_hash(cfg.als, cfg.interactions):
+        return None
+    return ALSModel.load(directory), directory
+
+
+def view_als(lake: Lake, view: SnapshotView, cfg: FeatureConfig) -> tuple[ALSModel, dict]:
+    """The view's ALS model and its stats: an earlier night's identical fit (:func:`earlier_serve_als`), else a fit."""
+    t0 = time.perf_counter()
+    earlier = earlier_serve_als(lake, view, cfg)
+    if earlier is None:
+        model, stats = fit_view_als(view, cfg)
+        return model, {**stats, "reused_from": None}
+    model, directory = earlier
+    return model, {
+        "users": len(model.user_ids),
+        "items": len(model.item_ids),
+        "folded_in_users": int(model.user_folded.sum()),
+        "events": view.history.height,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "reused_from": str(directory),
     }
 
 
