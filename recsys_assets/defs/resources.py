@@ -67,8 +67,9 @@ class ModelsResource(dg.ConfigurableResource):
     rollup_days: int = 28
     """Window of days pooled by lift_rollup."""
     block_users: int = 5_000
-    """Users per block of candidates and cold_start_eval: their peak memory grows with a block, not with the
-    day's users; the outputs are the same bytes whatever it is (not part of the configuration hash)."""
+    """Users per block of candidates, ranker_examples (labelled users) and cold_start_eval: their peak memory
+    grows with a block, not with the day's users; the outputs are the same bytes whatever it is (not part of
+    the configuration hash)."""
 
     def feature_config(self):
         from recsys_assets.lib.features.als import ALSConfig, resolve_use_gpu

@@ -278,17 +278,57 @@ def test_blocked_pool_and_evaluation_equal_one_block(graph, protocol, tmp_path):
         assert outs[size][3] == outs[None][3]
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_blocked_ranker_examples_equal_one_block(graph, protocol, tmp_path):
+    """ranker_examples streams blocks of labelled users: blocks of 1 and 2 users write the same bytes as one
+    block (and as the asset wrote), the rows and stats of the one-frame night_examples; ranker_dataset, streamed
+    one night at a time, holds the rows of training_frame_from_nights over all of its nights."""
+    from recsys_assets.defs.features.common import day_snapshot
+    from recsys_assets.lib.ranking.arms import ranker_arm_names
+    from recsys_assets.lib.ranking.examples import next_day_labels, night_examples, training_frame_from_nights, write_night_examples
+    from recsys_assets.lib.ranking.nightly import load_snapshot_features, ranking_config, training_night_days
+
+    lake: Lake = graph["lake"]
+    day = DAYS[-1]
+    models = ModelsResource(**MODELS)
+    cfg = models.feature_config()
+    rcfg = ranking_config(lake, day, cfg, models.new_item_slots, models.max_train_users)
+    snap = day_snapshot(lake, day, cfg)
+    view = snap.views("train")[(protocol, "train")]
+    labels = next_day_labels(view, snap.events_before, cfg.interactions)
+    feats = load_snapshot_features(lake, view, list(rcfg.encoders), cfg)
+    n_users = labels["user_id"].n_unique()
+    assert n_users > 2
+    files, stats = {}, {}
+    for size in (1, 2, n_users):
+        target = Lake.at(tmp_path / f"b{size}").root.joinpath("ranker_examples.parquet")
+        stats[size] = write_night_examples(feats, labels, rcfg, target, block_users=size)
+        files[size] = target.read_bytes()
+    assert files[1] == files[2] == files[n_users]
+    assert stats[1] == stats[2] == stats[n_users]
+    asset_file = lake.ranker_examples_file(day, protocol)
+    assert asset_file.read_bytes() == files[n_users]
+    whole, whole_stats = night_examples(feats, labels, rcfg)
+    assert read_parquet(asset_file).equals(whole) and whole_stats == stats[1] and whole_stats["n_positive_rows"] > 0
+    nights = [read_parquet(lake.ranker_examples_file(d, protocol)) for d in training_night_days(day, rcfg) if lake.ranker_examples_file(d, protocol).exists()]
+    assert len(nights) == 2
+    for arm in ranker_arm_names(rcfg):
+        ref, _ = training_frame_from_nights(nights, arm, rcfg)
+        assert read_parquet(lake.ranker_dataset_file(day, protocol, arm)).equals(ref), arm
+
+
 def test_block_users_of_the_assets_changes_no_byte(graph):
-    """ModelsResource.block_users reaches both assets: rerun with blocks of 2 users, they write the same files."""
+    """ModelsResource.block_users reaches the blocked assets: rerun with blocks of 2 users, they write the same files."""
     lake: Lake = graph["lake"]
     day = DAYS[-1]
     files = [lake.recs_dir(day, p).joinpath("candidates.parquet") for p in PROTOCOLS]
+    files += [lake.ranker_examples_file(day, p) for p in PROTOCOLS]
     files += [lake.eval_dir(day).joinpath(f) for f in ("per_user.parquet", "arm_stats.parquet", "per_pair.parquet")]
     before = {str(f): f.read_bytes() for f in files}
     result = dg.materialize(
-        list(_defs().assets), selection=dg.AssetSelection.assets("candidates", "cold_start_eval"),
+        list(_defs().assets), selection=dg.AssetSelection.assets("candidates", "ranker_examples", "cold_start_eval"),
         resources={**_resources(lake), "models": ModelsResource(**MODELS, block_users=2)},
         partition_key=day.isoformat(), raise_on_error=False,
     )  # fmt: skip
-    assert result.success and {e.step_key for e in result.all_events if e.is_step_success} == {"candidates", "cold_start_eval"}
+    assert result.success and {e.step_key for e in result.all_events if e.is_step_success} == {"candidates", "ranker_examples", "cold_start_eval"}
     assert {str(f): f.read_bytes() for f in files} == before

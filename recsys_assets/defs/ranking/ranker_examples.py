@@ -18,13 +18,16 @@ from recsys_assets.lib.snapshot import audit_leakage, day_start
     check_specs=[dg.AssetCheckSpec("label_window_before_day", asset="ranker_examples", blocking=True)],
 )
 def ranker_examples(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource):
-    """Per protocol: candidates of every ranker arm for the users with a positive on day D - w, all arms' features, labels."""
+    """Per protocol: candidates of every ranker arm for the users with a positive on day D - w, all arms' features, labels.
+
+    Written ``block_users`` labelled users at a time: memory grows with a block, not with the night.
+    """
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     rcfg = ranking_config(the_lake, day, cfg, models.new_item_slots, models.max_train_users)
     snap = day_snapshot(the_lake, day, cfg)
     metadata, problems = {"label_window_days": cfg.protocol.label_window_days}, []
     for (protocol, _), view in snap.views("train").items():
-        st = build_night_examples(the_lake, view, snap.events_before, cfg, rcfg)
+        st = build_night_examples(the_lake, view, snap.events_before, cfg, rcfg, models.block_users)
         problems += audit_leakage(view)
         # A timestamp compared with a timestamp (None: no positives that day).
         if st["label_events_max_ts"] is not None and st["label_events_max_ts"] >= day_start(day):

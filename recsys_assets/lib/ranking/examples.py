@@ -22,7 +22,8 @@ import polars as pl
 from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.interactions import InteractionConfig
 from recsys_assets.lib.ranking.arms import parse_arm, ranker_arm_names
-from recsys_assets.lib.ranking.candidates import arm_sources, candidate_recall, generate_candidates, source_column
+from recsys_assets.lib.lake import BlockParquetWriter
+from recsys_assets.lib.ranking.candidates import POOL_BLOCK_USERS, arm_sources, generate_candidates, source_column
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.features import feature_names, ranker_features, text_feature_names
 from recsys_assets.lib.ranking.inputs import SnapshotFeatures, hash_u64
@@ -48,16 +49,8 @@ def next_day_labels(view: SnapshotView, events: pl.DataFrame, inter: Interaction
     return positives_excluding_seen(day_events, view.seen, inter, view.catalog["item_id"])
 
 
-def night_examples(features: SnapshotFeatures, labels: pl.DataFrame, cfg: RankingConfig) -> tuple[pl.DataFrame, dict]:
-    """Examples of one night: every ranker arm's candidates for the labelled users, all arms' features, ``label``.
-
-    ``features`` are the snapshot's (a ``train`` view: inputs before ``view.cutoff``); ``labels``
-    the positives of the day after it (:func:`next_day_labels`). One row per (user, item) of the
-    union of the arms' candidate sources with ``FEATURES_NO_TEXT`` and each encoder's text features
-    (the ``source_*`` flags among them say which sources proposed the pair: an arm's training rows
-    are the ones its own sources proposed).
-    Returns ``(frame sorted by user_id, item_id; stats)``.
-    """
+def _night_setup(features: SnapshotFeatures, labels: pl.DataFrame, cfg: RankingConfig):
+    """(unique label pairs, sorted labelled users, union of the ranker arms' sources, all arms' feature names)."""
     view = features.view
     if view.stage != "train":
         raise ExamplesError(
@@ -72,12 +65,16 @@ def night_examples(features: SnapshotFeatures, labels: pl.DataFrame, cfg: Rankin
     arms = ranker_arm_names(cfg)
     sources = tuple(dict.fromkeys(s for arm in arms for s in arm_sources(arm)))
     names = list(dict.fromkeys(f for arm in arms for f in feature_names(parse_arm(arm).encoder)))
-    if not users:
-        # A night without positives (no events that day): no queries, same columns.
-        schema = {SNAPSHOT_COL: pl.Date, "user_id": pl.String, "item_id": pl.String, "label": pl.Int8} | {f: pl.Float32 for f in names}
-        empty = {SNAPSHOT_COL: str(view.cutoff), "n_users": 0, "n_label_pairs": 0, "n_rows": 0, "n_positive_rows": 0,
-                 "candidate_recall": float("nan"), "users_without_positive_candidates": 0}
-        return pl.DataFrame(schema=schema), empty
+    return lab, users, sources, names
+
+
+def _empty_examples(names: list[str]) -> pl.DataFrame:
+    """A night without positives (no events that day): no queries, the examples' columns."""
+    return pl.DataFrame(schema={SNAPSHOT_COL: pl.Date, "user_id": pl.String, "item_id": pl.String, "label": pl.Int8} | {f: pl.Float32 for f in names})
+
+
+def _block_examples(features: SnapshotFeatures, lab: pl.DataFrame, users: list[str], sources, names, cfg: RankingConfig) -> tuple[pl.DataFrame, dict]:
+    """Examples of a block of labelled users (``lab``: their label pairs) and the block's counts."""
     cands = generate_candidates(features, users, sources, cfg)
     base = ranker_features(features, cands, None)
     cols = [base]
@@ -87,21 +84,79 @@ def night_examples(features: SnapshotFeatures, labels: pl.DataFrame, cfg: Rankin
     frame = (
         pl.concat(cols, how="horizontal")
         .join(lab.with_columns(label=pl.lit(1, pl.Int8)), on=["user_id", "item_id"], how="left", maintain_order="left")
-        .with_columns(pl.col("label").fill_null(0), pl.lit(view.cutoff).alias(SNAPSHOT_COL))
+        .with_columns(pl.col("label").fill_null(0), pl.lit(features.view.cutoff).alias(SNAPSHOT_COL))
         .select(SNAPSHOT_COL, "user_id", "item_id", "label", *names)
         .sort("user_id", "item_id")
     )
-    pos_users = frame.filter(pl.col("label") > 0).get_column("user_id").n_unique()
-    stats = {
-        SNAPSHOT_COL: str(view.cutoff),
+    hits = lab.join(cands.select("user_id", "item_id"), on=["user_id", "item_id"], how="semi").height
+    counts = {
         "n_users": len(users),
         "n_label_pairs": lab.height,
         "n_rows": frame.height,
         "n_positive_rows": int(frame.get_column("label").sum()),
-        "candidate_recall": candidate_recall(cands, lab),
-        "users_without_positive_candidates": len(users) - pos_users,
+        "label_pairs_in_candidates": hits,
+        "users_with_positive_candidates": frame.filter(pl.col("label") > 0).get_column("user_id").n_unique(),
     }
-    return frame, stats
+    return frame, counts
+
+
+def iter_night_examples(features: SnapshotFeatures, labels: pl.DataFrame, cfg: RankingConfig, block_users: int | None = None):
+    """:func:`night_examples` ``block_users`` labelled users at a time (None: one block): yields
+    ``(frame, counts)`` per block; the blocks concatenated are the one-block frame (users are taken in
+    sorted order and every candidate source and feature is per (user, item) pair)."""
+    lab, users, sources, names = _night_setup(features, labels, cfg)
+    if not users:
+        yield _empty_examples(names), {"n_users": 0, "n_label_pairs": 0, "n_rows": 0, "n_positive_rows": 0,
+                                       "label_pairs_in_candidates": 0, "users_with_positive_candidates": 0}  # fmt: skip
+        return
+    size = max(1, block_users or len(users))
+    for s in range(0, len(users), size):
+        block = users[s : s + size]
+        yield _block_examples(features, lab.filter(pl.col("user_id").is_in(block)), block, sources, names, cfg)
+
+
+def examples_stats(snapshot: date, counts: Sequence[dict]) -> dict:
+    """The stats of one night from its blocks' counts (candidate recall = label pairs inside the pool / label pairs)."""
+    tot = {k: sum(c[k] for c in counts) for k in counts[0]} if counts else {}
+    n_lab = tot.get("n_label_pairs", 0)
+    return {
+        SNAPSHOT_COL: str(snapshot),
+        "n_users": tot.get("n_users", 0),
+        "n_label_pairs": n_lab,
+        "n_rows": tot.get("n_rows", 0),
+        "n_positive_rows": tot.get("n_positive_rows", 0),
+        "candidate_recall": tot["label_pairs_in_candidates"] / n_lab if n_lab else float("nan"),
+        "users_without_positive_candidates": tot.get("n_users", 0) - tot.get("users_with_positive_candidates", 0),
+    }
+
+
+def night_examples(features: SnapshotFeatures, labels: pl.DataFrame, cfg: RankingConfig) -> tuple[pl.DataFrame, dict]:
+    """Examples of one night: every ranker arm's candidates for the labelled users, all arms' features, ``label``.
+
+    ``features`` are the snapshot's (a ``train`` view: inputs before ``view.cutoff``); ``labels``
+    the positives of the day after it (:func:`next_day_labels`). One row per (user, item) of the
+    union of the arms' candidate sources with ``FEATURES_NO_TEXT`` and each encoder's text features
+    (the ``source_*`` flags among them say which sources proposed the pair: an arm's training rows
+    are the ones its own sources proposed).
+    Returns ``(frame sorted by user_id, item_id; stats)``. One frame of every labelled user: the
+    nightly asset streams blocks of users to its file instead (:func:`write_night_examples`).
+    """
+    frames, counts = zip(*iter_night_examples(features, labels, cfg))
+    return frames[0] if len(frames) == 1 else pl.concat(frames), examples_stats(features.view.cutoff, counts)
+
+
+def write_night_examples(features: SnapshotFeatures, labels: pl.DataFrame, cfg: RankingConfig, target, block_users: int = POOL_BLOCK_USERS) -> dict:
+    """:func:`night_examples` written to ``target`` ``block_users`` labelled users at a time; returns its stats.
+
+    Memory holds one block's candidates and features, not the night's; the file is the same bytes
+    whatever the block size (``lake.BlockParquetWriter`` regroups rows into fixed row groups).
+    """
+    counts = []
+    with BlockParquetWriter(target) as out:
+        for frame, c in iter_night_examples(features, labels, cfg, block_users):
+            out.write(frame)
+            counts.append(c)
+    return examples_stats(features.view.cutoff, counts)
 
 
 def audit_examples(frames: Sequence[pl.DataFrame], day: date) -> list[str]:
@@ -166,7 +221,10 @@ __all__ = [
     "SNAPSHOT_COL",
     "ExamplesError",
     "audit_examples",
+    "examples_stats",
+    "iter_night_examples",
     "next_day_labels",
     "night_examples",
     "training_frame_from_nights",
+    "write_night_examples",
 ]

@@ -12,6 +12,7 @@ Layout:
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import date, timedelta
 
 import numpy as np
@@ -40,7 +41,7 @@ from recsys_assets.lib.ranking.arms import (
 )
 from recsys_assets.lib.ranking.candidates import POOL_BLOCK_USERS, arm_sources, generate_candidates
 from recsys_assets.lib.ranking.config import RankingConfig
-from recsys_assets.lib.ranking.examples import audit_examples, next_day_labels, night_examples, training_frame_from_nights
+from recsys_assets.lib.ranking.examples import audit_examples, next_day_labels, training_frame_from_nights, write_night_examples
 from recsys_assets.lib.ranking.features import feature_names
 from recsys_assets.lib.ranking.inputs import EncoderFeatures, SnapshotFeatures
 from recsys_assets.lib.ranking.ranker import RankerModel, train_ranker
@@ -93,12 +94,17 @@ def day_truth(events_of_day: pl.DataFrame, view: SnapshotView, cfg: FeatureConfi
 # --- training ---------------------------------------------------------------------------------
 
 
-def build_night_examples(lake: Lake, train_view: SnapshotView, events_before_day: pl.DataFrame, cfg: FeatureConfig, rcfg: RankingConfig) -> dict:
-    """This partition's serve-like examples (snapshot ``train_view.cutoff``, labels = the day after it); returns stats."""
+def build_night_examples(
+    lake: Lake, train_view: SnapshotView, events_before_day: pl.DataFrame, cfg: FeatureConfig, rcfg: RankingConfig, block_users: int = POOL_BLOCK_USERS
+) -> dict:
+    """This partition's serve-like examples (snapshot ``train_view.cutoff``, labels = the day after it); returns stats.
+
+    Written ``block_users`` labelled users at a time (:func:`write_night_examples`): the same bytes
+    whatever the block size, memory bounded by a block.
+    """
     labels = next_day_labels(train_view, events_before_day, cfg.interactions)
     feats = load_snapshot_features(lake, train_view, list(rcfg.encoders), cfg)
-    frame, st = night_examples(feats, labels, rcfg)
-    write_parquet_atomic(frame, lake.ranker_examples_file(train_view.day, train_view.protocol))
+    st = write_night_examples(feats, labels, rcfg, lake.ranker_examples_file(train_view.day, train_view.protocol), block_users)
     label_day = events_before_day.filter((pl.col("ts") >= day_start(train_view.cutoff)) & (pl.col("ts") < day_start(train_view.cutoff + timedelta(days=1))))
     st["label_day"] = str(train_view.cutoff)
     st["label_events_max_ts"] = label_day["ts"].max() if labels.height else None
@@ -114,24 +120,47 @@ def build_ranker_datasets(lake: Lake, day: date, protocol: str, rcfg: RankingCon
     """Training frames of every ranker arm from the examples of the last ``train_nights`` partitions.
 
     Partitions not materialized yet (the start of a lake) are skipped and listed in the stats.
+    Streamed one night at a time (oldest first), every arm's rows of it appended to the arm's file
+    (``lake.BlockParquetWriter``): memory holds one night's examples, not ``train_nights`` of them,
+    and the file's rows are :func:`training_frame_from_nights` of all the nights (each night is
+    sorted by user and item, the nights come in snapshot order).
     Returns (stats per arm, leakage problems: examples of a snapshot on or after ``day``).
     """
-    nights, missing = [], []
+    arms = ranker_arm_names(rcfg)
+    paths, missing = [], []
     for d in training_night_days(day, rcfg):
         path = lake.ranker_examples_file(d, protocol)
-        if path.exists():
-            f = read_parquet(path)
-            if f.height:
-                nights.append(f)
-        else:
-            missing.append(str(d))
-    problems = [f"{protocol}: {p}" for p in audit_examples(nights, day)]
+        (paths if path.exists() else missing).append(path if path.exists() else str(d))
+    problems: list[str] = []
+    parts: dict[str, list[dict]] = {arm: [] for arm in arms}
+    writers = {arm: BlockParquetWriter(lake.ranker_dataset_file(day, protocol, arm)) for arm in arms}
+    with ExitStack() as stack:
+        for w in writers.values():
+            stack.enter_context(w)
+        for path in paths:
+            night = read_parquet(path)
+            if not night.height:
+                continue
+            problems += [f"{protocol}: {p}" for p in audit_examples([night], day)]
+            for arm in arms:
+                frame, st = training_frame_from_nights([night], arm, rcfg)
+                writers[arm].write(frame)
+                parts[arm].append(st)
+            del night
+        for arm in arms:
+            if not parts[arm]:
+                training_frame_from_nights([], arm, rcfg)  # raises: no examples for the arm
     stats = {}
-    for arm in ranker_arm_names(rcfg):
-        frame, st = training_frame_from_nights(nights, arm, rcfg)
-        write_parquet_atomic(frame, lake.ranker_dataset_file(day, protocol, arm))
-        st["missing_partitions"] = ", ".join(missing) or "none"
-        stats[arm] = st
+    for arm in arms:
+        ps, held = parts[arm], [p for p in parts[arm] if p["n_rows"]]
+        stats[arm] = {
+            "arm": arm,
+            "nights": sum(p["nights"] for p in ps),
+            "first_snapshot": min(p["first_snapshot"] for p in held) if held else "None",
+            "last_snapshot": max(p["last_snapshot"] for p in held) if held else "None",
+            **{k: sum(p[k] for p in ps) for k in ("n_users", "n_rows", "n_positive_rows", "users_without_positive_candidates")},
+            "missing_partitions": ", ".join(missing) or "none",
+        }
     return stats, problems
 
 
