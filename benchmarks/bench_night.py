@@ -198,8 +198,7 @@ class RawNight:
         for (p, s), view in self._views().items():
             if s == "serve":
                 feats = load_snapshot_features(self.lake, view, list(rcfg.encoders), self.cfg)
-                eval_users = day_truth(day_events, view, self.cfg)["user_id"].unique().sort().to_list()
-                serve_day(self.lake, feats, served, eval_users, load_rankers(self.lake, self.day, p, rcfg), rcfg)
+                serve_day(self.lake, feats, served, day_truth(day_events, view, self.cfg), load_rankers(self.lake, self.day, p, rcfg), rcfg)
 
     def cold_start_eval(self) -> None:
         from recsys_assets.lib.evaluation.daily import evaluate_protocol

@@ -317,6 +317,48 @@ def test_blocked_ranker_examples_equal_one_block(graph, protocol, tmp_path):
         assert read_parquet(lake.ranker_dataset_file(day, protocol, arm)).equals(ref), arm
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_cold_lists_of_the_judged_users_only_change_no_metric(graph, protocol):
+    """recommendations ranks the cold items for the users the cold_only scope judges (a positive among them):
+    the stored cold lists are exactly those users' lists of every evaluated user's, and the evaluation of
+    the two gives the same per-user metrics, arm stats and pairs."""
+    from recsys_assets.defs.features.common import day_snapshot
+    from recsys_assets.lib.evaluation.evaluate import evaluate_view
+    from recsys_assets.lib.ranking.arms import arm_names, new_item_ids, parse_arm, popularity_tiebreak, top_k_items_arms
+    from recsys_assets.lib.ranking.nightly import arm_candidates, cold_scope_users, day_truth, load_rankers, load_snapshot_features, ranking_config
+
+    lake: Lake = graph["lake"]
+    day = DAYS[-1]
+    models = ModelsResource(**MODELS)
+    cfg = models.feature_config()
+    rcfg = ranking_config(lake, day, cfg, models.new_item_slots, models.max_train_users)
+    snap = day_snapshot(lake, day, cfg)
+    view = snap.views("serve")[(protocol, "serve")]
+    feats = load_snapshot_features(lake, view, list(rcfg.encoders), cfg)
+    truth = day_truth(snap.events_of_day, view, cfg)
+    cold_items = new_item_ids(feats, ("new", "cold") if protocol == "temporal" else ("new",))
+    judged = cold_scope_users(truth, cold_items)
+    every = truth["user_id"].unique().sort().to_list()
+    assert 0 < len(judged) < len(every)
+    stored = read_parquet(lake.recs_dir(day, protocol).joinpath("cold_recs.parquet"))
+    assert sorted(stored["user_id"].unique().to_list()) == judged
+    names = [a for a in arm_names(rcfg) if not parse_arm(a).slots]
+    tbs = {a: popularity_tiebreak(feats) if parse_arm(a).is_ranker else None for a in names}
+    full = top_k_items_arms(tbs, feats, every, cold_items, rcfg.k, load_rankers(lake, day, protocol, rcfg), rcfg)
+    for arm in names:
+        mine = stored.filter(pl.col("arm") == arm).drop("arm")
+        assert mine.equals(full[arm].filter(pl.col("user_id").is_in(judged))), arm
+    recs = read_parquet(lake.recs_dir(day, protocol).joinpath("recs.parquet"))
+    arm_recs = {a: recs.filter(pl.col("arm") == a).drop("arm") for a in recs["arm"].unique(maintain_order=True).to_list()}
+    pool = read_parquet(lake.recs_dir(day, protocol).joinpath("candidates.parquet"))
+    cands = {a: arm_candidates(pool, a) for a in arm_recs if parse_arm(a).kind == "ranker"}
+    got = evaluate_view(view, truth, arm_recs, {a: stored.filter(pl.col("arm") == a).drop("arm") for a in names}, cands, cfg.protocol, (10, 20))
+    ref = evaluate_view(view, truth, arm_recs, full, cands, cfg.protocol, (10, 20))
+    assert got[0].filter(pl.col("scope") == "cold_only").height > 0
+    for a, b in zip(got, ref):
+        assert a.equals(b)
+
+
 def test_block_users_of_the_assets_changes_no_byte(graph):
     """ModelsResource.block_users reaches the blocked assets: rerun with blocks of 2 users, they write the same files."""
     lake: Lake = graph["lake"]

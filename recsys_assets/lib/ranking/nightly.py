@@ -6,7 +6,7 @@ Layout:
 - ``models/snapshot=D/<protocol>/rankers/<arm>/``                 LightGBM model + meta
 - ``recs/day=D/<protocol>/candidates.parquet``                    candidate pool of the served users (source flags)
 - ``recs/day=D/<protocol>/recs.parquet``                          top-K per user per arm
-- ``recs/day=D/<protocol>/cold_recs.parquet``                     each arm's top-K among the new items only (cold_only scope)
+- ``recs/day=D/<protocol>/cold_recs.parquet``                     each arm's top-K among the cold items only (cold_only scope), for the users it judges
 - ``recs/day=D/<protocol>/explanations.parquet``                  pred_contrib for a sample of ranker recs
 """
 
@@ -216,15 +216,28 @@ def arm_candidates(pool: pl.DataFrame | pl.LazyFrame, arm: str) -> pl.DataFrame 
     return pool.filter(pl.any_horizontal([pl.col(c) for c in cols])).select("user_id", "item_id")
 
 
+def cold_scope_users(truth: pl.DataFrame, cold_items: list[str]) -> list[str]:
+    """The users the ``cold_only`` scope judges: those with a positive of day D among ``cold_items`` (sorted).
+
+    The evaluation reads a user's cold list only when the user has such a positive (its cold cells
+    restrict the truth to the cold items), and each user's list depends on that user alone, so ranking
+    the cold items for these users only gives every judged list and every metric unchanged.
+    """
+    ids = pl.Series(cold_items, dtype=pl.String).implode()
+    return truth.filter(pl.col("item_id").cast(pl.String).is_in(ids)).get_column("user_id").cast(pl.String).unique().sort().to_list()
+
+
 def serve_day(
-    lake: Lake, feats: SnapshotFeatures, users: list[str], eval_users: list[str], models: dict[str, RankerModel], rcfg: RankingConfig
+    lake: Lake, feats: SnapshotFeatures, users: list[str], truth: pl.DataFrame, models: dict[str, RankerModel], rcfg: RankingConfig
 ) -> dict[str, dict]:
-    """Top-K of every arm for the served users + top-K among new items for the evaluated users; written per protocol."""
+    """Top-K of every arm for the served users + top-K among the cold items for the users the cold scope
+    judges (:func:`cold_scope_users` of ``truth``, the day's positives: :func:`day_truth`); written per protocol."""
     view = feats.view
     out_dir = lake.recs_dir(view.day, view.protocol)
     # Under temporal, items first seen on D are too few (fewer than K on MovieLens): the cold scope
     # ranks the new AND cold segment items, and the evaluation splits the cell by segment.
     new_items = new_item_ids(feats, ("new", "cold") if view.protocol == "temporal" else ("new",))
+    eval_users = cold_scope_users(truth, new_items)
     recs, cold, stats, explained = [], [], {}, []
     names = arm_names(rcfg)
     # All arms at once: per block of users, the ranker arms share their candidates and features.
