@@ -359,6 +359,40 @@ def test_cold_lists_of_the_judged_users_only_change_no_metric(graph, protocol):
         assert a.equals(b)
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_serving_from_the_stored_pool_equals_generating_the_candidates(graph, protocol, monkeypatch):
+    """recommendations reads the candidates asset's pool (flags and ALS rank) instead of generating the candidates
+    again: every arm's lists are those of generating them, and the stored recs.parquet holds them."""
+    from recsys_assets.defs.features.common import day_snapshot
+    from recsys_assets.lib.ranking.arms import arm_names, recommend_arms
+    from recsys_assets.lib.ranking.nightly import load_rankers, load_snapshot_features, ranking_config, served_users
+
+    lake: Lake = graph["lake"]
+    day = DAYS[-1]
+    models = ModelsResource(**MODELS)
+    cfg = models.feature_config()
+    rcfg = ranking_config(lake, day, cfg, models.new_item_slots, models.max_train_users)
+    snap = day_snapshot(lake, day, cfg)
+    view = snap.views("serve")[(protocol, "serve")]
+    feats = load_snapshot_features(lake, view, list(rcfg.encoders), cfg)
+    users, names, rankers = served_users(snap.events_of_day), arm_names(rcfg), load_rankers(lake, day, protocol, rcfg)
+    pool_file = lake.recs_dir(day, protocol).joinpath("candidates.parquet")
+    assert "rank_als" in read_parquet(pool_file).columns
+    generated = recommend_arms(names, feats, users, rcfg.k, rankers, rcfg)
+    import recsys_assets.lib.ranking.arms as arms
+
+    def no_generation(*a, **kw):
+        raise AssertionError("the candidates were generated again instead of read from the pool")
+
+    with monkeypatch.context() as m:
+        m.setattr(arms, "generate_candidates", no_generation)
+        from_pool = recommend_arms(names, feats, users, rcfg.k, rankers, rcfg, pl.scan_parquet(pool_file.path))
+    stored = read_parquet(lake.recs_dir(day, protocol).joinpath("recs.parquet"))
+    for arm in names:
+        assert from_pool[arm][0].equals(generated[arm][0]) and from_pool[arm][1] == generated[arm][1], arm
+        assert stored.filter(pl.col("arm") == arm).drop("arm").equals(generated[arm][0]), arm
+
+
 def test_block_users_of_the_assets_changes_no_byte(graph):
     """ModelsResource.block_users reaches the blocked assets: rerun with blocks of 2 users, they write the same files."""
     lake: Lake = graph["lake"]

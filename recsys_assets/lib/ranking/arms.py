@@ -28,6 +28,7 @@ from recsys_assets.lib.ranking.candidates import (
     arm_sources,
     candidate_recall,
     generate_candidates,
+    rank_column,
     source_column,
     source_topn,
 )
@@ -178,15 +179,41 @@ def _model_for(spec: ArmSpec, ranker_models: dict[str, RankerModel] | None) -> R
     return model
 
 
-def _shared_ranker_frame(specs: Sequence[ArmSpec], features: SnapshotFeatures, users: list[str], cfg: RankingConfig) -> pl.DataFrame:
+def pool_columns(sources: Sequence[str]) -> list[str]:
+    """The candidate columns the ranker features read (``ranker_features``): the pairs, the sources'
+    flags and the ALS rank. The stored candidate pool (``nightly.candidate_pool``) holds them."""
+    return ["user_id", "item_id", *[source_column(s) for s in sources], *([rank_column("als")] if "als" in sources else [])]
+
+
+def _block_candidates(features: SnapshotFeatures, users: list[str], sources: tuple[str, ...], cfg: RankingConfig, pool: pl.DataFrame | pl.LazyFrame | None) -> pl.DataFrame:
+    """``generate_candidates(features, users, sources, cfg)`` restricted to :func:`pool_columns`, read from
+    the day's stored ``pool`` when it holds them (the same function wrote it for the served users, in
+    the same row order: by user in ``users`` order, then catalogue column), else generated."""
+    cols = pool_columns(sources)
+    if pool is not None:
+        names = pool.collect_schema().names() if isinstance(pool, pl.LazyFrame) else pool.columns
+        if all(c in names for c in cols):
+            rows = pool.filter(pl.col("user_id").is_in(pl.Series(users, dtype=pl.String).implode())).select(cols)
+            rows = rows.collect() if isinstance(rows, pl.LazyFrame) else rows
+            pos = {u: i for i, u in enumerate(users)}
+            seq = [pos[u] for u in rows.get_column("user_id").unique(maintain_order=True).to_list()]
+            if all(a < b for a, b in zip(seq, seq[1:])):
+                return rows
+    return generate_candidates(features, users, sources, cfg).select(cols)
+
+
+def _shared_ranker_frame(
+    specs: Sequence[ArmSpec], features: SnapshotFeatures, users: list[str], cfg: RankingConfig, pool: pl.DataFrame | pl.LazyFrame | None = None
+) -> pl.DataFrame:
     """Candidates of the union of the ranker arms' sources for ``users``, with every arm's features.
 
     Every feature is a function of its (user, item) pair alone and every source is computed on its
     own, so an arm's rows of this frame (:func:`_arm_rows`) are exactly what its own candidates and
     ``ranker_features`` give: the candidates and the shared features are computed once for all arms.
+    With ``pool`` (the day's stored candidate pool) the candidates are read, not generated again.
     """
     sources = _union_sources(specs)
-    cands = generate_candidates(features, users, sources, cfg)
+    cands = _block_candidates(features, users, sources, cfg, pool)
     flags = cands.select([source_column(src) for src in sources])
     return ranker_features(features, cands, None, text_encoders=_text_encoders(specs)).hstack(flags.rename(lambda c: f"_{c}"))
 
@@ -212,9 +239,12 @@ def _arm_rows(shared: pl.DataFrame, spec: ArmSpec) -> pl.DataFrame:
     return shared.filter(pl.any_horizontal([pl.col(f"_{source_column(src)}") for src in arm_sources(spec.base)]))
 
 
-def _ranker_pools(specs: Sequence[ArmSpec], features: SnapshotFeatures, users: list[str], models: dict[str, RankerModel] | None, cfg: RankingConfig) -> dict[str, tuple[pl.DataFrame, dict]]:
+def _ranker_pools(
+    specs: Sequence[ArmSpec], features: SnapshotFeatures, users: list[str], models: dict[str, RankerModel] | None, cfg: RankingConfig,
+    pool: pl.DataFrame | pl.LazyFrame | None = None,
+) -> dict[str, tuple[pl.DataFrame, dict]]:
     """{arm base: (scored candidates, pool stats)} of the ranker arms, from one shared candidate/feature frame."""
-    shared = _shared_ranker_frame(specs, features, users, cfg)
+    shared = _shared_ranker_frame(specs, features, users, cfg, pool)
     out = {}
     for spec in specs:
         if spec.base in out:
@@ -279,11 +309,14 @@ def recommend_arms(
     k: int,
     ranker_models: dict[str, RankerModel] | None,
     cfg: RankingConfig,
+    pool: pl.DataFrame | pl.LazyFrame | None = None,
 ) -> dict[str, tuple[pl.DataFrame, dict]]:
     """:func:`recommend` of several arms: ``{arm: (recs, stats)}``, the same as one call per arm.
 
     Per block of users, the ranker arms' candidates and features are computed once for all of
-    them (:func:`_ranker_pools`); only the LightGBM scoring is per arm.
+    them (:func:`_ranker_pools`); only the LightGBM scoring is per arm. ``pool``: the day's stored
+    candidate pool of these users (``candidates.parquet``, a lazy scan is read per block), read
+    instead of generating the candidates again (the same rows: :func:`_block_candidates`).
     """
     users = list(dict.fromkeys(user_ids))
     specs = [parse_arm(a) for a in arms]
@@ -291,7 +324,7 @@ def recommend_arms(
     parts: dict[str, list] = {sp.name: [] for sp in specs}
     for s in range(0, max(len(users), 1), BLOCK_USERS):
         block = users[s : s + BLOCK_USERS]
-        pools = _ranker_pools(rankers, features, block, ranker_models, cfg) if rankers and block else {}
+        pools = _ranker_pools(rankers, features, block, ranker_models, cfg, pool) if rankers and block else {}
         for sp in specs:
             parts[sp.name].append(_recommend_block(sp.name, features, block, k, ranker_models, cfg, pools.get(sp.base)))
     out = {}
@@ -308,19 +341,24 @@ def top_k_items_arms(
     k: int,
     ranker_models: dict[str, RankerModel] | None = None,
     cfg: RankingConfig | None = None,
+    pool: pl.DataFrame | pl.LazyFrame | None = None,
 ) -> dict[str, pl.DataFrame]:
     """``top_k_from_scores(score_items(...), k, ...)`` (the ``cold_only`` scope) of several arms
     (``{arm: its tiebreak}``) in blocks of users, each block scored once for all of them (:func:`score_items_arms`).
 
     Each block scores at most ``BLOCK_PAIRS`` (user, item) pairs and keeps only its top ``k``
     per user, so memory is bounded by a block whatever the numbers of users and items.
+    ``pool``: the day's stored candidate pool holding these users (the ranker features' source flags
+    and ALS rank are read from it, once for all of ``user_ids``, instead of generating the candidates).
     """
     users = list(dict.fromkeys(user_ids))
     items = list(dict.fromkeys(item_ids))
     per = max(1, BLOCK_PAIRS // max(1, len(items)))
+    if isinstance(pool, pl.LazyFrame):
+        pool = pool.filter(pl.col("user_id").is_in(pl.Series(users, dtype=pl.String).implode())).collect()
     frames: dict[str, list[pl.DataFrame]] = {arm: [] for arm in arms}
     for s in range(0, len(users), per):
-        for arm, scores in _iter_item_scores(list(arms), features, users[s : s + per], items, ranker_models, cfg):
+        for arm, scores in _iter_item_scores(list(arms), features, users[s : s + per], items, ranker_models, cfg, pool):
             frames[arm].append(top_k_from_scores(scores, k, features, arms[arm]))
     return {
         arm: pl.DataFrame(schema=RECS_SCHEMA) if not fs else fs[0] if len(fs) == 1 else pl.concat(fs).sort("user_id", "rank")
@@ -403,6 +441,7 @@ def _iter_item_scores(
     item_ids: Sequence[str],
     ranker_models: dict[str, RankerModel] | None,
     cfg: RankingConfig | None,
+    pool: pl.DataFrame | pl.LazyFrame | None = None,
 ):
     """(arm, scores) per arm, one at a time (a caller that reduces each to its top-k holds one)."""
     cfg = cfg or RankingConfig()
@@ -419,7 +458,7 @@ def _iter_item_scores(
     shared = None
     if rankers:
         # every pair is scored, so the candidates only give the pairs' source flags and ALS rank
-        frame = _with_candidate_flags(pairs, generate_candidates(features, users, _union_sources(rankers), cfg))
+        frame = _with_candidate_flags(pairs, _block_candidates(features, users, _union_sources(rankers), cfg, pool))
         shared = ranker_features(features, frame, None, text_encoders=_text_encoders(rankers))
     for spec in specs:
         if spec.kind == "popularity":

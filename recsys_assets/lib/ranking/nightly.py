@@ -4,7 +4,7 @@ Layout:
 - ``models/snapshot=D/<protocol>/ranker_examples.parquet``        serve-like examples: snapshot D - w (w = 1), labels = day D - w
 - ``models/snapshot=D/<protocol>/ranker_dataset/<arm>.parquet``  training frame: examples of the last k partitions
 - ``models/snapshot=D/<protocol>/rankers/<arm>/``                 LightGBM model + meta
-- ``recs/day=D/<protocol>/candidates.parquet``                    candidate pool of the served users (source flags)
+- ``recs/day=D/<protocol>/candidates.parquet``                    candidate pool of the served users (source flags, ALS rank)
 - ``recs/day=D/<protocol>/recs.parquet``                          top-K per user per arm
 - ``recs/day=D/<protocol>/cold_recs.parquet``                     each arm's top-K among the cold items only (cold_only scope), for the users it judges
 - ``recs/day=D/<protocol>/explanations.parquet``                  pred_contrib for a sample of ranker recs
@@ -27,12 +27,13 @@ from recsys_assets.lib.features.nightly import (
     load_item_embeddings,
     read_npz,
 )
-from recsys_assets.lib.lake import BlockParquetWriter, Lake, read_parquet, write_parquet_atomic
+from recsys_assets.lib.lake import BlockParquetWriter, Lake, is_local, read_parquet, write_parquet_atomic
 from recsys_assets.lib.ranking.arms import (
     arm_names,
     explain_recommendations,
     new_item_ids,
     parse_arm,
+    pool_columns,
     popularity_tiebreak,
     ranker_arm_names,
     RECS_SCHEMA,
@@ -182,10 +183,12 @@ def load_rankers(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> d
 
 
 def candidate_pool(feats: SnapshotFeatures, users: list[str], rcfg: RankingConfig) -> pl.DataFrame:
-    """Union of every ranker arm's candidate sources (flags say which source proposed a pair)."""
+    """Union of every ranker arm's candidate sources (flags say which source proposed a pair) and the
+    ALS rank (``arms.pool_columns``): what the ranker features read, so ``recommendations`` serves from
+    this pool instead of generating the candidates again."""
     sources = tuple(dict.fromkeys(s for arm in ranker_arm_names(rcfg) for s in arm_sources(arm)))
     cands = generate_candidates(feats, users, sources, rcfg)
-    return cands.select("user_id", "item_id", *[c for c in cands.columns if c.startswith("source_")])
+    return cands.select(pool_columns(sources))
 
 
 def write_candidate_pool(
@@ -240,10 +243,13 @@ def serve_day(
     eval_users = cold_scope_users(truth, new_items)
     recs, cold, stats, explained = [], [], {}, []
     names = arm_names(rcfg)
+    # The day's candidate pool of the served users (the candidates asset): read, not generated again.
+    pool_path = out_dir.joinpath("candidates.parquet")
+    pool = (pl.scan_parquet(pool_path.path) if is_local(pool_path) else read_parquet(pool_path)) if pool_path.exists() else None
     # All arms at once: per block of users, the ranker arms share their candidates and features.
-    served = recommend_arms(names, feats, users, rcfg.k, models, rcfg)
+    served = recommend_arms(names, feats, users, rcfg.k, models, rcfg, pool)
     cold_arms = {a: popularity_tiebreak(feats) if parse_arm(a).is_ranker else None for a in names if not parse_arm(a).slots}
-    cold_top = top_k_items_arms(cold_arms, feats, eval_users, new_items, rcfg.k, models, rcfg) if new_items and eval_users else {}
+    cold_top = top_k_items_arms(cold_arms, feats, eval_users, new_items, rcfg.k, models, rcfg, pool) if new_items and eval_users else {}
     for arm in names:
         spec = parse_arm(arm)
         r, st = served[arm]
