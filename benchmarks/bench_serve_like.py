@@ -21,6 +21,13 @@ Without one, the library default. Round 4: ``hashed`` = train and score with the
 of round 3 (ties, never-seen items among them, in the popularity list's hashed order) instead of
 the library's shared place of tied items (``features.popularity_place``); the same examples otherwise
 (each night's examples keep both, ``pop_rank_log_hashed`` / ``pop_pct_hashed``).
+Round 5: ``x<group>`` = train and score WITHOUT a group of features (the same examples otherwise):
+``xsess`` = the three recency features (``last_als_cos``, ``last_als_max``, ``last_cooc``), ``xals`` =
+the two ALS cosines, ``xcooc`` = ``last_cooc``, ``xmax`` = ``last_als_max``, ``xmean`` = ``last_als_cos``, ``xprof`` = ``profile_lift``, ``xall`` = all four
+(the round-4 feature set).
+``pa<alpha>`` = ``profile_lift`` with ``alpha`` pseudo-events (``PROFILE_ALPHAS``; the library's is
+``features.PROFILE_SMOOTHING``). ``mono`` = the round-5 features (recency and ``profile_lift``) monotone increasing (``RankingConfig.monotone``),
+``monoc`` = ``last_cooc`` only.
 E.g. ``n14_none_p1_r50``.
 
 With ``CACHE=DIR`` each (protocol, day)'s examples, truth and baseline metrics are written
@@ -54,6 +61,7 @@ from recsys_assets.lib.lake import Lake
 from recsys_assets.lib.ranking.arms import popularity_tiebreak, recommend, top_k_from_scores
 from recsys_assets.lib.ranking.candidates import arm_sources, candidate_recall, generate_candidates
 from recsys_assets.lib.ranking.config import RankingConfig
+from recsys_assets.lib.ranking import features as features_mod
 from recsys_assets.lib.ranking.features import FEATURES_NO_TEXT, ranker_features
 from recsys_assets.lib.features.nightly import FeatureConfig, fit_view_als
 from recsys_assets.lib.ranking.inputs import SnapshotFeatures
@@ -114,6 +122,18 @@ SETTINGS = {
 }
 
 
+DROP = {
+    "sess": ["last_als_cos", "last_als_max", "last_cooc"],
+    "als": ["last_als_cos", "last_als_max"],
+    "cooc": ["last_cooc"],
+    "max": ["last_als_max"],
+    "mean": ["last_als_cos"],
+    "prof": ["profile_lift"],
+    "all": ["last_als_cos", "last_als_max", "last_cooc", "profile_lift"],
+}
+"""Feature groups a variant's ``x<group>`` token leaves out (round 5's ablations)."""
+
+
 def parse_variant(name: str) -> tuple[int, str, dict]:
     """``n14_none_p1_r50`` -> (14, "none", {"prior_scale": 1.0, "rounds": 50})."""
     if name == "window":
@@ -121,8 +141,17 @@ def parse_variant(name: str) -> tuple[int, str, dict]:
     k, *tokens = name[1:].split("_")
     mode, settings = "hash", {}
     for t in tokens:
+        if t.startswith("x") and t[1:] in DROP:
+            settings.setdefault("drop", []).extend(DROP[t[1:]])
+            continue
         if t == "hashed":
             settings["hashed"] = True
+            continue
+        if t.startswith("pa") and t[2:].isdigit():
+            settings["profile_alpha"] = int(t[2:])
+            continue
+        if t in ("mono", "monoc"):
+            settings["mono"] = ["last_cooc"] if t == "monoc" else DROP["all"]
             continue
         if t in ("last", "lastonly", "none"):
             mode = {"last": "last_refit", "lastonly": "last_only", "none": "none"}[t]
@@ -137,7 +166,10 @@ def parse_variant(name: str) -> tuple[int, str, dict]:
 def variant_config(cfg: RankingConfig, settings: dict) -> RankingConfig:
     out = cfg
     for name, v in settings.items():
-        if name == "hashed":
+        if name in ("hashed", "drop", "profile_alpha"):
+            continue
+        if name == "mono":
+            out = replace(out, monotone=tuple(out.monotone) + tuple((f, 1) for f in v if f not in dict(out.monotone)))
             continue
         if name == "prior_scale":
             out = replace(out, prior="popularity" if v > 0 else "none", prior_scale=v)
@@ -160,6 +192,9 @@ def tiebreak_of(ex: pl.DataFrame) -> pl.DataFrame:
     return ex.group_by("item_id").agg(pl.col(col).first()).select("item_id", pl.col(col).rank("ordinal").cast(pl.UInt64).alias("tiebreak"))
 
 
+PROFILE_ALPHAS = (10, 100)
+"""Other ``profile_lift`` smoothings kept with each night's examples (round 5; token ``pa<alpha>``)."""
+
 HASHED = {"pop_rank_log": "pop_rank_log_hashed", "pop_pct": "pop_pct_hashed"}
 
 
@@ -171,7 +206,18 @@ def hashed_places(ex: pl.DataFrame) -> pl.DataFrame:
     return ex.with_columns(pl.col(h).alias(c) for c, h in HASHED.items())
 
 
-def night(events, items, d, protocol, pcfg, cfg, cache):
+def variant_columns(settings: dict):
+    """The examples as a variant sees them: round 3's hashed places, another profile_lift smoothing."""
+    def prep(ex: pl.DataFrame) -> pl.DataFrame:
+        if settings.get("hashed"):
+            ex = hashed_places(ex)
+        if "profile_alpha" in settings:
+            ex = ex.with_columns(pl.col(f"profile_lift_a{settings['profile_alpha']}").alias("profile_lift"))
+        return ex
+    return prep
+
+
+def night(events, items, d, protocol, pcfg, cfg, cache, user_catalog=None):
     """(examples, truth, users, baseline metric rows) of day d's serve snapshot, cached under ``cache``."""
     key = cache and os.path.join(cache, f"{protocol}_{d}")
     if key and os.path.exists(key + "_ex.parquet"):
@@ -185,13 +231,21 @@ def night(events, items, d, protocol, pcfg, cfg, cache):
     truth = positives_excluding_seen(day_ev, sv.seen, INTER, sv.catalog["item_id"])
     if truth.height == 0:
         return None
-    serve = SnapshotFeatures(sv, als=fit_view_als(sv, FeatureConfig(als=ALS, interactions=INTER, protocol=pcfg))[0], protocol=pcfg)
+    serve = SnapshotFeatures(sv, als=fit_view_als(sv, FeatureConfig(als=ALS, interactions=INTER, protocol=pcfg))[0], protocol=pcfg, users=user_catalog)
     users = truth["user_id"].unique().sort().to_list()
     ex, cands = frame_for(serve, users, cfg, truth)
     pos = pl.Series("tiebreak", serve.popularity_position, dtype=pl.Int64)
     places = serve.item_index.select("item_id", pos, pos.cast(pl.Float64).log1p().cast(pl.Float32).alias("pop_rank_log_hashed"),
                                      (1.0 - pos.cast(pl.Float64) / max(len(serve.item_ids), 1)).cast(pl.Float32).alias("pop_pct_hashed"))
     ex = ex.join(places, on="item_id", how="left").sort("user_id", "item_id")
+    # profile_lift with other smoothings (variant token pa<alpha>), on the same rows
+    p = ex.select("user_id", "item_id").join(serve.item_index, on="item_id", how="left", maintain_order="left")
+    pu = p.get_column("user_id").unique(maintain_order=True).to_list()
+    urow = p.join(pl.DataFrame({"user_id": pu, "urow": np.arange(len(pu))}), on="user_id", how="left", maintain_order="left").get_column("urow").to_numpy()
+    ex = ex.with_columns(
+        pl.Series(f"profile_lift_a{a}", features_mod._profile_lift(serve, pu, urow, p.get_column("icol").to_numpy(), float(a)), dtype=pl.Float32)
+        for a in PROFILE_ALPHAS
+    )
     base = pl.concat(
         [metric_means(recommend(arm, serve, users, 20, None, cfg)[0], truth, users).with_columns(arm=pl.lit(arm)) for arm in ("popularity", "als")]
     )
@@ -206,6 +260,7 @@ def night(events, items, d, protocol, pcfg, cfg, cache):
 def run(lake_root, start, end, protocols, variants):
     lake = Lake.at(lake_root)
     items = read_catalog(lake, "items")
+    user_catalog = read_catalog(lake, "users")
     events = lake.read_events(before=end + timedelta(days=1))
     pcfg = ProtocolConfig()
     cfg = RankingConfig(encoders=())
@@ -220,7 +275,7 @@ def run(lake_root, start, end, protocols, variants):
         d = start - timedelta(days=kmax)
         while d <= end:
             t0 = time.time()
-            got = night(events, items, d, protocol, pcfg, cfg, cache)
+            got = night(events, items, d, protocol, pcfg, cfg, cache, user_catalog)
             if got is None:
                 d += timedelta(days=1)
                 continue
@@ -231,22 +286,23 @@ def run(lake_root, start, end, protocols, variants):
                 tb = tiebreak_of(ex)
                 for name, (k, mode, settings) in parsed.items():
                     vcfg = variant_config(cfg, settings)
+                    prep = variant_columns(settings)
                     if mode == "window":
                         before = events.filter(pl.col("ts") < day_start(d))
                         tv = build_view(before, items, d, protocol, "train", pcfg)
-                        tfe = SnapshotFeatures(tv, als=fit_view_als(tv, FeatureConfig(als=ALS, interactions=INTER, protocol=pcfg))[0], protocol=pcfg)
+                        tfe = SnapshotFeatures(tv, als=fit_view_als(tv, FeatureConfig(als=ALS, interactions=INTER, protocol=pcfg))[0], protocol=pcfg, users=user_catalog)
                         win = before.filter(pl.col("ts") >= day_start(tv.cutoff))
                         lab = positives_excluding_seen(win, tv.seen, INTER, tv.catalog["item_id"]).select("user_id", "item_id")
                         tf, _ = frame_for(tfe, sorted(lab["user_id"].unique().to_list()), vcfg, lab)
                         model, info = train([("w", tf.sort("user_id", "item_id"))], vcfg, "hash")
                     else:
-                        prep = hashed_places if settings.get("hashed") else (lambda f: f)
                         nights = [(str(n), prep(examples[n])) for n in sorted(examples) if d - timedelta(days=k) <= n < d]
                         if not nights:
                             continue
-                        model, info = train(nights, vcfg, mode)
+                        fn = [f for f in FN if f not in settings.get("drop", [])]
+                        model, info = train(nights, vcfg, mode, fn)
                         info["nights"] = len(nights)
-                    scored = hashed_places(ex) if settings.get("hashed") else ex
+                    scored = prep(ex)
                     sc = ex.select("user_id", "item_id").with_columns(pl.Series("score", model.predict(scored)))
                     m = metric_means(top_k_from_scores(sc, 20, None, tb), truth, users)
                     rows.append(m.with_columns(day=pl.lit(str(d)), protocol=pl.lit(protocol), arm=pl.lit(name)))

@@ -20,8 +20,10 @@ from typing import Sequence
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from recsys_assets.lib.errors import RecsysError
+from recsys_assets.lib.interactions import id_index, rows_of
 from recsys_assets.lib.ranking.candidates import BASE_SOURCES, rank_column, slug, source_column, text_sources
 from recsys_assets.lib.ranking.inputs import SEGMENT_ORDINAL, SnapshotFeatures
 
@@ -40,9 +42,19 @@ FEATURES_NO_TEXT: list[str] = [
     "user_segment",
     "item_segment",
     "category_overlap",
+    "last_als_cos",
+    "last_als_max",
+    "last_cooc",
+    "profile_lift",
     *[source_column(s) for s in BASE_SOURCES],
 ]
 """Features of ranker_no_text (and the shared part of every text arm)."""
+
+LAST_ITEMS = 10
+"""How many of the user's most recent history items the recency features compare a candidate with."""
+
+PROFILE_SMOOTHING = 1.0
+"""``profile_lift``'s pseudo-events (alpha): small cohorts' counts are shrunk towards no lift."""
 
 PAIR_CHUNK = 1 << 12
 """Pairs per gather-and-dot step of :func:`pair_dot`: two 4,096 x dim blocks stay in cache (2^18 made
@@ -90,6 +102,156 @@ def popularity_place(features: SnapshotFeatures) -> np.ndarray:
         desc = -np.sort(score)[::-1]
         features._cache[key] = np.searchsorted(desc, -score, side="left").astype(np.float64)
     return features._cache[key]
+
+
+def last_items(features: SnapshotFeatures, users: Sequence[str], n: int = LAST_ITEMS) -> tuple[np.ndarray, np.ndarray]:
+    """The catalogue columns of each user's ``n`` most recent distinct history items.
+
+    Returns (cols, valid): int64 and bool arrays of shape (len(users), n), most recent first
+    (ties in ts by item id); ``valid`` is False past a user's history (users without history: all False).
+    """
+    out = np.zeros((len(users), n), dtype=np.int64)
+    valid = np.zeros((len(users), n), dtype=bool)
+    if not len(users) or n <= 0:
+        return out, valid
+    uidx = pl.DataFrame({"user_id": pl.Series(list(users), dtype=pl.String), "urow": np.arange(len(users), dtype=np.int64)})
+    h = (
+        features.view.history.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String), "ts")
+        .join(uidx, on="user_id", how="inner")
+        .join(features.item_index, on="item_id", how="inner")
+        .group_by("urow", "icol")
+        .agg(pl.col("ts").max())
+        .sort(["urow", "ts", "icol"], descending=[False, True, False])
+        .with_columns(pl.int_range(pl.len()).over("urow").alias("k"))
+        .filter(pl.col("k") < n)
+    )
+    r, k = h.get_column("urow").to_numpy(), h.get_column("k").to_numpy()
+    out[r, k] = h.get_column("icol").to_numpy()
+    valid[r, k] = True
+    return out, valid
+
+
+def _cooccurrence_rows(features: SnapshotFeatures, cols: np.ndarray) -> sp.csr_matrix:
+    """float32 CSR (len(cols), n_catalogue): row j = share of the users who had item cols[j] that also had
+    each item (P(item | cols[j]) over the view's history; empty where cols[j] has no users). Sparse: only
+    co-occurring pairs are stored, so it stays small on large catalogues."""
+    key = "user_item_csc"
+    if key not in features._cache:
+        h = (
+            features.view.history.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String))
+            .unique()
+            .join(features.item_index, on="item_id", how="inner")
+        )
+        index = id_index(h.get_column("user_id").unique().sort().to_list())
+        rows = rows_of(h.get_column("user_id"), index)
+        x = sp.csr_matrix(
+            (np.ones(h.height, dtype=np.float32), (rows, h.get_column("icol").to_numpy())), shape=(index.height, len(features.item_ids))
+        )
+        features._cache[key] = (x, x.tocsc())
+    x, xc = features._cache[key]
+    c = (xc[:, cols].T @ x).tocsr()
+    diag = np.asarray(c[np.arange(len(cols)), cols]).ravel()
+    scale = np.where(diag > 0, 1.0 / np.maximum(diag, 1.0), 0.0).astype(np.float32)
+    return sp.csr_matrix(sp.diags(scale) @ c, dtype=np.float32)
+
+
+def _recency_affinity(features: SnapshotFeatures, users: list[str], urow: np.ndarray, icol: np.ndarray) -> dict[str, np.ndarray]:
+    """Candidate vs the user's last ``LAST_ITEMS`` history items (NaN for users without history):
+
+    - ``last_als_cos``: cosine of the candidate's ALS item factor with the mean of the last items'
+      (unit) factors; ``last_als_max``: the largest cosine with any one of them (NaN where the
+      candidate or every last item lacks a factor);
+    - ``last_cooc``: mean over the last items j of P(candidate | j), the share of j's users who also had
+      the candidate in the view's history.
+
+    Shares and cosines, not counts, so they mean the same at D - w (training) and D (serving).
+    """
+    n = len(icol)
+    lc, lv = last_items(features, users)
+    itf, known = features.als_items()
+    norm = np.linalg.norm(itf, axis=1)
+    unit = np.where(norm[:, None] > 0, itf / np.maximum(norm, 1e-12)[:, None], 0.0).astype(np.float32)
+    lok = lv & known[lc]  # (n_users, L) last items with a factor
+    mean = (unit[lc] * lok[..., None]).sum(axis=1)
+    mnorm = np.linalg.norm(mean, axis=1)
+    mean = np.where(mnorm[:, None] > 0, mean / np.maximum(mnorm, 1e-12)[:, None], 0.0).astype(np.float32)
+    has_last = lok.any(axis=1)
+    ok = has_last[urow] & known[icol]
+    cos_mean = pair_dot(mean, urow, unit, icol, ok)
+    cos_max = np.full(n, np.nan, dtype=np.float32)
+    cooc = np.full(n, np.nan, dtype=np.float32)
+    uniq = np.unique(lc[lv])
+    prob = _cooccurrence_rows(features, uniq) if len(uniq) else sp.csr_matrix((0, len(features.item_ids)), dtype=np.float32)
+    lrow = np.searchsorted(uniq, lc)  # row of each last item in ``prob`` (garbage where not valid)
+    hist_any = lv.any(axis=1)
+    idx = np.flatnonzero(hist_any[urow])
+    for s in range(0, len(idx), PAIR_CHUNK):
+        j = idx[s : s + PAIR_CHUNK]
+        u, c = urow[j], icol[j]
+        lm = lok[u]
+        sims = np.einsum("kld,kd->kl", unit[lc[u]], unit[c])
+        sims = np.where(lm, sims, -np.inf).max(axis=1)
+        cos_max[j] = np.where(np.isfinite(sims) & known[c], sims, np.nan)
+        vm = lv[u]
+        pr = np.where(vm, lrow[u], 0)
+        p = np.asarray(prob[pr.ravel(), np.repeat(c, vm.shape[1])]).reshape(vm.shape)
+        cooc[j] = (p * vm).sum(axis=1) / vm.sum(axis=1)
+    return {"last_als_cos": cos_mean, "last_als_max": cos_max, "last_cooc": cooc}
+
+
+def profile_tokens(users: pl.DataFrame) -> pl.DataFrame:
+    """(user_id, token): the distinct lower-cased whitespace tokens of each user's profile
+    (MovieLens: age, gender, occupation words), the user's categorical attributes."""
+    return (
+        users.select(pl.col("user_id").cast(pl.String), pl.col("profile").str.to_lowercase().str.split(" ").alias("token"))
+        .explode("token")
+        .filter(pl.col("token").is_not_null() & (pl.col("token") != ""))
+        .unique()
+    )
+
+
+def _profile_lift(features: SnapshotFeatures, users: list[str], urow: np.ndarray, icol: np.ndarray, alpha: float = PROFILE_SMOOTHING) -> np.ndarray:
+    """How much more often users sharing this user's profile attributes had the candidate than everyone:
+    the sum over the user's profile tokens t (those some user with history has) of
+    ``log((n_tc + alpha) / (N_t * s_c + alpha))``, with n_tc the history events on the candidate by users with t,
+    N_t all their history events and s_c the candidate's share of all history events (a naive-Bayes
+    log-lift: tokens every user has add 0). A ratio of shares, so it means the same at D - w and D.
+    NaN for users without a profile (or whose tokens no user with history has)."""
+    n = len(icol)
+    if features.users is None or "profile" not in features.users.columns:
+        return np.full(n, np.nan, dtype=np.float32)
+    key = "profile_lift"
+    if key not in features._cache:
+        tok = profile_tokens(features.users.filter(pl.col("profile").is_not_null()))
+        ev = features.view.history.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)).join(
+            features.item_index, on="item_id", how="inner"
+        )
+        n_ev = max(ev.height, 1)
+        by_item = np.bincount(ev.get_column("icol").to_numpy(), minlength=len(features.item_ids)).astype(np.float64)
+        t_ev = ev.select("user_id", "icol").join(tok, on="user_id", how="inner")
+        n_t = t_ev.group_by("token").len().rename({"len": "n_t"})
+        n_tc = t_ev.group_by("token", "icol").len().rename({"len": "n_tc"})
+        features._cache[key] = (tok.join(n_t, on="token", how="inner"), n_tc, by_item / n_ev)
+    tok, n_tc, share = features._cache[key]
+    uidx = pl.DataFrame({"user_id": pl.Series(users, dtype=pl.String), "urow": np.arange(len(users), dtype=np.int64)})
+    ut = tok.join(uidx, on="user_id", how="inner").select("urow", "token", "n_t")
+    has = np.zeros(len(users), dtype=bool)
+    has[ut.get_column("urow").unique().to_numpy()] = True
+    p = pl.DataFrame({"k": np.arange(n, dtype=np.int64), "urow": urow, "icol": icol}).filter(pl.Series(has[urow]))
+    if p.height == 0:
+        return np.full(n, np.nan, dtype=np.float32)
+    terms = (
+        p.join(ut, on="urow", how="inner")
+        .join(n_tc, on=["token", "icol"], how="left")
+        .with_columns(pl.col("n_tc").fill_null(0))
+    )
+    s_c = share[terms.get_column("icol").to_numpy()]
+    lift = np.log((terms.get_column("n_tc").to_numpy() + alpha) / (terms.get_column("n_t").to_numpy() * s_c + alpha))
+    k = terms.get_column("k").to_numpy()
+    out = np.full(n, np.nan, dtype=np.float64)
+    out[p.get_column("k").to_numpy()] = 0.0
+    np.add.at(out, k, lift)
+    return out.astype(np.float32)
 
 
 def _category_overlap(features: SnapshotFeatures, pairs: pl.DataFrame) -> np.ndarray:
@@ -200,6 +362,8 @@ def ranker_features(features: SnapshotFeatures, candidates: pl.DataFrame, encode
         "user_segment": user_seg.astype(np.float32),
         "item_segment": _segment_codes(item_seg).astype(np.float32),
         "category_overlap": _category_overlap(features, pairs.with_columns(pl.Series("icol", icol))),
+        **_recency_affinity(features, users, urow, icol),
+        "profile_lift": _profile_lift(features, users, urow, icol),
     }
     encoders = list(dict.fromkeys(([encoder] if encoder else []) + list(text_encoders)))
     flag_sources = list(BASE_SOURCES) + [src for enc in encoders for src in text_sources(enc)]

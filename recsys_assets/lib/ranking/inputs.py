@@ -97,6 +97,9 @@ class SnapshotFeatures:
     """Per encoder name: item vectors, user interest vectors, content->CF bridge."""
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     """Segment thresholds (user segments are computed with them)."""
+    users: pl.DataFrame | None = None
+    """The users catalogue (user_id, profile): the profile attributes behind ``profile_lift``; None = no
+    profiles (that feature is NaN)."""
     _cache: dict = field(default_factory=dict, repr=False)
 
     # --- catalogue --------------------------------------------------------------

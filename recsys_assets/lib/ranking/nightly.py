@@ -27,6 +27,7 @@ from recsys_assets.lib.features.nightly import (
     load_item_embeddings,
     read_npz,
 )
+from recsys_assets.lib.ingest.catalog import read_catalog
 from recsys_assets.lib.lake import BlockParquetWriter, Lake, is_local, read_parquet, write_parquet_atomic
 from recsys_assets.lib.ranking.arms import (
     arm_names,
@@ -76,7 +77,8 @@ def load_snapshot_features(lake: Lake, view: SnapshotView, encoders: list[str], 
         cpath = lake.c2cf_dir(day, p, s, name)
         c2cf = ContentToCFModel.load(cpath) if cpath.exists() and any(cpath.iterdir()) else None
         encs[name] = EncoderFeatures(item_ids, vectors, uids, umat, c2cf)
-    return SnapshotFeatures(view=view, als=als, encoders=encs, protocol=cfg.protocol)
+    users = read_catalog(lake, "users") if lake.catalog("users").exists() else None  # profile attributes (features.profile_lift)
+    return SnapshotFeatures(view=view, als=als, encoders=encs, protocol=cfg.protocol, users=users)
 
 
 # --- users and truth ----------------------------------------------------------------------

@@ -1,0 +1,85 @@
+"""Round 5's features (docs/ranker.md): the user's last items (``last_cooc``, ``last_als_*``) and
+the popularity among users sharing a profile attribute (``profile_lift``), on a hand-made world."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsys_assets.lib.ranking.features import FEATURES_NO_TEXT, last_items, ranker_features, text_feature_names
+from recsys_assets.lib.ranking.inputs import SnapshotFeatures
+from recsys_assets.lib.schema import EVENT_SCHEMA
+from recsys_assets.lib.snapshot import ProtocolConfig, build_view
+
+D = date(2024, 3, 10)
+
+
+def _events(rows: list[tuple[str, str, int]]) -> pl.DataFrame:
+    """(user, item, day offset before D) -> events, one a day in that order."""
+    ts = [datetime.combine(D - timedelta(days=d), datetime.min.time(), tzinfo=timezone.utc) + timedelta(seconds=k) for k, (_, _, d) in enumerate(rows)]
+    return pl.DataFrame(
+        {
+            "event_id": [f"e{k}" for k in range(len(rows))],
+            "user_id": [u for u, _, _ in rows],
+            "item_id": [i for _, i, _ in rows],
+            "event_type": ["click"] * len(rows),
+            "value": np.ones(len(rows), np.float32),
+            "ts": pl.Series(ts, dtype=pl.Datetime("us", "UTC")),
+        },
+        schema=EVENT_SCHEMA,
+    )
+
+
+@pytest.fixture(scope="module")
+def feats() -> SnapshotFeatures:
+    # a: i1 (oldest), i2, i3 (latest); b: i3, i4; c and e: i1, i5 (same profile as d, brand-new).
+    ev = _events([("a", "i1", 5), ("a", "i2", 4), ("a", "i3", 3), ("b", "i3", 3), ("b", "i4", 2), ("c", "i1", 2), ("c", "i5", 1), ("e", "i5", 1), ("e", "i1", 1)])
+    created = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    items = pl.DataFrame(
+        {"item_id": [f"i{j}" for j in range(1, 7)], "created_at": [created] * 6, "first_seen_day": [None] * 6},
+        schema={"item_id": pl.String, "created_at": pl.Datetime("us", "UTC"), "first_seen_day": pl.Date},
+    )
+    view = build_view(ev, items, D, "temporal", "serve", ProtocolConfig())
+    users = pl.DataFrame({"user_id": ["a", "b", "c", "d", "e"], "profile": ["25 male student", "25 male student", "40 female doctor", "40 female doctor", "40 female doctor"]})
+    return SnapshotFeatures(view=view, als=None, users=users)
+
+
+def test_round5_features_are_not_text_and_every_arm_has_them():
+    new = {"last_als_cos", "last_als_max", "last_cooc", "profile_lift"}
+    assert new <= set(FEATURES_NO_TEXT)
+    assert not new & set(text_feature_names("minilm-l6"))
+
+
+def test_last_items_are_the_most_recent_first(feats):
+    cols, valid = last_items(feats, ["a", "b", "d"], n=2)
+    ids = feats.item_ids
+    assert [ids[c] for c in cols[0]] == ["i3", "i2"] and valid[0].all()
+    assert [ids[c] for c in cols[1]] == ["i4", "i3"] and valid[1].all()
+    assert not valid[2].any()  # no history
+
+
+def test_last_cooc_is_the_mean_share_of_the_last_items_users(feats):
+    cands = pl.DataFrame({"user_id": ["a", "a", "a", "d"], "item_id": ["i4", "i5", "i6", "i4"]})
+    f = ranker_features(feats, cands, None)
+    cooc = f["last_cooc"].to_list()
+    # a's last items i3, i2, i1: P(i4 | i3) = 1/2 (a, b had i3; b had i4), 0 via i2 and i1 -> 1/6;
+    # P(i5 | i1) = 2/3 (a, c, e had i1; c, e had i5) -> 2/9; i6 nobody had -> 0.
+    assert cooc[:3] == pytest.approx([1 / 6, 2 / 9, 0.0])
+    assert np.isnan(cooc[3])  # d has no history
+    # without ALS factors the ALS similarities are missing, never 0
+    assert f["last_als_cos"].is_nan().all() and f["last_als_max"].is_nan().all()
+
+
+def test_profile_lift_favours_what_users_with_the_same_profile_had(feats):
+    cands = pl.DataFrame({"user_id": ["d", "d", "b", "zz"], "item_id": ["i5", "i4", "i4", "i5"]})
+    f = ranker_features(feats, cands, None)
+    lift = f["profile_lift"].to_list()
+    # d (brand-new, "40 female doctor") shares its profile with c and e, who had i5 and never i4.
+    assert lift[0] > 0 > lift[1]
+    assert lift[2] > 0  # b ("25 male student") had i4 itself
+    assert np.isnan(lift[3])  # a user without a profile
+    no_profiles = SnapshotFeatures(view=feats.view, als=None)
+    assert ranker_features(no_profiles, cands, None)["profile_lift"].is_nan().all()
