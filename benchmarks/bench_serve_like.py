@@ -22,12 +22,11 @@ of round 3 (ties, never-seen items among them, in the popularity list's hashed o
 the library's shared place of tied items (``features.popularity_place``); the same examples otherwise
 (each night's examples keep both, ``pop_rank_log_hashed`` / ``pop_pct_hashed``).
 Round 5: ``x<group>`` = train and score WITHOUT a group of features (the same examples otherwise):
-``xsess`` = the three recency features (``last_als_cos``, ``last_als_max``, ``last_cooc``), ``xals`` =
-the two ALS cosines, ``xcooc`` = ``last_cooc``, ``xmax`` = ``last_als_max``, ``xmean`` = ``last_als_cos``, ``xprof`` = ``profile_lift``, ``xall`` = all four
-(the round-4 feature set).
+``xcooc`` = ``last_cooc``, ``xprof`` = ``profile_lift``, ``xall`` = both (round 4's feature set).
 ``pa<alpha>`` = ``profile_lift`` with ``alpha`` pseudo-events (``PROFILE_ALPHAS``; the library's is
-``features.PROFILE_SMOOTHING``). ``mono`` = the round-5 features (recency and ``profile_lift``) monotone increasing (``RankingConfig.monotone``),
-``monoc`` = ``last_cooc`` only.
+``features.PROFILE_SMOOTHING``). ``mono`` = ``profile_lift`` monotone increasing too (``last_cooc`` is
+by default, ``RankingConfig.monotone``). The exploration's other features (ALS cosines with the last
+items) and tokens are in the bench at commit 27e3cfe (docs/ranker.md round 5).
 E.g. ``n14_none_p1_r50``.
 
 With ``CACHE=DIR`` each (protocol, day)'s examples, truth and baseline metrics are written
@@ -123,13 +122,9 @@ SETTINGS = {
 
 
 DROP = {
-    "sess": ["last_als_cos", "last_als_max", "last_cooc"],
-    "als": ["last_als_cos", "last_als_max"],
     "cooc": ["last_cooc"],
-    "max": ["last_als_max"],
-    "mean": ["last_als_cos"],
     "prof": ["profile_lift"],
-    "all": ["last_als_cos", "last_als_max", "last_cooc", "profile_lift"],
+    "all": ["last_cooc", "profile_lift"],
 }
 """Feature groups a variant's ``x<group>`` token leaves out (round 5's ablations)."""
 
@@ -150,8 +145,8 @@ def parse_variant(name: str) -> tuple[int, str, dict]:
         if t.startswith("pa") and t[2:].isdigit():
             settings["profile_alpha"] = int(t[2:])
             continue
-        if t in ("mono", "monoc"):
-            settings["mono"] = ["last_cooc"] if t == "monoc" else DROP["all"]
+        if t == "mono":
+            settings["mono"] = ["profile_lift"]
             continue
         if t in ("last", "lastonly", "none"):
             mode = {"last": "last_refit", "lastonly": "last_only", "none": "none"}[t]
@@ -192,7 +187,7 @@ def tiebreak_of(ex: pl.DataFrame) -> pl.DataFrame:
     return ex.group_by("item_id").agg(pl.col(col).first()).select("item_id", pl.col(col).rank("ordinal").cast(pl.UInt64).alias("tiebreak"))
 
 
-PROFILE_ALPHAS = (10, 100)
+PROFILE_ALPHAS = (1, 10)
 """Other ``profile_lift`` smoothings kept with each night's examples (round 5; token ``pa<alpha>``)."""
 
 HASHED = {"pop_rank_log": "pop_rank_log_hashed", "pop_pct": "pop_pct_hashed"}

@@ -49,11 +49,13 @@ class RankingConfig:
     """LightGBM ``min_data_in_leaf``."""
     lambdarank_truncation_level: int | None = None
     """LightGBM ``lambdarank_truncation_level`` (pairs ranked below it get no gradient); None = LightGBM's default."""
-    monotone: tuple[tuple[str, int], ...] = (("als_score", 1), ("als_rank", -1), ("pop_rank_log", -1), ("pop_pct", 1))
+    monotone: tuple[tuple[str, int], ...] = (("als_score", 1), ("als_rank", -1), ("pop_rank_log", -1), ("pop_pct", 1), ("last_cooc", 1))
     """Features the ranker must keep monotone (+1 increasing, -1 decreasing; LightGBM
     ``monotone_constraints``): the scores and ranks that reproduce the ALS and popularity arms'
     orders. The ranker can always copy its best baseline, and an order learned at D - w keeps its
-    direction when served at D. Features an arm does not have are ignored; () disables."""
+    direction when served at D. ``last_cooc`` (co-occurrence with the user's last items) too: free,
+    it overfit ml-100k's few training users (round 5, docs/ranker.md). Features an arm does not
+    have are ignored; () disables."""
     seed: int = 7
     """LightGBM ``seed`` (drives every LightGBM random stream)."""
     num_threads: int = 1

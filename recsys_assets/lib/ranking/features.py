@@ -12,6 +12,13 @@ the first one's place, :func:`popularity_place`) and as shares of
 the snapshot's events (``recent_share``, ``all_share``, per 1,000), never as raw counts
 that grow with the log; ALS enters as the ALS arm's own score and rank. Those
 order-copying features are monotone-constrained (``RankingConfig.monotone``).
+
+Two signals beyond those copies (round 5): ``last_cooc``, how often the users of the user's last
+few items also had the candidate (returning users), and ``profile_lift``, how much more the users
+sharing the user's profile attributes (MovieLens: age, gender, occupation) had it than everyone
+(new users too). Both are shares and ratios of the snapshot's history, NaN without history / profile.
+``profile_lift`` reads the users catalogue's profile attributes as categories (the same for every
+arm); the text arms' extra is only what a text encoder makes of texts (``text_feature_names``).
 """
 
 from __future__ import annotations
@@ -42,8 +49,6 @@ FEATURES_NO_TEXT: list[str] = [
     "user_segment",
     "item_segment",
     "category_overlap",
-    "last_als_cos",
-    "last_als_max",
     "last_cooc",
     "profile_lift",
     *[source_column(s) for s in BASE_SOURCES],
@@ -51,10 +56,11 @@ FEATURES_NO_TEXT: list[str] = [
 """Features of ranker_no_text (and the shared part of every text arm)."""
 
 LAST_ITEMS = 10
-"""How many of the user's most recent history items the recency features compare a candidate with."""
+"""How many of the user's most recent distinct history items ``last_cooc`` compares a candidate with."""
 
-PROFILE_SMOOTHING = 1.0
-"""``profile_lift``'s pseudo-events (alpha): small cohorts' counts are shrunk towards no lift."""
+PROFILE_SMOOTHING = 100.0
+"""``profile_lift``'s pseudo-events (alpha): small cohorts' counts are shrunk towards no lift (100 beat
+1 and 10 on the tuning days, docs/ranker.md round 5)."""
 
 PAIR_CHUNK = 1 << 12
 """Pairs per gather-and-dot step of :func:`pair_dot`: two 4,096 x dim blocks stay in cache (2^18 made
@@ -155,48 +161,28 @@ def _cooccurrence_rows(features: SnapshotFeatures, cols: np.ndarray) -> sp.csr_m
     return sp.csr_matrix(sp.diags(scale) @ c, dtype=np.float32)
 
 
-def _recency_affinity(features: SnapshotFeatures, users: list[str], urow: np.ndarray, icol: np.ndarray) -> dict[str, np.ndarray]:
-    """Candidate vs the user's last ``LAST_ITEMS`` history items (NaN for users without history):
-
-    - ``last_als_cos``: cosine of the candidate's ALS item factor with the mean of the last items'
-      (unit) factors; ``last_als_max``: the largest cosine with any one of them (NaN where the
-      candidate or every last item lacks a factor);
-    - ``last_cooc``: mean over the last items j of P(candidate | j), the share of j's users who also had
-      the candidate in the view's history.
-
-    Shares and cosines, not counts, so they mean the same at D - w (training) and D (serving).
-    """
+def _last_cooc(features: SnapshotFeatures, users: list[str], urow: np.ndarray, icol: np.ndarray) -> np.ndarray:
+    """``last_cooc``: the mean over the user's last ``LAST_ITEMS`` distinct history items j of
+    P(candidate | j), the share of j's users who also had the candidate in the view's history
+    (MovieLens users rate in sessions: what they had last predicts the next day better than the whole
+    history). A share, not a count, so it means the same at D - w (training) and D (serving).
+    NaN for users without history."""
     n = len(icol)
+    out = np.full(n, np.nan, dtype=np.float32)
     lc, lv = last_items(features, users)
-    itf, known = features.als_items()
-    norm = np.linalg.norm(itf, axis=1)
-    unit = np.where(norm[:, None] > 0, itf / np.maximum(norm, 1e-12)[:, None], 0.0).astype(np.float32)
-    lok = lv & known[lc]  # (n_users, L) last items with a factor
-    mean = (unit[lc] * lok[..., None]).sum(axis=1)
-    mnorm = np.linalg.norm(mean, axis=1)
-    mean = np.where(mnorm[:, None] > 0, mean / np.maximum(mnorm, 1e-12)[:, None], 0.0).astype(np.float32)
-    has_last = lok.any(axis=1)
-    ok = has_last[urow] & known[icol]
-    cos_mean = pair_dot(mean, urow, unit, icol, ok)
-    cos_max = np.full(n, np.nan, dtype=np.float32)
-    cooc = np.full(n, np.nan, dtype=np.float32)
     uniq = np.unique(lc[lv])
-    prob = _cooccurrence_rows(features, uniq) if len(uniq) else sp.csr_matrix((0, len(features.item_ids)), dtype=np.float32)
-    lrow = np.searchsorted(uniq, lc)  # row of each last item in ``prob`` (garbage where not valid)
-    hist_any = lv.any(axis=1)
-    idx = np.flatnonzero(hist_any[urow])
+    if not len(uniq):
+        return out
+    prob = _cooccurrence_rows(features, uniq)
+    lrow = np.searchsorted(uniq, lc)  # row of each last item in ``prob`` (meaningless where not valid)
+    idx = np.flatnonzero(lv.any(axis=1)[urow])
     for s in range(0, len(idx), PAIR_CHUNK):
         j = idx[s : s + PAIR_CHUNK]
-        u, c = urow[j], icol[j]
-        lm = lok[u]
-        sims = np.einsum("kld,kd->kl", unit[lc[u]], unit[c])
-        sims = np.where(lm, sims, -np.inf).max(axis=1)
-        cos_max[j] = np.where(np.isfinite(sims) & known[c], sims, np.nan)
-        vm = lv[u]
-        pr = np.where(vm, lrow[u], 0)
-        p = np.asarray(prob[pr.ravel(), np.repeat(c, vm.shape[1])]).reshape(vm.shape)
-        cooc[j] = (p * vm).sum(axis=1) / vm.sum(axis=1)
-    return {"last_als_cos": cos_mean, "last_als_max": cos_max, "last_cooc": cooc}
+        vm = lv[urow[j]]
+        rows = np.where(vm, lrow[urow[j]], 0)
+        p = np.asarray(prob[rows.ravel(), np.repeat(icol[j], vm.shape[1])]).reshape(vm.shape)
+        out[j] = (p * vm).sum(axis=1) / vm.sum(axis=1)
+    return out
 
 
 def profile_tokens(users: pl.DataFrame) -> pl.DataFrame:
@@ -362,7 +348,7 @@ def ranker_features(features: SnapshotFeatures, candidates: pl.DataFrame, encode
         "user_segment": user_seg.astype(np.float32),
         "item_segment": _segment_codes(item_seg).astype(np.float32),
         "category_overlap": _category_overlap(features, pairs.with_columns(pl.Series("icol", icol))),
-        **_recency_affinity(features, users, urow, icol),
+        "last_cooc": _last_cooc(features, users, urow, icol),
         "profile_lift": _profile_lift(features, users, urow, icol),
     }
     encoders = list(dict.fromkeys(([encoder] if encoder else []) + list(text_encoders)))

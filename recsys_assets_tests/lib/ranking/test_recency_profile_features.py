@@ -1,4 +1,4 @@
-"""Round 5's features (docs/ranker.md): the user's last items (``last_cooc``, ``last_als_*``) and
+"""Round 5's features (docs/ranker.md): co-occurrence with the user's last items (``last_cooc``) and
 the popularity among users sharing a profile attribute (``profile_lift``), on a hand-made world."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.features import FEATURES_NO_TEXT, last_items, ranker_features, text_feature_names
+from recsys_assets.lib.ranking.ranker import train_ranker
 from recsys_assets.lib.ranking.inputs import SnapshotFeatures
 from recsys_assets.lib.schema import EVENT_SCHEMA
 from recsys_assets.lib.snapshot import ProtocolConfig, build_view
@@ -48,7 +50,7 @@ def feats() -> SnapshotFeatures:
 
 
 def test_round5_features_are_not_text_and_every_arm_has_them():
-    new = {"last_als_cos", "last_als_max", "last_cooc", "profile_lift"}
+    new = {"last_cooc", "profile_lift"}
     assert new <= set(FEATURES_NO_TEXT)
     assert not new & set(text_feature_names("minilm-l6"))
 
@@ -69,8 +71,6 @@ def test_last_cooc_is_the_mean_share_of_the_last_items_users(feats):
     # P(i5 | i1) = 2/3 (a, c, e had i1; c, e had i5) -> 2/9; i6 nobody had -> 0.
     assert cooc[:3] == pytest.approx([1 / 6, 2 / 9, 0.0])
     assert np.isnan(cooc[3])  # d has no history
-    # without ALS factors the ALS similarities are missing, never 0
-    assert f["last_als_cos"].is_nan().all() and f["last_als_max"].is_nan().all()
 
 
 def test_profile_lift_favours_what_users_with_the_same_profile_had(feats):
@@ -83,3 +83,34 @@ def test_profile_lift_favours_what_users_with_the_same_profile_had(feats):
     assert np.isnan(lift[3])  # a user without a profile
     no_profiles = SnapshotFeatures(view=feats.view, als=None)
     assert ranker_features(no_profiles, cands, None)["profile_lift"].is_nan().all()
+
+
+def _frame(seed: int, signal: str) -> pl.DataFrame:
+    """Training queries whose positives are the candidates with the highest ``signal`` (+ noise)."""
+    rng = np.random.default_rng(seed)
+    n_users, n_items = 150, 30
+    cols = {f: rng.normal(size=n_users * n_items).astype(np.float32) for f in FEATURES_NO_TEXT}
+    score = cols[signal] + rng.normal(0.0, 0.3, n_users * n_items)
+    label = (score.reshape(n_users, n_items) >= np.sort(score.reshape(n_users, n_items), axis=1)[:, -2:-1]).astype(np.int8).ravel()
+    return pl.DataFrame({"user_id": np.repeat([f"u{i:03d}" for i in range(n_users)], n_items), **cols, "label": label})
+
+
+@pytest.mark.parametrize("signal", ["last_cooc", "profile_lift"])
+def test_the_ranker_learns_each_new_signal(signal):
+    """Where the positives are the candidates highest on the feature, the trained ranker ranks by it
+    (and is monotone in ``last_cooc``, RankingConfig.monotone); without it, it cannot."""
+    cfg = RankingConfig(encoders=(), num_threads=1, validation="none", rounds_without_validation=30, prior="none")
+    train, test = _frame(0, signal), _frame(1, signal)
+    with_it = train_ranker(train, FEATURES_NO_TEXT, cfg)
+    without = train_ranker(train, [f for f in FEATURES_NO_TEXT if f != signal], cfg)
+
+    def hit_at_2(model) -> float:
+        s = test.select("user_id", "label").with_columns(pl.Series("s", model.predict(test)))
+        top = s.sort(["user_id", "s"], descending=[False, True]).group_by("user_id", maintain_order=True).head(2)
+        return float(top["label"].mean())
+
+    assert hit_at_2(with_it) > 0.6 > 0.3 > hit_at_2(without)
+    if signal == "last_cooc":
+        row = test.row(0, named=True)
+        grid = pl.DataFrame([{**row, "last_cooc": float(g)} for g in np.linspace(-3, 3, 31)]).with_columns(pl.col("last_cooc").cast(pl.Float32))
+        assert np.all(np.diff(with_it.predict(grid)) >= -1e-9)
