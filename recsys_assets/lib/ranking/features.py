@@ -230,6 +230,7 @@ def _profile_lift(features: SnapshotFeatures, users: list[str], urow: np.ndarray
         p.join(ut, on="urow", how="inner")
         .join(n_tc, on=["token", "icol"], how="left")
         .with_columns(pl.col("n_tc").fill_null(0))
+        .sort("k", "token")  # one summation order: byte-identical reruns
     )
     s_c = share[terms.get_column("icol").to_numpy()]
     lift = np.log((terms.get_column("n_tc").to_numpy() + alpha) / (terms.get_column("n_t").to_numpy() * s_c + alpha))
