@@ -100,3 +100,22 @@ def test_study_prints_the_answer_before_the_tables(study_lake):
     for question in (SIZE, COST, NEW_USERS):
         assert 0 < text.index(question) < first_table, question
     assert text.index("Fusion ablation") > first_table and "New users' profile text" in text
+
+
+def test_the_first_nights_cold_encode_is_the_measured_cost(study_lake):
+    """On a fresh lake item_embeddings encodes the catalogue cold: that run is stored as the cost, and
+    encoder_study does not encode the catalogue a second time to time it (minutes on a shop catalogue)."""
+    import json
+
+    from recsys_assets.lib.features.nightly import read_npz
+    from recsys_assets.lib.lake import Lake
+
+    root, _ = study_lake
+    lake = Lake.at(root)
+    for name in ("minilm-l6", "minilm-l6@title"):
+        _, emb_meta = read_npz(lake.embeddings_file(LAST_DAY, name))
+        assert emb_meta["cache_hits"] == 0 and emb_meta["texts_encoded"] > 0
+        (cost_file,) = list(lake.study_cost_file(name, "x").parent.glob("*.json"))
+        cost = json.loads(cost_file.read_text())
+        assert cost["texts"] == emb_meta["texts_encoded"] and cost["measured_on"] == LAST_DAY.isoformat()
+        assert abs(cost["seconds"] - emb_meta["encode_seconds"]) < 1e-3, (cost, emb_meta)

@@ -7,6 +7,7 @@ from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.lib.errors import ModelUnavailableError
 from recsys_assets.lib.features.nightly import compute_item_embeddings, save_item_embeddings
+from recsys_assets.lib.study.cost import record_cold_encode
 
 
 @dg.asset(group_name="features", kinds={"pytorch", "numpy"}, partitions_def=daily_partitions, deps=["items", "embedding_student", "collaborative_student"])
@@ -24,6 +25,9 @@ def item_embeddings(context: dg.AssetExecutionContext, lake: LakeResource, model
             missing.append(name)
             continue
         written = save_item_embeddings(the_lake, day, name, result, cfg)
+        # A first night's cold encode of the whole catalogue is the study's cost measurement (encoder_study reads it).
+        if record_cold_encode(the_lake, day, name, result, cfg) is not None:
+            context.log.info(f"{name}: this cold encode of the catalogue is stored as the encoder's measured cost")
         s = result.stats
         kept = "" if written else " (same vectors as the file already there: kept as is)"
         context.log.info(f"{name}: {s['texts_encoded']} encoded, {s['cache_hits']} cache hits, {s['texts_per_s']:.0f} texts/s{kept}")
