@@ -174,15 +174,43 @@ def _last_cooc(features: SnapshotFeatures, users: list[str], urow: np.ndarray, i
     if not len(uniq):
         return out
     prob = _cooccurrence_rows(features, uniq)
+    lookup = CsrLookup(prob)
     lrow = np.searchsorted(uniq, lc)  # row of each last item in ``prob`` (meaningless where not valid)
     idx = np.flatnonzero(lv.any(axis=1)[urow])
     for s in range(0, len(idx), PAIR_CHUNK):
         j = idx[s : s + PAIR_CHUNK]
         vm = lv[urow[j]]
         rows = np.where(vm, lrow[urow[j]], 0)
-        p = np.asarray(prob[rows.ravel(), np.repeat(icol[j], vm.shape[1])]).reshape(vm.shape)
+        p = lookup(rows.ravel(), np.repeat(icol[j], vm.shape[1])).reshape(vm.shape)
         out[j] = (p * vm).sum(axis=1) / vm.sum(axis=1)
     return out
+
+
+class CsrLookup:
+    """Elements ``m[rows, cols]`` of a CSR matrix (0 where not stored) by one binary search each.
+
+    scipy's own element lookup scans a whole row per element unless asked for more than nnz / 10
+    elements at once: on the 1M world ``last_cooc``'s lookups in 4,096-pair chunks were 70 of
+    ``ranker_examples``' 71 CPU-s. Here every stored element gets the key ``row * n_cols + col``
+    (sorted, as a canonical CSR stores them) and a lookup is ``np.searchsorted``: the same values.
+    """
+
+    def __init__(self, m: sp.csr_matrix):
+        m = m.tocsr()
+        m.sum_duplicates()  # canonical: sorted indices, no duplicates
+        self.n_cols, self.data = m.shape[1], m.data
+        self.keys = np.repeat(np.arange(m.shape[0], dtype=np.int64) * m.shape[1], np.diff(m.indptr)) + m.indices
+
+    def __call__(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        q = rows.astype(np.int64) * self.n_cols + cols
+        if not len(self.keys):
+            return np.zeros(len(q), dtype=self.data.dtype)
+        # Sorted queries: numpy's searchsorted then starts each search from the previous hit (cache-friendly).
+        order = np.argsort(q, kind="stable")
+        pos = np.empty(len(q), dtype=np.int64)
+        pos[order] = np.searchsorted(self.keys, q[order])
+        pos = np.minimum(pos, len(self.keys) - 1)
+        return np.where(self.keys[pos] == q, self.data[pos], 0).astype(self.data.dtype)
 
 
 def profile_tokens(users: pl.DataFrame) -> pl.DataFrame:

@@ -114,3 +114,28 @@ def test_the_ranker_learns_each_new_signal(signal):
         row = test.row(0, named=True)
         grid = pl.DataFrame([{**row, "last_cooc": float(g)} for g in np.linspace(-3, 3, 31)]).with_columns(pl.col("last_cooc").cast(pl.Float32))
         assert np.all(np.diff(with_it.predict(grid)) >= -1e-9)
+
+
+def test_csr_lookup_gives_scipys_elements():
+    """``CsrLookup`` (one binary search per element) returns exactly what scipy's element lookup does,
+    stored elements and absent ones (0), on unsorted input indices too, and on an empty matrix."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from recsys_assets.lib.ranking.features import CsrLookup
+
+    rng = np.random.default_rng(3)
+    m = sp.random(300, 500, density=0.05, format="csr", dtype=np.float32, random_state=rng)
+    idx, dat = m.indices.copy(), m.data.copy()
+    for r in range(m.shape[0]):  # every row's indices in reverse order: an unsorted CSR
+        a, b = m.indptr[r], m.indptr[r + 1]
+        idx[a:b], dat[a:b] = idx[a:b][::-1], dat[a:b][::-1]
+    m = sp.csr_matrix((dat, idx, m.indptr), shape=m.shape)
+    assert not m.has_sorted_indices
+    rows, cols = rng.integers(0, 300, 20_000), rng.integers(0, 500, 20_000)
+    rows[:500], cols[:500] = m.nonzero()[0][:500], m.nonzero()[1][:500]  # surely stored ones too
+    want = np.asarray(m[rows, cols]).ravel()
+    got = CsrLookup(m.copy())(rows, cols)
+    assert got.dtype == np.float32 and np.array_equal(got, want) and (want[:500] != 0).all()
+    empty = sp.csr_matrix((4, 6), dtype=np.float32)
+    assert np.array_equal(CsrLookup(empty)(np.array([0, 3]), np.array([1, 5])), np.zeros(2, np.float32))
