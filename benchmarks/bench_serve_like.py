@@ -26,7 +26,7 @@ Round 5: ``x<group>`` = train and score WITHOUT a group of features (the same ex
 ``pa<alpha>`` = ``profile_lift`` with ``alpha`` pseudo-events (``PROFILE_ALPHAS``; the library's is
 ``features.PROFILE_SMOOTHING``). ``mono`` = ``profile_lift`` monotone increasing too (``last_cooc`` is
 by default, ``RankingConfig.monotone``). The exploration's other features (ALS cosines with the last
-items) and tokens are in the bench at commit 27e3cfe (docs/ranker.md round 5).
+items) and tokens are in the bench at commit daf0def (docs/ranker.md round 5).
 E.g. ``n14_none_p1_r50``.
 
 With ``CACHE=DIR`` each (protocol, day)'s examples, truth and baseline metrics are written
@@ -34,7 +34,8 @@ there once and read back on later runs (only the LightGBM fits are repeated).
 
 One JSON line per (day, protocol, variant) and a summary (mean over days of the per-day mean
 recall@20 / NDCG@20, and of the variant minus popularity on the same users); ``OUT=FILE.parquet``
-keeps the rows, ``--summarize FILE.parquet`` prints their summary again.
+keeps the rows, ``--summarize FILE.parquet`` prints their summary again, ``--compare BASE ml-100k=A.parquet
+ml-1m=B.parquet`` every variant minus BASE per (dataset, protocol) cell and on average (round 5's rule).
 
     .venv/bin/python benchmarks/bench_serve_like.py LAKE 1998-02-20 1998-03-26 temporal,item_holdout window,n7,n7_last
 """
@@ -354,7 +355,35 @@ def paired(df: pl.DataFrame, a: str, b: str) -> pl.DataFrame:
     return pl.DataFrame(rows).sort("protocol", "metric")
 
 
+def compare(base: str, files: dict[str, str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every variant present in all ``files`` (dataset -> OUT parquet) minus ``base``, paired per
+    (dataset, protocol, metric) cell (:func:`paired`), and per variant and metric the mean of the
+    diffs over the cells with the number of cells significantly above / below: round 5's adoption
+    rule (better on average over the dataset x protocol tuning cells)."""
+    dfs = {ds: pl.read_parquet(f) for ds, f in files.items()}
+    arms = sorted(set.intersection(*(set(df["arm"].unique()) for df in dfs.values())) - {base, "popularity", "als"})
+    rows = []
+    for a in arms:
+        for ds, df in dfs.items():
+            rows += [{"variant": a, "data": ds, **r} for r in paired(df, a, base).select("protocol", "metric", "diff", "ci_low", "ci_high").iter_rows(named=True)]
+    t = pl.DataFrame(rows)
+    cells = t.pivot(on="metric", index=["variant", "data", "protocol"], values="diff")
+    means = (
+        t.group_by("variant", "metric")
+        .agg(pl.col("diff").mean().alias("mean_diff"), (pl.col("ci_low") > 0).sum().alias("n_sig_above"), (pl.col("ci_high") < 0).sum().alias("n_sig_below"))
+        .sort("variant", "metric")
+    )
+    return cells, means
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--compare":
+        # bench_serve_like.py --compare BASE ml-100k=A.parquet ml-1m=B.parquet: every variant vs BASE, per cell and on average
+        files = dict(a.split("=", 1) for a in sys.argv[3:])
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=4, tbl_width_chars=200, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+            for t in compare(sys.argv[2], files):
+                print(t)
+        sys.exit(0)
     if sys.argv[1] == "--summarize":
         # bench_serve_like.py --summarize OUT.parquet [--paired A B]: the summary of an earlier run's rows
         df = pl.read_parquet(sys.argv[2])
