@@ -12,7 +12,6 @@ Layout:
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from datetime import date, timedelta
 
 import numpy as np
@@ -41,9 +40,9 @@ from recsys_assets.lib.ranking.arms import (
     recommend_arms,
     top_k_items_arms,
 )
-from recsys_assets.lib.ranking.candidates import POOL_BLOCK_USERS, arm_sources, generate_candidates
+from recsys_assets.lib.ranking.candidates import POOL_BLOCK_USERS, arm_sources, generate_candidates, source_column
 from recsys_assets.lib.ranking.config import RankingConfig
-from recsys_assets.lib.ranking.examples import audit_examples, next_day_labels, training_frame_from_nights, write_night_examples
+from recsys_assets.lib.ranking.examples import SNAPSHOT_COL, audit_examples, next_day_labels, training_frame_from_nights, write_night_examples
 from recsys_assets.lib.ranking.features import feature_names
 from recsys_assets.lib.ranking.inputs import EncoderFeatures, SnapshotFeatures
 from recsys_assets.lib.ranking.ranker import RankerModel, train_ranker
@@ -119,14 +118,28 @@ def training_night_days(day: date, rcfg: RankingConfig) -> list[date]:
     return [day - timedelta(days=j) for j in range(rcfg.train_nights - 1, -1, -1)]
 
 
+def _arm_night_rows(path, arm: str) -> pl.DataFrame:
+    """The rows of one night's examples file that ``arm``'s own sources proposed, with the columns it trains
+    on (read lazily from a local lake: never the whole night with every arm's columns)."""
+    spec = parse_arm(arm)
+    flags = [source_column(s) for s in arm_sources(spec.base)]
+    want = [SNAPSHOT_COL, "user_id", "item_id", "label", *dict.fromkeys([*flags, *feature_names(spec.encoder)])]
+    scan = pl.scan_parquet(path.path) if is_local(path) else read_parquet(path).lazy()
+    names = scan.collect_schema().names()
+    present = [c for c in want if c in names]
+    if all(c in names for c in flags):
+        scan = scan.filter(pl.any_horizontal([pl.col(c) > 0 for c in flags]))
+    return scan.select(present).collect()
+
+
 def build_ranker_datasets(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> tuple[dict[str, dict], list[str]]:
     """Training frames of every ranker arm from the examples of the last ``train_nights`` partitions.
 
     Partitions not materialized yet (the start of a lake) are skipped and listed in the stats.
-    Streamed one night at a time (oldest first), every arm's rows of it appended to the arm's file
-    (``lake.BlockParquetWriter``): memory holds one night's examples, not ``train_nights`` of them,
-    and the file's rows are :func:`training_frame_from_nights` of all the nights (each night is
-    sorted by user and item, the nights come in snapshot order).
+    Streamed one arm and one night at a time (oldest first), the arm's rows of the night appended to
+    its file (``lake.BlockParquetWriter``): memory holds one night's rows of one arm, not
+    ``train_nights`` nights of every arm, and the file's rows are :func:`training_frame_from_nights`
+    of all the nights (each night is sorted by user and item, the nights come in snapshot order).
     Returns (stats per arm, leakage problems: examples of a snapshot on or after ``day``).
     """
     arms = ranker_arm_names(rcfg)
@@ -135,33 +148,30 @@ def build_ranker_datasets(lake: Lake, day: date, protocol: str, rcfg: RankingCon
         path = lake.ranker_examples_file(d, protocol)
         (paths if path.exists() else missing).append(path if path.exists() else str(d))
     problems: list[str] = []
-    parts: dict[str, list[dict]] = {arm: [] for arm in arms}
-    writers = {arm: BlockParquetWriter(lake.ranker_dataset_file(day, protocol, arm)) for arm in arms}
-    with ExitStack() as stack:
-        for w in writers.values():
-            stack.enter_context(w)
-        for path in paths:
-            night = read_parquet(path)
-            if not night.height:
-                continue
-            problems += [f"{protocol}: {p}" for p in audit_examples([night], day)]
-            for arm in arms:
-                frame, st = training_frame_from_nights([night], arm, rcfg)
-                writers[arm].write(frame)
-                parts[arm].append(st)
-            del night
-        for arm in arms:
-            if not parts[arm]:
-                training_frame_from_nights([], arm, rcfg)  # raises: no examples for the arm
+    nights = []
+    for path in paths:
+        snaps = (pl.scan_parquet(path.path) if is_local(path) else read_parquet(path).lazy()).select(SNAPSHOT_COL).collect()
+        if snaps.height:
+            nights.append(path)
+            problems += [f"{protocol}: {p}" for p in audit_examples([snaps], day)]
+    if not nights:
+        training_frame_from_nights([], arms[0], rcfg)  # raises: no examples
     stats = {}
     for arm in arms:
-        ps, held = parts[arm], [p for p in parts[arm] if p["n_rows"]]
+        parts: list[dict] = []
+        with BlockParquetWriter(lake.ranker_dataset_file(day, protocol, arm)) as out:
+            for path in nights:
+                frame, st = training_frame_from_nights([_arm_night_rows(path, arm)], arm, rcfg)
+                out.write(frame)
+                parts.append(st)
+                del frame
+        held = [p for p in parts if p["n_rows"]]
         stats[arm] = {
             "arm": arm,
-            "nights": sum(p["nights"] for p in ps),
+            "nights": sum(p["nights"] for p in parts),
             "first_snapshot": min(p["first_snapshot"] for p in held) if held else "None",
             "last_snapshot": max(p["last_snapshot"] for p in held) if held else "None",
-            **{k: sum(p[k] for p in ps) for k in ("n_users", "n_rows", "n_positive_rows", "users_without_positive_candidates")},
+            **{k: sum(p[k] for p in parts) for k in ("n_users", "n_rows", "n_positive_rows", "users_without_positive_candidates")},
             "missing_partitions": ", ".join(missing) or "none",
         }
     return stats, problems
