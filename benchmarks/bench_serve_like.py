@@ -58,7 +58,7 @@ from recsys_assets.lib.features.als import ALSConfig
 from recsys_assets.lib.interactions import InteractionConfig
 from recsys_assets.lib.ingest.catalog import read_catalog
 from recsys_assets.lib.lake import Lake
-from recsys_assets.lib.ranking.arms import popularity_tiebreak, recommend, top_k_from_scores
+from recsys_assets.lib.ranking.arms import recommend, top_k_from_scores
 from recsys_assets.lib.ranking.candidates import arm_sources, candidate_recall, generate_candidates
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking import features as features_mod

@@ -28,12 +28,17 @@ def _bytes(directory) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
 
 
-def test_training_als_is_the_earlier_serve_fit_byte_for_byte(tmp_path):
+def _lake_after_d0(tmp_path) -> tuple[str, Lake]:
+    """A tiny world, ingested, with night D0's ALS models."""
     root = str(tmp_path / "lake")
     tw.make_world(root)
     tw.materialize_ingest(root)
-    lake = Lake.at(root)
     _als(root, D0)
+    return root, Lake.at(root)
+
+
+def test_training_als_is_the_earlier_serve_fit_byte_for_byte(tmp_path):
+    root, lake = _lake_after_d0(tmp_path)
     meta = tw.metadata(_als(root, D1), "als_model")
     for protocol in ("temporal", "item_holdout"):
         assert meta[f"{protocol}/train/reused_from"] == str(lake.als_dir(D0, protocol, "serve")), meta
@@ -50,11 +55,7 @@ def test_training_als_is_the_earlier_serve_fit_byte_for_byte(tmp_path):
 
 
 def test_no_reuse_when_the_events_or_the_settings_differ(tmp_path):
-    root = str(tmp_path / "lake")
-    tw.make_world(root)
-    tw.materialize_ingest(root)
-    lake = Lake.at(root)
-    _als(root, D0)
+    root, lake = _lake_after_d0(tmp_path)
     # Other ALS settings: D0's serve model is not D1's training model.
     meta = tw.metadata(_als(root, D1, als_factors=4), "als_model")
     assert "temporal/train/reused_from" not in meta, meta

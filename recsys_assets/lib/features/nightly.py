@@ -192,7 +192,12 @@ def load_item_embeddings(lake: Lake, day: date, encoder_name: str) -> tuple[list
 def fit_view_als(view: SnapshotView, cfg: FeatureConfig) -> tuple[ALSModel, dict]:
     t0 = time.perf_counter()
     model = fit_als(view.history, cfg.als, cfg.interactions)
-    return model, {
+    return model, _als_stats(model, view, t0)
+
+
+def _als_stats(model: ALSModel, view: SnapshotView, t0: float) -> dict:
+    """What ``als_model`` reports of a view's model (seconds since ``t0``)."""
+    return {
         "users": len(model.user_ids),
         "items": len(model.item_ids),
         "folded_in_users": int(model.user_folded.sum()),
@@ -235,14 +240,7 @@ def view_als(lake: Lake, view: SnapshotView, cfg: FeatureConfig) -> tuple[ALSMod
         model, stats = fit_view_als(view, cfg)
         return model, {**stats, "reused_from": None}
     model, directory = earlier
-    return model, {
-        "users": len(model.user_ids),
-        "items": len(model.item_ids),
-        "folded_in_users": int(model.user_folded.sum()),
-        "events": view.history.height,
-        "seconds": round(time.perf_counter() - t0, 3),
-        "reused_from": str(directory),
-    }
+    return model, {**_als_stats(model, view, t0), "reused_from": str(directory)}
 
 
 # --- content -> CF -----------------------------------------------------------------------
