@@ -81,6 +81,26 @@ def segment_expr(count: pl.Expr, cfg: ProtocolConfig) -> pl.Expr:
     )
 
 
+def stage_cutoff(day: date, stage: Stage, cfg: ProtocolConfig) -> date:
+    """Model inputs of a view are events with ts < this day: D for ``serve``, D - w for ``train``."""
+    return day if stage == "serve" else day - timedelta(days=cfg.label_window_days)
+
+
+@dataclass(frozen=True)
+class ViewKey:
+    """Which view a model was built for (day, protocol, stage and cutoff), without its events: what
+    :func:`audit_provenance` compares an artifact's recorded provenance with."""
+
+    day: date
+    cutoff: date
+    protocol: str
+    stage: Stage
+
+    @classmethod
+    def of(cls, day: date, protocol: str, stage: Stage, cfg: ProtocolConfig) -> "ViewKey":
+        return cls(day=day, cutoff=stage_cutoff(day, stage, cfg), protocol=protocol, stage=stage)
+
+
 @dataclass
 class SnapshotView:
     """Everything one stage of one protocol may look at."""
@@ -147,7 +167,7 @@ def build_view(
     """
     if events_before_day.height and events_before_day["ts"].max() >= day_start(day):
         raise LeakageError(f"events given for snapshot {day} include ts >= {day}: {events_before_day['ts'].max()}")
-    cutoff = day if stage == "serve" else day - timedelta(days=cfg.label_window_days)
+    cutoff = stage_cutoff(day, stage, cfg)
     real = events_before_day.filter(pl.col("ts") < day_start(cutoff))
     # Items available on the served day (serve) or during the label window (train).
     last_available = day if stage == "serve" else day - timedelta(days=1)
@@ -214,7 +234,7 @@ def labels_for_train(view: SnapshotView, events_before_day: pl.DataFrame, inter:
     return positives_excluding_seen(window, view.seen, inter, view.catalog["item_id"])
 
 
-def audit_provenance(view: SnapshotView, metas: dict[str, dict]) -> list[str]:
+def audit_provenance(view: SnapshotView | ViewKey, metas: dict[str, dict]) -> list[str]:
     """Problems in what the view's artifacts say they were built from (empty = clean).
 
     ``metas``: artifact name -> its meta. Each must record a provenance (see

@@ -236,15 +236,12 @@ def test_rerunning_a_day_replaces_its_rows(graph):
     print("day graph timings (s):", {k: round(v, 1) for k, v in graph["timings"].items()})
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_blocked_pool_and_evaluation_equal_one_block(graph, protocol, tmp_path):
-    """candidates and cold_start_eval stream blocks of users (memory bounded by a block): blocks of 1
-    and 2 users give the same candidates.parquet bytes and the same evaluation frames as one block
-    of every user (and as the asset wrote), and the pool has the rows of the one-frame pool."""
+def _night(graph, protocol: str, stage: str = "serve"):
+    """What the per-protocol tests of the last day share: lake, day, configs, snapshot, the view and its features."""
+    from types import SimpleNamespace
+
     from recsys_assets.defs.features.common import day_snapshot
-    from recsys_assets.lib.evaluation.daily import evaluate_protocol_pairs
-    from recsys_assets.lib.lake import write_parquet_atomic
-    from recsys_assets.lib.ranking.nightly import candidate_pool, load_snapshot_features, ranking_config, served_users, write_candidate_pool
+    from recsys_assets.lib.ranking.nightly import load_snapshot_features, ranking_config
 
     lake: Lake = graph["lake"]
     day = DAYS[-1]
@@ -252,9 +249,23 @@ def test_blocked_pool_and_evaluation_equal_one_block(graph, protocol, tmp_path):
     cfg = models.feature_config()
     rcfg = ranking_config(lake, day, cfg, models.new_item_slots, models.max_train_users)
     snap = day_snapshot(lake, day, cfg)
-    users = served_users(snap.events_of_day)
-    view = snap.views("serve")[(protocol, "serve")]
+    view = snap.views(stage)[(protocol, stage)]
     feats = load_snapshot_features(lake, view, list(rcfg.encoders), cfg)
+    return SimpleNamespace(lake=lake, day=day, models=models, cfg=cfg, rcfg=rcfg, snap=snap, view=view, feats=feats)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_blocked_pool_and_evaluation_equal_one_block(graph, protocol, tmp_path):
+    """candidates and cold_start_eval stream blocks of users (memory bounded by a block): blocks of 1
+    and 2 users give the same candidates.parquet bytes and the same evaluation frames as one block
+    of every user (and as the asset wrote), and the pool has the rows of the one-frame pool."""
+    from recsys_assets.lib.evaluation.daily import evaluate_protocol_pairs
+    from recsys_assets.lib.lake import write_parquet_atomic
+    from recsys_assets.lib.ranking.nightly import candidate_pool, served_users, write_candidate_pool
+
+    n = _night(graph, protocol)
+    lake, day, cfg, rcfg, snap, view, feats = n.lake, n.day, n.cfg, n.rcfg, n.snap, n.view, n.feats
+    users = served_users(snap.events_of_day)
     files = {}
     for size in (1, 2, len(users)):
         target = Lake.at(tmp_path / f"b{size}").root.joinpath("candidates.parquet")
@@ -283,20 +294,13 @@ def test_blocked_ranker_examples_equal_one_block(graph, protocol, tmp_path):
     """ranker_examples streams blocks of labelled users: blocks of 1 and 2 users write the same bytes as one
     block (and as the asset wrote), the rows and stats of the one-frame night_examples; ranker_dataset, streamed
     one night at a time, holds the rows of training_frame_from_nights over all of its nights."""
-    from recsys_assets.defs.features.common import day_snapshot
     from recsys_assets.lib.ranking.arms import ranker_arm_names
     from recsys_assets.lib.ranking.examples import next_day_labels, night_examples, training_frame_from_nights, write_night_examples
-    from recsys_assets.lib.ranking.nightly import load_snapshot_features, ranking_config, training_night_days
+    from recsys_assets.lib.ranking.nightly import training_night_days
 
-    lake: Lake = graph["lake"]
-    day = DAYS[-1]
-    models = ModelsResource(**MODELS)
-    cfg = models.feature_config()
-    rcfg = ranking_config(lake, day, cfg, models.new_item_slots, models.max_train_users)
-    snap = day_snapshot(lake, day, cfg)
-    view = snap.views("train")[(protocol, "train")]
+    n = _night(graph, protocol, "train")
+    lake, day, cfg, rcfg, snap, view, feats = n.lake, n.day, n.cfg, n.rcfg, n.snap, n.view, n.feats
     labels = next_day_labels(view, snap.events_before, cfg.interactions)
-    feats = load_snapshot_features(lake, view, list(rcfg.encoders), cfg)
     n_users = labels["user_id"].n_unique()
     assert n_users > 2
     files, stats = {}, {}
@@ -322,19 +326,12 @@ def test_cold_lists_of_the_judged_users_only_change_no_metric(graph, protocol):
     """recommendations ranks the cold items for the users the cold_only scope judges (a positive among them):
     the stored cold lists are exactly those users' lists of every evaluated user's, and the evaluation of
     the two gives the same per-user metrics, arm stats and pairs."""
-    from recsys_assets.defs.features.common import day_snapshot
     from recsys_assets.lib.evaluation.evaluate import evaluate_view
     from recsys_assets.lib.ranking.arms import arm_names, new_item_ids, parse_arm, popularity_tiebreak, top_k_items_arms
-    from recsys_assets.lib.ranking.nightly import arm_candidates, cold_scope_users, day_truth, load_rankers, load_snapshot_features, ranking_config
+    from recsys_assets.lib.ranking.nightly import arm_candidates, cold_scope_users, day_truth, load_rankers
 
-    lake: Lake = graph["lake"]
-    day = DAYS[-1]
-    models = ModelsResource(**MODELS)
-    cfg = models.feature_config()
-    rcfg = ranking_config(lake, day, cfg, models.new_item_slots, models.max_train_users)
-    snap = day_snapshot(lake, day, cfg)
-    view = snap.views("serve")[(protocol, "serve")]
-    feats = load_snapshot_features(lake, view, list(rcfg.encoders), cfg)
+    n = _night(graph, protocol)
+    lake, day, cfg, rcfg, snap, view, feats = n.lake, n.day, n.cfg, n.rcfg, n.snap, n.view, n.feats
     truth = day_truth(snap.events_of_day, view, cfg)
     cold_items = new_item_ids(feats, ("new", "cold") if protocol == "temporal" else ("new",))
     judged = cold_scope_users(truth, cold_items)
@@ -363,18 +360,11 @@ def test_cold_lists_of_the_judged_users_only_change_no_metric(graph, protocol):
 def test_serving_from_the_stored_pool_equals_generating_the_candidates(graph, protocol, monkeypatch):
     """recommendations reads the candidates asset's pool (flags and ALS rank) instead of generating the candidates
     again: every arm's lists are those of generating them, and the stored recs.parquet holds them."""
-    from recsys_assets.defs.features.common import day_snapshot
     from recsys_assets.lib.ranking.arms import arm_names, recommend_arms
-    from recsys_assets.lib.ranking.nightly import load_rankers, load_snapshot_features, ranking_config, served_users
+    from recsys_assets.lib.ranking.nightly import load_rankers, served_users
 
-    lake: Lake = graph["lake"]
-    day = DAYS[-1]
-    models = ModelsResource(**MODELS)
-    cfg = models.feature_config()
-    rcfg = ranking_config(lake, day, cfg, models.new_item_slots, models.max_train_users)
-    snap = day_snapshot(lake, day, cfg)
-    view = snap.views("serve")[(protocol, "serve")]
-    feats = load_snapshot_features(lake, view, list(rcfg.encoders), cfg)
+    n = _night(graph, protocol)
+    lake, day, cfg, rcfg, snap, view, feats = n.lake, n.day, n.cfg, n.rcfg, n.snap, n.view, n.feats
     users, names, rankers = served_users(snap.events_of_day), arm_names(rcfg), load_rankers(lake, day, protocol, rcfg)
     pool_file = lake.recs_dir(day, protocol).joinpath("candidates.parquet")
     assert "rank_als" in read_parquet(pool_file).columns

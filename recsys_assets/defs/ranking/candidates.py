@@ -32,4 +32,5 @@ def candidates(context: dg.AssetExecutionContext, lake: LakeResource, models: Mo
         metadata[f"{protocol}/pairs"] = counts["pairs"]
         metadata[f"{protocol}/per_user"] = round(counts["pairs"] / max(1, len(users)), 1)
         metadata.update({f"{protocol}/{col}": n for col, n in counts.items() if col.startswith("source_")})
+        del feats  # released before the next protocol's features load (two would be held at once)
     return dg.MaterializeResult(metadata=metadata)

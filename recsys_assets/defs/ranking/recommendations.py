@@ -26,4 +26,5 @@ def recommendations(context: dg.AssetExecutionContext, lake: LakeResource, model
             for key in ("fallback_users", "padded_users", "short_users"):
                 if key in st:
                     metadata[f"{protocol}/{arm}/{key}"] = int(st[key])
+        del feats, stats  # released before the next protocol's features load (two would be held at once)
     return dg.MaterializeResult(metadata=metadata)

@@ -10,10 +10,11 @@ from recsys_assets.defs.reports.common import encoder_metas, fingerprints, repor
 from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.lib.errors import LeakageError
 from recsys_assets.lib.evaluation.daily import evaluate_protocol_pairs
+from recsys_assets.lib.evaluation.evaluate import PER_USER_SCHEMA, FrameSpill
 from recsys_assets.lib.evaluation.reporting import day_arm_metrics, encoder_cost_rows, open_warehouse, save_eval
-from recsys_assets.lib.features.nightly import view_artifact_metas
+from recsys_assets.lib.features.nightly import STAGES, view_artifact_metas
 from recsys_assets.lib.markdown import frame_to_markdown
-from recsys_assets.lib.snapshot import audit_provenance
+from recsys_assets.lib.snapshot import ViewKey, audit_provenance
 
 
 @dg.asset(
@@ -34,17 +35,22 @@ def cold_start_eval(context: dg.AssetExecutionContext, lake: LakeResource, model
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     snap = day_snapshot(the_lake, day, cfg)
     day_events = snap.events_of_day
-    per_user, stats, pairs, n_users, problems = [], [], [], {}, []
-    # Every model of the snapshot says what it was fitted on; the audit reads that, not the code.
-    for (protocol, stage), view in snap.views().items():
-        problems += audit_provenance(view, view_artifact_metas(the_lake, day, protocol, stage))
+    per_user: dict[str, FrameSpill] = {}
+    stats, pairs, n_users, problems = [], [], {}, []
+    # Every model of the snapshot says what it was fitted on; the audit reads that, not the code (and needs
+    # the views' keys only: the train views' events are never built here).
+    for protocol in cfg.protocol.protocols:
+        for stage in STAGES:
+            problems += audit_provenance(ViewKey.of(day, protocol, stage, cfg.protocol), view_artifact_metas(the_lake, day, protocol, stage))
     try:
         for (protocol, _), view in snap.views("serve").items():
             pu, st, pp, n = evaluate_protocol_pairs(the_lake, view, day_events, cfg, block_users=models.block_users)  # audits the view first
-            per_user.append(pu)
+            per_user[protocol] = FrameSpill(PER_USER_SCHEMA)
+            per_user[protocol].add([pu])  # compressed until written: one protocol's rows in memory at a time
             stats.append(st)
             pairs.append(pp)
             n_users[protocol] = n
+            del pu
     except LeakageError as err:
         problems.append(str(err))
     # The check reports what the audit found; only then does a failed audit stop the asset.
@@ -54,7 +60,8 @@ def cold_start_eval(context: dg.AssetExecutionContext, lake: LakeResource, model
     )
     if problems:
         raise LeakageError("cold_start_eval leakage audit failed: " + "; ".join(problems))
-    per_user_df, stats_df = pl.concat(per_user), pl.concat(stats)
+    # Protocols in key order: the rows are then in save_eval's order already and it sorts without a copy.
+    per_user_df, stats_df = pl.concat([per_user.pop(p).collect() for p in sorted(per_user)]), pl.concat(stats)
     chash = report_config_hash(the_lake, day, cfg, models)
     save_eval(the_lake, day, per_user_df, stats_df, pl.concat(pairs), config_hash=chash)
     metas = encoder_metas(the_lake, day, cfg)

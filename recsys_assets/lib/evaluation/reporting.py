@@ -19,12 +19,12 @@ from pathlib import Path
 
 import polars as pl
 
-from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, PER_PAIR_KEYS, PER_USER_KEYS, PER_USER_SCHEMA, RANKED_ITEMS, arm_metrics_table
+from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, PER_PAIR_KEYS, PER_USER_KEYS, PER_USER_SCHEMA, RANKED_ITEMS, arm_metrics_table, sort_rows
 from recsys_assets.lib.evaluation.headline import headline_rows
 from recsys_assets.lib.evaluation.lift import LiftConfig, comparisons_for, lift_rows, pool_days, warmup_rows
 from recsys_assets.lib.evaluation.ranker_check import ranker_check_rows
 from recsys_assets.lib.confighash import config_hash
-from recsys_assets.lib.lake import Lake, read_parquet, write_bytes_atomic, write_parquet_atomic
+from recsys_assets.lib.lake import Lake, is_local, read_parquet, write_bytes_atomic, write_parquet_atomic
 from recsys_assets.lib.ranking.arm_spec import encoder_of
 
 
@@ -62,10 +62,10 @@ def save_eval(
     and the provenance the rollup reads to pool only days evaluated under one configuration."""
     provenance = {"config_hash": config_hash, "code_version": code_version()}
     write_bytes_atomic(lake.eval_dir(day).joinpath(EVAL_PROVENANCE), json.dumps(provenance, sort_keys=True).encode())
-    write_parquet_atomic(per_user.sort(PER_USER_KEYS), lake.eval_dir(day).joinpath("per_user.parquet"))
+    write_parquet_atomic(sort_rows(per_user, PER_USER_KEYS), lake.eval_dir(day).joinpath("per_user.parquet"))
     write_parquet_atomic(arm_stats.sort("protocol", "scope", "arm", "metric", "k"), lake.eval_dir(day).joinpath("arm_stats.parquet"))
     if per_pair is not None:
-        write_parquet_atomic(per_pair.sort(PER_PAIR_KEYS), lake.eval_dir(day).joinpath("per_pair.parquet"))
+        write_parquet_atomic(sort_rows(per_pair, PER_PAIR_KEYS), lake.eval_dir(day).joinpath("per_pair.parquet"))
 
 
 def load_eval_provenance(lake: Lake, day: date) -> dict | None:
@@ -80,9 +80,15 @@ def load_per_pair(lake: Lake, day: date) -> pl.DataFrame | None:
     return read_parquet(path) if path.exists() else None
 
 
-def load_per_user(lake: Lake, day: date) -> pl.DataFrame:
+def load_per_user(lake: Lake, day: date, keep: pl.Expr | None = None) -> pl.DataFrame:
+    """Day D's per-user rows (those where ``keep`` holds, when given: on a local lake the filter is applied
+    while reading, so the rows it drops never take memory)."""
     path = lake.eval_dir(day).joinpath("per_user.parquet")
-    return read_parquet(path) if path.exists() else pl.DataFrame(schema=PER_USER_SCHEMA)
+    if not path.exists():
+        return pl.DataFrame(schema=PER_USER_SCHEMA)
+    if keep is None:
+        return read_parquet(path)
+    return pl.scan_parquet(path.path).filter(keep).collect() if is_local(path) else read_parquet(path).filter(keep)
 
 
 def load_arm_stats(lake: Lake, day: date) -> pl.DataFrame:
@@ -137,16 +143,22 @@ def day_report(
     return _provenance(rows, fingerprints, config_hash).with_columns(day=pl.lit(day), snapshot=pl.lit(day)), head
 
 
-def drop_trivial(per_user: pl.DataFrame, arm_stats: pl.DataFrame | None) -> pl.DataFrame:
-    """Per-user rows of one day without its trivial cells (scope ranked no more than K items)."""
+def nontrivial(arm_stats: pl.DataFrame | None) -> pl.Expr | None:
+    """The per-user rows of one day outside its trivial cells (the scope ranked no more than K items), as a
+    filter on the rows (a scope without a ``ranked_items`` stat keeps every row); None when nothing is trivial."""
     ranked = ranked_items(arm_stats)
-    if ranked.height == 0 or per_user.height == 0:
-        return per_user
-    return (
-        per_user.join(ranked, on=["protocol", "scope"], how="left")
-        .filter(pl.col("n_ranked").is_null() | (pl.col("k").cast(pl.Float64) < pl.col("n_ranked")))
-        .drop("n_ranked")
-    )
+    if ranked.height == 0:
+        return None
+    n_ranked = pl.lit(None, dtype=pl.Float64)
+    for row in ranked.iter_rows(named=True):
+        n_ranked = pl.when((pl.col("protocol") == row["protocol"]) & (pl.col("scope") == row["scope"])).then(pl.lit(row["n_ranked"], dtype=pl.Float64)).otherwise(n_ranked)
+    return n_ranked.is_null() | (pl.col("k").cast(pl.Float64) < n_ranked)
+
+
+def drop_trivial(per_user: pl.DataFrame, arm_stats: pl.DataFrame | None) -> pl.DataFrame:
+    """Per-user rows of one day without its trivial cells (scope ranked no more than K items), in their order."""
+    keep = nontrivial(arm_stats)
+    return per_user if keep is None or per_user.height == 0 else per_user.filter(keep)
 
 
 def window_days(lake: Lake, end: date, n_days: int) -> list[date]:
@@ -199,7 +211,8 @@ def pooled_window(lake: Lake, days: list[date]) -> tuple[pl.DataFrame, pl.DataFr
     """(per-user rows, per-pair rows or None) of ``days`` pooled as the rollup pools them: trivial
     day-cells dropped, ``cluster_id`` = the user behind each user-day."""
     stats = {d: load_arm_stats(lake, d) for d in days}
-    pooled = pool_days({d: drop_trivial(load_per_user(lake, d), stats[d]) for d in days})
+    # The trivial cells are dropped while reading (a 10M world's day is 19M per-user rows).
+    pooled = pool_days({d: load_per_user(lake, d, keep=nontrivial(stats[d])) for d in days})
     if pooled.height == 0:
         return pooled, None
     pairs_by_day = {d: load_per_pair(lake, d) for d in days}
