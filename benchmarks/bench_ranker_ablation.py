@@ -38,7 +38,7 @@ from recsys_assets.lib.features.nightly import FeatureConfig, fit_view_als
 from recsys_assets.lib.ranking.inputs import SnapshotFeatures
 from recsys_assets.lib.ranking.ranker import train_ranker
 from recsys_assets.lib.snapshot import ProtocolConfig, build_view, day_start, positives_excluding_seen
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,6 @@ import shutil  # noqa: E402
 import sys  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
-from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402

@@ -27,6 +27,8 @@ Round 5: ``x<group>`` = train and score WITHOUT a group of features (the same ex
 ``features.PROFILE_SMOOTHING``). ``mono`` = ``profile_lift`` monotone increasing too (``last_cooc`` is
 by default, ``RankingConfig.monotone``). The exploration's other features (ALS cosines with the last
 items) and tokens are in the bench at commit daf0def (docs/ranker.md round 5).
+Round 6: ``pp<b>`` / ``pc<c>`` = the prior adds ``b * profile_lift`` / ``c * log-share of last_cooc``
+(``RankingConfig.prior_profile`` / ``prior_cooc``; ``pn<b>``: ``prior_profile_new``, new users only; ``ranker.prior_scores``; ``pp05`` = 0.5).
 E.g. ``n14_none_p1_r50``.
 
 With ``CACHE=DIR`` each (protocol, day)'s examples, truth and baseline metrics are written
@@ -118,7 +120,7 @@ def train(frames: list[tuple[str, pl.DataFrame]], cfg: RankingConfig, mode: str,
 
 SETTINGS = {
     "p": "prior_scale", "r": "rounds", "lr": "learning_rate", "t": "lambdarank_truncation_level", "ml": "min_data_in_leaf", "nl": "num_leaves",
-    "mv": "min_valid_users",
+    "mv": "min_valid_users", "pp": "prior_profile", "pn": "prior_profile_new", "pc": "prior_cooc",
 }
 
 
@@ -155,7 +157,7 @@ def parse_variant(name: str) -> tuple[int, str, dict]:
         key = next(p for p in sorted(SETTINGS, key=len, reverse=True) if t.startswith(p))
         v = t[len(key):]
         # p05 = 0.5, lr005 = 0.05: a leading 0 starts the decimals
-        settings[SETTINGS[key]] = float("0." + v[1:]) if key in ("p", "lr") and v.startswith("0") and len(v) > 1 else float(v)
+        settings[SETTINGS[key]] = float("0." + v[1:]) if key in ("p", "lr", "pp", "pn", "pc") and v.startswith("0") and len(v) > 1 else float(v)
     return int(k), mode, settings
 
 

@@ -98,6 +98,16 @@ class RankingConfig:
     prior_scale: float = 1.0
     """Weight of the prior in raw-score units (lambdarank's sigmoid is on score differences:
     larger = the trees need more evidence to move an item past a more popular one)."""
+    prior_profile: float = 0.0
+    """Weight of ``profile_lift`` added to the popularity prior (``ranker.prior_scores``; 0 = none):
+    the prior then ranks by popularity among the users who share the user's profile attributes. Off by
+    default: on the tuning days it raised every ml-1m cell and lowered ml-100k's (docs/ranker.md round 6)."""
+    prior_profile_new: float = 0.0
+    """As ``prior_profile``, for brand-new users only (no history before the snapshot); 0 = off (round 6)."""
+    prior_cooc: float = 0.0
+    """Weight of ``log(last_cooc + 0.01) - log(0.01)`` added to the popularity prior (0 = none):
+    the prior then ranks by popularity after the user's last items (returning users). It lowered every
+    tuning-day cell (docs/ranker.md round 6)."""
     max_train_users: int | None = None
     """Cap on labelled users in a training frame (the lowest-hash users are kept); None = all."""
     explain_sample: int = 200
@@ -120,6 +130,8 @@ class RankingConfig:
             raise RankingConfigError(f"RankingConfig.new_item_slots must be in [0, max(ks)], got {self.new_item_slots}.")
         if self.prior not in PRIORS:
             raise RankingConfigError(f"RankingConfig.prior must be one of {PRIORS}, got {self.prior!r}.")
+        if min(self.prior_profile, self.prior_profile_new, self.prior_cooc) < 0:
+            raise RankingConfigError(f"RankingConfig.prior_profile / prior_cooc must be >= 0, got {self.prior_profile} / {self.prior_cooc}.")
         if self.prior_scale < 0:
             raise RankingConfigError(f"RankingConfig.prior_scale must be >= 0, got {self.prior_scale}.")
         bad_signs = [(f, v) for f, v in self.monotone if v not in (-1, 1)]

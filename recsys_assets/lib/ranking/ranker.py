@@ -53,12 +53,37 @@ PRIOR_FEATURE = {"popularity": "pop_rank_log"}
 """The feature each prior is a function of (every arm has it: FEATURES_NO_TEXT)."""
 
 
+PRIOR_TERMS = {"profile": "profile_lift", "profile_new": "profile_lift", "cooc": "last_cooc"}
+"""Optional additive terms of the popularity prior (``RankingConfig.prior_profile`` /
+``prior_cooc``) and the feature each is a function of; a missing value (no profile, no history)
+adds 0."""
+
+COOC_FLOOR = 0.01
+"""``last_cooc`` enters the prior as ``log(last_cooc + COOC_FLOOR) - log(COOC_FLOOR)``: 0 for a
+candidate none of the user's last items' users had, growing with the log of the share."""
+
+
+def _prior_term(frame: pl.DataFrame, name: str) -> np.ndarray:
+    col = PRIOR_TERMS[name]
+    if col not in frame.columns:
+        raise RankerError(f"Ranker prior term {name!r} needs column {col!r}; compute it with ranker_features().")
+    x = frame.get_column(col).cast(pl.Float64).to_numpy()
+    if name == "cooc":
+        x = np.log(x + COOC_FLOOR) - np.log(COOC_FLOOR)
+    if name == "profile_new":
+        x = np.where(frame.get_column("user_is_new").cast(pl.Float64).to_numpy() > 0, x, 0.0)
+    return np.where(np.isfinite(x), x, 0.0)
+
+
 def prior_scores(frame: pl.DataFrame, prior: dict | None) -> np.ndarray | None:
     """The baseline score of each row (float64), or None for no prior.
 
     ``prior`` = ``{"kind": "popularity", "scale": s}``: ``-s * pop_rank_log`` (= -s log(1 + place in
     the popularity list)), which orders the rows as the popularity arm does except that items tied on
     popularity (every never-seen item among them) share one value (``features.popularity_place``).
+    With ``"profile": b`` and/or ``"cooc": c`` (``PRIOR_TERMS``) the prior adds ``b * profile_lift``
+    and ``c * log-share of last_cooc`` (0 where the feature is missing): popularity among the users
+    like this one / after this user's last items, which the trees then correct.
     """
     if not prior or prior.get("kind", "none") == "none":
         return None
@@ -71,12 +96,22 @@ def prior_scores(frame: pl.DataFrame, prior: dict | None) -> np.ndarray | None:
     x = frame.get_column(col).cast(pl.Float64).to_numpy()
     # An item without a popularity place (NaN) gets the weakest prior of the frame.
     worst = np.nanmax(x) if np.isfinite(x).any() else 0.0
-    return -float(prior.get("scale", 1.0)) * np.where(np.isfinite(x), x, worst)
+    out = -float(prior.get("scale", 1.0)) * np.where(np.isfinite(x), x, worst)
+    for term in PRIOR_TERMS:
+        w = float(prior.get(term, 0.0))
+        if w:
+            out = out + w * _prior_term(frame, term)
+    return out
 
 
 def prior_of(cfg: RankingConfig) -> dict:
     """The prior a config trains with, as recorded in the model meta."""
-    return {"kind": cfg.prior, "scale": float(cfg.prior_scale)}
+    out = {"kind": cfg.prior, "scale": float(cfg.prior_scale)}
+    # Terms only when set: a model trained without them keeps the meta (and bytes) it had.
+    for term, w in (("profile", cfg.prior_profile), ("profile_new", cfg.prior_profile_new), ("cooc", cfg.prior_cooc)):
+        if w and cfg.prior != "none":
+            out[term] = float(w)
+    return out
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -9,7 +11,7 @@ from upath import UPath
 
 from recsys_assets.lib.ranking.arms import build_training_frame, explain_recommendations, recommend
 from recsys_assets.lib.ranking.features import feature_names
-from recsys_assets.lib.ranking.ranker import RankerError, RankerModel, prior_scores, train_ranker
+from recsys_assets.lib.ranking.ranker import COOC_FLOOR, RankerError, RankerModel, prior_of, prior_scores, train_ranker
 from recsys_assets_tests.lib.ranking.conftest import CFG
 from recsys_assets_tests.lib.ranking.world import TOPIC, TOPIC_C2CF, TOPIC_COS
 
@@ -23,7 +25,7 @@ def test_save_load_roundtrip_and_determinism(tmp_path, train_features, labels, m
     loaded = RankerModel.load(UPath(tmp_path) / f"ranker_{TOPIC}")
     assert loaded.feature_names == m.feature_names
     assert loaded.best_iteration == m.best_iteration
-    assert loaded.meta["prior"] == m.meta["prior"] == {"kind": "popularity", "scale": CFG.prior_scale}
+    assert loaded.meta["prior"] == m.meta["prior"] == prior_of(CFG)
     np.testing.assert_allclose(loaded.predict(frame.head(500)), m.predict(frame.head(500)))
     (UPath(tmp_path) / f"ranker_{TOPIC}" / "ranker.txt").write_text(m.booster.model_to_string() + "\n#")
     with pytest.raises(RankerError):
@@ -73,3 +75,25 @@ def test_scorer_adds_the_recorded_prior_to_the_trees(train_features, labels, mod
     np.testing.assert_allclose(m.predict(x), raw + prior)
     no_prior = RankerModel(m.booster, m.feature_names, {k: v for k, v in m.meta.items() if k != "prior"})
     np.testing.assert_allclose(no_prior.predict(x), raw)
+
+
+def test_prior_terms_add_profile_and_cooc_where_present():
+    """The popularity prior plus its optional terms: b * profile_lift (all users, or new users only)
+    and c * the log-share of last_cooc; a missing feature adds 0 and the meta names only set terms."""
+    x = pl.DataFrame({
+        "pop_rank_log": [0.0, 1.0, 2.0, np.nan],
+        "profile_lift": [0.5, np.nan, -1.0, 2.0],
+        "last_cooc": [np.nan, 0.09, 0.0, 0.99],
+        "user_is_new": [1.0, 0.0, 1.0, 0.0],
+    })
+    base = prior_scores(x, {"kind": "popularity", "scale": 2.0})
+    np.testing.assert_allclose(base, [0.0, -2.0, -4.0, -4.0])  # the unplaced item gets the frame's weakest place
+    np.testing.assert_allclose(prior_scores(x, {"kind": "popularity", "scale": 2.0, "profile": 0.5}), base + [0.25, 0.0, -0.5, 1.0])
+    np.testing.assert_allclose(prior_scores(x, {"kind": "popularity", "scale": 2.0, "profile_new": 1.0}), base + [0.5, 0.0, -1.0, 0.0])
+    cooc = np.log(np.array([0.0, 0.09, 0.0, 0.99]) + COOC_FLOOR) - np.log(COOC_FLOOR)
+    np.testing.assert_allclose(prior_scores(x, {"kind": "popularity", "scale": 2.0, "cooc": 1.0}), base + cooc)
+    assert cooc[0] == 0 and cooc[3] == pytest.approx(np.log(100.0))
+    assert prior_of(replace(CFG, prior_profile=0.0, prior_profile_new=0.0, prior_cooc=0.0)) == {"kind": "popularity", "scale": CFG.prior_scale}
+    assert prior_of(replace(CFG, prior_profile_new=2.0, prior_profile=0.0, prior_cooc=0.0))["profile_new"] == 2.0
+    with pytest.raises(RankerError):
+        prior_scores(x.drop("profile_lift"), {"kind": "popularity", "scale": 1.0, "profile": 1.0})
