@@ -62,6 +62,11 @@ class ModelsResource(dg.ConfigurableResource):
     """Cap on labelled users per ranker training frame (lowest hash kept); None = every labelled user (default)."""
     new_item_slots: int = 0
     """Top-K slots each ranker arm reserves for new items (0 = none; >0 adds `+slotsN` arms)."""
+    ranker_prior_profile_new: float = 0.0
+    """Weight of ``profile_lift`` in the ranker's popularity prior for brand-new users
+    (``RankingConfig.prior_profile_new``; 0 = off, the default). Tune it on days before the evaluated
+    ones (``benchmarks/bench_serve_like.py``, token ``pn<b>``): it helped ml-1m and hurt ml-100k
+    (docs/ranker.md round 6)."""
     n_boot: int = 1000
     """Bootstrap resamples per lift cell."""
     rollup_days: int = 28
@@ -93,6 +98,10 @@ class ModelsResource(dg.ConfigurableResource):
                 recent_days=self.recent_days,
             ),
         )
+
+    def ranking_settings(self) -> dict:
+        """The ranker settings of this resource, as ``nightly.ranking_config`` keywords."""
+        return {"new_item_slots": self.new_item_slots, "max_train_users": self.max_train_users, "prior_profile_new": self.ranker_prior_profile_new}
 
 
 @dg.definitions

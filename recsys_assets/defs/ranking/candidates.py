@@ -22,7 +22,7 @@ def candidates(context: dg.AssetExecutionContext, lake: LakeResource, models: Mo
     Served users are the users active on D (their ids only: no day-D interaction is a model input).
     """
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
-    rcfg = ranking_config(the_lake, day, cfg, models.new_item_slots, models.max_train_users)
+    rcfg = ranking_config(the_lake, day, cfg, **models.ranking_settings())
     snap = day_snapshot(the_lake, day, cfg)
     users = served_users(snap.events_of_day)
     metadata = {"served_users": len(users), "encoders": ", ".join(rcfg.encoders)}

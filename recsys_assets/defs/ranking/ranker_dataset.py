@@ -27,7 +27,7 @@ LAST_K_NIGHTS = dg.TimeWindowPartitionMapping(
 def ranker_dataset(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource):
     """Per protocol and ranker arm: the rows its sources proposed on each of the last k nights, its features, labels."""
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
-    rcfg = ranking_config(the_lake, day, cfg, models.new_item_slots, models.max_train_users)
+    rcfg = ranking_config(the_lake, day, cfg, **models.ranking_settings())
     metadata, problems = {"train_nights": rcfg.train_nights}, []
     for protocol in cfg.protocol.protocols:
         stats, found = build_ranker_datasets(the_lake, day, protocol, rcfg)

@@ -23,7 +23,7 @@ def ranker_examples(context: dg.AssetExecutionContext, lake: LakeResource, model
     Written ``block_users`` labelled users at a time: memory grows with a block, not with the night.
     """
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
-    rcfg = ranking_config(the_lake, day, cfg, models.new_item_slots, models.max_train_users)
+    rcfg = ranking_config(the_lake, day, cfg, **models.ranking_settings())
     snap = day_snapshot(the_lake, day, cfg)
     metadata, problems = {"label_window_days": cfg.protocol.label_window_days}, []
     for (protocol, _), view in snap.views("train").items():

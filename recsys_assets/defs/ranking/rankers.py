@@ -14,7 +14,7 @@ from recsys_assets.lib.ranking.nightly import ranking_config, train_rankers
 def rankers(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource) -> dg.MaterializeResult:
     """ranker_no_text and ranker_<encoder> per protocol; global feature importance in metadata."""
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
-    rcfg = ranking_config(the_lake, day, cfg, models.new_item_slots, models.max_train_users)
+    rcfg = ranking_config(the_lake, day, cfg, **models.ranking_settings())
     metadata = {"config_hash": rcfg.config_hash()}
     for protocol in cfg.protocol.protocols:
         for arm, model in train_rankers(the_lake, day, protocol, rcfg).items():

@@ -14,7 +14,7 @@ from recsys_assets.lib.ranking.nightly import day_truth, load_rankers, load_snap
 def recommendations(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource) -> dg.MaterializeResult:
     """Every arm serves every active user of D (no one silently dropped: fallbacks are counted)."""
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
-    rcfg = ranking_config(the_lake, day, cfg, models.new_item_slots, models.max_train_users)
+    rcfg = ranking_config(the_lake, day, cfg, **models.ranking_settings())
     snap = day_snapshot(the_lake, day, cfg)
     day_events = snap.events_of_day
     users = served_users(day_events)

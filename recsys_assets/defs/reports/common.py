@@ -15,7 +15,7 @@ def encoder_metas(lake, day: date, cfg: FeatureConfig) -> dict[str, dict]:
 def report_config_hash(lake, day: date, cfg: FeatureConfig, models) -> str:
     """The configuration hash of day D's evaluation (features + ranker settings): on every report row,
     and what the rollup compares before pooling a day."""
-    return evaluation_config_hash(cfg, ranking_config(lake, day, cfg, models.new_item_slots, models.max_train_users))
+    return evaluation_config_hash(cfg, ranking_config(lake, day, cfg, **models.ranking_settings()))
 
 
 def headline_metadata(headline) -> dict:

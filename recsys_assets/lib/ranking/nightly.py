@@ -49,13 +49,16 @@ from recsys_assets.lib.ranking.ranker import RankerModel, train_ranker
 from recsys_assets.lib.snapshot import SnapshotView, day_start, positives_excluding_seen
 
 
-def ranking_config(lake: Lake, day: date, cfg: FeatureConfig, new_item_slots: int = 0, max_train_users: int | None = None) -> RankingConfig:
+def ranking_config(
+    lake: Lake, day: date, cfg: FeatureConfig, new_item_slots: int = 0, max_train_users: int | None = None, prior_profile_new: float = 0.0
+) -> RankingConfig:
     """Ranking settings of day D: arms for the encoders whose embeddings exist."""
     return RankingConfig(
         encoders=tuple(encoders_with_embeddings(lake, day, cfg)),
         ks=(10, 20),
         new_item_slots=new_item_slots,
         max_train_users=max_train_users,
+        prior_profile_new=prior_profile_new,
     )
 
 
