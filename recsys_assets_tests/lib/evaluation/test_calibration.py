@@ -104,7 +104,7 @@ def test_closed_form_variances_match_monte_carlo_bootstraps():
     c = simulate_cell(SimWorld(n_users=150, n_items=20, mean_days=2.0, item_effect=0.2), rng)
     st = cluster_bootstrap(c.obs_cluster, c.treatment, c.baseline, pair_obs=c.pair_obs, pair_item=c.pair_item,
                            pair_treatment=c.pair_treatment, pair_baseline=c.pair_baseline)
-    n, g, n_items = c.treatment.size, c.obs_cluster.max() + 1, 20
+    g, n_items = c.obs_cluster.max() + 1, 20
     d_pair = c.pair_treatment - c.pair_baseline
     boots_w, boots_wv = [], []
     for _ in range(3000):
