@@ -65,20 +65,52 @@ def label(n: int) -> str:
 
 
 class RssSampler:
-    """Samples this process's RSS and CPU time every ``period`` s in a thread: (wall clock time, bytes, cpu s)."""
+    """Samples this process's RSS and CPU time every ``period`` s in a thread: (wall clock time, bytes, cpu s).
 
-    def __init__(self, period: float = 0.1) -> None:
+    With ``children`` (a run of the multiprocess executor: one process per step) the samples are the sums over
+    this process and every descendant, and ``by_pid`` keeps each process's own samples (a step's figures are its
+    process's)."""
+
+    def __init__(self, period: float = 0.1, children: bool = False) -> None:
         import psutil
 
-        self.proc, self.period, self.samples = psutil.Process(), period, []
+        self.proc, self.period, self.samples, self.children = psutil.Process(), period, [], children
+        self.by_pid: dict[int, list[tuple[float, int, float]]] = {}
+        self._gone_cpu: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        import psutil
+
         while not self._stop.is_set():
-            cpu = self.proc.cpu_times()
-            self.samples.append((time.time(), self.proc.memory_info().rss, cpu.user + cpu.system))
+            now = time.time()
+            procs = [self.proc] + (self.proc.children(recursive=True) if self.children else [])
+            rss_sum, cpu_sum = 0, 0.0
+            for p in procs:
+                try:
+                    cpu, rss = p.cpu_times(), p.memory_info().rss
+                except psutil.Error:
+                    continue
+                c = cpu.user + cpu.system
+                rss_sum, cpu_sum = rss_sum + rss, cpu_sum + c
+                if self.children:
+                    self.by_pid.setdefault(p.pid, []).append((now, rss, c))
+            if self.children:  # processes that ended keep their last CPU figure in the total
+                live = {p.pid for p in procs}
+                for pid, rows in self.by_pid.items():
+                    if pid not in live:
+                        self._gone_cpu[pid] = rows[-1][2]
+                cpu_sum += sum(c for pid, c in self._gone_cpu.items() if pid not in live)
+            self.samples.append((now, rss_sum, cpu_sum))
             self._stop.wait(self.period)
+
+    def of_pid(self, pid: int, t0: float, t1: float) -> dict:
+        """{cpu_s, peak_rss_mib} of one process between two wall-clock times."""
+        rows = [r for r in self.by_pid.get(pid, []) if t0 <= r[0] <= t1]
+        if not rows:
+            return {"cpu_s": 0.0, "peak_rss_mib": 0.0}
+        return {"cpu_s": rows[-1][2] - (rows[0][2] if rows[0][0] > t0 + 1.0 else 0.0), "peak_rss_mib": max(r[1] for r in rows) / 2**20}
 
     def __enter__(self) -> "RssSampler":
         self._thread.start()
@@ -117,9 +149,13 @@ def _steps_so_far(inst, rss: RssSampler, now: float) -> dict:
 
     steps = {}
     for run in inst.get_runs():
+        pids = runner.step_pids(inst, run.run_id) if rss.children else {}
         for key, (a, end, _) in runner.step_spans(inst, run.run_id).items():
             b = now if end is None else end
-            steps[key] = {"wall_s": b - a, "cpu_s": rss.cpu_between(a, b), "peak_rss_mib": rss.peak_between(a, b) / 2**20}
+            if pids.get(key) not in (None, os.getpid()):  # its own process: that process's CPU and peak
+                steps[key] = {"wall_s": b - a, **rss.of_pid(pids[key], a - 1.0, b + 1.0)}
+            else:
+                steps[key] = {"wall_s": b - a, "cpu_s": rss.cpu_between(a, b), "peak_rss_mib": rss.peak_between(a, b) / 2**20}
             if end is None:
                 steps[key]["unfinished"] = True
     return steps
@@ -145,18 +181,25 @@ def _watchdog(inst, rss: RssSampler, tw: float, out: str, max_rss_gib: float | N
                 "peak_rss_sampled_mib": rss.peak_between(tw, now) / 2**20, "steps": _steps_so_far(inst, rss, now),
             }))  # fmt: skip
             print(why, flush=True)
+            for child in rss.proc.children(recursive=True):  # step processes of the multiprocess executor
+                child.kill()
             os._exit(3)
 
 
-def child_night(lake: str, day: str, job: str, out: str, max_rss_gib: float | None = None, deadline: float | None = None) -> None:
+def child_night(
+    lake: str, day: str, job: str, out: str, max_rss_gib: float | None = None, deadline: float | None = None, step_processes: int | None = None
+) -> None:
+    import tempfile
+
     import dagster as dg
 
     from recsys_assets import runner
 
     runner.quiet_dagster()
     runner.use_lake(lake)
-    inst = dg.DagsterInstance.ephemeral()
-    with RssSampler() as rss:
+    # The multiprocess executor needs a persistent instance (its step processes report to it).
+    inst = dg.DagsterInstance.local_temp(tempfile.mkdtemp(prefix="bench_scale_")) if step_processes else dg.DagsterInstance.ephemeral()
+    with RssSampler(children=bool(step_processes)) as rss:
         if max_rss_gib is not None or deadline is not None:
             threading.Thread(target=_watchdog, args=(inst, rss, time.time(), out, max_rss_gib, deadline), daemon=True).start()
         t0, c0 = time.perf_counter(), time.process_time()
@@ -171,12 +214,17 @@ def child_night(lake: str, day: str, job: str, out: str, max_rss_gib: float | No
                 result = materialize([defs.resolve_assets_def(job)], partition_key=day, instance=inst, selection=[job], raise_on_error=False)
                 if not result.success:
                     error = f"{job} failed"
+            elif step_processes:
+                result = runner.run_job_in_step_processes(job, inst, day, max_concurrent=step_processes)
             else:
                 result = runner.run_job(job, inst, partition_key=day)
         except Exception as exc:  # a failed run is a result of the benchmark, reported as such
             error = f"{type(exc).__name__}: {exc}"[:2000]
             result = None
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if step_processes:  # the step processes' CPU too (they have ended and been waited for)
+            ru_c = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu += ru_c.ru_utime + ru_c.ru_stime
         tw1 = time.time()
     steps = _steps_so_far(inst, rss, tw1)
     ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -187,9 +235,11 @@ def child_night(lake: str, day: str, job: str, out: str, max_rss_gib: float | No
                 "error": error,
                 "wall_s": wall,
                 "cpu_s": cpu,
-                "peak_rss_mib": ru.ru_maxrss / 1024,
+                # Step processes: the night's peak is that of all its processes together (sampled), not the run process's.
+                "peak_rss_mib": rss.peak_between(tw, tw1) / 2**20 if step_processes else ru.ru_maxrss / 1024,
                 "peak_rss_sampled_mib": rss.peak_between(tw, tw1) / 2**20,
                 "steps": steps,
+                **({"step_processes": step_processes, "run_process_peak_rss_mib": ru.ru_maxrss / 1024} if step_processes else {}),
             }
         )
     )
@@ -331,6 +381,11 @@ def main() -> None:
     ap.add_argument("--max-rss-gib", type=float, help="the night stops (reporting what finished) when its RSS passes this")
     ap.add_argument("--deadline", help="HH:MM (UTC, today): the night stops (reporting what finished) at this time")
     ap.add_argument("--assets", help="with --reuse on a lake whose night ran: run only these assets (comma-separated), each alone in a fresh child")
+    ap.add_argument(
+        "--step-processes", type=int, default=0,
+        help="run day_job through its executor (one process per step, this many steps at a time; 0 = in-process); per step "
+        "the figures of its own process, for the night the sum over processes",
+    )  # fmt: skip
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--merge", help="a previous scale.json whose sizes are kept unless measured again")
     ap.add_argument("--child-ingest", nargs=2, metavar=("LAKE", "EVENTS"))
@@ -341,7 +396,7 @@ def main() -> None:
         child_ingest(args.child_ingest[0], int(args.child_ingest[1]), args.child_out)
         return
     if args.child_night:
-        child_night(*args.child_night, args.child_out, args.max_rss_gib, deadline_epoch(args.deadline))
+        child_night(*args.child_night, args.child_out, args.max_rss_gib, deadline_epoch(args.deadline), args.step_processes or None)
         return
     root = Path(args.lake_root)
     root.mkdir(parents=True, exist_ok=True)
@@ -350,6 +405,7 @@ def main() -> None:
         records = {r["events"]: r for r in json.loads(Path(args.merge).read_text())["records"]}
     for n in [parse_count(x) for x in args.events.split(",") if x.strip()]:
         watch = (("--max-rss-gib", str(args.max_rss_gib)) if args.max_rss_gib else ()) + (("--deadline", args.deadline) if args.deadline else ())
+        watch += ("--step-processes", str(args.step_processes)) if args.step_processes else ()
         assets = tuple(a.strip() for a in (args.assets or "").split(",") if a.strip())
         records[n] = run_size(n, root, args.timeout, args.keep, args.reuse, not args.no_night, watch, assets)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

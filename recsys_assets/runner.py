@@ -65,6 +65,29 @@ def run_job(
     return result
 
 
+def job_def(name: str) -> dg.JobDefinition:
+    """The job ``name`` of the project's definitions (what a reconstructable job rebuilds in each step process)."""
+    return _defs().resolve_job_def(name)
+
+
+def run_job_in_step_processes(name: str, inst: dg.DagsterInstance, partition_key: str, max_concurrent: int | None = None) -> dg.ExecutionResult:
+    """Run a job as the daemon does: its executor (``defs/executor.py``: one process per step, independent steps
+    side by side, ``max_concurrent`` at a time; default one per core). ``inst`` must be persistent (e.g.
+    ``DagsterInstance.local_temp()``): the step processes report to it."""
+    recon = dg.build_reconstructable_job("recsys_assets.runner", "job_def", reconstructable_args=(name,))
+    config = {"max_concurrent": max_concurrent} if max_concurrent else {}
+    result = dg.execute_job(
+        recon,
+        instance=inst,
+        tags={"dagster/partition": partition_key},
+        run_config={"execution": {"config": config}, "loggers": {"console": {"config": {"log_level": os.environ.get("RECSYS_LOG_LEVEL", "WARNING")}}}},
+        raise_on_error=False,
+    )
+    if not result.success:
+        raise RecsysError(f"Dagster run {result.run_id} of {name} failed: see the run's event log")
+    return result
+
+
 def run_range(name: str, inst: dg.DagsterInstance, start: date, end: date) -> dg.ExecuteInProcessResult:
     """One run over a partition range (assets with a single-run backfill policy read inputs once)."""
     tags = {"dagster/asset_partition_range_start": start.isoformat(), "dagster/asset_partition_range_end": end.isoformat()}
@@ -95,6 +118,11 @@ def _failure_text(result: dg.ExecuteInProcessResult) -> str:
             cause = err.cause or err
             return f"step {event.step_key}: {cause.message.strip()}"
     return "see the run's event log"
+
+
+def step_pids(inst: dg.DagsterInstance, run_id: str) -> dict[str, int]:
+    """Per step of a run: the process that ran it (one per step under the multiprocess executor)."""
+    return {rec.dagster_event.step_key: rec.dagster_event.pid for rec in inst.all_logs(run_id) if rec.dagster_event and rec.dagster_event.event_type_value == "STEP_START"}
 
 
 def step_spans(inst: dg.DagsterInstance, run_id: str) -> dict[str, tuple[float, float | None, bool]]:

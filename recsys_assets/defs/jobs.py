@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from recsys_assets.defs.executor import step_process_executor
 from recsys_assets.defs.partitions import daily_partitions
 
 INGEST_ASSETS = ("staged_events", "items", "users")
@@ -27,9 +28,9 @@ nightly_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("ingest", *DAY_GROUPS),
     partitions_def=daily_partitions,
     tags={"recsys/heavy": "true"},
-    # One process per run: the steps of a day are sequential and share loaded models; partitions
-    # (days) still run in parallel as separate runs. Swap for multiprocess/k8s executors at scale.
-    executor_def=dg.in_process_executor,
+    # One process per step, independent steps side by side, a thread budget per step (defs/executor.py);
+    # execute_in_process (tests, CLI) still runs every step in one process. Swap for k8s_job_executor on a cluster.
+    executor_def=step_process_executor,
     description="The whole graph for one day: ingest, features, ranking, evaluation, reports.",
 )
 
@@ -39,7 +40,7 @@ day_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups(*DAY_GROUPS),
     partitions_def=daily_partitions,
     tags={"recsys/heavy": "true"},
-    executor_def=dg.in_process_executor,
+    executor_def=step_process_executor,
     description="Features, ranking and reports of day D from already published events.",
 )
 
@@ -52,6 +53,6 @@ warmup_job = dg.define_asset_job(
     ),
     partitions_def=daily_partitions,
     tags={"recsys/heavy": "true"},
-    executor_def=dg.in_process_executor,
+    executor_def=step_process_executor,
     description="Features and ranker examples of a night before an evaluated window (demo, backfills).",
 )
