@@ -70,7 +70,9 @@ def job_def(name: str) -> dg.JobDefinition:
     return _defs().resolve_job_def(name)
 
 
-def run_job_in_step_processes(name: str, inst: dg.DagsterInstance, partition_key: str, max_concurrent: int | None = None) -> dg.ExecutionResult:
+def run_job_in_step_processes(
+    name: str, inst: dg.DagsterInstance, partition_key: str, max_concurrent: int | None = None, run_config_resources: dict | None = None
+) -> dg.ExecutionResult:
     """Run a job as the daemon does: its executor (``defs/executor.py``: one process per step, independent steps
     side by side, ``max_concurrent`` at a time; default one per core). ``inst`` must be persistent (e.g.
     ``DagsterInstance.local_temp()``): the step processes report to it."""
@@ -80,7 +82,11 @@ def run_job_in_step_processes(name: str, inst: dg.DagsterInstance, partition_key
         recon,
         instance=inst,
         tags={"dagster/partition": partition_key},
-        run_config={"execution": {"config": config}, "loggers": {"console": {"config": {"log_level": os.environ.get("RECSYS_LOG_LEVEL", "WARNING")}}}},
+        run_config={
+            "execution": {"config": config},
+            "loggers": {"console": {"config": {"log_level": os.environ.get("RECSYS_LOG_LEVEL", "WARNING")}}},
+            "resources": run_config_resources or {},
+        },
         raise_on_error=False,
     )
     if not result.success:

@@ -398,3 +398,35 @@ def test_block_users_of_the_assets_changes_no_byte(graph):
     )  # fmt: skip
     assert result.success and {e.step_key for e in result.all_events if e.is_step_success} == {"candidates", "ranker_examples", "cold_start_eval"}
     assert {str(f): f.read_bytes() for f in files} == before
+
+
+def test_step_threads_share_the_cores():
+    from recsys_assets.defs.executor import step_threads
+
+    assert step_threads(2, 2) == 1 and step_threads(1, 2) == 2 and step_threads(None, 8) == 1 and step_threads(3, 2) == 1 and step_threads(2, 8) == 4
+
+
+def test_day_job_in_step_processes_writes_the_same_files(graph, tmp_path, monkeypatch):
+    """day_job through its own executor (one process per step, two at a time, one thread each), as the daemon runs
+    it, writes the bytes the in-process run wrote: recommendations, pools, ranker examples, evaluation."""
+    import os
+
+    from recsys_assets import runner
+    from recsys_assets.defs.executor import THREAD_VARS, step_threads
+
+    lake: Lake = graph["lake"]
+    day = DAYS[-1]
+    files = [lake.recs_dir(day, p).joinpath(f) for p in PROTOCOLS for f in ("candidates.parquet", "recs.parquet", "cold_recs.parquet", "explanations.parquet")]
+    files += [lake.ranker_examples_file(day, p) for p in PROTOCOLS]
+    files += [lake.eval_dir(day).joinpath(f) for f in ("per_user.parquet", "arm_stats.parquet", "per_pair.parquet")]
+    before = {str(f): f.read_bytes() for f in files}
+    monkeypatch.setenv(LAKE_ENV_VAR, str(lake.root.path))  # the step processes find the lake as the daemon's do
+    for var in THREAD_VARS:  # the executor sets them in the run's process; this test's process gets them back
+        monkeypatch.setenv(var, os.environ.get(var, ""))
+    inst = dg.DagsterInstance.local_temp(str(tmp_path))
+    result = runner.run_job_in_step_processes("day_job", inst, day.isoformat(), max_concurrent=2, run_config_resources={"models": {"config": MODELS}})
+    pids = runner.step_pids(inst, result.run_id)
+    assert {"candidates", "recommendations", "cold_start_eval"} <= set(pids)
+    assert len(set(pids.values())) == len(pids) and os.getpid() not in pids.values()  # one fresh process per step
+    assert os.environ["POLARS_MAX_THREADS"] == str(step_threads(2))  # 2 steps at a time share the cores
+    assert {str(f): f.read_bytes() for f in files} == before
