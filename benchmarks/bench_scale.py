@@ -22,6 +22,11 @@ the sizes (least squares; 1 = linear in the events, 2 = quadratic). Prints a tab
     .venv/bin/python benchmarks/bench_scale.py --events 1M,3M --lake-root /tmp/scale/bench --reuse  # the nights later (code changes)
     .venv/bin/python benchmarks/bench_scale.py --events 10M --lake-root /tmp/scale/bench --reuse --max-rss-gib 10 --deadline 11:05
     .venv/bin/python benchmarks/bench_scale.py --events 1M,3M --lake-root /tmp/scale/bench --reuse --assets candidates,cold_start_eval
+    .venv/bin/python benchmarks/bench_scale.py --events 10M --lake-root /tmp/scale/bench --reuse --step-processes 2 --max-rss-gib 14
+
+``--step-processes N`` runs ``day_job`` through its executor as the daemon does (one process per step, N at a time,
+``defs/executor.py``): per step the CPU and peak RSS of its own process, for the night the CPU of all processes and
+the peak of their summed RSS (the watchdog's ``--max-rss-gib`` is then a limit on that sum).
 
 With ``--max-rss-gib`` / ``--deadline`` a watchdog thread in the night's child stops it when its RSS passes
 the limit or at the time, after writing per asset what finished (the running asset up to then, marked
