@@ -66,6 +66,9 @@ PAIR_CHUNK = 1 << 12
 """Pairs per gather-and-dot step of :func:`pair_dot`: two 4,096 x dim blocks stay in cache (2^18 made
 pair_dot 5x slower at dim 384, page-faulting fresh 400 MB gathers); each pair's dot is the same bits."""
 
+COOC_CELLS = 1 << 23
+"""Dense cells (float32: 32 MiB) of one chunk of ``last_cooc``'s co-occurrence counts (last items x catalogue)."""
+
 
 class FeatureError(RecsysError):
     """Ranker features cannot be computed for these candidates."""
@@ -137,10 +140,8 @@ def last_items(features: SnapshotFeatures, users: Sequence[str], n: int = LAST_I
     return out, valid
 
 
-def _cooccurrence_rows(features: SnapshotFeatures, cols: np.ndarray) -> sp.csr_matrix:
-    """float32 CSR (len(cols), n_catalogue): row j = share of the users who had item cols[j] that also had
-    each item (P(item | cols[j]) over the view's history; empty where cols[j] has no users). Sparse: only
-    co-occurring pairs are stored, so it stays small on large catalogues."""
+def _user_items(features: SnapshotFeatures) -> tuple[sp.csr_matrix, sp.csc_matrix]:
+    """The view's history as a float32 0/1 (user, catalogue item) matrix, CSR and CSC (cached per snapshot)."""
     key = "user_item_csc"
     if key not in features._cache:
         h = (
@@ -154,11 +155,56 @@ def _cooccurrence_rows(features: SnapshotFeatures, cols: np.ndarray) -> sp.csr_m
             (np.ones(h.height, dtype=np.float32), (rows, h.get_column("icol").to_numpy())), shape=(index.height, len(features.item_ids))
         )
         features._cache[key] = (x, x.tocsc())
-    x, xc = features._cache[key]
-    c = (xc[:, cols].T @ x).tocsr()
-    diag = np.asarray(c[np.arange(len(cols)), cols]).ravel()
+    return features._cache[key]
+
+
+def last_cooc_values(
+    x: sp.csr_matrix, xc: sp.csc_matrix, lc: np.ndarray, lv: np.ndarray, urow: np.ndarray, icol: np.ndarray, cells: int = COOC_CELLS
+) -> np.ndarray:
+    """float32 per pair k: the mean over the valid last items j of user ``urow[k]`` (``lc``/``lv`` of
+    :func:`last_items`) of P(``icol[k]`` | j) = (users who had j and icol[k]) / (users who had j), over the
+    0/1 user-item matrix ``x`` (``xc`` = the same as CSC); NaN for users without a valid last item.
+
+    Only the pairs read are computed: the last items' co-occurrence counts ``xc[:, last].T @ x`` are made
+    ``cells`` dense cells (a chunk of last items x the catalogue) at a time, and each chunk is read at the
+    (user, slot, candidate) entries of its last items only. Each share is float32(count) * float32(1 / users of j)
+    and the mean sums a (pairs, last items) float32 array row by row, so the values are the bytes of the
+    former full-row computation (co-occurrence rows of every last item, looked up per element; see the test).
+    Memory: the chunk, plus 4 bytes per (pair, last-item slot)."""
+    n, n_last = len(icol), lv.shape[1]
+    out = np.full(n, np.nan, dtype=np.float32)
+    uniq = np.unique(lc[lv])
+    if not len(uniq):
+        return out
+    diag = np.diff(xc.indptr)[uniq].astype(np.float32)  # users of each last item = its co-occurrence with itself
     scale = np.where(diag > 0, 1.0 / np.maximum(diag, 1.0), 0.0).astype(np.float32)
-    return sp.csr_matrix(sp.diags(scale) @ c, dtype=np.float32)
+    idx = np.flatnonzero(lv.any(axis=1)[urow])  # pairs of users with history
+    share = np.zeros((len(idx), n_last), dtype=np.float32)  # share[q, l] for pair idx[q] and the user's slot l
+    pu = urow[idx]
+    by_user = np.argsort(pu, kind="stable")  # pair positions grouped by user
+    first = np.searchsorted(pu[by_user], np.arange(len(lv)), side="left")
+    count = np.searchsorted(pu[by_user], np.arange(len(lv)), side="right") - first
+    su, ss = np.nonzero(lv)  # (user, slot) of every valid last item, ordered by the item's row in ``uniq``
+    sr = np.searchsorted(uniq, lc[su, ss])
+    o = np.argsort(sr, kind="stable")
+    su, ss, sr = su[o], ss[o], sr[o]
+    a_rows = xc[:, uniq].T.tocsr()
+    step = max(1, cells // max(x.shape[1], 1))
+    for a in range(0, len(uniq), step):
+        lo, hi = np.searchsorted(sr, [a, a + step])
+        cnt = count[su[lo:hi]]
+        if not cnt.sum():
+            continue
+        dense = (a_rows[a : a + step] @ x).toarray()  # co-occurrence counts, exact in float32
+        ends = np.cumsum(cnt)
+        q = by_user[np.repeat(first[su[lo:hi]] - (ends - cnt), cnt) + np.arange(ends[-1])]
+        r = np.repeat(sr[lo:hi], cnt)
+        share[q, np.repeat(ss[lo:hi], cnt)] = dense[r - a, icol[idx[q]]] * scale[r]
+    vm_all = lv[pu]
+    for s in range(0, len(idx), PAIR_CHUNK):
+        vm = vm_all[s : s + PAIR_CHUNK]
+        out[idx[s : s + PAIR_CHUNK]] = (share[s : s + PAIR_CHUNK] * vm).sum(axis=1) / vm.sum(axis=1)
+    return out
 
 
 def _last_cooc(features: SnapshotFeatures, users: list[str], urow: np.ndarray, icol: np.ndarray) -> np.ndarray:
@@ -166,51 +212,12 @@ def _last_cooc(features: SnapshotFeatures, users: list[str], urow: np.ndarray, i
     P(candidate | j), the share of j's users who also had the candidate in the view's history
     (MovieLens users rate in sessions: what they had last predicts the next day better than the whole
     history). A share, not a count, so it means the same at D - w (training) and D (serving).
-    NaN for users without history."""
-    n = len(icol)
-    out = np.full(n, np.nan, dtype=np.float32)
+    NaN for users without history. Computed for the pairs only (:func:`last_cooc_values`)."""
     lc, lv = last_items(features, users)
-    uniq = np.unique(lc[lv])
-    if not len(uniq):
-        return out
-    prob = _cooccurrence_rows(features, uniq)
-    lookup = CsrLookup(prob)
-    lrow = np.searchsorted(uniq, lc)  # row of each last item in ``prob`` (meaningless where not valid)
-    idx = np.flatnonzero(lv.any(axis=1)[urow])
-    for s in range(0, len(idx), PAIR_CHUNK):
-        j = idx[s : s + PAIR_CHUNK]
-        vm = lv[urow[j]]
-        rows = np.where(vm, lrow[urow[j]], 0)
-        p = lookup(rows.ravel(), np.repeat(icol[j], vm.shape[1])).reshape(vm.shape)
-        out[j] = (p * vm).sum(axis=1) / vm.sum(axis=1)
-    return out
-
-
-class CsrLookup:
-    """Elements ``m[rows, cols]`` of a CSR matrix (0 where not stored) by one binary search each.
-
-    scipy's own element lookup scans a whole row per element unless asked for more than nnz / 10
-    elements at once: on the 1M world ``last_cooc``'s lookups in 4,096-pair chunks were 70 of
-    ``ranker_examples``' 71 CPU-s. Here every stored element gets the key ``row * n_cols + col``
-    (sorted, as a canonical CSR stores them) and a lookup is ``np.searchsorted``: the same values.
-    """
-
-    def __init__(self, m: sp.csr_matrix):
-        m = m.tocsr()
-        m.sum_duplicates()  # canonical: sorted indices, no duplicates
-        self.n_cols, self.data = m.shape[1], m.data
-        self.keys = np.repeat(np.arange(m.shape[0], dtype=np.int64) * m.shape[1], np.diff(m.indptr)) + m.indices
-
-    def __call__(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        q = rows.astype(np.int64) * self.n_cols + cols
-        if not len(self.keys):
-            return np.zeros(len(q), dtype=self.data.dtype)
-        # Sorted queries: numpy's searchsorted then starts each search from the previous hit (cache-friendly).
-        order = np.argsort(q, kind="stable")
-        pos = np.empty(len(q), dtype=np.int64)
-        pos[order] = np.searchsorted(self.keys, q[order])
-        pos = np.minimum(pos, len(self.keys) - 1)
-        return np.where(self.keys[pos] == q, self.data[pos], 0).astype(self.data.dtype)
+    if not lv.any():
+        return np.full(len(icol), np.nan, dtype=np.float32)
+    x, xc = _user_items(features)
+    return last_cooc_values(x, xc, lc, lv, urow, icol)
 
 
 def profile_tokens(users: pl.DataFrame) -> pl.DataFrame:

@@ -116,26 +116,59 @@ def test_the_ranker_learns_each_new_signal(signal):
         assert np.all(np.diff(with_it.predict(grid)) >= -1e-9)
 
 
-def test_csr_lookup_gives_scipys_elements():
-    """``CsrLookup`` (one binary search per element) returns exactly what scipy's element lookup does,
-    stored elements and absent ones (0), on unsorted input indices too, and on an empty matrix."""
-    import numpy as np
+def _full_row_last_cooc(x, lc, lv, urow, icol) -> np.ndarray:
+    """The former ``last_cooc`` (before scale7): full co-occurrence rows ``xc[:, last].T @ x`` of every last item,
+    scaled by 1 / (users of the item), then read per (pair, last item) with scipy's element lookup."""
     import scipy.sparse as sp
 
-    from recsys_assets.lib.ranking.features import CsrLookup
+    out = np.full(len(icol), np.nan, dtype=np.float32)
+    uniq = np.unique(lc[lv])
+    if not len(uniq):
+        return out
+    c = (x.tocsc()[:, uniq].T @ x).tocsr()
+    diag = np.asarray(c[np.arange(len(uniq)), uniq]).ravel()
+    scale = np.where(diag > 0, 1.0 / np.maximum(diag, 1.0), 0.0).astype(np.float32)
+    prob = sp.csr_matrix(sp.diags(scale) @ c, dtype=np.float32)
+    lrow = np.searchsorted(uniq, lc)
+    idx = np.flatnonzero(lv.any(axis=1)[urow])
+    for s in range(0, len(idx), 7):  # another chunking than the features' own: the per-row sums do not depend on it
+        j = idx[s : s + 7]
+        vm = lv[urow[j]]
+        rows = np.where(vm, lrow[urow[j]], 0)
+        p = np.asarray(prob[rows.ravel(), np.repeat(icol[j], vm.shape[1])]).ravel().astype(np.float32).reshape(vm.shape)
+        out[j] = (p * vm).sum(axis=1) / vm.sum(axis=1)
+    return out
 
-    rng = np.random.default_rng(3)
-    m = sp.random(300, 500, density=0.05, format="csr", dtype=np.float32, random_state=rng)
-    idx, dat = m.indices.copy(), m.data.copy()
-    for r in range(m.shape[0]):  # every row's indices in reverse order: an unsorted CSR
-        a, b = m.indptr[r], m.indptr[r + 1]
-        idx[a:b], dat[a:b] = idx[a:b][::-1], dat[a:b][::-1]
-    m = sp.csr_matrix((dat, idx, m.indptr), shape=m.shape)
-    assert not m.has_sorted_indices
-    rows, cols = rng.integers(0, 300, 20_000), rng.integers(0, 500, 20_000)
-    rows[:500], cols[:500] = m.nonzero()[0][:500], m.nonzero()[1][:500]  # surely stored ones too
-    want = np.asarray(m[rows, cols]).ravel()
-    got = CsrLookup(m.copy())(rows, cols)
-    assert got.dtype == np.float32 and np.array_equal(got, want) and (want[:500] != 0).all()
-    empty = sp.csr_matrix((4, 6), dtype=np.float32)
-    assert np.array_equal(CsrLookup(empty)(np.array([0, 3]), np.array([1, 5])), np.zeros(2, np.float32))
+
+@pytest.mark.parametrize("cells", [1, 150, 1 << 23])
+def test_last_cooc_pairs_are_the_full_rows_bytes(cells):
+    """``last_cooc_values`` (counts only for the pairs read, in dense chunks of ``cells`` cells) gives the bytes
+    of the full-row computation on a random sparse user-item matrix: a skewed catalogue (head items almost
+    dense), users with 0 to 4 valid last items, candidates repeated across users, chunks of 1 row to all rows."""
+    import scipy.sparse as sp
+
+    from recsys_assets.lib.ranking.features import last_cooc_values
+
+    rng = np.random.default_rng(7)
+    n_users, n_items, n_last = 400, 60, 4
+    pop = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    dense = rng.random((n_users, n_items)) < 0.5 * pop / pop.mean() * 0.1
+    x = sp.csr_matrix(dense.astype(np.float32))
+    xc = x.tocsc()
+    served = 90  # the users served: rows of lc / lv
+    lc = np.zeros((served, n_last), dtype=np.int64)
+    lv = np.zeros((served, n_last), dtype=bool)
+    for u in range(served):
+        items = np.flatnonzero(dense[u])[: rng.integers(0, n_last + 1)]
+        rng.shuffle(items)
+        lc[u, : len(items)], lv[u, : len(items)] = items, True
+    urow = rng.integers(0, served, 3_000)
+    icol = rng.integers(0, n_items, 3_000)
+    want = _full_row_last_cooc(x, lc, lv, urow, icol)
+    got = last_cooc_values(x, xc, lc, lv, urow, icol, cells=cells)
+    assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
+    assert np.isnan(got).any() and (got[~np.isnan(got)] > 0).any() and (got == 0).any()
+    # a wrong share (e.g. counts of the wrong last item) must show: not a vacuous comparison
+    assert last_cooc_values(x, xc, np.roll(lc, 1, axis=0), lv, urow, icol, cells=cells).tobytes() != want.tobytes()
+    none = np.zeros_like(lv)
+    assert np.isnan(last_cooc_values(x, xc, lc, none, urow, icol, cells=cells)).all()
