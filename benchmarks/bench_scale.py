@@ -26,7 +26,8 @@ the sizes (least squares; 1 = linear in the events, 2 = quadratic). Prints a tab
 
 ``--step-processes N`` runs ``day_job`` through its executor as the daemon does (one process per step, N at a time,
 ``defs/executor.py``): per step the CPU and peak RSS of its own process, for the night the CPU of all processes and
-the peak of their summed RSS (the watchdog's ``--max-rss-gib`` is then a limit on that sum).
+the peak of their summed RSS, also in the record of a night the watchdog stopped (the watchdog's ``--max-rss-gib``
+is then a limit on that sum).
 
 With ``--max-rss-gib`` / ``--deadline`` a watchdog thread in the night's child stops it when its RSS passes
 the limit or at the time, after writing per asset what finished (the running asset up to then, marked
@@ -166,7 +167,31 @@ def _steps_so_far(inst, rss: RssSampler, now: float) -> dict:
     return steps
 
 
-def _watchdog(inst, rss: RssSampler, tw: float, out: str, max_rss_gib: float | None, deadline: float | None) -> None:
+def night_totals(rss: RssSampler, tw: float, t1: float, cpu_s: float, step_processes: int | None) -> dict:
+    """The night's CPU s and peak RSS: with step processes the peak of all its processes' summed RSS (sampled)
+    and the run process's own peak apart, else the run process's own ``ru_maxrss``; ``cpu_s`` as measured."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    sampled = rss.peak_between(tw, t1) / 2**20
+    return {
+        "cpu_s": cpu_s,
+        "peak_rss_mib": sampled if step_processes else ru.ru_maxrss / 1024,
+        "peak_rss_sampled_mib": sampled,
+        **({"step_processes": step_processes, "run_process_peak_rss_mib": ru.ru_maxrss / 1024} if step_processes else {}),
+    }
+
+
+def stopped_record(inst, rss: RssSampler, tw: float, now: float, c0: float, why: str, step_processes: int | None) -> dict:
+    """What a night stopped by the watchdog reports: its wall, CPU and peak so far and per asset what finished.
+    With step processes the CPU is the sampler's sum over the run process and every step process (ended ones
+    included; the running ones have not been waited for, so ``RUSAGE_CHILDREN`` lacks them) since ``c0``,
+    the run process's CPU time when the night started."""
+    cpu = (rss.samples[-1][2] if rss.samples else time.process_time()) - c0 if step_processes else time.process_time() - c0
+    return {"ok": False, "error": why, "wall_s": now - tw, **night_totals(rss, tw, now, cpu, step_processes), "steps": _steps_so_far(inst, rss, now)}
+
+
+def _watchdog(
+    inst, rss: RssSampler, tw: float, c0: float, out: str, max_rss_gib: float | None, deadline: float | None, step_processes: int | None = None
+) -> None:
     """Stops the night (os._exit) when its RSS passes ``max_rss_gib`` or the clock passes ``deadline``, after writing
     what finished: a killed night still reports per asset its CPU s and peak RSS (the running one as unfinished)."""
     while True:
@@ -179,12 +204,7 @@ def _watchdog(inst, rss: RssSampler, tw: float, out: str, max_rss_gib: float | N
         elif deadline is not None and now > deadline:
             why = f"watchdog: deadline {time.strftime('%H:%M:%S', time.gmtime(deadline))} UTC reached"
         if why:
-            cpu = time.process_time()
-            Path(out).write_text(json.dumps({
-                "ok": False, "error": why, "wall_s": now - tw, "cpu_s": cpu,
-                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                "peak_rss_sampled_mib": rss.peak_between(tw, now) / 2**20, "steps": _steps_so_far(inst, rss, now),
-            }))  # fmt: skip
+            Path(out).write_text(json.dumps(stopped_record(inst, rss, tw, now, c0, why, step_processes)))
             print(why, flush=True)
             for child in rss.proc.children(recursive=True):  # step processes of the multiprocess executor
                 child.kill()
@@ -205,10 +225,10 @@ def child_night(
     # The multiprocess executor needs a persistent instance (its step processes report to it).
     inst = dg.DagsterInstance.local_temp(tempfile.mkdtemp(prefix="bench_scale_")) if step_processes else dg.DagsterInstance.ephemeral()
     with RssSampler(children=bool(step_processes)) as rss:
-        if max_rss_gib is not None or deadline is not None:
-            threading.Thread(target=_watchdog, args=(inst, rss, time.time(), out, max_rss_gib, deadline), daemon=True).start()
         t0, c0 = time.perf_counter(), time.process_time()
         tw = time.time()
+        if max_rss_gib is not None or deadline is not None:
+            threading.Thread(target=_watchdog, args=(inst, rss, tw, c0, out, max_rss_gib, deadline, step_processes), daemon=True).start()
         error = None
         try:
             if not job.endswith("_job"):  # one asset alone, its inputs as the lake holds them
@@ -232,22 +252,8 @@ def child_night(
             cpu += ru_c.ru_utime + ru_c.ru_stime
         tw1 = time.time()
     steps = _steps_so_far(inst, rss, tw1)
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    Path(out).write_text(
-        json.dumps(
-            {
-                "ok": error is None and (result is None or result.success),
-                "error": error,
-                "wall_s": wall,
-                "cpu_s": cpu,
-                # Step processes: the night's peak is that of all its processes together (sampled), not the run process's.
-                "peak_rss_mib": rss.peak_between(tw, tw1) / 2**20 if step_processes else ru.ru_maxrss / 1024,
-                "peak_rss_sampled_mib": rss.peak_between(tw, tw1) / 2**20,
-                "steps": steps,
-                **({"step_processes": step_processes, "run_process_peak_rss_mib": ru.ru_maxrss / 1024} if step_processes else {}),
-            }
-        )
-    )
+    ok = error is None and (result is None or result.success)
+    Path(out).write_text(json.dumps({"ok": ok, "error": error, "wall_s": wall, **night_totals(rss, tw, tw1, cpu, step_processes), "steps": steps}))
 
 
 # --- parent --------------------------------------------------------------------------------------
