@@ -239,6 +239,18 @@ def _arm_rows(shared: pl.DataFrame, spec: ArmSpec) -> pl.DataFrame:
     return shared.filter(pl.any_horizontal([pl.col(f"_{source_column(src)}") for src in arm_sources(spec.base)]))
 
 
+PREDICT_ROWS = 1 << 20
+"""Rows of the shared frame scored per LightGBM call in :func:`_ranker_pools`: the model's float32 input
+matrix and the arm's filtered copy are a chunk's, not a block's (each row's score is its own)."""
+
+
+def _arm_scores(shared: pl.DataFrame, spec: ArmSpec, model: RankerModel) -> np.ndarray:
+    """``model.predict(_arm_rows(shared, spec))``, ``PREDICT_ROWS`` rows of ``shared`` at a time (the same rows in the same order)."""
+    if shared.height <= PREDICT_ROWS:
+        return model.predict(_arm_rows(shared, spec))
+    return np.concatenate([model.predict(_arm_rows(shared.slice(s, PREDICT_ROWS), spec)) for s in range(0, shared.height, PREDICT_ROWS)])
+
+
 def _ranker_pools(
     specs: Sequence[ArmSpec], features: SnapshotFeatures, users: list[str], models: dict[str, RankerModel] | None, cfg: RankingConfig,
     pool: pl.DataFrame | pl.LazyFrame | None = None,
@@ -249,8 +261,8 @@ def _ranker_pools(
     for spec in specs:
         if spec.base in out:
             continue
-        rows = _arm_rows(shared, spec)
-        scored = rows.select("user_id", "item_id").with_columns(pl.Series("score", _model_for(spec, models).predict(rows), dtype=pl.Float64))
+        rows = _arm_rows(shared.select("user_id", "item_id", *[c for c in shared.columns if c.startswith("_source_")]), spec).select("user_id", "item_id")
+        scored = rows.with_columns(pl.Series("score", _arm_scores(shared, spec, _model_for(spec, models)), dtype=pl.Float64))
         n_per_user = rows.group_by("user_id").len().get_column("len")
         stats = {
             "n_candidates": rows.height,

@@ -231,48 +231,83 @@ def profile_tokens(users: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+PROFILE_CHUNK = 1 << 20
+"""Pairs per step of :func:`_profile_lift` (its per-token temporaries are a few arrays of this length)."""
+
+
+def _profile_counts(features: SnapshotFeatures) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``profile_lift``'s counts over the view's history: (user_id, code) of each user's tokens that some user with
+    history has (codes in sorted token order), N_t per code, the sorted ``code * n_items + icol`` keys of the
+    nonzero n_tc and their counts, and each item's share of all history events.
+
+    n_tc is (token x user incidence) @ (user x item event counts), a sparse product of integer matrices:
+    the same counts as grouping every (event, token of its user) row, without building those rows."""
+    n_items = len(features.item_ids)
+    tok = profile_tokens(features.users.filter(pl.col("profile").is_not_null()))
+    ev = features.view.history.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)).join(
+        features.item_index, on="item_id", how="inner"
+    )
+    icol = ev.get_column("icol").to_numpy()
+    share = np.bincount(icol, minlength=n_items).astype(np.float64) / max(ev.height, 1)
+    users = id_index(ev.get_column("user_id").unique().sort().to_list())
+    events = sp.csr_matrix((np.ones(ev.height, dtype=np.int64), (rows_of(ev.get_column("user_id"), users), icol)), shape=(users.height, n_items))
+    del ev, icol
+    tokens = tok.get_column("token").unique().sort()
+    codes = pl.DataFrame({"token": tokens, "code": np.arange(len(tokens), dtype=np.int64)})
+    tu = tok.join(codes, on="token", how="inner").join(users.rename({"id": "user_id"}), on="user_id", how="inner")
+    incidence = sp.csr_matrix(
+        (np.ones(tu.height, dtype=np.int64), (tu.get_column("code").to_numpy(), tu.get_column("id_row").to_numpy())), shape=(len(tokens), users.height)
+    )
+    n_tc = (incidence @ events).tocsr()
+    n_tc.sum_duplicates()  # canonical: sorted columns per row, so the keys below are sorted
+    n_t = np.asarray(n_tc.sum(axis=1)).ravel()
+    tc_key = np.repeat(np.arange(len(tokens), dtype=np.int64) * n_items, np.diff(n_tc.indptr)) + n_tc.indices
+    user_codes = tok.join(codes.filter(pl.Series(n_t > 0)), on="token", how="inner").select("user_id", "code")
+    return user_codes, n_t, tc_key, n_tc.data, share
+
+
 def _profile_lift(features: SnapshotFeatures, users: list[str], urow: np.ndarray, icol: np.ndarray, alpha: float = PROFILE_SMOOTHING) -> np.ndarray:
     """How much more often users sharing this user's profile attributes had the candidate than everyone:
     the sum over the user's profile tokens t (those some user with history has) of
     ``log((n_tc + alpha) / (N_t * s_c + alpha))``, with n_tc the history events on the candidate by users with t,
     N_t all their history events and s_c the candidate's share of all history events (a naive-Bayes
     log-lift: tokens every user has add 0). A ratio of shares, so it means the same at D - w and D.
-    NaN for users without a profile (or whose tokens no user with history has)."""
+    NaN for users without a profile (or whose tokens no user with history has).
+
+    Tokens are integer codes in sorted token order, a user's tokens a row of codes and n_tc a sorted
+    ``code * n_items + icol`` key array: each pair's terms are added in token order, one token slot at a
+    time (the same sums as a (pair, token) table sorted by pair and token, without that table)."""
     n = len(icol)
     if features.users is None or "profile" not in features.users.columns:
         return np.full(n, np.nan, dtype=np.float32)
     key = "profile_lift"
     if key not in features._cache:
-        tok = profile_tokens(features.users.filter(pl.col("profile").is_not_null()))
-        ev = features.view.history.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)).join(
-            features.item_index, on="item_id", how="inner"
-        )
-        n_ev = max(ev.height, 1)
-        by_item = np.bincount(ev.get_column("icol").to_numpy(), minlength=len(features.item_ids)).astype(np.float64)
-        t_ev = ev.select("user_id", "icol").join(tok, on="user_id", how="inner")
-        n_t = t_ev.group_by("token").len().rename({"len": "n_t"})
-        n_tc = t_ev.group_by("token", "icol").len().rename({"len": "n_tc"})
-        features._cache[key] = (tok.join(n_t, on="token", how="inner"), n_tc, by_item / n_ev)
-    tok, n_tc, share = features._cache[key]
+        features._cache[key] = _profile_counts(features)
+    user_codes, n_t, tc_key, tc_n, share = features._cache[key]
     uidx = pl.DataFrame({"user_id": pl.Series(users, dtype=pl.String), "urow": np.arange(len(users), dtype=np.int64)})
-    ut = tok.join(uidx, on="user_id", how="inner").select("urow", "token", "n_t")
-    has = np.zeros(len(users), dtype=bool)
-    has[ut.get_column("urow").unique().to_numpy()] = True
-    p = pl.DataFrame({"k": np.arange(n, dtype=np.int64), "urow": urow, "icol": icol}).filter(pl.Series(has[urow]))
-    if p.height == 0:
+    ut = user_codes.join(uidx, on="user_id", how="inner").select("urow", "code").sort("urow", "code")
+    if ut.height == 0:
         return np.full(n, np.nan, dtype=np.float32)
-    terms = (
-        p.join(ut, on="urow", how="inner")
-        .join(n_tc, on=["token", "icol"], how="left")
-        .with_columns(pl.col("n_tc").fill_null(0))
-        .sort("k", "token")  # one summation order: byte-identical reruns
-    )
-    s_c = share[terms.get_column("icol").to_numpy()]
-    lift = np.log((terms.get_column("n_tc").to_numpy() + alpha) / (terms.get_column("n_t").to_numpy() * s_c + alpha))
-    k = terms.get_column("k").to_numpy()
+    u, c = ut.get_column("urow").to_numpy(), ut.get_column("code").to_numpy()
+    slot = np.arange(len(u)) - np.searchsorted(u, u, side="left")  # a user's tokens in code (= token) order
+    slots = np.full((len(users), int(slot.max()) + 1), -1, dtype=np.int64)
+    slots[u, slot] = c
+    k_all = np.flatnonzero(slots[urow, 0] >= 0)  # pairs of users with a token
     out = np.full(n, np.nan, dtype=np.float64)
-    out[p.get_column("k").to_numpy()] = 0.0
-    np.add.at(out, k, lift)
+    n_items = len(features.item_ids)
+    for s in range(0, len(k_all), PROFILE_CHUNK):
+        k = k_all[s : s + PROFILE_CHUNK]
+        ic = icol[k]
+        ur = urow[k]
+        acc = np.zeros(len(k), dtype=np.float64)
+        for t in range(slots.shape[1]):
+            m = np.flatnonzero(slots[ur, t] >= 0)
+            code = slots[ur[m], t]
+            q = code * n_items + ic[m]
+            pos = np.minimum(np.searchsorted(tc_key, q), max(len(tc_key) - 1, 0))
+            n_tc = np.where(tc_key[pos] == q, tc_n[pos], 0) if len(tc_key) else np.zeros(len(q), dtype=tc_n.dtype)
+            acc[m] = acc[m] + np.log((n_tc + alpha) / (n_t[code] * share[ic[m]] + alpha))
+        out[k] = acc
     return out.astype(np.float32)
 
 

@@ -172,3 +172,62 @@ def test_last_cooc_pairs_are_the_full_rows_bytes(cells):
     assert last_cooc_values(x, xc, np.roll(lc, 1, axis=0), lv, urow, icol, cells=cells).tobytes() != want.tobytes()
     none = np.zeros_like(lv)
     assert np.isnan(last_cooc_values(x, xc, lc, none, urow, icol, cells=cells)).all()
+
+
+def _table_profile_lift(features, users, urow, icol, alpha=100.0) -> np.ndarray:
+    """The former ``profile_lift`` (before scale7): a (pair, token) table joined with the (token, item) counts,
+    sorted by pair and token, summed with ``np.add.at``."""
+    from recsys_assets.lib.ranking.features import profile_tokens
+
+    n = len(icol)
+    tok = profile_tokens(features.users.filter(pl.col("profile").is_not_null()))
+    ev = features.view.history.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)).join(features.item_index, on="item_id", how="inner")
+    share = np.bincount(ev.get_column("icol").to_numpy(), minlength=len(features.item_ids)).astype(np.float64) / max(ev.height, 1)
+    t_ev = ev.select("user_id", "icol").join(tok, on="user_id", how="inner")
+    n_t = t_ev.group_by("token").len().rename({"len": "n_t"})
+    n_tc = t_ev.group_by("token", "icol").len().rename({"len": "n_tc"})
+    tok = tok.join(n_t, on="token", how="inner")
+    uidx = pl.DataFrame({"user_id": pl.Series(users, dtype=pl.String), "urow": np.arange(len(users), dtype=np.int64)})
+    ut = tok.join(uidx, on="user_id", how="inner").select("urow", "token", "n_t")
+    has = np.zeros(len(users), dtype=bool)
+    has[ut.get_column("urow").unique().to_numpy()] = True
+    p = pl.DataFrame({"k": np.arange(n, dtype=np.int64), "urow": urow, "icol": icol}).filter(pl.Series(has[urow]))
+    terms = p.join(ut, on="urow", how="inner").join(n_tc, on=["token", "icol"], how="left").with_columns(pl.col("n_tc").fill_null(0)).sort("k", "token")
+    s_c = share[terms.get_column("icol").to_numpy()]
+    lift = np.log((terms.get_column("n_tc").to_numpy() + alpha) / (terms.get_column("n_t").to_numpy() * s_c + alpha))
+    out = np.full(n, np.nan, dtype=np.float64)
+    out[p.get_column("k").to_numpy()] = 0.0
+    np.add.at(out, terms.get_column("k").to_numpy(), lift)
+    return out.astype(np.float32)
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+def test_profile_lift_by_token_slots_is_the_tables_bytes(chunk, monkeypatch):
+    """``profile_lift`` (token codes, one token slot at a time, in chunks of pairs) gives the bytes of the former
+    (pair, token) table on a random world: users with 0 to 7 tokens, tokens nobody with history has,
+    users without history or profile, candidates nobody with the token had."""
+    from recsys_assets.lib.ranking import features as F
+
+    rng = np.random.default_rng(11)
+    users = [f"u{j:02d}" for j in range(60)]
+    items = [f"i{j:02d}" for j in range(25)]
+    rows = [(users[u], items[min(int(rng.zipf(1.6)) - 1, 24)], int(rng.integers(1, 20))) for u in rng.integers(0, 50, 700)]
+    ev = _events(rows)
+    created = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    cat = pl.DataFrame(
+        {"item_id": items, "created_at": [created] * len(items), "first_seen_day": [None] * len(items)},
+        schema={"item_id": pl.String, "created_at": pl.Datetime("us", "UTC"), "first_seen_day": pl.Date},
+    )
+    view = build_view(ev, cat, D, "temporal", "serve", ProtocolConfig())
+    words = ["Zeta", "alpha", "beta", "Beta", "gamma", "delta", "omega", "x1", "10", "9"]
+    profiles = [None if j % 9 == 0 else " ".join(rng.choice(words, int(rng.integers(0, 8)), replace=False)) for j in range(len(users))]
+    profiles[59] = "onlyme"  # a user without history: the token nobody with history has
+    feats = SnapshotFeatures(view=view, als=None, users=pl.DataFrame({"user_id": users, "profile": profiles}))
+    served = users[::-1]
+    urow = rng.integers(0, len(served), 2_000)
+    icol = rng.integers(0, len(items), 2_000)
+    want = _table_profile_lift(feats, served, urow, icol)
+    monkeypatch.setattr(F, "PROFILE_CHUNK", chunk)
+    got = F._profile_lift(feats, served, urow, icol)
+    assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
+    assert np.isnan(got).any() and (got > 0).any() and (got < 0).any()
