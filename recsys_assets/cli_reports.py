@@ -165,6 +165,8 @@ def _resource_config(args) -> dict:
         cfg["encoders"] = args.encoders
     if args.rollup_days:
         cfg["rollup_days"] = args.rollup_days
+    if args.ranker_prior_profile_new:
+        cfg["ranker_prior_profile_new"] = args.ranker_prior_profile_new
     return {"models": {"config": cfg}} if cfg else {}
 
 
@@ -193,6 +195,12 @@ def add_commands(sub, add_lake) -> None:
     p.add_argument("--min-history-days", type=int, default=60, help="history required before the first evaluated day")
     p.add_argument("--encoders", help="comma-separated encoders (default minilm-l6,tfidf)")
     p.add_argument("--rollup-days", type=int, help="days pooled by lift_rollup (default 28)")
+    p.add_argument(
+        "--ranker-prior-profile-new",
+        type=float,
+        default=0.0,
+        help="weight of profile_lift in the rankers' popularity prior for brand-new users (default 0 = off; docs/ranker.md round 6)",
+    )
     p.add_argument("--synthetic-events", type=int, default=200_000)
     p.add_argument("--synthetic-users", type=int, default=None, help="synthetic users (default: shop-like, events/33, at least 2,000)")
     p.add_argument("--synthetic-items", type=int, default=None, help="synthetic items (default: shop-like, events/200, at least 1,000)")

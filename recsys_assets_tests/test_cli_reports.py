@@ -155,3 +155,17 @@ def test_report_piped_into_a_reader_that_stops_early_is_not_an_error(lake_with_r
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
     assert done.returncode == 0, done.stderr
+
+
+def test_demo_flags_become_the_models_resource_config():
+    from recsys_assets.cli import build_parser
+    from recsys_assets.cli_reports import _resource_config
+    from recsys_assets.defs.resources import ModelsResource
+
+    args = build_parser().parse_args(["demo", "--encoders", "tfidf", "--rollup-days", "7", "--ranker-prior-profile-new", "3"])
+    cfg = _resource_config(args)["models"]["config"]
+    models = ModelsResource(**cfg)
+    assert (models.encoders, models.rollup_days, models.ranker_prior_profile_new) == ("tfidf", 7, 3.0)
+    assert models.ranking_settings()["prior_profile_new"] == 3.0
+    # Without the flags the resource keeps its defaults: no config at all.
+    assert _resource_config(build_parser().parse_args(["demo"])) == {}
