@@ -259,13 +259,25 @@ def child_night(
 # --- parent --------------------------------------------------------------------------------------
 
 
+# A night child stops itself (watchdog: what finished is written) this long before --timeout; the parent's
+# kill is the last resort for a child that hangs (session 9 lost a 59-minute 10M night's per-step figures
+# to the kill).
+STOP_MARGIN_S = 30.0
+
+
+def child_command(args: list[str], out: Path, timeout: float, now: float) -> list[str]:
+    """The child's command line; a night child (``--child-night``) is told to stop at ``now + timeout - STOP_MARGIN_S``."""
+    stop = ["--stop-at", f"{now + max(timeout - STOP_MARGIN_S, 1.0):.0f}"] if args and args[0] == "--child-night" else []
+    return [sys.executable, __file__, *args, *stop, "--child-out", str(out)]
+
+
 def _child(args: list[str], out: Path, log: Path, timeout: float) -> dict:
-    cmd = [sys.executable, __file__, *args, "--child-out", str(out)]
+    cmd = child_command(args, out, timeout, time.time())
     with log.open("w") as fh:
         try:
-            subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout, check=False)
+            subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout + STOP_MARGIN_S, check=False)
         except subprocess.TimeoutExpired:
-            return {"ok": False, "error": f"timed out after {timeout:.0f} s (log {log})"}
+            return {"ok": False, "error": f"killed after {timeout + STOP_MARGIN_S:.0f} s, no result written (log {log})"}
     if not out.exists():
         return {"ok": False, "error": f"child wrote no result (log {log}): {log.read_text()[-1500:]}"}
     return json.loads(out.read_text())
@@ -385,7 +397,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", default="1M,3M,10M", help="comma-separated world sizes (events), e.g. 1M,3M,10M")
     ap.add_argument("--lake-root", default="/tmp/recsys_scale", help="one lake per size is created under it")
-    ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per child (ingest, encode, night)")
+    ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per child (ingest, encode, night); a night stops itself STOP_MARGIN_S before and reports what finished")
     ap.add_argument("--keep", action="store_true", help="reuse an existing lake folder instead of starting fresh")
     ap.add_argument("--reuse", action="store_true", help="a lake whose ingest and cold encode were measured (ingest.json, embed.json): rerun the night only")
     ap.add_argument("--no-night", action="store_true", help="ingest and cold encode only (a later --reuse run measures the night)")
@@ -402,12 +414,14 @@ def main() -> None:
     ap.add_argument("--child-ingest", nargs=2, metavar=("LAKE", "EVENTS"))
     ap.add_argument("--child-night", nargs=3, metavar=("LAKE", "DAY", "JOB"))
     ap.add_argument("--child-out")
+    ap.add_argument("--stop-at", type=float, help=argparse.SUPPRESS)  # epoch s: the parent's timeout, as a watchdog deadline
     args = ap.parse_args()
     if args.child_ingest:
         child_ingest(args.child_ingest[0], int(args.child_ingest[1]), args.child_out)
         return
     if args.child_night:
-        child_night(*args.child_night, args.child_out, args.max_rss_gib, deadline_epoch(args.deadline), args.step_processes or None)
+        deadlines = [d for d in (deadline_epoch(args.deadline), args.stop_at) if d is not None]
+        child_night(*args.child_night, args.child_out, args.max_rss_gib, min(deadlines, default=None), args.step_processes or None)
         return
     root = Path(args.lake_root)
     root.mkdir(parents=True, exist_ok=True)

@@ -46,3 +46,13 @@ def test_stopped_in_process_night_reports_its_own_process(bench):
     assert 0.0 <= rec["cpu_s"] <= time.process_time() - c0  # this process's CPU since c0, not since it started
     assert before <= rec["peak_rss_mib"] <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # its own maxrss
     assert rec["peak_rss_sampled_mib"] == 2 * 1024 and "step_processes" not in rec
+
+
+def test_a_night_child_stops_itself_before_the_parents_timeout(bench):
+    """The parent's --timeout reaches a night child as its watchdog deadline, so a night that runs out of time
+    still writes what finished (session 9: a 10M night killed at 3,600 s left no per-step figures)."""
+    out = Path("/tmp/x.json")
+    cmd = bench.child_command(["--child-night", "LAKE", "2024-02-29", "day_job"], out, 3600.0, 1000.0)
+    assert cmd[cmd.index("--stop-at") + 1] == f"{1000.0 + 3600.0 - bench.STOP_MARGIN_S:.0f}"
+    assert cmd[-2:] == ["--child-out", str(out)]
+    assert "--stop-at" not in bench.child_command(["--child-ingest", "LAKE", "1000"], out, 3600.0, 1000.0)
