@@ -364,7 +364,7 @@ def test_serving_from_the_stored_pool_equals_generating_the_candidates(graph, pr
     from recsys_assets.lib.ranking.nightly import load_rankers, served_users
 
     n = _night(graph, protocol)
-    lake, day, cfg, rcfg, snap, view, feats = n.lake, n.day, n.cfg, n.rcfg, n.snap, n.view, n.feats
+    lake, day, rcfg, snap, feats = n.lake, n.day, n.rcfg, n.snap, n.feats
     users, names, rankers = served_users(snap.events_of_day), arm_names(rcfg), load_rankers(lake, day, protocol, rcfg)
     pool_file = lake.recs_dir(day, protocol).joinpath("candidates.parquet")
     assert "rank_als" in read_parquet(pool_file).columns
