@@ -62,6 +62,14 @@ def popularity_tiebreak(features: SnapshotFeatures) -> pl.DataFrame:
     return features.item_index.select("item_id", pl.Series("tiebreak", features.popularity_position, dtype=pl.UInt64))
 
 
+def _top_k_superset(k: int) -> pl.Expr:
+    """Keeps every row whose score (null as -inf) is at least its user's ``k``-th largest: a superset of the
+    rows that rank ``<= k`` (a row ranked ``<= k`` has at most ``k - 1`` rows of its user above it, all kept),
+    so sorting only these rows gives the same top ``k``. A per-user selection, not a sort of every row."""
+    key = pl.col("score").fill_null(float("-inf"))
+    return key >= key.top_k(k).min().over("user_id")
+
+
 def top_k_from_scores(scores: pl.DataFrame, k: int, features: SnapshotFeatures, tiebreak: pl.DataFrame | None = None) -> pl.DataFrame:
     """(user_id, item_id, rank, score): best ``k`` per user; NaN/null/-inf last.
 
@@ -71,9 +79,10 @@ def top_k_from_scores(scores: pl.DataFrame, k: int, features: SnapshotFeatures, 
     """
     if scores.height == 0:
         return pl.DataFrame(schema=RECS_SCHEMA)
-    s = scores.select("user_id", "item_id", pl.col("score").cast(pl.Float64).fill_nan(None)).join(
-        tiebreak if tiebreak is not None else _tiebreak(features), on="item_id", how="left"
-    )
+    s = scores.select("user_id", "item_id", pl.col("score").cast(pl.Float64).fill_nan(None))
+    if k >= 1:
+        s = s.filter(_top_k_superset(k))
+    s = s.join(tiebreak if tiebreak is not None else _tiebreak(features), on="item_id", how="left")
     s = s.sort(["user_id", "score", "tiebreak"], descending=[False, True, False], nulls_last=True)
     s = s.with_columns(rank=pl.int_range(1, pl.len() + 1).over("user_id").cast(pl.Int64)).filter(pl.col("rank") <= k)
     return s.select("user_id", "item_id", "rank", pl.col("score").fill_null(float("-inf")))

@@ -167,7 +167,9 @@ def last_cooc_values(
 
     Only the pairs read are computed: the last items' co-occurrence counts ``xc[:, last].T @ x`` are made
     ``cells`` dense cells (a chunk of last items x the catalogue) at a time, and each chunk is read at the
-    (user, slot, candidate) entries of its last items only. Each share is float32(count) * float32(1 / users of j)
+    (user, slot, candidate) entries of its last items only. When the pairs' candidates are at most half the
+    catalogue (the cold scope's new items, an explained sample) the counts are made for those columns only
+    (``x[:, candidates]``: the same integer counts). Each share is float32(count) * float32(1 / users of j)
     and the mean sums a (pairs, last items) float32 array row by row, so the values are the bytes of the
     former full-row computation (co-occurrence rows of every last item, looked up per element; see the test).
     Memory: the chunk, plus 4 bytes per (pair, last-item slot)."""
@@ -179,27 +181,34 @@ def last_cooc_values(
     diag = np.diff(xc.indptr)[uniq].astype(np.float32)  # users of each last item = its co-occurrence with itself
     scale = np.where(diag > 0, 1.0 / np.maximum(diag, 1.0), 0.0).astype(np.float32)
     idx = np.flatnonzero(lv.any(axis=1)[urow])  # pairs of users with history
-    share = np.zeros((len(idx), n_last), dtype=np.float32)  # share[q, l] for pair idx[q] and the user's slot l
+    by_user = np.argsort(urow[idx], kind="stable")
+    idx = idx[by_user]  # ... grouped by user (pair order within a user kept)
     pu = urow[idx]
-    by_user = np.argsort(pu, kind="stable")  # pair positions grouped by user
-    first = np.searchsorted(pu[by_user], np.arange(len(lv)), side="left")
-    count = np.searchsorted(pu[by_user], np.arange(len(lv)), side="right") - first
+    first = np.searchsorted(pu, np.arange(len(lv)), side="left")
+    count = np.searchsorted(pu, np.arange(len(lv)), side="right") - first
+    cand = icol[idx]  # the column of the co-occurrence counts each pair reads
+    cols = np.unique(cand)
+    if 2 * len(cols) <= x.shape[1]:
+        b = xc[:, cols].tocsr()
+        cand = np.searchsorted(cols, cand)
+    else:
+        b = x
+    share = np.zeros((len(idx), n_last), dtype=np.float32)  # share[q, l] for pair idx[q] and the user's slot l
     su, ss = np.nonzero(lv)  # (user, slot) of every valid last item, ordered by the item's row in ``uniq``
     sr = np.searchsorted(uniq, lc[su, ss])
     o = np.argsort(sr, kind="stable")
     su, ss, sr = su[o], ss[o], sr[o]
     a_rows = xc[:, uniq].T.tocsr()
-    step = max(1, cells // max(x.shape[1], 1))
+    step = max(1, cells // max(b.shape[1], 1))
     for a in range(0, len(uniq), step):
         lo, hi = np.searchsorted(sr, [a, a + step])
         cnt = count[su[lo:hi]]
         if not cnt.sum():
             continue
-        dense = (a_rows[a : a + step] @ x).toarray()  # co-occurrence counts, exact in float32
+        dense = (a_rows[a : a + step] @ b).toarray()  # co-occurrence counts, exact in float32
         ends = np.cumsum(cnt)
-        q = by_user[np.repeat(first[su[lo:hi]] - (ends - cnt), cnt) + np.arange(ends[-1])]
-        r = np.repeat(sr[lo:hi], cnt)
-        share[q, np.repeat(ss[lo:hi], cnt)] = dense[r - a, icol[idx[q]]] * scale[r]
+        q = np.repeat(first[su[lo:hi]] - (ends - cnt), cnt) + np.arange(ends[-1])  # the users' pairs, in runs
+        share[q, np.repeat(ss[lo:hi], cnt)] = dense[np.repeat(sr[lo:hi] - a, cnt), cand[q]] * np.repeat(scale[sr[lo:hi]], cnt)
     vm_all = lv[pu]
     for s in range(0, len(idx), PAIR_CHUNK):
         vm = vm_all[s : s + PAIR_CHUNK]

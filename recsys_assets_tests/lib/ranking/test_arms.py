@@ -92,3 +92,38 @@ def test_reserve_new_slots_replaces_lowest_non_new():
     out3 = reserve_new_slots(recs, scores, stats, 3)
     assert out3.get_column("item_id").to_list() == ["a", "n1", "n3", "n2"]
     assert reserve_new_slots(recs, scores, stats, 1).equals(recs)  # already holds one new item
+
+
+def _sorted_top_k(scores: pl.DataFrame, k: int, tiebreak: pl.DataFrame) -> pl.DataFrame:
+    """The former ``top_k_from_scores`` (before scale8): every row sorted by (user, score, tiebreak), ranked, cut at k."""
+    s = scores.select("user_id", "item_id", pl.col("score").cast(pl.Float64).fill_nan(None)).join(tiebreak, on="item_id", how="left")
+    s = s.sort(["user_id", "score", "tiebreak"], descending=[False, True, False], nulls_last=True)
+    s = s.with_columns(rank=pl.int_range(1, pl.len() + 1).over("user_id").cast(pl.Int64)).filter(pl.col("rank") <= k)
+    return s.select("user_id", "item_id", "rank", pl.col("score").fill_null(float("-inf")))
+
+
+@pytest.mark.parametrize("k", [1, 3, 8, 50])
+def test_top_k_from_scores_is_the_full_sort(k):
+    """``top_k_from_scores`` sorts only the rows at or above each user's k-th score: the same frame as sorting
+    every row, with many tied scores (the ranker's), NaN, null and -inf scores, users with fewer than k rows,
+    rows in no order."""
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    n_items, n = 40, 4_000
+    users = rng.integers(0, 300, n)
+    users[:30] = 999  # one user with 30 rows, others with few (some fewer than k)
+    items = rng.integers(0, n_items, n)
+    score = np.round(rng.normal(size=n), 1)  # coarse: many ties
+    score[rng.random(n) < 0.05] = np.nan
+    score[rng.random(n) < 0.05] = -np.inf
+    scores = pl.DataFrame({"user_id": [f"u{u:03d}" for u in users], "item_id": [f"i{i:02d}" for i in items], "score": score})
+    scores = scores.unique(["user_id", "item_id"], keep="first", maintain_order=True)
+    scores = scores.with_columns(pl.when(pl.int_range(pl.len()) % 17 == 0).then(None).otherwise(pl.col("score")).alias("score"))
+    unscored = pl.DataFrame({"user_id": ["u998"] * 3, "item_id": ["i01", "i02", "i03"], "score": [None, float("nan"), float("-inf")]})
+    scores = pl.concat([scores, unscored.cast(scores.schema)]).sample(fraction=1.0, shuffle=True, seed=5)
+    tiebreak = pl.DataFrame({"item_id": [f"i{i:02d}" for i in range(n_items)], "tiebreak": rng.permutation(n_items).astype(np.uint64)})
+    got = top_k_from_scores(scores, k, None, tiebreak)
+    want = _sorted_top_k(scores, k, tiebreak)
+    assert got.equals(want) and got.height == want.height > 0
+    assert got.get_column("score").is_nan().sum() == 0 and (got.get_column("score") == float("-inf")).any()

@@ -140,11 +140,14 @@ def _full_row_last_cooc(x, lc, lv, urow, icol) -> np.ndarray:
     return out
 
 
+@pytest.mark.parametrize("cands", [60, 12])
 @pytest.mark.parametrize("cells", [1, 150, 1 << 23])
-def test_last_cooc_pairs_are_the_full_rows_bytes(cells):
+def test_last_cooc_pairs_are_the_full_rows_bytes(cells, cands):
     """``last_cooc_values`` (counts only for the pairs read, in dense chunks of ``cells`` cells) gives the bytes
     of the full-row computation on a random sparse user-item matrix: a skewed catalogue (head items almost
-    dense), users with 0 to 4 valid last items, candidates repeated across users, chunks of 1 row to all rows."""
+    dense), users with 0 to 4 valid last items, candidates repeated across users (pairs in no user order),
+    chunks of 1 row to all rows; candidates from the whole catalogue, or from 12 of its 60 items (the counts
+    are then made for those columns only, as for the cold scope's new items)."""
     import scipy.sparse as sp
 
     from recsys_assets.lib.ranking.features import last_cooc_values
@@ -163,7 +166,7 @@ def test_last_cooc_pairs_are_the_full_rows_bytes(cells):
         rng.shuffle(items)
         lc[u, : len(items)], lv[u, : len(items)] = items, True
     urow = rng.integers(0, served, 3_000)
-    icol = rng.integers(0, n_items, 3_000)
+    icol = rng.choice(n_items, cands, replace=False)[rng.integers(0, cands, 3_000)]
     want = _full_row_last_cooc(x, lc, lv, urow, icol)
     got = last_cooc_values(x, xc, lc, lv, urow, icol, cells=cells)
     assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
