@@ -69,6 +69,10 @@ pair_dot 5x slower at dim 384, page-faulting fresh 400 MB gathers); each pair's 
 COOC_CELLS = 1 << 23
 """Dense cells (float32: 32 MiB) of one chunk of ``last_cooc``'s co-occurrence counts (last items x catalogue)."""
 
+COOC_ENTRIES = 1 << 18
+"""(pair, last-item slot) entries of ``last_cooc`` read from a chunk per step: its int64 index arrays stay a few
+MiB (one step over a whole chunk's ~10M entries at 1M events was 2x slower, the same values)."""
+
 
 class FeatureError(RecsysError):
     """Ranker features cannot be computed for these candidates."""
@@ -159,7 +163,8 @@ def _user_items(features: SnapshotFeatures) -> tuple[sp.csr_matrix, sp.csc_matri
 
 
 def last_cooc_values(
-    x: sp.csr_matrix, xc: sp.csc_matrix, lc: np.ndarray, lv: np.ndarray, urow: np.ndarray, icol: np.ndarray, cells: int = COOC_CELLS
+    x: sp.csr_matrix, xc: sp.csc_matrix, lc: np.ndarray, lv: np.ndarray, urow: np.ndarray, icol: np.ndarray, cells: int = COOC_CELLS,
+    entries: int = COOC_ENTRIES,
 ) -> np.ndarray:
     """float32 per pair k: the mean over the valid last items j of user ``urow[k]`` (``lc``/``lv`` of
     :func:`last_items`) of P(``icol[k]`` | j) = (users who had j and icol[k]) / (users who had j), over the
@@ -169,7 +174,8 @@ def last_cooc_values(
     ``cells`` dense cells (a chunk of last items x the catalogue) at a time, and each chunk is read at the
     (user, slot, candidate) entries of its last items only. When the pairs' candidates are at most half the
     catalogue (the cold scope's new items, an explained sample) the counts are made for those columns only
-    (``x[:, candidates]``: the same integer counts). Each share is float32(count) * float32(1 / users of j)
+    (``x[:, candidates]``: the same integer counts). A chunk's (pair, slot) entries are read about ``entries`` at a
+    time. Each share is float32(count) * float32(1 / users of j)
     and the mean sums a (pairs, last items) float32 array row by row, so the values are the bytes of the
     former full-row computation (co-occurrence rows of every last item, looked up per element; see the test).
     Memory: the chunk, plus 4 bytes per (pair, last-item slot)."""
@@ -198,17 +204,22 @@ def last_cooc_values(
     sr = np.searchsorted(uniq, lc[su, ss])
     o = np.argsort(sr, kind="stable")
     su, ss, sr = su[o], ss[o], sr[o]
+    ends = np.cumsum(count[su])  # (pair, slot) entries up to each (user, slot), in this order
     a_rows = xc[:, uniq].T.tocsr()
     step = max(1, cells // max(b.shape[1], 1))
     for a in range(0, len(uniq), step):
         lo, hi = np.searchsorted(sr, [a, a + step])
-        cnt = count[su[lo:hi]]
-        if not cnt.sum():
+        start = ends[lo - 1] if lo else 0
+        if hi == lo or ends[hi - 1] == start:
             continue
         dense = (a_rows[a : a + step] @ b).toarray()  # co-occurrence counts, exact in float32
-        ends = np.cumsum(cnt)
-        q = np.repeat(first[su[lo:hi]] - (ends - cnt), cnt) + np.arange(ends[-1])  # the users' pairs, in runs
-        share[q, np.repeat(ss[lo:hi], cnt)] = dense[np.repeat(sr[lo:hi] - a, cnt), cand[q]] * np.repeat(scale[sr[lo:hi]], cnt)
+        # the chunk's entries ``entries`` at a time (a few MiB of index arrays, not one per entry of the chunk)
+        cuts = lo + np.unique(np.searchsorted(ends[lo:hi], np.arange(start, ends[hi - 1], entries), side="right"))
+        for g0, g1 in zip(cuts, [*cuts[1:], hi]):
+            cnt = count[su[g0:g1]]
+            e = np.cumsum(cnt)
+            q = np.repeat(first[su[g0:g1]] - (e - cnt), cnt) + np.arange(e[-1])  # the users' pairs, in runs
+            share[q, np.repeat(ss[g0:g1], cnt)] = dense[np.repeat(sr[g0:g1] - a, cnt), cand[q]] * np.repeat(scale[sr[g0:g1]], cnt)
     vm_all = lv[pu]
     for s in range(0, len(idx), PAIR_CHUNK):
         vm = vm_all[s : s + PAIR_CHUNK]
