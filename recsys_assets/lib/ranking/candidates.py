@@ -135,14 +135,36 @@ def topn_block(
 def _ordered_list_source(
     order: np.ndarray, values: np.ndarray, n: int, seen: sp.csr_matrix, user_rows: np.ndarray, n_catalog: int
 ):
-    """Same global list for every user (popular, new): only the first n + max(seen) entries can matter."""
+    """Same global list for every user (popular, new): each user's first ``n`` unseen entries of ``order``.
+
+    What :func:`topn_block` gives on the list's first ``n + max(seen)`` entries scored by strictly decreasing
+    list position (seen excluded), without a (users x entries) score block: a user with ``s`` seen entries
+    among them needs only the first ``n + s`` (one row per user and entry read, plus one per seen pair)."""
     if len(user_rows) == 0 or n <= 0 or len(order) == 0:
         return topn_block(0, seen, user_rows, order, lambda r: None, n_catalog)
     max_seen = int(np.diff(seen.indptr).max(initial=0))
     cols = order[: n + max_seen]
-    pseudo = -np.arange(len(cols), dtype=np.float32)  # strictly decreasing: list position decides
-    u, c, _, r = topn_block(n, seen, user_rows, cols, lambda rows: np.broadcast_to(pseudo, (len(rows), len(cols))), n_catalog)
-    return u, c, values[c].astype(np.float32), r
+    k = min(n, len(cols))
+    pos = np.full(n_catalog, -1, dtype=np.int64)
+    pos[cols] = np.arange(len(cols))
+    sub = seen[user_rows]
+    sp_row = np.repeat(np.arange(len(user_rows), dtype=np.int64), np.diff(sub.indptr))
+    sp_pos = pos[sub.indices]
+    hit = sp_pos >= 0
+    seen_key = np.unique(sp_row[hit] * len(cols) + sp_pos[hit])  # (user, list position) of the seen entries
+    n_hit = np.bincount(sp_row[hit], minlength=len(user_rows))
+    m = np.minimum(k + n_hit, len(cols))  # entries read per user: its first k unseen are among them
+    starts = np.cumsum(m) - m
+    row = np.repeat(np.arange(len(user_rows), dtype=np.int64), m)
+    p = np.arange(len(row), dtype=np.int64) - starts[row]
+    key = row * len(cols) + p
+    at = np.minimum(np.searchsorted(seen_key, key), max(len(seen_key) - 1, 0))
+    keep = seen_key[at] != key if len(seen_key) else np.ones(len(key), dtype=bool)
+    row, p = row[keep], p[keep]
+    rank = np.arange(len(row), dtype=np.int64) - (np.cumsum(np.bincount(row, minlength=len(user_rows))) - np.bincount(row, minlength=len(user_rows)))[row] + 1
+    top = rank <= k
+    c = cols[p[top]]
+    return user_rows[row[top]], c, values[c].astype(np.float32), rank[top].astype(np.int32)
 
 
 def source_topn(

@@ -419,7 +419,7 @@ def ranker_features(features: SnapshotFeatures, candidates: pl.DataFrame, encode
     rank = col_or(rank_column("als"))
     als_rank = rank.cast(pl.Float32).fill_null(np.nan).to_numpy() if rank is not None else np.full(len(icol), np.nan, np.float32)
 
-    item_seg = features.item_array("item_segment")[icol]
+    item_seg = features.item_array("item_segment")  # per catalogue item (strings): compared once, then gathered per pair
     age = features.item_table.get_column("age_days").cast(pl.Float32).fill_null(np.nan).to_numpy()[icol]
     n_recent = features.item_array("n_recent").astype(np.float64)
     n_all = features.item_array("n_interactions").astype(np.float64)
@@ -435,9 +435,9 @@ def ranker_features(features: SnapshotFeatures, candidates: pl.DataFrame, encode
         "item_age_days": age,
         "user_hist_len": n_events,
         "user_is_new": (n_events == 0).astype(np.float32),
-        "item_is_new": (item_seg == "new").astype(np.float32),
+        "item_is_new": (item_seg == "new").astype(np.float32)[icol],
         "user_segment": user_seg.astype(np.float32),
-        "item_segment": _segment_codes(item_seg).astype(np.float32),
+        "item_segment": _segment_codes(item_seg).astype(np.float32)[icol],
         "category_overlap": _category_overlap(features, pairs.with_columns(pl.Series("icol", icol))),
         "last_cooc": _last_cooc(features, users, urow, icol),
         "profile_lift": _profile_lift(features, users, urow, icol),

@@ -89,3 +89,43 @@ def test_missing_signals_are_nan_not_zero(world, serve_features):
     assert on_new.height and on_new.get_column("als_score").is_nan().all()  # new items have no ALS factors
     assert not on_new.get_column(TOPIC_C2CF).is_nan().any()  # ... but pseudo factors from text
     assert np.isfinite(fw.filter(pl.col("source_als") == 1).get_column("als_score").to_numpy()).all()
+
+
+def test_ordered_list_source_is_the_scored_block_bytes():
+    """The popular / new sources (``_ordered_list_source``: each user's first n unseen list entries) give the
+    arrays of :func:`topn_block` on the list's first ``n + max(seen)`` entries scored by decreasing position:
+    heavy-tailed seen counts (users who saw most of the list), users past the list's end, a subset of rows."""
+    import pytest
+    import scipy.sparse as sp
+
+    from recsys_assets.lib.ranking.candidates import _ordered_list_source, topn_block
+
+    rng = np.random.default_rng(5)
+    n_users, n_items = 300, 80
+    cnt = np.minimum((rng.pareto(1.0, n_users) * 3).astype(int), n_items)
+    rows = np.repeat(np.arange(n_users), cnt)
+    seen = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, rng.integers(0, n_items, len(rows)))), shape=(n_users, n_items))
+    order = rng.permutation(n_items)[:70]  # not every catalogue item is listed
+    seen = seen.tolil()
+    seen[0, :] = 1.0  # saw everything
+    seen[1, order[:68]] = 1.0  # saw all but two listed items
+    seen = seen.tocsr()
+    seen.sum_duplicates()
+    values = rng.normal(size=n_items)
+
+    def scored(n, user_rows):
+        cols = order[: n + int(np.diff(seen.indptr).max(initial=0))]
+        pseudo = -np.arange(len(cols), dtype=np.float32)
+        u, c, _, r = topn_block(n, seen, user_rows, cols, lambda rr: np.broadcast_to(pseudo, (len(rr), len(cols))), n_items)
+        return u, c, values[c].astype(np.float32), r
+
+    assert np.diff(seen.indptr).max() > 60 and (np.diff(seen.indptr) == 0).any()
+    for n in (1, 5, 30, 100):
+        for user_rows in (np.arange(n_users), np.sort(rng.choice(n_users, 40, replace=False)), np.zeros(0, np.int64)):
+            got, want = _ordered_list_source(order, values, n, seen, user_rows, n_items), scored(n, user_rows)
+            for g, w in zip(got, want):
+                assert g.dtype == w.dtype and g.tobytes() == w.tobytes(), (n, len(user_rows))
+    assert len(_ordered_list_source(order, values, 0, seen, np.arange(n_users), n_items)[0]) == 0
+    with pytest.raises(AssertionError):  # not vacuous: another list order gives other arrays
+        got = _ordered_list_source(order[::-1], values, 5, seen, np.arange(n_users), n_items)
+        assert got[1].tobytes() == scored(5, np.arange(n_users))[1].tobytes()
