@@ -29,6 +29,7 @@ from recsys_assets.lib.ranking.candidates import (
     candidate_recall,
     generate_candidates,
     rank_column,
+    slug,
     source_column,
     source_topn,
 )
@@ -481,20 +482,32 @@ def _iter_item_scores(
         # every pair is scored, so the candidates only give the pairs' source flags and ALS rank
         frame = _with_candidate_flags(pairs, _block_candidates(features, users, _union_sources(rankers), cfg, pool))
         shared = ranker_features(features, frame, None, text_encoders=_text_encoders(rankers))
+
+    def computed(name: str) -> np.ndarray | None:
+        """A ranker feature of these pairs that is this arm's own dot product (``als_score``, ``text_cos_<enc>``:
+        the same ``pair_dot`` on the same rows), read from the shared features instead of computed again."""
+        return shared.get_column(name).to_numpy() if shared is not None and name in shared.columns else None
+
     for spec in specs:
         if spec.kind == "popularity":
             score = pop
         elif spec.kind == "als":
-            au = features.als_user_rows(users)[urow]
-            itf, known = features.als_items()
-            uf = features.als.user_factors if features.als is not None else np.zeros((0, itf.shape[1]), np.float32)
-            s = pair_dot(uf, au, itf, icol, (au >= 0) & known[icol]).astype(np.float64)
+            s = computed("als_score")
+            if s is None:
+                au = features.als_user_rows(users)[urow]
+                itf, known = features.als_items()
+                uf = features.als.user_factors if features.als is not None else np.zeros((0, itf.shape[1]), np.float32)
+                s = pair_dot(uf, au, itf, icol, (au >= 0) & known[icol])
+            s = s.astype(np.float64)
             score = np.where(np.isnan(s), -np.inf, s)
         elif spec.kind == "content":
-            al = features.aligned(spec.encoder)
             er = features.encoder_user_rows(spec.encoder, users)[urow]
-            uv = features.encoder(spec.encoder).user_vectors
-            s = pair_dot(uv, er, al.vectors, icol, (er >= 0) & al.has_vector[icol]).astype(np.float64)
+            s = computed(f"text_cos_{slug(spec.encoder)}")
+            if s is None:
+                al = features.aligned(spec.encoder)
+                uv = features.encoder(spec.encoder).user_vectors
+                s = pair_dot(uv, er, al.vectors, icol, (er >= 0) & al.has_vector[icol])
+            s = s.astype(np.float64)
             score = np.where(er >= 0, np.where(np.isnan(s), -np.inf, s), pop)
         else:
             score = _model_for(spec, ranker_models).predict(shared)

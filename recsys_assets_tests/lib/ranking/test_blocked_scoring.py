@@ -85,3 +85,16 @@ def test_all_arms_at_once_equal_one_call_per_arm(world, serve_features, models, 
         assert together[arm][1] == stats, arm
         want = top_k_from_scores(score_items(arm, serve_features, users, items, models, CFG), K, serve_features, tbs[arm])
         assert cold[arm].equals(want), arm
+
+
+def test_scores_with_rankers_equal_each_arm_alone(world, serve_features, models):
+    """With ranker arms beside them, the ALS and content arms read their scores from the shared ranker features
+    (``als_score``, ``text_cos_<enc>``: the same dot products); the score bytes are those of each arm alone."""
+    users = sorted(world.user_topic)[:25] + ["never-seen-user"]
+    items = new_item_ids(serve_features, ("new", "cold")) + serve_features.item_ids[:7]
+    together = arms.score_items_arms(ALL_ARMS, serve_features, users, items, models, CFG)
+    for arm in ("als", f"content_{TOPIC}"):
+        alone = score_items(arm, serve_features, users, items, models, CFG)
+        assert together[arm].equals(alone), arm
+        assert together[arm].get_column("score").to_numpy().tobytes() == alone.get_column("score").to_numpy().tobytes(), arm
+        assert alone.get_column("score").is_finite().any(), arm  # not vacuous: some pairs are scored
