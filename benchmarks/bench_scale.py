@@ -397,7 +397,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", default="1M,3M,10M", help="comma-separated world sizes (events), e.g. 1M,3M,10M")
     ap.add_argument("--lake-root", default="/tmp/recsys_scale", help="one lake per size is created under it")
-    ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per child (ingest, encode, night); a night stops itself STOP_MARGIN_S before and reports what finished")
+    ap.add_argument("--timeout", type=float, default=3600.0, help=f"seconds per child (ingest, encode, night); a night stops itself {STOP_MARGIN_S:.0f} s before and reports what finished")
     ap.add_argument("--keep", action="store_true", help="reuse an existing lake folder instead of starting fresh")
     ap.add_argument("--reuse", action="store_true", help="a lake whose ingest and cold encode were measured (ingest.json, embed.json): rerun the night only")
     ap.add_argument("--no-night", action="store_true", help="ingest and cold encode only (a later --reuse run measures the night)")
