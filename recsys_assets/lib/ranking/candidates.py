@@ -161,7 +161,8 @@ def _ordered_list_source(
     at = np.minimum(np.searchsorted(seen_key, key), max(len(seen_key) - 1, 0))
     keep = seen_key[at] != key if len(seen_key) else np.ones(len(key), dtype=bool)
     row, p = row[keep], p[keep]
-    rank = np.arange(len(row), dtype=np.int64) - (np.cumsum(np.bincount(row, minlength=len(user_rows))) - np.bincount(row, minlength=len(user_rows)))[row] + 1
+    per_user = np.bincount(row, minlength=len(user_rows))
+    rank = np.arange(len(row), dtype=np.int64) - (np.cumsum(per_user) - per_user)[row] + 1
     top = rank <= k
     c = cols[p[top]]
     return user_rows[row[top]], c, values[c].astype(np.float32), rank[top].astype(np.int32)
