@@ -71,6 +71,18 @@ def _top_k_superset(k: int) -> pl.Expr:
     return key >= key.top_k(k).min().over("user_id")
 
 
+def _tied_superset(k: int) -> pl.Expr:
+    """After :func:`_top_k_superset`, of the rows tied at a user's ``k``-th score keeps only the ``k`` lowest
+    ``tiebreak`` values of each null class (the sort puts ``-inf`` before null): still a superset of the rows
+    ranked ``<= k``. Popularity and ALS give every new item of the cold scope one score (0, ``-inf``) and a
+    ranker gives many candidates the same one, so the first cut alone keeps nearly every row there."""
+    key = pl.col("score").fill_null(float("-inf"))
+    thr = key.top_k(k).min().over("user_id")
+    tied = key == thr
+    tb_max = pl.col("tiebreak").filter(tied).bottom_k(k).max().over("user_id", pl.col("score").is_null())
+    return (key > thr) | (tied & (pl.col("tiebreak") <= tb_max))
+
+
 def top_k_from_scores(scores: pl.DataFrame, k: int, features: SnapshotFeatures, tiebreak: pl.DataFrame | None = None) -> pl.DataFrame:
     """(user_id, item_id, rank, score): best ``k`` per user; NaN/null/-inf last.
 
@@ -84,6 +96,8 @@ def top_k_from_scores(scores: pl.DataFrame, k: int, features: SnapshotFeatures, 
     if k >= 1:
         s = s.filter(_top_k_superset(k))
     s = s.join(tiebreak if tiebreak is not None else _tiebreak(features), on="item_id", how="left")
+    if k >= 1 and s.get_column("tiebreak").null_count() == 0:
+        s = s.filter(_tied_superset(k))
     s = s.sort(["user_id", "score", "tiebreak"], descending=[False, True, False], nulls_last=True)
     s = s.with_columns(rank=pl.int_range(1, pl.len() + 1).over("user_id").cast(pl.Int64)).filter(pl.col("rank") <= k)
     return s.select("user_id", "item_id", "rank", pl.col("score").fill_null(float("-inf")))
