@@ -40,7 +40,7 @@ ASSETS = (
 )
 
 
-def dagster_pass(lake_root: str, day: date) -> tuple[dict[str, float], float]:
+def dagster_pass(lake_root: str, day: date, models_config: dict | None = None) -> tuple[dict[str, float], float]:
     """Per-asset seconds of one day_job run (event-log timestamps) and the run's wall time."""
     import dagster as dg
 
@@ -50,7 +50,8 @@ def dagster_pass(lake_root: str, day: date) -> tuple[dict[str, float], float]:
     runner.use_lake(lake_root)
     inst = dg.DagsterInstance.ephemeral()
     t0 = time.perf_counter()
-    result = runner.run_job("day_job", inst, partition_key=day.isoformat())
+    resources = {"models": {"config": models_config}} if models_config else None
+    result = runner.run_job("day_job", inst, partition_key=day.isoformat(), run_config_resources=resources)
     wall = time.perf_counter() - t0
     out = {k: end - a for k, (a, end, ok) in runner.step_spans(inst, result.run_id).items() if ok}
     return out, wall
@@ -76,11 +77,11 @@ class RawNight:
     returns seconds per asset.
     """
 
-    def __init__(self, lake_root: str, day: date) -> None:
+    def __init__(self, lake_root: str, day: date, models_config: dict | None = None) -> None:
         from recsys_assets.defs.resources import ModelsResource
         from recsys_assets.lib.lake import Lake
 
-        self.models = ModelsResource()
+        self.models = ModelsResource(**(models_config or {}))
         self.lake, self.cfg, self.day = Lake.at(lake_root), self.models.feature_config(), day
         self.lm = self.cfg.lm_encoders
 
@@ -100,7 +101,7 @@ class RawNight:
     def _rcfg(self):
         from recsys_assets.lib.ranking.nightly import ranking_config
 
-        return ranking_config(self.lake, self.day, self.cfg, self.models.new_item_slots, self.models.max_train_users)
+        return ranking_config(self.lake, self.day, self.cfg, **self.models.ranking_settings())
 
     def _report_hash(self) -> str:
         from recsys_assets.lib.evaluation.reporting import evaluation_config_hash
@@ -241,8 +242,8 @@ class RawNight:
         return t
 
 
-def raw_pass(lake_root: str, day: date) -> dict[str, float]:
-    return RawNight(lake_root, day).run()
+def raw_pass(lake_root: str, day: date, models_config: dict | None = None) -> dict[str, float]:
+    return RawNight(lake_root, day, models_config).run()
 
 
 def main() -> None:
@@ -250,7 +251,12 @@ def main() -> None:
     ap.add_argument("--lake", required=True)
     ap.add_argument("--day", type=date.fromisoformat, default=date(2000, 11, 20))
     ap.add_argument("--order", default="raw,dagster", help="passes to run, in this order")
+    ap.add_argument(
+        "--ranker-prior-profile-new", type=float, default=None, metavar="B",
+        help="ModelsResource.ranker_prior_profile_new for both passes (as `recsys-assets demo --ranker-prior-profile-new`)",
+    )
     args = ap.parse_args()
+    models_config = {"ranker_prior_profile_new": args.ranker_prior_profile_new} if args.ranker_prior_profile_new is not None else None
     passes: dict[str, dict[str, float]] = {}
     walls: dict[str, float] = {}
     loads: dict[str, float] = {}
@@ -261,9 +267,9 @@ def main() -> None:
         clear_cache()  # each pass reads the day's events itself: no pass rides on the other's snapshot
         t0, c0 = time.perf_counter(), time.process_time()
         if name == "dagster":
-            passes[name], walls[name] = dagster_pass(args.lake, args.day)
+            passes[name], walls[name] = dagster_pass(args.lake, args.day, models_config)
         elif name == "raw":
-            passes[name] = raw_pass(args.lake, args.day)
+            passes[name] = raw_pass(args.lake, args.day, models_config)
             walls[name] = time.perf_counter() - t0
         else:
             raise SystemExit(f"unknown pass {name!r}: use raw and/or dagster")
