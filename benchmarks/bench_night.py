@@ -157,15 +157,14 @@ class RawNight:
                 write_npz(self.lake.profiles_file(self.day, p, s, name), meta=stats, user_ids=np.asarray(uids, dtype=str), vectors=mat)
 
     def candidates(self) -> None:
-        from recsys_assets.lib.lake import write_parquet_atomic
-        from recsys_assets.lib.ranking.nightly import candidate_pool, load_snapshot_features, served_users
+        from recsys_assets.lib.ranking.nightly import load_snapshot_features, served_users, write_candidate_pool
 
-        rcfg = self._rcfg()
+        rcfg, m = self._rcfg(), self.models
         served = served_users(self._snapshot().events_of_day)
         for (p, s), view in self._views().items():
             if s == "serve":
-                pool = candidate_pool(load_snapshot_features(self.lake, view, list(rcfg.encoders), self.cfg), served, rcfg)
-                write_parquet_atomic(pool, self.lake.recs_dir(self.day, p).joinpath("candidates.parquet"))
+                feats = load_snapshot_features(self.lake, view, list(rcfg.encoders), self.cfg)
+                write_candidate_pool(feats, served, rcfg, self.lake.recs_dir(self.day, p).joinpath("candidates.parquet"), m.block_users, m.block_threads)
 
     def ranker_examples(self) -> None:
         from recsys_assets.lib.ranking.nightly import build_night_examples
@@ -174,7 +173,7 @@ class RawNight:
         events = self._snapshot().events_before
         for (p, s), view in self._views().items():
             if s == "train":
-                build_night_examples(self.lake, view, events, self.cfg, rcfg)
+                build_night_examples(self.lake, view, events, self.cfg, rcfg, self.models.block_users, self.models.block_threads)
 
     def ranker_dataset(self) -> None:
         from recsys_assets.lib.ranking.nightly import build_ranker_datasets
@@ -199,7 +198,7 @@ class RawNight:
         for (p, s), view in self._views().items():
             if s == "serve":
                 feats = load_snapshot_features(self.lake, view, list(rcfg.encoders), self.cfg)
-                serve_day(self.lake, feats, served, day_truth(day_events, view, self.cfg), load_rankers(self.lake, self.day, p, rcfg), rcfg)
+                serve_day(self.lake, feats, served, day_truth(day_events, view, self.cfg), load_rankers(self.lake, self.day, p, rcfg), rcfg, self.models.block_threads)
 
     def cold_start_eval(self) -> None:
         from recsys_assets.lib.evaluation.daily import evaluate_protocol

@@ -257,8 +257,8 @@ def _night(graph, protocol: str, stage: str = "serve"):
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_blocked_pool_and_evaluation_equal_one_block(graph, protocol, tmp_path):
     """candidates and cold_start_eval stream blocks of users (memory bounded by a block): blocks of 1
-    and 2 users give the same candidates.parquet bytes and the same evaluation frames as one block
-    of every user (and as the asset wrote), and the pool has the rows of the one-frame pool."""
+    and 2 users, one at a time or on threads, give the same candidates.parquet bytes and the same evaluation
+    frames as one block of every user (and as the asset wrote), and the pool has the rows of the one-frame pool."""
     from recsys_assets.lib.evaluation.daily import evaluate_protocol_pairs
     from recsys_assets.lib.lake import write_parquet_atomic
     from recsys_assets.lib.ranking.nightly import candidate_pool, served_users, write_candidate_pool
@@ -267,11 +267,12 @@ def test_blocked_pool_and_evaluation_equal_one_block(graph, protocol, tmp_path):
     lake, day, cfg, rcfg, snap, view, feats = n.lake, n.day, n.cfg, n.rcfg, n.snap, n.view, n.feats
     users = served_users(snap.events_of_day)
     files = {}
-    for size in (1, 2, len(users)):
-        target = Lake.at(tmp_path / f"b{size}").root.joinpath("candidates.parquet")
-        counts = write_candidate_pool(feats, users, rcfg, target, block_users=size)
-        files[size] = target.read_bytes()
-    assert files[1] == files[2] == files[len(users)]
+    for size, threads in ((1, 1), (2, 1), (1, 2), (2, 3), (len(users), 1)):
+        target = Lake.at(tmp_path / f"b{size}_{threads}").root.joinpath("candidates.parquet")
+        counts = write_candidate_pool(feats, users, rcfg, target, block_users=size, threads=threads)
+        files[size, threads] = target.read_bytes()
+    assert len(set(files.values())) == 1
+    files = {size: files[size, 1] for size in (1, 2, len(users))}
     asset_file = lake.recs_dir(day, protocol).joinpath("candidates.parquet")
     assert asset_file.read_bytes() == files[len(users)]
     whole = candidate_pool(feats, users, rcfg)
@@ -291,8 +292,8 @@ def test_blocked_pool_and_evaluation_equal_one_block(graph, protocol, tmp_path):
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_blocked_ranker_examples_equal_one_block(graph, protocol, tmp_path):
-    """ranker_examples streams blocks of labelled users: blocks of 1 and 2 users write the same bytes as one
-    block (and as the asset wrote), the rows and stats of the one-frame night_examples; ranker_dataset, streamed
+    """ranker_examples streams blocks of labelled users: blocks of 1 and 2 users (one at a time or on threads)
+    write the same bytes as one block (and as the asset wrote), the rows and stats of the one-frame night_examples; ranker_dataset, streamed
     one night at a time, holds the rows of training_frame_from_nights over all of its nights."""
     from recsys_assets.lib.ranking.arms import ranker_arm_names
     from recsys_assets.lib.ranking.examples import next_day_labels, night_examples, training_frame_from_nights, write_night_examples
@@ -304,12 +305,12 @@ def test_blocked_ranker_examples_equal_one_block(graph, protocol, tmp_path):
     n_users = labels["user_id"].n_unique()
     assert n_users > 2
     files, stats = {}, {}
-    for size in (1, 2, n_users):
-        target = Lake.at(tmp_path / f"b{size}").root.joinpath("ranker_examples.parquet")
-        stats[size] = write_night_examples(feats, labels, rcfg, target, block_users=size)
-        files[size] = target.read_bytes()
-    assert files[1] == files[2] == files[n_users]
-    assert stats[1] == stats[2] == stats[n_users]
+    for size, threads in ((1, 1), (2, 1), (1, 2), (2, 3), (n_users, 1)):
+        target = Lake.at(tmp_path / f"b{size}_{threads}").root.joinpath("ranker_examples.parquet")
+        stats[size, threads] = write_night_examples(feats, labels, rcfg, target, block_users=size, threads=threads)
+        files[size, threads] = target.read_bytes()
+    assert len(set(files.values())) == 1 and all(st == stats[1, 1] for st in stats.values())
+    files, stats = {size: files[size, 1] for size in (1, 2, n_users)}, {size: stats[size, 1] for size in (1, 2, n_users)}
     asset_file = lake.ranker_examples_file(day, protocol)
     assert asset_file.read_bytes() == files[n_users]
     whole, whole_stats = night_examples(feats, labels, rcfg)
@@ -383,21 +384,39 @@ def test_serving_from_the_stored_pool_equals_generating_the_candidates(graph, pr
         assert stored.filter(pl.col("arm") == arm).drop("arm").equals(generated[arm][0]), arm
 
 
-def test_block_users_of_the_assets_changes_no_byte(graph):
-    """ModelsResource.block_users reaches the blocked assets: rerun with blocks of 2 users, they write the same files."""
+def test_block_users_and_threads_of_the_assets_change_no_byte(graph, monkeypatch):
+    """ModelsResource.block_users and block_threads reach the blocked assets: rerun with blocks of 2 users, one at a
+    time or three side by side, candidates, ranker_examples and the evaluation write the same files as before; and
+    recommendations, in blocks of 5 served users (20 cold-scope pairs), writes the same files on 1 thread or 3.
+    (Its ALS and content scores of served users are a matrix product per block, whose last bits depend on the
+    block's shape: its blocks, ``arms.BLOCK_USERS``, are fixed, not a setting.)"""
+    from recsys_assets.lib.ranking import arms
+
     lake: Lake = graph["lake"]
     day = DAYS[-1]
+    recs = [lake.recs_dir(day, p).joinpath(f) for p in PROTOCOLS for f in ("recs.parquet", "cold_recs.parquet", "explanations.parquet")]
     files = [lake.recs_dir(day, p).joinpath("candidates.parquet") for p in PROTOCOLS]
     files += [lake.ranker_examples_file(day, p) for p in PROTOCOLS]
     files += [lake.eval_dir(day).joinpath(f) for f in ("per_user.parquet", "arm_stats.parquet", "per_pair.parquet")]
     before = {str(f): f.read_bytes() for f in files}
-    result = dg.materialize(
-        list(_defs().assets), selection=dg.AssetSelection.assets("candidates", "ranker_examples", "cold_start_eval"),
-        resources={**_resources(lake), "models": ModelsResource(**MODELS, block_users=2)},
-        partition_key=day.isoformat(), raise_on_error=False,
-    )  # fmt: skip
-    assert result.success and {e.step_key for e in result.all_events if e.is_step_success} == {"candidates", "ranker_examples", "cold_start_eval"}
-    assert {str(f): f.read_bytes() for f in files} == before
+    monkeypatch.setattr(arms, "BLOCK_USERS", 5)
+    monkeypatch.setattr(arms, "BLOCK_PAIRS", 20)
+    steps = {"candidates", "ranker_examples", "recommendations", "cold_start_eval"}
+    written, original = {}, {f: f.read_bytes() for f in recs}
+    try:
+        for threads in (1, 3):
+            result = dg.materialize(
+                list(_defs().assets), selection=dg.AssetSelection.assets(*steps),
+                resources={**_resources(lake), "models": ModelsResource(**MODELS, block_users=2, block_threads=threads)},
+                partition_key=day.isoformat(), raise_on_error=False,
+            )  # fmt: skip
+            assert result.success and {e.step_key for e in result.all_events if e.is_step_success} == steps
+            assert {str(f): f.read_bytes() for f in files} == before, threads
+            written[threads] = {str(f): f.read_bytes() for f in recs}
+    finally:
+        for f, data in original.items():  # the later tests compare with the default blocks' files
+            f.write_bytes(data)
+    assert written[1] == written[3]
 
 
 def test_step_threads_share_the_cores():

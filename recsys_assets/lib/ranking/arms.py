@@ -33,6 +33,7 @@ from recsys_assets.lib.ranking.candidates import (
     source_column,
     source_topn,
 )
+from recsys_assets.lib.parallel import map_in_order
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.features import feature_names, pair_dot, ranker_features
 from recsys_assets.lib.ranking.inputs import SnapshotFeatures, hash_u64
@@ -346,6 +347,7 @@ def recommend_arms(
     ranker_models: dict[str, RankerModel] | None,
     cfg: RankingConfig,
     pool: pl.DataFrame | pl.LazyFrame | None = None,
+    threads: int = 1,
 ) -> dict[str, tuple[pl.DataFrame, dict]]:
     """:func:`recommend` of several arms: ``{arm: (recs, stats)}``, the same as one call per arm.
 
@@ -353,16 +355,21 @@ def recommend_arms(
     them (:func:`_ranker_pools`); only the LightGBM scoring is per arm. ``pool``: the day's stored
     candidate pool of these users (``candidates.parquet``, a lazy scan is read per block), read
     instead of generating the candidates again (the same rows: :func:`_block_candidates`).
+    ``threads`` blocks are served side by side (:func:`parallel.map_in_order`; the same result).
     """
     users = list(dict.fromkeys(user_ids))
     specs = [parse_arm(a) for a in arms]
     rankers = [sp for sp in specs if sp.is_ranker]
     parts: dict[str, list] = {sp.name: [] for sp in specs}
-    for s in range(0, max(len(users), 1), BLOCK_USERS):
-        block = users[s : s + BLOCK_USERS]
+
+    def serve_block(block: list[str]) -> list[tuple[pl.DataFrame, dict]]:
         pools = _ranker_pools(rankers, features, block, ranker_models, cfg, pool) if rankers and block else {}
-        for sp in specs:
-            parts[sp.name].append(_recommend_block(sp.name, features, block, k, ranker_models, cfg, pools.get(sp.base)))
+        return [_recommend_block(sp.name, features, block, k, ranker_models, cfg, pools.get(sp.base)) for sp in specs]
+
+    blocks = (users[s : s + BLOCK_USERS] for s in range(0, max(len(users), 1), BLOCK_USERS))
+    for served in map_in_order(serve_block, blocks, threads):
+        for sp, part in zip(specs, served):
+            parts[sp.name].append(part)
     out = {}
     for name, ps in parts.items():
         out[name] = ps[0] if len(ps) == 1 else (pl.concat([r for r, _ in ps]).sort("user_id", "rank"), _merge_stats([st for _, st in ps]))
@@ -378,9 +385,11 @@ def top_k_items_arms(
     ranker_models: dict[str, RankerModel] | None = None,
     cfg: RankingConfig | None = None,
     pool: pl.DataFrame | pl.LazyFrame | None = None,
+    threads: int = 1,
 ) -> dict[str, pl.DataFrame]:
     """``top_k_from_scores(score_items(...), k, ...)`` (the ``cold_only`` scope) of several arms
-    (``{arm: its tiebreak}``) in blocks of users, each block scored once for all of them (:func:`score_items_arms`).
+    (``{arm: its tiebreak}``) in blocks of users, each block scored once for all of them (:func:`score_items_arms`),
+    ``threads`` blocks side by side (:func:`parallel.map_in_order`; the same result).
 
     Each block scores at most ``BLOCK_PAIRS`` (user, item) pairs and keeps only its top ``k``
     per user, so memory is bounded by a block whatever the numbers of users and items.
@@ -393,9 +402,14 @@ def top_k_items_arms(
     if isinstance(pool, pl.LazyFrame):
         pool = pool.filter(pl.col("user_id").is_in(pl.Series(users, dtype=pl.String).implode())).collect()
     frames: dict[str, list[pl.DataFrame]] = {arm: [] for arm in arms}
-    for s in range(0, len(users), per):
-        for arm, scores in _iter_item_scores(list(arms), features, users[s : s + per], items, ranker_models, cfg, pool):
-            frames[arm].append(top_k_from_scores(scores, k, features, arms[arm]))
+
+    def block_top_k(block: list[str]) -> dict[str, pl.DataFrame]:
+        # one arm's scores at a time (the generator), each reduced to its top k
+        return {arm: top_k_from_scores(scores, k, features, arms[arm]) for arm, scores in _iter_item_scores(list(arms), features, block, items, ranker_models, cfg, pool)}
+
+    for tops in map_in_order(block_top_k, (users[s : s + per] for s in range(0, len(users), per)), threads):
+        for arm, top in tops.items():
+            frames[arm].append(top)
     return {
         arm: pl.DataFrame(schema=RECS_SCHEMA) if not fs else fs[0] if len(fs) == 1 else pl.concat(fs).sort("user_id", "rank")
         for arm, fs in frames.items()

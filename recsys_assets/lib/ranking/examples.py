@@ -23,6 +23,7 @@ from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.interactions import InteractionConfig
 from recsys_assets.lib.ranking.arms import parse_arm, ranker_arm_names
 from recsys_assets.lib.lake import BlockParquetWriter
+from recsys_assets.lib.parallel import map_in_order
 from recsys_assets.lib.ranking.candidates import POOL_BLOCK_USERS, arm_sources, generate_candidates, source_column
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.features import feature_names, ranker_features, text_feature_names
@@ -100,19 +101,22 @@ def _block_examples(features: SnapshotFeatures, lab: pl.DataFrame, users: list[s
     return frame, counts
 
 
-def iter_night_examples(features: SnapshotFeatures, labels: pl.DataFrame, cfg: RankingConfig, block_users: int | None = None):
-    """:func:`night_examples` ``block_users`` labelled users at a time (None: one block): yields
-    ``(frame, counts)`` per block; the blocks concatenated are the one-block frame (users are taken in
-    sorted order and every candidate source and feature is per (user, item) pair)."""
+def iter_night_examples(features: SnapshotFeatures, labels: pl.DataFrame, cfg: RankingConfig, block_users: int | None = None, threads: int = 1):
+    """:func:`night_examples` ``block_users`` labelled users at a time (None: one block; ``threads`` blocks
+    side by side, :func:`parallel.map_in_order`): yields ``(frame, counts)`` per block in user order; the
+    blocks concatenated are the one-block frame (users are taken in sorted order and every candidate
+    source and feature is per (user, item) pair)."""
     lab, users, sources, names = _night_setup(features, labels, cfg)
     if not users:
         yield _empty_examples(names), {"n_users": 0, "n_label_pairs": 0, "n_rows": 0, "n_positive_rows": 0,
                                        "label_pairs_in_candidates": 0, "users_with_positive_candidates": 0}  # fmt: skip
         return
     size = max(1, block_users or len(users))
-    for s in range(0, len(users), size):
-        block = users[s : s + size]
-        yield _block_examples(features, lab.filter(pl.col("user_id").is_in(block)), block, sources, names, cfg)
+
+    def block_examples(block: list[str]) -> tuple[pl.DataFrame, dict]:
+        return _block_examples(features, lab.filter(pl.col("user_id").is_in(block)), block, sources, names, cfg)
+
+    yield from map_in_order(block_examples, (users[s : s + size] for s in range(0, len(users), size)), threads)
 
 
 def examples_stats(snapshot: date, counts: Sequence[dict]) -> dict:
@@ -145,15 +149,18 @@ def night_examples(features: SnapshotFeatures, labels: pl.DataFrame, cfg: Rankin
     return frames[0] if len(frames) == 1 else pl.concat(frames), examples_stats(features.view.cutoff, counts)
 
 
-def write_night_examples(features: SnapshotFeatures, labels: pl.DataFrame, cfg: RankingConfig, target, block_users: int = POOL_BLOCK_USERS) -> dict:
-    """:func:`night_examples` written to ``target`` ``block_users`` labelled users at a time; returns its stats.
+def write_night_examples(
+    features: SnapshotFeatures, labels: pl.DataFrame, cfg: RankingConfig, target, block_users: int = POOL_BLOCK_USERS, threads: int = 1
+) -> dict:
+    """:func:`night_examples` written to ``target`` ``block_users`` labelled users at a time (``threads`` blocks
+    side by side); returns its stats.
 
-    Memory holds one block's candidates and features, not the night's; the file is the same bytes
-    whatever the block size (``lake.BlockParquetWriter`` regroups rows into fixed row groups).
+    Memory holds a few blocks' candidates and features, not the night's; the file is the same bytes
+    whatever the block size and threads (``lake.BlockParquetWriter`` regroups rows into fixed row groups).
     """
     counts = []
     with BlockParquetWriter(target) as out:
-        for frame, c in iter_night_examples(features, labels, cfg, block_users):
+        for frame, c in iter_night_examples(features, labels, cfg, block_users, threads):
             out.write(frame)
             counts.append(c)
     return examples_stats(features.view.cutoff, counts)

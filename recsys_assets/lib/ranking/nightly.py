@@ -28,6 +28,7 @@ from recsys_assets.lib.features.nightly import (
 )
 from recsys_assets.lib.ingest.catalog import read_catalog
 from recsys_assets.lib.lake import BlockParquetWriter, Lake, is_local, read_parquet, write_parquet_atomic
+from recsys_assets.lib.parallel import map_in_order
 from recsys_assets.lib.ranking.arms import (
     arm_names,
     explain_recommendations,
@@ -100,7 +101,13 @@ def day_truth(events_of_day: pl.DataFrame, view: SnapshotView, cfg: FeatureConfi
 
 
 def build_night_examples(
-    lake: Lake, train_view: SnapshotView, events_before_day: pl.DataFrame, cfg: FeatureConfig, rcfg: RankingConfig, block_users: int = POOL_BLOCK_USERS
+    lake: Lake,
+    train_view: SnapshotView,
+    events_before_day: pl.DataFrame,
+    cfg: FeatureConfig,
+    rcfg: RankingConfig,
+    block_users: int = POOL_BLOCK_USERS,
+    threads: int = 1,
 ) -> dict:
     """This partition's serve-like examples (snapshot ``train_view.cutoff``, labels = the day after it); returns stats.
 
@@ -109,7 +116,7 @@ def build_night_examples(
     """
     labels = next_day_labels(train_view, events_before_day, cfg.interactions)
     feats = load_snapshot_features(lake, train_view, list(rcfg.encoders), cfg)
-    st = write_night_examples(feats, labels, rcfg, lake.ranker_examples_file(train_view.day, train_view.protocol), block_users)
+    st = write_night_examples(feats, labels, rcfg, lake.ranker_examples_file(train_view.day, train_view.protocol), block_users, threads)
     label_day = events_before_day.filter((pl.col("ts") >= day_start(train_view.cutoff)) & (pl.col("ts") < day_start(train_view.cutoff + timedelta(days=1))))
     st["label_day"] = str(train_view.cutoff)
     st["label_events_max_ts"] = label_day["ts"].max() if labels.height else None
@@ -207,17 +214,19 @@ def candidate_pool(feats: SnapshotFeatures, users: list[str], rcfg: RankingConfi
 
 
 def write_candidate_pool(
-    feats: SnapshotFeatures, users: list[str], rcfg: RankingConfig, target, block_users: int = POOL_BLOCK_USERS
+    feats: SnapshotFeatures, users: list[str], rcfg: RankingConfig, target, block_users: int = POOL_BLOCK_USERS, threads: int = 1
 ) -> dict[str, int]:
-    """:func:`candidate_pool` of ``users`` written to ``target`` one block of ``block_users`` users at a time.
+    """:func:`candidate_pool` of ``users`` written to ``target`` one block of ``block_users`` users at a time
+    (``threads`` blocks computed side by side: :func:`parallel.map_in_order`).
 
-    Every source is per user, so the file is the same bytes whatever the block size (memory holds
-    one block's pool, not the day's). Returns ``{"pairs": rows, "source_<slug>": rows it flags}``.
+    Every source is per user, so the file is the same bytes whatever the block size and threads (memory holds
+    a few blocks' pools, not the day's). Returns ``{"pairs": rows, "source_<slug>": rows it flags}``.
     """
     counts: dict[str, int] = {"pairs": 0}
+    size = max(1, block_users)
+    blocks = (users[s : s + size] for s in range(0, max(1, len(users)), size))
     with BlockParquetWriter(target) as out:
-        for s in range(0, max(1, len(users)), max(1, block_users)):
-            pool = candidate_pool(feats, users[s : s + block_users], rcfg)
+        for pool in map_in_order(lambda block: candidate_pool(feats, block, rcfg), blocks, threads):
             out.write(pool)
             counts["pairs"] += pool.height
             for col in (c for c in pool.columns if c.startswith("source_")):
@@ -246,10 +255,11 @@ def cold_scope_users(truth: pl.DataFrame, cold_items: list[str]) -> list[str]:
 
 
 def serve_day(
-    lake: Lake, feats: SnapshotFeatures, users: list[str], truth: pl.DataFrame, models: dict[str, RankerModel], rcfg: RankingConfig
+    lake: Lake, feats: SnapshotFeatures, users: list[str], truth: pl.DataFrame, models: dict[str, RankerModel], rcfg: RankingConfig, threads: int = 1
 ) -> dict[str, dict]:
     """Top-K of every arm for the served users + top-K among the cold items for the users the cold scope
-    judges (:func:`cold_scope_users` of ``truth``, the day's positives: :func:`day_truth`); written per protocol."""
+    judges (:func:`cold_scope_users` of ``truth``, the day's positives: :func:`day_truth`); written per protocol.
+    ``threads`` blocks of users side by side (the same files)."""
     view = feats.view
     out_dir = lake.recs_dir(view.day, view.protocol)
     # Under temporal, items first seen on D are too few (fewer than K on MovieLens): the cold scope
@@ -262,9 +272,9 @@ def serve_day(
     pool_path = out_dir.joinpath("candidates.parquet")
     pool = (pl.scan_parquet(pool_path.path) if is_local(pool_path) else read_parquet(pool_path)) if pool_path.exists() else None
     # All arms at once: per block of users, the ranker arms share their candidates and features.
-    served = recommend_arms(names, feats, users, rcfg.k, models, rcfg, pool)
+    served = recommend_arms(names, feats, users, rcfg.k, models, rcfg, pool, threads)
     cold_arms = {a: popularity_tiebreak(feats) if parse_arm(a).is_ranker else None for a in names if not parse_arm(a).slots}
-    cold_top = top_k_items_arms(cold_arms, feats, eval_users, new_items, rcfg.k, models, rcfg, pool) if new_items and eval_users else {}
+    cold_top = top_k_items_arms(cold_arms, feats, eval_users, new_items, rcfg.k, models, rcfg, pool, threads) if new_items and eval_users else {}
     for arm in names:
         spec = parse_arm(arm)
         r, st = served[arm]

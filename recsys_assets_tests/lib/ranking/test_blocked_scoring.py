@@ -71,14 +71,17 @@ def test_shared_ranker_pools_equal_each_arm_alone(world, serve_features, models)
     assert len(sizes) > 1  # the arms' pools really differ, so the rows are filtered per arm
 
 
-def test_all_arms_at_once_equal_one_call_per_arm(world, serve_features, models, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_all_arms_at_once_equal_one_call_per_arm(threads, world, serve_features, models, monkeypatch):
+    """... in blocks of users, served one block at a time or ``threads`` blocks side by side (``parallel.map_in_order``)."""
     users = sorted(world.user_topic) + ["never-seen-user"]
     monkeypatch.setattr(arms, "BLOCK_USERS", 11)
-    together = arms.recommend_arms(ALL_ARMS, serve_features, users, K, models, CFG)
+    together = arms.recommend_arms(ALL_ARMS, serve_features, users, K, models, CFG, threads=threads)
     items = new_item_ids(serve_features, ("new", "cold"))
     tbs = {a: popularity_tiebreak(serve_features) if a.startswith("ranker") else None for a in ALL_ARMS}
     monkeypatch.setattr(arms, "BLOCK_PAIRS", 5 * len(items))
-    cold = arms.top_k_items_arms(tbs, serve_features, users, items, K, models, CFG)
+    cold = arms.top_k_items_arms(tbs, serve_features, users, items, K, models, CFG, threads=threads)
+    assert len(users) > 3 * 11  # several blocks, so the threads really share the work
     for arm in ALL_ARMS:
         alone, stats = recommend(arm, serve_features, users, K, models, CFG)
         assert together[arm][0].equals(alone), arm
