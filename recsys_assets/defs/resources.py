@@ -76,8 +76,8 @@ class ModelsResource(dg.ConfigurableResource):
     grows with a block, not with the day's users; the outputs are the same bytes whatever it is (not part of
     the configuration hash)."""
     block_threads: int = 2
-    """Blocks of users computed side by side on threads in candidates, ranker_examples and recommendations
-    (``lib/parallel.py``; numpy, scipy, polars and LightGBM release the GIL): about one core per thread while
+    """Blocks of users computed side by side on threads in candidates, ranker_examples, recommendations and
+    cold_start_eval (``lib/parallel.py``; numpy, scipy, polars and LightGBM release the GIL): about one core per thread while
     a step runs alone, and memory for about one more block per thread. 1 = one block at a time. The
     outputs are the same bytes whatever it is (not part of the configuration hash)."""
 

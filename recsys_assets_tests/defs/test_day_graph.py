@@ -278,7 +278,7 @@ def test_blocked_pool_and_evaluation_equal_one_block(graph, protocol, tmp_path):
     whole = candidate_pool(feats, users, rcfg)
     assert read_parquet(asset_file).equals(whole) and counts["pairs"] == whole.height > len(users)
     # The evaluation: per-user metrics, arm stats (candidate recall included) and pairs, byte for byte.
-    outs = {size: evaluate_protocol_pairs(lake, view, snap.events_of_day, cfg, block_users=size) for size in (1, 2, None)}
+    outs = {size: evaluate_protocol_pairs(lake, view, snap.events_of_day, cfg, block_users=size, threads=2 if size == 1 else 1) for size in (1, 2, None)}
     assert outs[None][3] > 2 and outs[None][0].height and outs[None][2].height
     assert "candidate_recall" in outs[None][1]["metric"].to_list()
     for size in (1, 2):

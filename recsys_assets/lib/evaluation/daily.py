@@ -22,10 +22,16 @@ def evaluate_protocol(lake: Lake, view: SnapshotView, events_of_day: pl.DataFram
 
 
 def evaluate_protocol_pairs(
-    lake: Lake, view: SnapshotView, events_of_day: pl.DataFrame, cfg: FeatureConfig, ks=(10, 20), block_users: int | None = POOL_BLOCK_USERS
+    lake: Lake,
+    view: SnapshotView,
+    events_of_day: pl.DataFrame,
+    cfg: FeatureConfig,
+    ks=(10, 20),
+    block_users: int | None = POOL_BLOCK_USERS,
+    threads: int = 1,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
     """(per-user metrics, arm stats, per-pair ranks, n evaluated users) of one protocol's serve view, ``block_users``
-    evaluated users at a time (``evaluate_view``)."""
+    evaluated users at a time, ``threads`` blocks side by side (``evaluate_view``)."""
     problems = audit_leakage(view)
     if problems:
         raise LeakageError("leakage audit failed: " + "; ".join(problems))
@@ -42,6 +48,6 @@ def evaluate_protocol_pairs(
     cands = {a: arm_candidates(pool, a) for a in arms if parse_arm(a).kind == "ranker"}
     if truth.height == 0:
         return pl.DataFrame(schema=PER_USER_SCHEMA), pl.DataFrame(schema=ARM_STATS_SCHEMA), pl.DataFrame(schema=PER_PAIR_SCHEMA), 0
-    per_user, stats, pairs = evaluate_view(view, truth, arm_recs, arm_cold, cands, cfg.protocol, ks, block_users)
+    per_user, stats, pairs = evaluate_view(view, truth, arm_recs, arm_cold, cands, cfg.protocol, ks, block_users, threads)
     return per_user, stats, pairs, truth["user_id"].n_unique()
 

@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from recsys_assets.lib.evaluation.metrics import candidate_recall, coverage, per_user_metrics, slot_share
+from recsys_assets.lib.parallel import map_in_order
 from recsys_assets.lib.snapshot import SEGMENTS, ProtocolConfig, SnapshotView
 
 PER_USER_SCHEMA = {
@@ -201,6 +202,7 @@ def evaluate_view(
     cfg: ProtocolConfig,
     ks: tuple[int, ...] = (10, 20),
     block_users: int | None = None,
+    threads: int = 1,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Per-user metrics (PER_USER_SCHEMA), arm-level stats (ARM_STATS_SCHEMA) and per-pair ranks
     (PER_PAIR_SCHEMA) for one protocol, each sorted by its keys.
@@ -208,6 +210,7 @@ def evaluate_view(
     The truth users are evaluated ``block_users`` at a time (None: all at once): every per-user row
     and pair depends on its user only, so the outputs are the same whatever the block size, and the
     cell frames (and a lazy ``arm_candidates`` pool, read per block) grow with a block, not the day.
+    ``threads`` blocks are evaluated side by side (:func:`parallel.map_in_order`; the same outputs).
     The arm stats (coverage, slot shares) are over every served user's list, as before.
     """
     stats: list[dict] = []
@@ -222,9 +225,11 @@ def evaluate_view(
     users = truth["user_id"].unique().sort()
     size = max(1, block_users or users.len())
     cand_recall: dict[str, list[pl.DataFrame]] = {arm: [] for arm in arm_recs if arm in arm_candidates}
-    for start in range(0, users.len(), size):
+
+    def block_rows(start: int) -> tuple[list[pl.DataFrame], list[pl.DataFrame], dict[str, pl.DataFrame]]:
+        """A block's per-user frames, pair frames and candidate recall per arm."""
         block = users.slice(start, size)
-        frames, pairs = [], []
+        frames, pairs, recall = [], [], {}
         b_truth, b_cold_truth = _of_users(truth, block), _of_users(cold_truth, block)
         full_cells = _cells(view, b_truth, cfg, with_items=True)
         cold_cells = _cells(view, b_cold_truth, cfg, with_items=len(cold_segments) > 1, item_segments=cold_segments) if b_cold_truth.height else []
@@ -234,15 +239,20 @@ def evaluate_view(
                 frames.append(_metrics_frame(recs, cell_truth, ks, {"protocol": view.protocol, "scope": "full", "arm": arm, "segment_kind": kind, "segment": seg, "bucket_order": order}))
             pairs.append(pair_ranks(recs, b_truth, item_info, kmax).with_columns(protocol=pl.lit(view.protocol), scope=pl.lit("full"), arm=pl.lit(arm)))
             if arm in cand_recall:
-                cand_recall[arm].append(candidate_recall(_of_users(arm_candidates[arm], block), b_truth))
+                recall[arm] = candidate_recall(_of_users(arm_candidates[arm], block), b_truth)
             if arm in arm_cold_recs and cold_cells:
                 cold_recs = _of_users(arm_cold_recs[arm], block)
                 for kind, seg, order, cell_truth in cold_cells:
                     frames.append(_metrics_frame(cold_recs, cell_truth, ks, {"protocol": view.protocol, "scope": "cold_only", "arm": arm, "segment_kind": kind, "segment": seg, "bucket_order": order}))
                 pairs.append(pair_ranks(cold_recs, b_cold_truth, item_info, kmax).with_columns(protocol=pl.lit(view.protocol), scope=pl.lit("cold_only"), arm=pl.lit(arm)))
-        # A block's rows go to compressed spills: memory holds a block's frames, not the day's.
+        return frames, pairs, recall
+
+    for frames, pairs, recall in map_in_order(block_rows, range(0, users.len(), size), threads):
+        # A block's rows go to compressed spills: memory holds a few blocks' frames, not the day's.
         per_user_spill.add(frames)
         per_pair_spill.add(pairs)
+        for arm, frame in recall.items():
+            cand_recall[arm].append(frame)
         del frames, pairs
     n_users = users.len()
     for arm, recs in arm_recs.items():
