@@ -164,7 +164,7 @@ class RawNight:
         for (p, s), view in self._views().items():
             if s == "serve":
                 feats = load_snapshot_features(self.lake, view, list(rcfg.encoders), self.cfg)
-                write_candidate_pool(feats, served, rcfg, self.lake.recs_dir(self.day, p).joinpath("candidates.parquet"), m.block_users, m.block_threads)
+                write_candidate_pool(feats, served, rcfg, self.lake.recs_dir(self.day, p).joinpath("candidates.parquet"), m.thread_block_users(), m.block_threads)
 
     def ranker_examples(self) -> None:
         from recsys_assets.lib.ranking.nightly import build_night_examples
@@ -173,7 +173,7 @@ class RawNight:
         events = self._snapshot().events_before
         for (p, s), view in self._views().items():
             if s == "train":
-                build_night_examples(self.lake, view, events, self.cfg, rcfg, self.models.block_users, self.models.block_threads)
+                build_night_examples(self.lake, view, events, self.cfg, rcfg, self.models.thread_block_users(), self.models.block_threads)
 
     def ranker_dataset(self) -> None:
         from recsys_assets.lib.ranking.nightly import build_ranker_datasets

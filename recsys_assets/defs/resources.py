@@ -72,14 +72,20 @@ class ModelsResource(dg.ConfigurableResource):
     rollup_days: int = 28
     """Window of days pooled by lift_rollup."""
     block_users: int = 5_000
-    """Users per block of candidates, ranker_examples (labelled users) and cold_start_eval: their peak memory
-    grows with a block, not with the day's users; the outputs are the same bytes whatever it is (not part of
-    the configuration hash)."""
+    """Users in memory at once in candidates, ranker_examples (labelled users) and cold_start_eval, shared by
+    the ``block_threads`` blocks computed side by side (:meth:`thread_block_users` each): their peak memory
+    grows with it, not with the day's users; the outputs are the same bytes whatever it is (not part of the
+    configuration hash)."""
     block_threads: int = 2
     """Blocks of users computed side by side on threads in candidates, ranker_examples, recommendations and
     cold_start_eval (``lib/parallel.py``; numpy, scipy, polars and LightGBM release the GIL): about one core per thread while
     a step runs alone, and memory for about one more block per thread. 1 = one block at a time. The
     outputs are the same bytes whatever it is (not part of the configuration hash)."""
+
+    def thread_block_users(self) -> int:
+        """Users per block when ``block_threads`` blocks are computed side by side: ``block_users`` split
+        among them, so threads add speed, not memory (the files are the same bytes for any block size)."""
+        return max(1, self.block_users // max(1, self.block_threads))
 
     def feature_config(self):
         from recsys_assets.lib.features.als import ALSConfig, resolve_use_gpu

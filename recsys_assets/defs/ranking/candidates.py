@@ -28,7 +28,7 @@ def candidates(context: dg.AssetExecutionContext, lake: LakeResource, models: Mo
     metadata = {"served_users": len(users), "encoders": ", ".join(rcfg.encoders)}
     for (protocol, _), view in snap.views("serve").items():
         feats = load_snapshot_features(the_lake, view, list(rcfg.encoders), cfg)
-        counts = write_candidate_pool(feats, users, rcfg, the_lake.recs_dir(day, protocol).joinpath("candidates.parquet"), models.block_users, models.block_threads)
+        counts = write_candidate_pool(feats, users, rcfg, the_lake.recs_dir(day, protocol).joinpath("candidates.parquet"), models.thread_block_users(), models.block_threads)
         metadata[f"{protocol}/pairs"] = counts["pairs"]
         metadata[f"{protocol}/per_user"] = round(counts["pairs"] / max(1, len(users)), 1)
         metadata.update({f"{protocol}/{col}": n for col, n in counts.items() if col.startswith("source_")})

@@ -27,7 +27,7 @@ def ranker_examples(context: dg.AssetExecutionContext, lake: LakeResource, model
     snap = day_snapshot(the_lake, day, cfg)
     metadata, problems = {"label_window_days": cfg.protocol.label_window_days}, []
     for (protocol, _), view in snap.views("train").items():
-        st = build_night_examples(the_lake, view, snap.events_before, cfg, rcfg, models.block_users, models.block_threads)
+        st = build_night_examples(the_lake, view, snap.events_before, cfg, rcfg, models.thread_block_users(), models.block_threads)
         problems += audit_leakage(view)
         # A timestamp compared with a timestamp (None: no positives that day).
         if st["label_events_max_ts"] is not None and st["label_events_max_ts"] >= day_start(day):

@@ -44,7 +44,7 @@ def cold_start_eval(context: dg.AssetExecutionContext, lake: LakeResource, model
             problems += audit_provenance(ViewKey.of(day, protocol, stage, cfg.protocol), view_artifact_metas(the_lake, day, protocol, stage))
     try:
         for (protocol, _), view in snap.views("serve").items():
-            pu, st, pp, n = evaluate_protocol_pairs(the_lake, view, day_events, cfg, block_users=models.block_users, threads=models.block_threads)  # audits the view first
+            pu, st, pp, n = evaluate_protocol_pairs(the_lake, view, day_events, cfg, block_users=models.thread_block_users(), threads=models.block_threads)  # audits the view first
             per_user[protocol] = FrameSpill(PER_USER_SCHEMA)
             per_user[protocol].add([pu])  # compressed until written: one protocol's rows in memory at a time
             stats.append(st)

@@ -299,10 +299,14 @@ def _ranker_pools(
     return out
 
 
-BLOCK_USERS = 20_000
-"""Users served together by :func:`recommend`: its candidate pools and feature frames grow with a block, not with the day."""
-BLOCK_PAIRS = 2_000_000
-"""(user, item) pairs scored together by :func:`top_k_items_arms`: never a dense users x items frame."""
+BLOCK_USERS = 10_000
+"""Users served together by :func:`recommend`: its candidate pools and feature frames grow with a block, not with the day.
+Fixed, not a setting: the ALS and content arms' scores of a block are a matrix product whose last bits depend on
+the block's shape. 10,000 (20,000 before the block threads): two blocks side by side hold what one did
+(10M world: ``recommendations`` peaked at 9.4 GiB with two blocks of 20,000)."""
+BLOCK_PAIRS = 1_000_000
+"""(user, item) pairs scored together by :func:`top_k_items_arms`: never a dense users x items frame (each pair's
+score is its own, so any block size gives the same lists)."""
 
 
 def _merge_stats(parts: list[dict]) -> dict:
