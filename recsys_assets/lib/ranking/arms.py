@@ -64,12 +64,20 @@ def popularity_tiebreak(features: SnapshotFeatures) -> pl.DataFrame:
     return features.item_index.select("item_id", pl.Series("tiebreak", features.popularity_position, dtype=pl.UInt64))
 
 
+_SCORE_KEY = pl.col("score").fill_null(float("-inf"))
+"""The score as the top-k cuts compare it: null (and NaN, made null before) as -inf."""
+
+
+def _kth_score(k: int) -> pl.Expr:
+    """Each row's user's ``k``-th largest :data:`_SCORE_KEY` (the smallest when the user has fewer rows)."""
+    return _SCORE_KEY.top_k(k).min().over("user_id")
+
+
 def _top_k_superset(k: int) -> pl.Expr:
     """Keeps every row whose score (null as -inf) is at least its user's ``k``-th largest: a superset of the
     rows that rank ``<= k`` (a row ranked ``<= k`` has at most ``k - 1`` rows of its user above it, all kept),
     so sorting only these rows gives the same top ``k``. A per-user selection, not a sort of every row."""
-    key = pl.col("score").fill_null(float("-inf"))
-    return key >= key.top_k(k).min().over("user_id")
+    return _SCORE_KEY >= _kth_score(k)
 
 
 def _tied_superset(k: int) -> pl.Expr:
@@ -77,11 +85,10 @@ def _tied_superset(k: int) -> pl.Expr:
     ``tiebreak`` values of each null class (the sort puts ``-inf`` before null): still a superset of the rows
     ranked ``<= k``. Popularity and ALS give every new item of the cold scope one score (0, ``-inf``) and a
     ranker gives many candidates the same one, so the first cut alone keeps nearly every row there."""
-    key = pl.col("score").fill_null(float("-inf"))
-    thr = key.top_k(k).min().over("user_id")
-    tied = key == thr
+    thr = _kth_score(k)
+    tied = _SCORE_KEY == thr
     tb_max = pl.col("tiebreak").filter(tied).bottom_k(k).max().over("user_id", pl.col("score").is_null())
-    return (key > thr) | (tied & (pl.col("tiebreak") <= tb_max))
+    return (_SCORE_KEY > thr) | (tied & (pl.col("tiebreak") <= tb_max))
 
 
 def top_k_from_scores(scores: pl.DataFrame, k: int, features: SnapshotFeatures, tiebreak: pl.DataFrame | None = None) -> pl.DataFrame:
