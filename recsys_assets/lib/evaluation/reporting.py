@@ -74,21 +74,27 @@ def load_eval_provenance(lake: Lake, day: date) -> dict | None:
     return json.loads(path.read_bytes()) if path.exists() else None
 
 
-def load_per_pair(lake: Lake, day: date) -> pl.DataFrame | None:
-    """Day D's per-pair ranks; None for days evaluated before they were stored (one-way statistics then)."""
-    path = lake.eval_dir(day).joinpath("per_pair.parquet")
-    return read_parquet(path) if path.exists() else None
-
-
-def load_per_user(lake: Lake, day: date, keep: pl.Expr | None = None) -> pl.DataFrame:
-    """Day D's per-user rows (those where ``keep`` holds, when given: on a local lake the filter is applied
-    while reading, so the rows it drops never take memory)."""
-    path = lake.eval_dir(day).joinpath("per_user.parquet")
-    if not path.exists():
-        return pl.DataFrame(schema=PER_USER_SCHEMA)
+def _read_rows(path, keep: pl.Expr | None) -> pl.DataFrame:
+    """The rows of one evaluation file where ``keep`` holds (all without it); on a local lake the filter
+    is applied while reading, so the rows it drops never take memory (a 10M world's day is 19M per-user rows)."""
     if keep is None:
         return read_parquet(path)
     return pl.scan_parquet(path.path).filter(keep).collect() if is_local(path) else read_parquet(path).filter(keep)
+
+
+def load_per_pair(lake: Lake, day: date, keep: pl.Expr | None = None) -> pl.DataFrame | None:
+    """Day D's per-pair ranks (those where ``keep`` holds, when given); None for days evaluated before they
+    were stored (one-way statistics then)."""
+    path = lake.eval_dir(day).joinpath("per_pair.parquet")
+    return _read_rows(path, keep) if path.exists() else None
+
+
+def load_per_user(lake: Lake, day: date, keep: pl.Expr | None = None) -> pl.DataFrame:
+    """Day D's per-user rows (those where ``keep`` holds, when given: read as ``load_per_pair`` reads)."""
+    path = lake.eval_dir(day).joinpath("per_user.parquet")
+    if not path.exists():
+        return pl.DataFrame(schema=PER_USER_SCHEMA)
+    return _read_rows(path, keep)
 
 
 def load_arm_stats(lake: Lake, day: date) -> pl.DataFrame:
@@ -207,15 +213,22 @@ class WindowReport:
     """Code version -> number of pooled days it evaluated (more than one: the pool spans deploys)."""
 
 
-def pooled_window(lake: Lake, days: list[date]) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+def _both(a: pl.Expr | None, b: pl.Expr | None) -> pl.Expr | None:
+    return b if a is None else a if b is None else a & b
+
+
+def pooled_window(
+    lake: Lake, days: list[date], keep_users: pl.Expr | None = None, keep_pairs: pl.Expr | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """(per-user rows, per-pair rows or None) of ``days`` pooled as the rollup pools them: trivial
-    day-cells dropped, ``cluster_id`` = the user behind each user-day."""
+    day-cells dropped, ``cluster_id`` = the user behind each user-day. ``keep_users`` / ``keep_pairs``:
+    only the rows a caller reads (e.g. the study's cells), dropped while reading."""
     stats = {d: load_arm_stats(lake, d) for d in days}
     # The trivial cells are dropped while reading (a 10M world's day is 19M per-user rows).
-    pooled = pool_days({d: load_per_user(lake, d, keep=nontrivial(stats[d])) for d in days})
+    pooled = pool_days({d: load_per_user(lake, d, keep=_both(nontrivial(stats[d]), keep_users)) for d in days})
     if pooled.height == 0:
         return pooled, None
-    pairs_by_day = {d: load_per_pair(lake, d) for d in days}
+    pairs_by_day = {d: load_per_pair(lake, d, keep=keep_pairs) for d in days}
     # Two-way cells need every pooled day's pairs; a window with an older day falls back to users only.
     return pooled, pool_days(pairs_by_day) if all(p is not None for p in pairs_by_day.values()) else None
 

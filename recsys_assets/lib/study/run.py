@@ -53,8 +53,11 @@ class StudyTables:
 def evaluate_attribute_arm(snap: DaySnapshot, users: pl.DataFrame, attr: AttributeConfig) -> int:
     """Evaluate ``content_attributes`` on day D's new-user cell of every protocol; returns users evaluated."""
     lake, day = snap.lake, snap.day
-    per_user, per_pair = load_per_user(lake, day), load_per_pair(lake, day)
-    if per_pair is None or per_user.height == 0:
+    # Only the rows attribute_arm_eval reads: the popularity arm's full scope (its new-user cell's users and truth).
+    popularity_full = (pl.col("arm") == "popularity") & (pl.col("scope") == "full")
+    per_user = load_per_user(lake, day, keep=popularity_full & (pl.col("segment_kind") == "user") & (pl.col("segment") == "new"))
+    per_pair = load_per_pair(lake, day, keep=popularity_full)
+    if per_pair is None:  # the day was not evaluated (or before per-pair ranks were stored)
         return 0
     pus, pps = [], []
     for protocol in snap.config.protocol.protocols:
