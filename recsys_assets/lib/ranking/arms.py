@@ -36,7 +36,7 @@ from recsys_assets.lib.ranking.candidates import (
 from recsys_assets.lib.parallel import map_in_order
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.features import feature_names, pair_dot, ranker_features
-from recsys_assets.lib.ranking.inputs import SnapshotFeatures, hash_u64
+from recsys_assets.lib.ranking.inputs import SnapshotFeatures, hash_u64, pair_hash_u64
 from recsys_assets.lib.ranking.ranker import RankerModel
 
 RECS_SCHEMA = {"user_id": pl.String, "item_id": pl.String, "rank": pl.Int64, "score": pl.Float64}
@@ -612,7 +612,7 @@ def explain_recommendations(
     model = _model_for(spec, ranker_models)
     if recs.height == 0:
         return model.explain(recs.head(0))
-    h = hash_u64([f"{u}\x00{i}" for u, i in zip(recs.get_column("user_id").to_list(), recs.get_column("item_id").to_list())], "explain")
+    h = pair_hash_u64(recs.get_column("user_id"), recs.get_column("item_id"), "explain")
     sample = recs.with_columns(pl.Series("_h", h)).sort("_h").head(cfg.explain_sample).drop("_h")
     users = sample.get_column("user_id").unique().sort().to_list()
     frame = _with_candidate_flags(sample.select("user_id", "item_id", "rank"), generate_candidates(features, users, arm_sources(spec.base), cfg))

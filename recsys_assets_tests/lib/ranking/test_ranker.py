@@ -97,3 +97,21 @@ def test_prior_terms_add_profile_and_cooc_where_present():
     assert prior_of(replace(CFG, prior_profile_new=2.0, prior_profile=0.0, prior_cooc=0.0))["profile_new"] == 2.0
     with pytest.raises(RankerError):
         prior_scores(x.drop("profile_lift"), {"kind": "popularity", "scale": 1.0, "profile": 1.0})
+
+
+def test_pair_hash_is_stable_per_pair_and_tells_pairs_apart():
+    import numpy as np
+    import polars as pl
+
+    from recsys_assets.lib.ranking.inputs import pair_hash_u64
+
+    users = pl.Series(["u1", "u1", "u2", "u2", "u1"])
+    items = pl.Series(["i1", "i2", "i1", "i2", "i1"])
+    h = pair_hash_u64(users, items, "explain")
+    assert h.dtype == np.uint64
+    assert h[0] == h[4]  # the same pair, the same hash, wherever it is
+    assert len(set(h[:4].tolist())) == 4  # four pairs, four hashes
+    # a pair's hash does not depend on the other rows, and left/right are not interchangeable
+    assert pair_hash_u64(users[2:3], items[2:3], "explain")[0] == h[2]
+    assert pair_hash_u64(pl.Series(["i1"]), pl.Series(["u2"]), "explain")[0] != h[2]
+    assert pair_hash_u64(users, items, "other")[0] != h[0]
