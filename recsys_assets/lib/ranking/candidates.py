@@ -28,7 +28,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys_assets.lib.errors import RecsysError
-from recsys_assets.lib.topk import top_k_rows
+from recsys_assets.lib.topk import block_scores, top_k_rows
 from recsys_assets.lib.ranking.arm_spec import parse_arm
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.inputs import SnapshotFeatures
@@ -180,15 +180,15 @@ def source_topn(
         items, known = features.als_items()
         cols = np.flatnonzero(known)
         uf = features.als.user_factors if features.als is not None else None
-        itf = items[cols]
-        return topn_block(n, seen, all_rows[urow >= 0], cols, lambda r: uf[urow[r]] @ itf.T, n_cat)
+        itf = items[cols].astype(np.float64)  # block_scores' operand, converted once, not per chunk
+        return topn_block(n, seen, all_rows[urow >= 0], cols, lambda r: block_scores(uf[urow[r]], itf), n_cat)
     if kind == "content":
         al = features.aligned(enc)
         urow = features.encoder_user_rows(enc, user_ids)
         cols = np.flatnonzero(al.has_vector)
-        iv = al.vectors[cols]
+        iv = al.vectors[cols].astype(np.float64)
         uv = features.encoder(enc).user_vectors
-        return topn_block(n, seen, all_rows[urow >= 0], cols, lambda r: uv[urow[r]] @ iv.T, n_cat)
+        return topn_block(n, seen, all_rows[urow >= 0], cols, lambda r: block_scores(uv[urow[r]], iv), n_cat)
     if kind == "c2cf":
         al = features.aligned(enc)
         if al.pseudo is None:
@@ -196,9 +196,9 @@ def source_topn(
         urow = features.als_user_rows(user_ids)
         is_new = features.item_array("item_segment") == "new"
         cols = np.flatnonzero(is_new & al.has_vector)
-        pf = al.pseudo[cols]
+        pf = al.pseudo[cols].astype(np.float64)
         uf = features.als.user_factors
-        return topn_block(n, seen, all_rows[urow >= 0], cols, lambda r: uf[urow[r]] @ pf.T, n_cat)
+        return topn_block(n, seen, all_rows[urow >= 0], cols, lambda r: block_scores(uf[urow[r]], pf), n_cat)
     if kind == "popular":
         return _ordered_list_source(features.popularity_order, features.popularity_score, n, seen, all_rows, n_cat)
     if kind == "new":
