@@ -12,12 +12,21 @@ they are, instead of a copy per worker.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def slices(items: Sequence[T], size: int, *, keep_empty: bool = False) -> Iterator[Sequence[T]]:
+    """``items`` in consecutive slices of at most ``size`` (``size`` < 1 counts as 1): the blocks of users
+    that bound a stage's memory. ``keep_empty``: one empty slice when there are no items (for callers whose
+    empty result is built by the block function itself)."""
+    size = max(1, size)
+    for start in range(0, max(len(items), 1 if keep_empty else 0), size):
+        yield items[start : start + size]
 
 
 def map_in_order(fn: Callable[[T], R], items: Iterable[T], threads: int = 1) -> Iterator[R]:

@@ -1,11 +1,11 @@
-"""map_in_order: the plain loop's results in order, on threads, bounded look-ahead, errors in order."""
+"""map_in_order: the plain loop's results in order, on threads, bounded look-ahead, errors in order; slices."""
 
 import threading
 import time
 
 import pytest
 
-from recsys_assets.lib.parallel import map_in_order
+from recsys_assets.lib.parallel import map_in_order, slices
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -57,3 +57,12 @@ def test_an_error_in_a_block_is_raised_in_order():
         for r in map_in_order(fail_on_3, range(10), 2):
             got.append(r)
     assert got == [0, 1, 2]
+
+
+def test_slices_cover_the_items_once_in_order():
+    items = list(range(10))
+    assert [list(b) for b in slices(items, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert [list(b) for b in slices(items, 0)] == [[i] for i in items]  # size < 1 counts as 1
+    assert list(slices([], 4)) == []
+    assert list(slices([], 4, keep_empty=True)) == [[]]
+    assert [list(b) for b in slices(items, 100, keep_empty=True)] == [items]

@@ -7,7 +7,7 @@ import pytest
 
 from recsys_assets.lib import topk
 from recsys_assets.lib.features.als import ALSError, resolve_use_gpu
-from recsys_assets.lib.topk import top_k_rows
+from recsys_assets.lib.topk import block_scores, top_k_rows
 
 
 @pytest.mark.parametrize("n_cols,k", [(50, 5), (50, 50), (50, 80), (3000, 100)])
@@ -47,3 +47,17 @@ def test_als_device_setting():
     assert resolve_use_gpu("auto") in (True, False)
     with pytest.raises(ALSError, match="auto, cpu or cuda"):
         resolve_use_gpu("tpu")
+
+
+def test_block_scores_of_a_row_do_not_depend_on_the_rows_beside_it():
+    # float32 sgemm (OpenBLAS's Haswell kernels) rounded a row by the block's row count: blocks of 7
+    # users served other ties than one call. Every blocking must give the one-call bits.
+    rng = np.random.default_rng(3)
+    users = rng.standard_normal((301, 64)).astype(np.float32)
+    items = rng.standard_normal((700, 64)).astype(np.float32)
+    whole = block_scores(users, items)
+    assert whole.dtype == np.float32 and whole.shape == (301, 700)
+    np.testing.assert_allclose(whole, users @ items.T, rtol=1e-5, atol=1e-5)
+    for size in (1, 7, 16, 100):
+        blocked = np.concatenate([block_scores(users[s : s + size], items) for s in range(0, 301, size)])
+        assert np.array_equal(blocked, whole), size

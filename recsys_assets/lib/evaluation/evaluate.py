@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from recsys_assets.lib.evaluation.metrics import candidate_recall, coverage, per_user_metrics, slot_share
-from recsys_assets.lib.parallel import map_in_order
+from recsys_assets.lib.parallel import map_in_order, slices
 from recsys_assets.lib.snapshot import SEGMENTS, ProtocolConfig, SnapshotView
 
 PER_USER_SCHEMA = {
@@ -226,9 +226,8 @@ def evaluate_view(
     size = max(1, block_users or users.len())
     cand_recall: dict[str, list[pl.DataFrame]] = {arm: [] for arm in arm_recs if arm in arm_candidates}
 
-    def block_rows(start: int) -> tuple[list[pl.DataFrame], list[pl.DataFrame], dict[str, pl.DataFrame]]:
+    def block_rows(block: pl.Series) -> tuple[list[pl.DataFrame], list[pl.DataFrame], dict[str, pl.DataFrame]]:
         """A block's per-user frames, pair frames and candidate recall per arm."""
-        block = users.slice(start, size)
         frames, pairs, recall = [], [], {}
         b_truth, b_cold_truth = _of_users(truth, block), _of_users(cold_truth, block)
         full_cells = _cells(view, b_truth, cfg, with_items=True)
@@ -247,7 +246,7 @@ def evaluate_view(
                 pairs.append(pair_ranks(cold_recs, b_cold_truth, item_info, kmax).with_columns(protocol=pl.lit(view.protocol), scope=pl.lit("cold_only"), arm=pl.lit(arm)))
         return frames, pairs, recall
 
-    for frames, pairs, recall in map_in_order(block_rows, range(0, users.len(), size), threads):
+    for frames, pairs, recall in map_in_order(block_rows, slices(users, size), threads):
         # A block's rows go to compressed spills: memory holds a few blocks' frames, not the day's.
         per_user_spill.add(frames)
         per_pair_spill.add(pairs)

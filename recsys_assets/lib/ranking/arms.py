@@ -33,7 +33,7 @@ from recsys_assets.lib.ranking.candidates import (
     source_column,
     source_topn,
 )
-from recsys_assets.lib.parallel import map_in_order
+from recsys_assets.lib.parallel import map_in_order, slices
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.features import feature_names, pair_dot, ranker_features
 from recsys_assets.lib.ranking.inputs import SnapshotFeatures, hash_u64, pair_hash_u64
@@ -377,8 +377,7 @@ def recommend_arms(
         pools = _ranker_pools(rankers, features, block, ranker_models, cfg, pool) if rankers and block else {}
         return [_recommend_block(sp.name, features, block, k, ranker_models, cfg, pools.get(sp.base)) for sp in specs]
 
-    blocks = (users[s : s + BLOCK_USERS] for s in range(0, max(len(users), 1), BLOCK_USERS))
-    for served in map_in_order(serve_block, blocks, threads):
+    for served in map_in_order(serve_block, slices(users, BLOCK_USERS, keep_empty=True), threads):
         for sp, part in zip(specs, served):
             parts[sp.name].append(part)
     out = {}
@@ -418,7 +417,7 @@ def top_k_items_arms(
         # one arm's scores at a time (the generator), each reduced to its top k
         return {arm: top_k_from_scores(scores, k, features, arms[arm]) for arm, scores in _iter_item_scores(list(arms), features, block, items, ranker_models, cfg, pool)}
 
-    for tops in map_in_order(block_top_k, (users[s : s + per] for s in range(0, len(users), per)), threads):
+    for tops in map_in_order(block_top_k, slices(users, per), threads):
         for arm, top in tops.items():
             frames[arm].append(top)
     return {

@@ -23,7 +23,7 @@ from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.interactions import InteractionConfig
 from recsys_assets.lib.ranking.arms import parse_arm, ranker_arm_names
 from recsys_assets.lib.lake import BlockParquetWriter
-from recsys_assets.lib.parallel import map_in_order
+from recsys_assets.lib.parallel import map_in_order, slices
 from recsys_assets.lib.ranking.candidates import POOL_BLOCK_USERS, arm_sources, generate_candidates, source_column
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.features import feature_names, ranker_features, text_feature_names
@@ -116,7 +116,7 @@ def iter_night_examples(features: SnapshotFeatures, labels: pl.DataFrame, cfg: R
     def block_examples(block: list[str]) -> tuple[pl.DataFrame, dict]:
         return _block_examples(features, lab.filter(pl.col("user_id").is_in(block)), block, sources, names, cfg)
 
-    yield from map_in_order(block_examples, (users[s : s + size] for s in range(0, len(users), size)), threads)
+    yield from map_in_order(block_examples, slices(users, size), threads)
 
 
 def examples_stats(snapshot: date, counts: Sequence[dict]) -> dict:

@@ -28,7 +28,7 @@ from recsys_assets.lib.features.nightly import (
 )
 from recsys_assets.lib.ingest.catalog import read_catalog
 from recsys_assets.lib.lake import BlockParquetWriter, Lake, is_local, read_parquet, write_parquet_atomic
-from recsys_assets.lib.parallel import map_in_order
+from recsys_assets.lib.parallel import map_in_order, slices
 from recsys_assets.lib.ranking.arms import (
     arm_names,
     explain_recommendations,
@@ -223,10 +223,8 @@ def write_candidate_pool(
     a few blocks' pools, not the day's). Returns ``{"pairs": rows, "source_<slug>": rows it flags}``.
     """
     counts: dict[str, int] = {"pairs": 0}
-    size = max(1, block_users)
-    blocks = (users[s : s + size] for s in range(0, max(1, len(users)), size))
     with BlockParquetWriter(target) as out:
-        for pool in map_in_order(lambda block: candidate_pool(feats, block, rcfg), blocks, threads):
+        for pool in map_in_order(lambda block: candidate_pool(feats, block, rcfg), slices(users, block_users, keep_empty=True), threads):
             out.write(pool)
             counts["pairs"] += pool.height
             for col in (c for c in pool.columns if c.startswith("source_")):
