@@ -7,7 +7,7 @@ import pytest
 
 from recsys_assets.lib import topk
 from recsys_assets.lib.features.als import ALSError, resolve_use_gpu
-from recsys_assets.lib.topk import block_scores, top_k_rows
+from recsys_assets.lib.topk import dot_top_k, top_k_rows
 
 
 @pytest.mark.parametrize("n_cols,k", [(50, 5), (50, 50), (50, 80), (3000, 100)])
@@ -49,15 +49,56 @@ def test_als_device_setting():
         resolve_use_gpu("tpu")
 
 
-def test_block_scores_of_a_row_do_not_depend_on_the_rows_beside_it():
+@pytest.mark.parametrize("dim,n_items,k", [(64, 700, 10), (384, 3000, 50), (16, 25000, 20)])
+def test_dot_top_k_gives_the_same_bits_whatever_the_block(dim, n_items, k):
     # float32 sgemm (OpenBLAS's Haswell kernels) rounded a row by the block's row count: blocks of 7
-    # users served other ties than one call. Every blocking must give the one-call bits.
-    rng = np.random.default_rng(3)
-    users = rng.standard_normal((301, 64)).astype(np.float32)
-    items = rng.standard_normal((700, 64)).astype(np.float32)
-    whole = block_scores(users, items)
-    assert whole.dtype == np.float32 and whole.shape == (301, 700)
-    np.testing.assert_allclose(whole, users @ items.T, rtol=1e-5, atol=1e-5)
+    # users served other ties than one call. Every blocking must give the one-call bits, which are the
+    # exact (float64) top k, ties by column; 25,000 columns take the torch backend's float32 pass.
+    rng = np.random.default_rng(dim)
+    users = rng.standard_normal((301, dim)).astype(np.float32)
+    items = rng.standard_normal((n_items, dim)).astype(np.float32)
+    items[1::7] = items[::7][: len(items[1::7])]  # duplicated items: exact ties to break by column
+    seen = rng.random((301, n_items)) < 0.05
+
+    def top(rows):
+        s = users[rows] @ items.T
+        s[seen[rows]] = -np.inf
+        return dot_top_k(s, users[rows], items, k)
+
+    cols, vals = top(np.arange(301))
+    exact = users.astype(np.float64) @ items.T.astype(np.float64)
+    exact = np.where(seen, -np.inf, exact.astype(np.float32))
+    for r in (0, 150, 300):
+        order = np.lexsort((np.arange(n_items), -exact[r]))[:k]
+        assert np.array_equal(cols[r], order) and np.array_equal(vals[r], exact[r, order]), r
     for size in (1, 7, 16, 100):
-        blocked = np.concatenate([block_scores(users[s : s + size], items) for s in range(0, 301, size)])
-        assert np.array_equal(blocked, whole), size
+        parts = [top(np.arange(s, min(s + size, 301))) for s in range(0, 301, size)]
+        assert np.array_equal(np.concatenate([p[0] for p in parts]), cols), size
+        assert np.array_equal(np.concatenate([p[1] for p in parts]), vals), size
+
+
+def test_dot_top_k_keeps_excluded_entries_out_and_pads_short_rows():
+    users = np.ones((2, 4), np.float32)
+    items = np.arange(12, dtype=np.float32).reshape(3, 4)
+    scores = users @ items.T
+    scores[0, :] = -np.inf
+    scores[1, 2] = -np.inf
+    cols, vals = dot_top_k(scores, users, items, 5)
+    assert cols.shape == (2, 3)
+    assert np.isneginf(vals[0]).all()
+    assert cols[1, :2].tolist() == [1, 0] and vals[1, :2].tolist() == [22.0, 6.0] and np.isneginf(vals[1, 2])
+
+
+def test_dot_top_k_with_more_ties_than_its_margin_reads_the_whole_row():
+    # 200 identical (zero) items tie at the k-th score: more than TIE_MARGIN past it, so the row is re-read
+    rng = np.random.default_rng(5)
+    users = rng.standard_normal((40, 8)).astype(np.float32)
+    items = np.vstack([rng.standard_normal((60, 8)), np.zeros((200, 8))]).astype(np.float32)
+    k = 80
+    cols, vals = dot_top_k(users @ items.T, users, items, k)
+    exact = (users.astype(np.float64) @ items.T.astype(np.float64)).astype(np.float32)
+    for r in range(40):
+        order = np.lexsort((np.arange(len(items)), -exact[r]))[:k]
+        assert np.array_equal(cols[r], order) and np.array_equal(vals[r], exact[r, order]), r
+    one_by_one = [dot_top_k(users[r : r + 1] @ items.T, users[r : r + 1], items, k) for r in range(40)]
+    assert np.array_equal(np.concatenate([c for c, _ in one_by_one]), cols)

@@ -34,7 +34,7 @@ from recsys_assets.lib.artifacts import read_artifact, write_artifact
 from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.interactions import InteractionConfig, build_matrix, interaction_strength
-from recsys_assets.lib.topk import block_scores, top_k_rows
+from recsys_assets.lib.topk import dot_top_k
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -487,7 +487,7 @@ class ALSScorer:
         chunk = max(1, min(len(user_ids), self.max_chunk_cells // max(n_items, 1)))
         top_items = np.empty((len(user_ids), n), dtype=np.int64)
         top_scores = np.empty((len(user_ids), n), dtype=np.float32)
-        items = self.model.item_factors.astype(np.float64)  # block_scores' operand, converted once
+        items = self.model.item_factors
         for s in range(0, len(user_ids), chunk):
             e = min(s + chunk, len(user_ids))
             sub = excl[s:e] if excl is not None else None
@@ -508,8 +508,9 @@ class ALSScorer:
         return out
 
     def _topk(self, uidx: np.ndarray, items: np.ndarray, n: int, excl: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
-        scores = block_scores(self.model.user_factors[uidx], items)
+        users = self.model.user_factors[uidx]
+        scores = users @ items.T
         if excl is not None and excl.nnz:
             rows = np.repeat(np.arange(excl.shape[0]), np.diff(excl.indptr))
             scores[rows, excl.indices] = -np.inf
-        return top_k_rows(scores, n, self.backend)
+        return dot_top_k(scores, users, items, n, self.backend)

@@ -28,7 +28,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys_assets.lib.errors import RecsysError
-from recsys_assets.lib.topk import block_scores, top_k_rows
+from recsys_assets.lib.topk import dot_top_k, top_k_rows
 from recsys_assets.lib.ranking.arm_spec import parse_arm
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.inputs import SnapshotFeatures
@@ -100,8 +100,12 @@ def topn_block(
     col_ids: np.ndarray,
     score_fn: Callable[[np.ndarray], np.ndarray],
     n_catalog: int,
+    item_vectors: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Top ``n`` of ``col_ids`` per user row by ``score_fn(rows) -> (len(rows), len(col_ids))``, seen excluded.
+
+    With ``item_vectors`` (one row per ``col_ids`` entry), ``score_fn(rows)`` gives the rows' user vectors
+    and the scores are their dot products, ranked by :func:`topk.dot_top_k` (the same bits whatever the block).
 
     Returns flat ``(user_row, catalogue_col, score, rank)``; -inf scores are never returned.
     """
@@ -116,14 +120,18 @@ def topn_block(
     ranks = np.arange(1, k + 1, dtype=np.int32)
     for s in range(0, len(user_rows), chunk):
         rows = user_rows[s : s + chunk]
-        scores = np.array(score_fn(rows), dtype=np.float32, copy=True)
+        if item_vectors is None:
+            scores = np.array(score_fn(rows), dtype=np.float32, copy=True)
+        else:
+            user_vectors = score_fn(rows)
+            scores = np.asarray(user_vectors @ item_vectors.T, dtype=np.float32)
         sub = seen[rows]
         if sub.nnz:
             rr = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
             cc = pos[sub.indices]
             keep = cc >= 0
             scores[rr[keep], cc[keep]] = -np.inf
-        part, ps = top_k_rows(scores, k)
+        part, ps = top_k_rows(scores, k) if item_vectors is None else dot_top_k(scores, user_vectors, item_vectors, k)
         valid = np.isfinite(ps).ravel()
         out_u.append(np.repeat(rows, k)[valid])
         out_c.append(col_ids[part.ravel()][valid])
@@ -180,15 +188,15 @@ def source_topn(
         items, known = features.als_items()
         cols = np.flatnonzero(known)
         uf = features.als.user_factors if features.als is not None else None
-        itf = items[cols].astype(np.float64)  # block_scores' operand, converted once, not per chunk
-        return topn_block(n, seen, all_rows[urow >= 0], cols, lambda r: block_scores(uf[urow[r]], itf), n_cat)
+        itf = items[cols]
+        return topn_block(n, seen, all_rows[urow >= 0], cols, lambda r: uf[urow[r]], n_cat, itf)
     if kind == "content":
         al = features.aligned(enc)
         urow = features.encoder_user_rows(enc, user_ids)
         cols = np.flatnonzero(al.has_vector)
-        iv = al.vectors[cols].astype(np.float64)
+        iv = al.vectors[cols]
         uv = features.encoder(enc).user_vectors
-        return topn_block(n, seen, all_rows[urow >= 0], cols, lambda r: block_scores(uv[urow[r]], iv), n_cat)
+        return topn_block(n, seen, all_rows[urow >= 0], cols, lambda r: uv[urow[r]], n_cat, iv)
     if kind == "c2cf":
         al = features.aligned(enc)
         if al.pseudo is None:
@@ -196,9 +204,9 @@ def source_topn(
         urow = features.als_user_rows(user_ids)
         is_new = features.item_array("item_segment") == "new"
         cols = np.flatnonzero(is_new & al.has_vector)
-        pf = al.pseudo[cols].astype(np.float64)
+        pf = al.pseudo[cols]
         uf = features.als.user_factors
-        return topn_block(n, seen, all_rows[urow >= 0], cols, lambda r: block_scores(uf[urow[r]], pf), n_cat)
+        return topn_block(n, seen, all_rows[urow >= 0], cols, lambda r: uf[urow[r]], n_cat, pf)
     if kind == "popular":
         return _ordered_list_source(features.popularity_order, features.popularity_score, n, seen, all_rows, n_cat)
     if kind == "new":
