@@ -198,7 +198,7 @@ class RawNight:
         for (p, s), view in self._views().items():
             if s == "serve":
                 feats = load_snapshot_features(self.lake, view, list(rcfg.encoders), self.cfg)
-                serve_day(self.lake, feats, served, day_truth(day_events, view, self.cfg), load_rankers(self.lake, self.day, p, rcfg), rcfg, self.models.block_threads)
+                serve_day(self.lake, feats, served, day_truth(day_events, view, self.cfg), load_rankers(self.lake, self.day, p, rcfg), rcfg, self.models.block_threads, self.models.thread_block_users())
 
     def cold_start_eval(self) -> None:
         from recsys_assets.lib.evaluation.daily import evaluate_protocol

@@ -72,7 +72,7 @@ class ModelsResource(dg.ConfigurableResource):
     rollup_days: int = 28
     """Window of days pooled by lift_rollup."""
     block_users: int = 5_000
-    """Users in memory at once in candidates, ranker_examples (labelled users) and cold_start_eval, shared by
+    """Users in memory at once in candidates, ranker_examples (labelled users), recommendations and cold_start_eval, shared by
     the ``block_threads`` blocks computed side by side (:meth:`thread_block_users` each): their peak memory
     grows with it, not with the day's users; the outputs are the same bytes whatever it is (not part of the
     configuration hash)."""

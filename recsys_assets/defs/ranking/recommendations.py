@@ -21,7 +21,7 @@ def recommendations(context: dg.AssetExecutionContext, lake: LakeResource, model
     metadata = {"served_users": len(users)}
     for (protocol, _), view in snap.views("serve").items():
         feats = load_snapshot_features(the_lake, view, list(rcfg.encoders), cfg)
-        stats = serve_day(the_lake, feats, users, day_truth(day_events, view, cfg), load_rankers(the_lake, day, protocol, rcfg), rcfg, models.block_threads)
+        stats = serve_day(the_lake, feats, users, day_truth(day_events, view, cfg), load_rankers(the_lake, day, protocol, rcfg), rcfg, models.block_threads, models.thread_block_users())
         for arm, st in stats.items():
             for key in ("fallback_users", "padded_users", "short_users"):
                 if key in st:

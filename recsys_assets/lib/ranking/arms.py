@@ -307,10 +307,10 @@ def _ranker_pools(
 
 
 BLOCK_USERS = 10_000
-"""Users served together by :func:`recommend`: its candidate pools and feature frames grow with a block, not with the day.
-Fixed, not a setting: the ALS and content arms' scores of a block are a matrix product whose last bits depend on
-the block's shape. 10,000 (20,000 before the block threads): two blocks side by side hold what one did
-(10M world: ``recommendations`` peaked at 9.4 GiB with two blocks of 20,000)."""
+"""Users served together by :func:`recommend_arms` when the caller gives no ``block_users``: its candidate pools and
+feature frames grow with a block, not with the day. Any block size gives the same bytes (the ALS and content
+top-N go through ``topk.dot_top_k``); the ``recommendations`` asset uses ``ModelsResource.thread_block_users``
+like the other blocked steps (10M world: blocks of 2,500 users peaked at 6,556 MiB, blocks of 10,000 at 7,876)."""
 BLOCK_PAIRS = 1_000_000
 """(user, item) pairs scored together by :func:`top_k_items_arms`: never a dense users x items frame (each pair's
 score is its own, so any block size gives the same lists)."""
@@ -359,6 +359,7 @@ def recommend_arms(
     cfg: RankingConfig,
     pool: pl.DataFrame | pl.LazyFrame | None = None,
     threads: int = 1,
+    block_users: int | None = None,
 ) -> dict[str, tuple[pl.DataFrame, dict]]:
     """:func:`recommend` of several arms: ``{arm: (recs, stats)}``, the same as one call per arm.
 
@@ -366,7 +367,8 @@ def recommend_arms(
     them (:func:`_ranker_pools`); only the LightGBM scoring is per arm. ``pool``: the day's stored
     candidate pool of these users (``candidates.parquet``, a lazy scan is read per block), read
     instead of generating the candidates again (the same rows: :func:`_block_candidates`).
-    ``threads`` blocks are served side by side (:func:`parallel.map_in_order`; the same result).
+    ``threads`` blocks of ``block_users`` (default :data:`BLOCK_USERS`) are served side by side
+    (:func:`parallel.map_in_order`; the same result whatever the blocks and threads).
     """
     users = list(dict.fromkeys(user_ids))
     specs = [parse_arm(a) for a in arms]
@@ -377,7 +379,7 @@ def recommend_arms(
         pools = _ranker_pools(rankers, features, block, ranker_models, cfg, pool) if rankers and block else {}
         return [_recommend_block(sp.name, features, block, k, ranker_models, cfg, pools.get(sp.base)) for sp in specs]
 
-    for served in map_in_order(serve_block, slices(users, BLOCK_USERS, keep_empty=True), threads):
+    for served in map_in_order(serve_block, slices(users, block_users or BLOCK_USERS, keep_empty=True), threads):
         for sp, part in zip(specs, served):
             parts[sp.name].append(part)
     out = {}

@@ -253,11 +253,18 @@ def cold_scope_users(truth: pl.DataFrame, cold_items: list[str]) -> list[str]:
 
 
 def serve_day(
-    lake: Lake, feats: SnapshotFeatures, users: list[str], truth: pl.DataFrame, models: dict[str, RankerModel], rcfg: RankingConfig, threads: int = 1
+    lake: Lake,
+    feats: SnapshotFeatures,
+    users: list[str],
+    truth: pl.DataFrame,
+    models: dict[str, RankerModel],
+    rcfg: RankingConfig,
+    threads: int = 1,
+    block_users: int | None = None,
 ) -> dict[str, dict]:
     """Top-K of every arm for the served users + top-K among the cold items for the users the cold scope
     judges (:func:`cold_scope_users` of ``truth``, the day's positives: :func:`day_truth`); written per protocol.
-    ``threads`` blocks of users side by side (the same files)."""
+    ``threads`` blocks of ``block_users`` served users side by side (the same files whatever the blocks)."""
     view = feats.view
     out_dir = lake.recs_dir(view.day, view.protocol)
     # Under temporal, items first seen on D are too few (fewer than K on MovieLens): the cold scope
@@ -270,7 +277,7 @@ def serve_day(
     pool_path = out_dir.joinpath("candidates.parquet")
     pool = (pl.scan_parquet(pool_path.path) if is_local(pool_path) else read_parquet(pool_path)) if pool_path.exists() else None
     # All arms at once: per block of users, the ranker arms share their candidates and features.
-    served = recommend_arms(names, feats, users, rcfg.k, models, rcfg, pool, threads)
+    served = recommend_arms(names, feats, users, rcfg.k, models, rcfg, pool, threads, block_users)
     cold_arms = {a: popularity_tiebreak(feats) if parse_arm(a).is_ranker else None for a in names if not parse_arm(a).slots}
     cold_top = top_k_items_arms(cold_arms, feats, eval_users, new_items, rcfg.k, models, rcfg, pool, threads) if new_items and eval_users else {}
     for arm in names:
