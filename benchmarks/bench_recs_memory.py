@@ -2,7 +2,7 @@
 
 Runs what the asset runs (``nightly.serve_day`` per protocol, the asset's settings from ``ModelsResource``)
 in this process, with the phases' library calls wrapped to print, before and after each, the process's RSS
-and the peak RSS sampled (every 50 ms) since the previous line. It rewrites the day's ``recs/`` files (the
+and the peak RSS sampled (``bench_scale.RssSampler``, every 50 ms) since the previous line. It rewrites the day's ``recs/`` files (the
 same bytes as the asset). Used in docs/operations.md section 7 on the 10M world's lake:
 
     .venv/bin/python benchmarks/bench_recs_memory.py --lake /tmp/bench/10M --day 2024-02-29 [--block-users 5000]
@@ -15,33 +15,20 @@ from __future__ import annotations
 
 import argparse
 import resource
-import threading
 import time
 from datetime import date
 
-import psutil
+from bench_scale import RssSampler  # benchmarks/ is the script's directory, so on sys.path
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lake", required=True)
-    ap.add_argument("--day", required=True, type=date.fromisoformat)
-    ap.add_argument("--block-users", type=int, default=None, help="ModelsResource.block_users (default: the resource's)")
-    args = ap.parse_args()
-
-    proc, peak, t0 = psutil.Process(), [0], time.time()
-
-    def sample() -> None:
-        while True:
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.05)
-
-    threading.Thread(target=sample, daemon=True).start()
+def run(args: argparse.Namespace, sampler: RssSampler) -> None:
+    t0, last = time.time(), [time.time()]
 
     def mark(name: str) -> None:
-        rss = proc.memory_info().rss
-        print(f"{time.time() - t0:8.1f}s  {name:42s} rss {rss / 2**20:8.0f} MiB   peak since last {max(peak[0], rss) / 2**20:8.0f} MiB", flush=True)
-        peak[0] = rss
+        now, rss = time.time(), sampler.proc.memory_info().rss
+        peak = max(sampler.peak_between(last[0], now), rss)
+        print(f"{now - t0:8.1f}s  {name:42s} rss {rss / 2**20:8.0f} MiB   peak since last {peak / 2**20:8.0f} MiB", flush=True)
+        last[0] = now
 
     import recsys_assets.lib.ranking.nightly as nightly
 
@@ -78,6 +65,18 @@ def main() -> None:
         nightly.serve_day(lake, feats, users, truth, nightly.load_rankers(lake, args.day, protocol, rcfg), rcfg, models.block_threads, models.thread_block_users())
         del feats
         mark(f"{protocol}: done")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lake", required=True)
+    ap.add_argument("--day", required=True, type=date.fromisoformat)
+    ap.add_argument("--block-users", type=int, default=None, help="ModelsResource.block_users (default: the resource's)")
+    args = ap.parse_args()
+
+    t0 = time.time()
+    with RssSampler(period=0.05) as sampler:
+        run(args, sampler)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(f"peak RSS {usage.ru_maxrss / 1024:.0f} MiB, CPU {usage.ru_utime + usage.ru_stime:.1f} s, wall {time.time() - t0:.1f} s")
 

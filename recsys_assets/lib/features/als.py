@@ -487,11 +487,10 @@ class ALSScorer:
         chunk = max(1, min(len(user_ids), self.max_chunk_cells // max(n_items, 1)))
         top_items = np.empty((len(user_ids), n), dtype=np.int64)
         top_scores = np.empty((len(user_ids), n), dtype=np.float32)
-        items = self.model.item_factors
         for s in range(0, len(user_ids), chunk):
             e = min(s + chunk, len(user_ids))
             sub = excl[s:e] if excl is not None else None
-            top_items[s:e], top_scores[s:e] = self._topk(uidx[s:e], items, n, sub)
+            top_items[s:e], top_scores[s:e] = self._topk(uidx[s:e], n, sub)
 
         valid = np.isfinite(top_scores).ravel()
         users_col = pl.Series("user_id", user_ids, dtype=pl.String).gather(np.repeat(np.arange(len(user_ids)), n))
@@ -507,8 +506,8 @@ class ALSScorer:
             out = out.filter(pl.Series(valid))
         return out
 
-    def _topk(self, uidx: np.ndarray, items: np.ndarray, n: int, excl: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
-        users = self.model.user_factors[uidx]
+    def _topk(self, uidx: np.ndarray, n: int, excl: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
+        users, items = self.model.user_factors[uidx], self.model.item_factors
         scores = users @ items.T
         if excl is not None and excl.nnz:
             rows = np.repeat(np.arange(excl.shape[0]), np.diff(excl.indptr))
