@@ -202,6 +202,7 @@ class RawNight:
 
     def cold_start_eval(self) -> None:
         from recsys_assets.lib.evaluation.daily import evaluate_protocol
+        from recsys_assets.lib.evaluation.evaluate import arm_metrics_table
         from recsys_assets.lib.evaluation.reporting import day_arm_metrics, encoder_cost_rows, open_warehouse, save_eval
 
         day_events = self._snapshot().events_of_day
@@ -212,18 +213,18 @@ class RawNight:
                 pus.append(pu)
                 sts.append(st)
         pu, st = pl.concat(pus), pl.concat(sts)
-        save_eval(self.lake, self.day, pu, st, config_hash=self._report_hash())
+        save_eval(self.lake, self.day, [pu], st, config_hash=self._report_hash())
         wh = open_warehouse(self.lake)
-        wh.replace_partition("arm_metrics", day_arm_metrics(pu, self.day, self._report_hash(), self._fingerprints()), {"day": self.day})
+        wh.replace_partition("arm_metrics", day_arm_metrics(arm_metrics_table(pu), self.day, self._report_hash(), self._fingerprints()), {"day": self.day})
         cost = encoder_cost_rows(self.day, self._metas())
         if cost.height:
             wh.replace_partition("encoder_cost", cost, {"day": self.day})
 
     def cold_start_lift(self) -> None:
         from recsys_assets.lib.evaluation.lift import LiftConfig
-        from recsys_assets.lib.evaluation.reporting import day_report, load_per_user, open_warehouse
+        from recsys_assets.lib.evaluation.reporting import day_report, open_warehouse
 
-        rows, _ = day_report(load_per_user(self.lake, self.day), self.day, self.lm, LiftConfig(n_boot=self.models.n_boot), self._report_hash(), self._fingerprints())
+        rows, _ = day_report(self.lake, self.day, self.lm, LiftConfig(n_boot=self.models.n_boot), self._report_hash(), self._fingerprints())
         open_warehouse(self.lake).replace_partition("cold_start_lift", rows, {"day": self.day})
 
     def lift_rollup(self) -> None:

@@ -193,6 +193,35 @@ def test_rollup_report_and_views(graph):
         wh.query(f"SELECT * FROM reports.{name} LIMIT 5")  # queryable
 
 
+def test_reports_part_by_part_equal_one_call_over_the_day(graph):
+    """cold_start_lift and lift_rollup read and compute one (protocol, scope) part at a time: the rows are the
+    bits one call over all of the day's (the window's) per-user and per-pair rows gives (Holm over
+    the parts together: recsys_assets_tests/lib/evaluation/test_lift.py)."""
+    from recsys_assets.lib.evaluation.lift import LiftConfig, comparisons_for, lift_rows, warmup_rows
+    from recsys_assets.lib.evaluation.ranker_check import ranker_check_rows
+    from recsys_assets.lib.evaluation.reporting import (
+        day_report, load_arm_stats, load_eval_provenance, load_per_pair, load_per_user, pooled_window, ranked_items, report_parts, rollup_report,
+    )
+
+    lake, day, cfg = graph["lake"], DAYS[-1], LiftConfig(n_boot=MODELS["n_boot"])
+    lm = ModelsResource(**MODELS).feature_config().lm_encoders
+    assert report_parts(lake, [day]).select("protocol", "scope").unique().height == 4  # the parts really split the day
+    per_user = load_per_user(lake, day)
+    comps = comparisons_for(per_user["arm"].unique().sort().to_list(), lm)
+    whole = lift_rows(per_user, comps, cfg, per_pair=load_per_pair(lake, day), ranked_items=ranked_items(load_arm_stats(lake, day)))
+    assert whole.height
+    rows, _ = day_report(lake, day, lm, cfg, "h", {})
+    assert rows.select(whole.columns).equals(whole)
+    pooled, pairs = pooled_window(lake, DAYS)
+    window = rollup_report(lake, day, MODELS["rollup_days"], lm, cfg, load_eval_provenance(lake, day)["config_hash"], {})
+    assert window.days == DAYS
+    pooled_rows = lift_rows(pooled, comps, cfg, per_pair=pairs)
+    assert window.lift.select(pooled_rows.columns).equals(pooled_rows)
+    warm = warmup_rows(pooled, comps, cfg)
+    assert warm.height and window.warmup.select(warm.columns).equals(warm)
+    assert window.ranker_check.equals(ranker_check_rows(pooled, cfg, DAYS[0], day, per_pair=pairs))
+
+
 def _artifact_roots(lake: Lake) -> list:
     return [lake.models_dir(DAYS[0]), *(lake.recs_dir(DAYS[0], p) for p in PROTOCOLS)]
 

@@ -10,7 +10,7 @@ from recsys_assets.defs.reports.common import encoder_metas, fingerprints, repor
 from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.lib.errors import LeakageError
 from recsys_assets.lib.evaluation.daily import evaluate_protocol_pairs
-from recsys_assets.lib.evaluation.evaluate import PER_USER_SCHEMA, FrameSpill
+from recsys_assets.lib.evaluation.evaluate import PER_USER_SCHEMA, FrameSpill, arm_metrics_table
 from recsys_assets.lib.evaluation.reporting import day_arm_metrics, encoder_cost_rows, open_warehouse, save_eval
 from recsys_assets.lib.features.nightly import STAGES, view_artifact_metas
 from recsys_assets.lib.markdown import frame_to_markdown
@@ -36,6 +36,7 @@ def cold_start_eval(context: dg.AssetExecutionContext, lake: LakeResource, model
     snap = day_snapshot(the_lake, day, cfg)
     day_events = snap.events_of_day
     per_user: dict[str, FrameSpill] = {}
+    metrics: dict[str, pl.DataFrame] = {}
     stats, pairs, n_users, problems = [], [], {}, []
     # Every model of the snapshot says what it was fitted on; the audit reads that, not the code (and needs
     # the views' keys only: the train views' events are never built here).
@@ -45,6 +46,7 @@ def cold_start_eval(context: dg.AssetExecutionContext, lake: LakeResource, model
     try:
         for (protocol, _), view in snap.views("serve").items():
             pu, st, pp, n = evaluate_protocol_pairs(the_lake, view, day_events, cfg, block_users=models.thread_block_users(), threads=models.block_threads)  # audits the view first
+            metrics[protocol] = arm_metrics_table(pu)
             per_user[protocol] = FrameSpill(PER_USER_SCHEMA)
             per_user[protocol].add([pu])  # compressed until written: one protocol's rows in memory at a time
             stats.append(st)
@@ -60,12 +62,12 @@ def cold_start_eval(context: dg.AssetExecutionContext, lake: LakeResource, model
     )
     if problems:
         raise LeakageError("cold_start_eval leakage audit failed: " + "; ".join(problems))
-    # Protocols in key order: the rows are then in save_eval's order already and it sorts without a copy.
-    per_user_df, stats_df = pl.concat([per_user.pop(p).collect() for p in sorted(per_user)]), pl.concat(stats)
     chash = report_config_hash(the_lake, day, cfg, models)
-    save_eval(the_lake, day, per_user_df, stats_df, pl.concat(pairs), config_hash=chash)
+    # One protocol's rows decompressed at a time, in key order (save_eval writes them as they come).
+    save_eval(the_lake, day, (per_user.pop(p).collect() for p in sorted(per_user)), pl.concat(stats), pl.concat(pairs), config_hash=chash)
     metas = encoder_metas(the_lake, day, cfg)
-    table = day_arm_metrics(per_user_df, day, chash, fingerprints(metas))
+    # Cells never span protocols: the per-protocol tables in protocol order are the one table of all rows.
+    table = day_arm_metrics(pl.concat([metrics[p] for p in sorted(metrics)]), day, chash, fingerprints(metas))
     wh = open_warehouse(the_lake)
     wh.replace_partition("arm_metrics", table, {"day": day})
     cost = encoder_cost_rows(day, metas)

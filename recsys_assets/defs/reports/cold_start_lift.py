@@ -12,13 +12,7 @@ from recsys_assets.defs.schedules import REPORT_FRESHNESS
 from recsys_assets.lib.evaluation.answer import window_headline
 from recsys_assets.lib.evaluation.html_report import markdown_lift_table
 from recsys_assets.lib.evaluation.lift import LiftConfig
-from recsys_assets.lib.evaluation.reporting import (
-    day_report,
-    load_arm_stats,
-    load_per_pair,
-    load_per_user,
-    open_warehouse,
-)
+from recsys_assets.lib.evaluation.reporting import day_report, open_warehouse
 
 
 @dg.asset(group_name="reports", kinds={"duckdb"}, partitions_def=daily_partitions, deps=[cold_start_eval], pool="duckdb_writer", freshness_policy=REPORT_FRESHNESS)
@@ -31,10 +25,7 @@ def cold_start_lift(context: dg.AssetExecutionContext, lake: LakeResource, model
     """
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     metas = encoder_metas(the_lake, day, cfg)
-    rows, head = day_report(
-        load_per_user(the_lake, day), day, cfg.lm_encoders, LiftConfig(n_boot=models.n_boot), report_config_hash(the_lake, day, cfg, models), fingerprints(metas),
-        per_pair=load_per_pair(the_lake, day), arm_stats=load_arm_stats(the_lake, day),
-    )
+    rows, head = day_report(the_lake, day, cfg.lm_encoders, LiftConfig(n_boot=models.n_boot), report_config_hash(the_lake, day, cfg, models), fingerprints(metas))
     wh = open_warehouse(the_lake)
     wh.replace_partition("cold_start_lift", rows, {"day": day})
     # The verdict of each primary endpoint for day D (reports.headline, window_kind 'day').

@@ -200,6 +200,7 @@ def lift_rows(
     kinds=("all", "user", "item"),
     per_pair: pl.DataFrame | None = None,
     ranked_items: pl.DataFrame | None = None,
+    holm: bool = True,
 ) -> pl.DataFrame:
     """One row per (protocol, scope, arm, baseline, segment, metric, k): lift, CI, p, role, flag.
 
@@ -211,6 +212,8 @@ def lift_rows(
             ``per_user``); without them every cell is resampled over users only.
         ranked_items: (protocol, scope, n_ranked) of a daily report: cells with
             ``n_ranked <= k`` are flagged ``trivial``.
+        holm: False for one part of a protocol's rows (e.g. one scope): the rows come
+            without ``p_adjusted``, which :func:`with_holm` adds over all the parts.
     """
     data = per_user.filter(pl.col("segment_kind").is_in(list(kinds))).drop("bucket_order", strict=False)
     roles = _role_table(comparisons, cfg.primary_endpoints)
@@ -239,7 +242,7 @@ def lift_rows(
 
     st = _comparison_lifts(data, comparisons, _KEYS, cfg.alpha, pairs_of)
     if st.height == 0:
-        return pl.DataFrame(schema=LIFT_SCHEMA)
+        return pl.DataFrame(schema=LIFT_SCHEMA) if holm else pl.DataFrame(schema={c: t for c, t in LIFT_SCHEMA.items() if c != "p_adjusted"})
     trivial = ranked_items.rename({"n_ranked": "_n_ranked"}) if ranked_items is not None and ranked_items.height else pl.DataFrame(schema={"protocol": pl.String, "scope": pl.String, "_n_ranked": pl.Float64})
     role_frame = pl.DataFrame(
         list(roles),
@@ -262,7 +265,17 @@ def lift_rows(
         .with_columns(p_value=pl.when(pl.col("flag").is_null()).then(pl.col("p_value")))
     )
     out = out.select([c for c in LIFT_COLUMNS if c != "p_adjusted"]).cast({c: t for c, t in LIFT_SCHEMA.items() if c != "p_adjusted"})
-    return add_holm(out).select(LIFT_COLUMNS).sort("protocol", "scope", "arm", "baseline_arm", "segment_kind", "segment", "metric", "k")
+    return with_holm([out]) if holm else out
+
+
+def with_holm(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """``lift_rows(..., holm=False)`` of parts of one report (e.g. one per protocol x scope: no cell spans
+    two, and cell statistics code users and items by their sorted ids, so the rows are the bits one call
+    over all of them gives) together: Holm over each protocol's primary rows, sorted by cell."""
+    rows = [p for p in parts if p.height]
+    if not rows:
+        return pl.DataFrame(schema=LIFT_SCHEMA)
+    return add_holm(pl.concat(rows)).select(LIFT_COLUMNS).sort("protocol", "scope", "arm", "baseline_arm", "segment_kind", "segment", "metric", "k")
 
 
 def add_holm(rows: pl.DataFrame) -> pl.DataFrame:

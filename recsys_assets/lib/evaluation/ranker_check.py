@@ -34,6 +34,8 @@ CHECK_BASELINES = ("popularity", "als")
 """The trivial baselines every ranker must reach (both are inputs of the ranker)."""
 CHECK_METRICS = (("recall", 20), ("ndcg", 20))
 """(metric, K) of the check: how many of tomorrow's items, and how high."""
+CHECK_SCOPE = "full"
+"""The scope of the check: every ranker over the whole catalogue, all users."""
 
 STATUS_ABOVE, STATUS_REACHES, STATUS_SHORT, STATUS_BELOW, STATUS_TOO_FEW = "above", "reaches", "short", "below", "too few"
 STATUSES = (STATUS_ABOVE, STATUS_REACHES, STATUS_SHORT, STATUS_BELOW, STATUS_TOO_FEW)
@@ -82,7 +84,7 @@ def ranker_check_rows(per_user: pl.DataFrame, cfg: LiftConfig, window_start: dat
     rankers = [a for a in arms if parse_arm(a).is_ranker]
     baselines = [b for b in CHECK_BASELINES if b in arms]
     metric_filter = pl.any_horizontal([(pl.col("metric") == m) & (pl.col("k") == k) for m, k in CHECK_METRICS])
-    cell = per_user.filter((pl.col("scope") == "full") & (pl.col("segment_kind") == "all") & metric_filter)
+    cell = per_user.filter((pl.col("scope") == CHECK_SCOPE) & (pl.col("segment_kind") == "all") & metric_filter)
     comps = [(a, b) for a in rankers for b in baselines]
     lifts = lift_rows(cell, comps, cfg, kinds=("all",), per_pair=per_pair) if comps else pl.DataFrame()
     index = {(r["protocol"], r["arm"], r["baseline_arm"], r["metric"], r["k"]): r for r in lifts.iter_rows(named=True)} if lifts.height else {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
@@ -19,12 +20,12 @@ from pathlib import Path
 
 import polars as pl
 
-from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, PER_PAIR_KEYS, PER_USER_KEYS, PER_USER_SCHEMA, RANKED_ITEMS, arm_metrics_table, sort_rows
+from recsys_assets.lib.evaluation.evaluate import ARM_STATS_SCHEMA, PER_PAIR_KEYS, PER_USER_KEYS, PER_USER_SCHEMA, RANKED_ITEMS, sort_rows
 from recsys_assets.lib.evaluation.headline import headline_rows
-from recsys_assets.lib.evaluation.lift import LiftConfig, comparisons_for, lift_rows, pool_days, warmup_rows
-from recsys_assets.lib.evaluation.ranker_check import ranker_check_rows
+from recsys_assets.lib.evaluation.lift import LiftConfig, comparisons_for, lift_rows, pool_days, warmup_rows, with_holm
+from recsys_assets.lib.evaluation.ranker_check import CHECK_SCOPE, RANKER_CHECK_SCHEMA, ranker_check_rows
 from recsys_assets.lib.confighash import config_hash
-from recsys_assets.lib.lake import Lake, is_local, read_parquet, write_bytes_atomic, write_parquet_atomic
+from recsys_assets.lib.lake import BlockParquetWriter, Lake, is_local, read_parquet, write_bytes_atomic, write_parquet_atomic
 from recsys_assets.lib.ranking.arm_spec import encoder_of
 
 
@@ -56,13 +57,28 @@ def evaluation_config_hash(feature_config, ranking_config) -> str:
 
 
 def save_eval(
-    lake: Lake, day: date, per_user: pl.DataFrame, arm_stats: pl.DataFrame, per_pair: pl.DataFrame | None = None, *, config_hash: str
+    lake: Lake, day: date, per_user: Iterable[pl.DataFrame], arm_stats: pl.DataFrame, per_pair: pl.DataFrame | None = None, *, config_hash: str
 ) -> None:
     """Write day D's evaluation files, sorted by their keys (an identical rerun writes identical bytes),
-    and the provenance the rollup reads to pool only days evaluated under one configuration."""
+    and the provenance the rollup reads to pool only days evaluated under one configuration.
+
+    ``per_user``: the per-user rows as frames of whole protocols, in protocol order (e.g. one per protocol,
+    each built only when written: a 10M world's day is 19M rows, ~1.3 GiB as one frame).
+    """
     provenance = {"config_hash": config_hash, "code_version": code_version()}
     write_bytes_atomic(lake.eval_dir(day).joinpath(EVAL_PROVENANCE), json.dumps(provenance, sort_keys=True).encode())
-    write_parquet_atomic(sort_rows(per_user, PER_USER_KEYS), lake.eval_dir(day).joinpath("per_user.parquet"))
+    last = None
+    with BlockParquetWriter(lake.eval_dir(day).joinpath("per_user.parquet")) as out:
+        for frame in per_user:
+            if frame.height == 0:
+                continue
+            protocols = frame["protocol"].unique().sort()
+            if last is not None and protocols[0] <= last:
+                raise ValueError(f"save_eval {day}: per-user frames must hold whole protocols in order, got {protocols.to_list()} after {last!r}.")
+            last = protocols[-1]
+            out.write(sort_rows(frame, PER_USER_KEYS))
+        if out.rows == 0:
+            out.write(pl.DataFrame(schema=PER_USER_SCHEMA))
     write_parquet_atomic(arm_stats.sort("protocol", "scope", "arm", "metric", "k"), lake.eval_dir(day).joinpath("arm_stats.parquet"))
     if per_pair is not None:
         write_parquet_atomic(sort_rows(per_pair, PER_PAIR_KEYS), lake.eval_dir(day).joinpath("per_pair.parquet"))
@@ -80,6 +96,32 @@ def _read_rows(path, keep: pl.Expr | None) -> pl.DataFrame:
     if keep is None:
         return read_parquet(path)
     return pl.scan_parquet(path.path).filter(keep).collect() if is_local(path) else read_parquet(path).filter(keep)
+
+
+def _read_columns(path, columns: list[str]) -> pl.DataFrame:
+    """The distinct values of ``columns`` in one evaluation file (only those columns are read)."""
+    if is_local(path):
+        return pl.scan_parquet(path.path).select(columns).unique().collect()
+    with path.open("rb") as fh:
+        return pl.read_parquet(fh, columns=columns).unique()
+
+
+def report_parts(lake: Lake, days: list[date]) -> pl.DataFrame:
+    """(protocol, scope, arm) rows present in the days' per-user files, sorted.
+
+    The lift reports read and compute one (protocol, scope) part at a time (``part_filter``): both are
+    cell keys, so no cell spans two parts, and Holm runs over all of a protocol's parts together
+    (``lift.with_holm``); a 10M world's day (19M per-user rows) then never sits in memory whole.
+    """
+    frames = [_read_columns(p, ["protocol", "scope", "arm"]) for d in days if (p := lake.eval_dir(d).joinpath("per_user.parquet")).exists()]
+    if not frames:
+        return pl.DataFrame(schema={"protocol": pl.String, "scope": pl.String, "arm": pl.String})
+    return pl.concat(frames).unique().sort("protocol", "scope", "arm")
+
+
+def part_filter(protocol: str, scope: str) -> pl.Expr:
+    """The rows of one (protocol, scope) part of the evaluation files (``report_parts``)."""
+    return (pl.col("protocol") == protocol) & (pl.col("scope") == scope)
 
 
 def load_per_pair(lake: Lake, day: date, keep: pl.Expr | None = None) -> pl.DataFrame | None:
@@ -112,8 +154,9 @@ def _provenance(frame: pl.DataFrame, fingerprints: dict[str, str], config_hash: 
     )
 
 
-def day_arm_metrics(per_user: pl.DataFrame, day: date, config_hash: str, fingerprints: dict[str, str]) -> pl.DataFrame:
-    return _provenance(arm_metrics_table(per_user), fingerprints, config_hash).with_columns(day=pl.lit(day)).drop("encoder_fingerprint")
+def day_arm_metrics(metrics: pl.DataFrame, day: date, config_hash: str, fingerprints: dict[str, str]) -> pl.DataFrame:
+    """The ``reports.arm_metrics`` rows of day D from ``evaluate.arm_metrics_table`` rows (of one protocol or more)."""
+    return _provenance(metrics, fingerprints, config_hash).with_columns(day=pl.lit(day)).drop("encoder_fingerprint")
 
 
 def ranked_items(arm_stats: pl.DataFrame | None) -> pl.DataFrame:
@@ -131,20 +174,19 @@ def ranked_items(arm_stats: pl.DataFrame | None) -> pl.DataFrame:
 
 
 def day_report(
-    per_user: pl.DataFrame,
-    day: date,
-    lm_encoders: list[str],
-    cfg: LiftConfig,
-    config_hash: str,
-    fingerprints: dict[str, str],
-    per_pair: pl.DataFrame | None = None,
-    arm_stats: pl.DataFrame | None = None,
+    lake: Lake, day: date, lm_encoders: list[str], cfg: LiftConfig, config_hash: str, fingerprints: dict[str, str]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(``cold_start_lift`` rows, ``headline`` rows) of one day (snapshot D = events before D; truth = day D)."""
-    arms = per_user["arm"].unique().sort().to_list()
-    comps = comparisons_for(arms, lm_encoders)
-    rows = lift_rows(per_user, comps, cfg, per_pair=per_pair, ranked_items=ranked_items(arm_stats))
-    protocols = per_user["protocol"].unique().sort().to_list()
+    """(``cold_start_lift`` rows, ``headline`` rows) of one day's evaluation files (snapshot D = events before
+    D; truth = day D), read and computed one (protocol, scope) part at a time (``report_parts``)."""
+    present = report_parts(lake, [day])
+    comps = comparisons_for(present["arm"].unique().sort().to_list(), lm_encoders)
+    ranked = ranked_items(load_arm_stats(lake, day))
+    parts = []
+    for protocol, scope in present.select("protocol", "scope").unique().sort("protocol", "scope").iter_rows():
+        keep = part_filter(protocol, scope)
+        parts.append(lift_rows(load_per_user(lake, day, keep), comps, cfg, per_pair=load_per_pair(lake, day, keep), ranked_items=ranked, holm=False))
+    rows = with_holm(parts)
+    protocols = present["protocol"].unique().sort().to_list()
     head = headline_rows(rows, day, day, "day", protocols, comps, cfg.primary_endpoints, cfg.alpha)
     return _provenance(rows, fingerprints, config_hash).with_columns(day=pl.lit(day), snapshot=pl.lit(day)), head
 
@@ -247,18 +289,31 @@ def rollup_report(
     for d in days:
         v = (load_eval_provenance(lake, d) or {}).get("code_version", "unknown")
         versions[v] = versions.get(v, 0) + 1
-    pooled, pairs = pooled_window(lake, days)
-    if pooled.height == 0:
+    present = report_parts(lake, days)
+    if present.height == 0:
         return WindowReport(pl.DataFrame(), pl.DataFrame(), days, pl.DataFrame(), pl.DataFrame(), excluded, versions)
-    arms = pooled["arm"].unique().sort().to_list()
-    comps = comparisons_for(arms, lm_encoders)
+    comps = comparisons_for(present["arm"].unique().sort().to_list(), lm_encoders)
     start = days[0]
-    rows = lift_rows(pooled, comps, cfg, per_pair=pairs)
-    protocols = pooled["protocol"].unique().sort().to_list()
+    lifts, warmups, checks = [], [], []
+    for protocol, scope in present.select("protocol", "scope").unique().sort("protocol", "scope").iter_rows():
+        keep = part_filter(protocol, scope)
+        pooled, pairs = pooled_window(lake, days, keep, keep)
+        if pooled.height == 0:
+            continue
+        lifts.append(lift_rows(pooled, comps, cfg, per_pair=pairs, holm=False))
+        warmups.append(warmup_rows(pooled, comps, cfg))
+        if scope == CHECK_SCOPE:
+            checks.append(ranker_check_rows(pooled, cfg, start, end, per_pair=pairs))
+        del pooled, pairs
+    if not lifts:
+        return WindowReport(pl.DataFrame(), pl.DataFrame(), days, pl.DataFrame(), pl.DataFrame(), excluded, versions)
+    rows = with_holm(lifts)
+    protocols = present["protocol"].unique().sort().to_list()
     head = headline_rows(rows, start, end, "window", protocols, comps, cfg.primary_endpoints, cfg.alpha)
     lift = _provenance(rows, fingerprints, config_hash).with_columns(window_start=pl.lit(start), window_end=pl.lit(end))
-    warm = warmup_rows(pooled, comps, cfg).with_columns(window_start=pl.lit(start), window_end=pl.lit(end))
-    check = ranker_check_rows(pooled, cfg, start, end, per_pair=pairs)
+    # Parts come in (protocol, scope) order, so the concatenations are in the order one call sorts into.
+    warm = pl.concat([w for w in warmups if w.height] or warmups[:1]).with_columns(window_start=pl.lit(start), window_end=pl.lit(end))
+    check = pl.concat(checks) if checks else pl.DataFrame(schema=RANKER_CHECK_SCHEMA)
     return WindowReport(lift, warm, days, head, check, excluded, versions)
 
 

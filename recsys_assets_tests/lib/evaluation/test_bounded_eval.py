@@ -81,7 +81,7 @@ def test_trivial_cells_dropped_while_reading_equal_the_join(tmp_path):
         schema=ARM_STATS_SCHEMA,
         orient="row",
     )
-    save_eval(lake, D0, per_user, stats, config_hash="h")
+    save_eval(lake, D0, [per_user], stats, config_hash="h")
     ranked = ranked_items(stats)
     joined = (
         per_user.join(ranked, on=["protocol", "scope"], how="left", maintain_order="left")
@@ -93,3 +93,21 @@ def test_trivial_cells_dropped_while_reading_equal_the_join(tmp_path):
     pooled, _ = pooled_window(lake, [D0])
     assert pooled.equals(pool_days({D0: joined}))
     assert load_per_user(lake, D0).equals(per_user)
+
+
+def test_save_eval_writes_protocol_frames_as_the_one_sorted_file(tmp_path):
+    rows = _rows(6_000, 4)
+    one, parts = Lake.at(str(tmp_path / "one")), Lake.at(str(tmp_path / "parts"))
+    stats = pl.DataFrame(schema=ARM_STATS_SCHEMA)
+    save_eval(one, D0, [rows], stats, config_hash="h")
+    # One frame per protocol, in protocol order, each unsorted: the same file, byte for byte.
+    by_protocol = [rows.filter(pl.col("protocol") == p) for p in ("item_holdout", "temporal")]
+    save_eval(parts, D0, iter(by_protocol), stats, config_hash="h")
+    files = [lake.eval_dir(D0).joinpath("per_user.parquet") for lake in (one, parts)]
+    assert files[0].read_bytes() == files[1].read_bytes()
+    assert load_per_user(one, D0).equals(sort_rows(rows, PER_USER_KEYS))
+    with pytest.raises(ValueError, match="whole protocols in order"):
+        save_eval(parts, D0, by_protocol[::-1], stats, config_hash="h")
+    assert files[1].read_bytes() == files[0].read_bytes()  # the failed write left the file as it was
+    save_eval(parts, D0, [], stats, config_hash="h")
+    assert load_per_user(parts, D0).equals(pl.DataFrame(schema=PER_USER_SCHEMA))

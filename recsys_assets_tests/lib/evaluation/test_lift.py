@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 
 from recsys_assets.lib.evaluation.evaluate import PER_USER_SCHEMA
-from recsys_assets.lib.evaluation.lift import LiftConfig, comparisons_for, lift_rows, warmup_rows
+from recsys_assets.lib.evaluation.lift import LiftConfig, comparisons_for, lift_rows, warmup_rows, with_holm
 
 
 def _per_user(cells: list[tuple[str, str, int]], arms=("ranker_minilm-l6", "ranker_no_text"), seed=0) -> pl.DataFrame:
@@ -90,3 +90,26 @@ def test_trivial_cell_is_flagged_without_p():
     ranked = ranked.with_columns(n_ranked=pl.lit(21.0))
     out = lift_rows(pu, [("ranker_minilm-l6", "ranker_no_text")], LiftConfig(n_boot=100), ranked_items=ranked)
     assert out["flag"].to_list() == [None] and out["p_value"][0] < 0.001
+
+
+def test_parts_adjusted_together_equal_one_call():
+    """Reports compute one (protocol, scope) part at a time (reporting.report_parts): Holm then runs over each
+    protocol's primary rows of every part together (here the new-user cell of `full` and the cold-item cell of
+    `cold_only`: a family of 2 per protocol), and the rows are the bits one call gives."""
+    parts = []
+    for i, (protocol, scope, cells) in enumerate(
+        [("item_holdout", "cold_only", [("all", "all", 30)]), ("item_holdout", "full", [("user", "new", 25)]),
+         ("temporal", "cold_only", [("all", "all", 40)]), ("temporal", "full", [("all", "all", 30), ("user", "new", 20)])]
+    ):
+        noisy = _per_user(cells, seed=i).with_columns(pl.col("value") + pl.Series(np.random.default_rng(i).normal(0, 0.3, 2 * sum(n for *_, n in cells))))
+        parts.append(noisy.with_columns(protocol=pl.lit(protocol), scope=pl.lit(scope)))
+    comps, cfg = [("ranker_minilm-l6", "ranker_no_text")], LiftConfig()
+    whole = lift_rows(pl.concat(parts), comps, cfg)
+    assert whole.filter(pl.col("role") == "primary").height == 4
+    by_part = with_holm([lift_rows(p, comps, cfg, holm=False) for p in parts])
+    assert by_part.equals(whole)
+    # Each part alone would adjust over a family of 1: p unchanged, which is wrong for the report.
+    alone = pl.concat([lift_rows(p, comps, cfg) for p in parts]).filter(pl.col("role") == "primary")
+    assert (alone["p_adjusted"] == alone["p_value"]).all()
+    primary = whole.filter(pl.col("role") == "primary")
+    assert (primary["p_adjusted"] > primary["p_value"]).any() and (primary["p_adjusted"] >= primary["p_value"]).all()

@@ -20,7 +20,7 @@ def _lake(tmp_path) -> Lake:
     lake = Lake.at(str(tmp_path / "lake"))
     # Days 0-1 under configuration A, day 2 under B (e.g. another ranker setting), day 3 under A again.
     for d, h in zip(DAYS, ["cfgA", "cfgA", "cfgB", "cfgA"]):
-        save_eval(lake, d, _per_user(n=60, seed=d.day), pl.DataFrame(schema=ARM_STATS_SCHEMA), config_hash=h)
+        save_eval(lake, d, [_per_user(n=60, seed=d.day)], pl.DataFrame(schema=ARM_STATS_SCHEMA), config_hash=h)
     return lake
 
 
