@@ -106,17 +106,18 @@ def _read_columns(path, columns: list[str]) -> pl.DataFrame:
         return pl.read_parquet(fh, columns=columns).unique()
 
 
-def report_parts(lake: Lake, days: list[date]) -> pl.DataFrame:
-    """(protocol, scope, arm) rows present in the days' per-user files, sorted.
+def report_parts(lake: Lake, days: list[date]) -> tuple[list[tuple[str, str]], list[str]]:
+    """((protocol, scope) parts, arms) present in the days' per-user files, both sorted.
 
-    The lift reports read and compute one (protocol, scope) part at a time (``part_filter``): both are
+    The lift reports read and compute one part at a time (``part_filter``): protocol and scope are both
     cell keys, so no cell spans two parts, and Holm runs over all of a protocol's parts together
     (``lift.with_holm``); a 10M world's day (19M per-user rows) then never sits in memory whole.
     """
     frames = [_read_columns(p, ["protocol", "scope", "arm"]) for d in days if (p := lake.eval_dir(d).joinpath("per_user.parquet")).exists()]
     if not frames:
-        return pl.DataFrame(schema={"protocol": pl.String, "scope": pl.String, "arm": pl.String})
-    return pl.concat(frames).unique().sort("protocol", "scope", "arm")
+        return [], []
+    present = pl.concat(frames)
+    return present.select("protocol", "scope").unique().sort("protocol", "scope").rows(), present["arm"].unique().sort().to_list()
 
 
 def part_filter(protocol: str, scope: str) -> pl.Expr:
@@ -178,17 +179,16 @@ def day_report(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(``cold_start_lift`` rows, ``headline`` rows) of one day's evaluation files (snapshot D = events before
     D; truth = day D), read and computed one (protocol, scope) part at a time (``report_parts``)."""
-    present = report_parts(lake, [day])
-    comps = comparisons_for(present["arm"].unique().sort().to_list(), lm_encoders)
+    parts, arms = report_parts(lake, [day])
+    comps = comparisons_for(arms, lm_encoders)
     ranked = ranked_items(load_arm_stats(lake, day))
-    parts = []
-    for protocol, scope in present.select("protocol", "scope").unique().sort("protocol", "scope").iter_rows():
+    rows = []
+    for protocol, scope in parts:
         keep = part_filter(protocol, scope)
-        parts.append(lift_rows(load_per_user(lake, day, keep), comps, cfg, per_pair=load_per_pair(lake, day, keep), ranked_items=ranked, holm=False))
-    rows = with_holm(parts)
-    protocols = present["protocol"].unique().sort().to_list()
-    head = headline_rows(rows, day, day, "day", protocols, comps, cfg.primary_endpoints, cfg.alpha)
-    return _provenance(rows, fingerprints, config_hash).with_columns(day=pl.lit(day), snapshot=pl.lit(day)), head
+        rows.append(lift_rows(load_per_user(lake, day, keep), comps, cfg, per_pair=load_per_pair(lake, day, keep), ranked_items=ranked, holm=False))
+    lift = with_holm(rows)
+    head = headline_rows(lift, day, day, "day", sorted({p for p, _ in parts}), comps, cfg.primary_endpoints, cfg.alpha)
+    return _provenance(lift, fingerprints, config_hash).with_columns(day=pl.lit(day), snapshot=pl.lit(day)), head
 
 
 def nontrivial(arm_stats: pl.DataFrame | None) -> pl.Expr | None:
@@ -289,13 +289,11 @@ def rollup_report(
     for d in days:
         v = (load_eval_provenance(lake, d) or {}).get("code_version", "unknown")
         versions[v] = versions.get(v, 0) + 1
-    present = report_parts(lake, days)
-    if present.height == 0:
-        return WindowReport(pl.DataFrame(), pl.DataFrame(), days, pl.DataFrame(), pl.DataFrame(), excluded, versions)
-    comps = comparisons_for(present["arm"].unique().sort().to_list(), lm_encoders)
-    start = days[0]
+    parts, arms = report_parts(lake, days)
+    comps = comparisons_for(arms, lm_encoders)
+    start = days[0] if days else end
     lifts, warmups, checks = [], [], []
-    for protocol, scope in present.select("protocol", "scope").unique().sort("protocol", "scope").iter_rows():
+    for protocol, scope in parts:
         keep = part_filter(protocol, scope)
         pooled, pairs = pooled_window(lake, days, keep, keep)
         if pooled.height == 0:
@@ -308,8 +306,7 @@ def rollup_report(
     if not lifts:
         return WindowReport(pl.DataFrame(), pl.DataFrame(), days, pl.DataFrame(), pl.DataFrame(), excluded, versions)
     rows = with_holm(lifts)
-    protocols = present["protocol"].unique().sort().to_list()
-    head = headline_rows(rows, start, end, "window", protocols, comps, cfg.primary_endpoints, cfg.alpha)
+    head = headline_rows(rows, start, end, "window", sorted({p for p, _ in parts}), comps, cfg.primary_endpoints, cfg.alpha)
     lift = _provenance(rows, fingerprints, config_hash).with_columns(window_start=pl.lit(start), window_end=pl.lit(end))
     # Parts come in (protocol, scope) order, so the concatenations are in the order one call sorts into.
     warm = pl.concat([w for w in warmups if w.height] or warmups[:1]).with_columns(window_start=pl.lit(start), window_end=pl.lit(end))
