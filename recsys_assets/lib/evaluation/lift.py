@@ -31,6 +31,8 @@ LIFT_COLUMNS = [
 _STRING_COLUMNS = ("protocol", "scope", "arm", "baseline_arm", "segment_kind", "segment", "metric", "flag", "ci_method", "role")
 _INT_COLUMNS = ("k", "n_users", "n_clusters", "n_items")
 LIFT_SCHEMA = {c: (pl.String if c in _STRING_COLUMNS else pl.Int64 if c in _INT_COLUMNS else pl.Float64) for c in LIFT_COLUMNS}
+_UNADJUSTED_SCHEMA = {c: t for c, t in LIFT_SCHEMA.items() if c != "p_adjusted"}
+"""``lift_rows(..., holm=False)``: every column but ``p_adjusted`` (``with_holm`` adds it)."""
 WARMUP_COLUMNS = [
     "protocol", "scope", "arm", "baseline_arm", "segment_kind", "history_bucket", "bucket_order", "metric", "k",
     "value", "baseline_value", "abs_lift", "ci_low", "ci_high", "n_users",
@@ -242,7 +244,7 @@ def lift_rows(
 
     st = _comparison_lifts(data, comparisons, _KEYS, cfg.alpha, pairs_of)
     if st.height == 0:
-        return pl.DataFrame(schema=LIFT_SCHEMA) if holm else pl.DataFrame(schema={c: t for c, t in LIFT_SCHEMA.items() if c != "p_adjusted"})
+        return pl.DataFrame(schema=LIFT_SCHEMA if holm else _UNADJUSTED_SCHEMA)
     trivial = ranked_items.rename({"n_ranked": "_n_ranked"}) if ranked_items is not None and ranked_items.height else pl.DataFrame(schema={"protocol": pl.String, "scope": pl.String, "_n_ranked": pl.Float64})
     role_frame = pl.DataFrame(
         list(roles),
@@ -264,7 +266,7 @@ def lift_rows(
         )
         .with_columns(p_value=pl.when(pl.col("flag").is_null()).then(pl.col("p_value")))
     )
-    out = out.select([c for c in LIFT_COLUMNS if c != "p_adjusted"]).cast({c: t for c, t in LIFT_SCHEMA.items() if c != "p_adjusted"})
+    out = out.select(list(_UNADJUSTED_SCHEMA)).cast(_UNADJUSTED_SCHEMA)
     return with_holm([out]) if holm else out
 
 
