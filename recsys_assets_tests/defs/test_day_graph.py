@@ -388,29 +388,46 @@ def test_cold_lists_of_the_judged_users_only_change_no_metric(graph, protocol):
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_serving_from_the_stored_pool_equals_generating_the_candidates(graph, protocol, monkeypatch):
-    """recommendations reads the candidates asset's pool (flags and ALS rank) instead of generating the candidates
-    again: every arm's lists are those of generating them, and the stored recs.parquet holds them."""
-    from recsys_assets.lib.ranking.arms import arm_names, recommend_arms
+    """recommendations reads the candidates asset's pool (flags, ALS rank, the ALS and content arms' top-K scores)
+    instead of generating the candidates again, and serves the als / content arms from the pool's first K: every
+    arm's lists are those of generating them, the als / content arms' those of ranking the catalogue for each of
+    them alone (their own top-K, ``_source_frame``), and the stored recs.parquet holds them."""
+    import recsys_assets.lib.ranking.arms as arms
+    from recsys_assets.lib.ranking.arms import arm_names, arm_score_column, parse_arm, recommend_arms
     from recsys_assets.lib.ranking.nightly import load_rankers, served_users
 
     n = _night(graph, protocol)
     lake, day, rcfg, snap, feats = n.lake, n.day, n.rcfg, n.snap, n.feats
     users, names, rankers = served_users(snap.events_of_day), arm_names(rcfg), load_rankers(lake, day, protocol, rcfg)
     pool_file = lake.recs_dir(day, protocol).joinpath("candidates.parquet")
-    assert "rank_als" in read_parquet(pool_file).columns
+    source_arms = [a for a in names if parse_arm(a).kind in ("als", "content") and not parse_arm(a).slots]
+    assert len(source_arms) == 1 + len(rcfg.encoders)
+    pool_cols = read_parquet(pool_file).columns
+    assert {"rank_als", arm_score_column("als")} <= set(pool_cols) and all(arm_score_column(f"content:{e}") in pool_cols for e in rcfg.encoders)
     generated = recommend_arms(names, feats, users, rcfg.k, rankers, rcfg)
-    import recsys_assets.lib.ranking.arms as arms
+    # without a ranker arm there are no candidates: each source arm ranks the catalogue for itself
+    alone = recommend_arms(source_arms, feats, users, rcfg.k, rankers, rcfg)
 
     def no_generation(*a, **kw):
         raise AssertionError("the candidates were generated again instead of read from the pool")
 
+    real_source_frame = arms._source_frame
+
+    def popular_only(features, us, source, k):
+        assert source == "popular", f"{source} ranked the catalogue again instead of reading the pool"
+        return real_source_frame(features, us, source, k)
+
     with monkeypatch.context() as m:
         m.setattr(arms, "generate_candidates", no_generation)
+        m.setattr(arms, "_source_frame", popular_only)
         from_pool = recommend_arms(names, feats, users, rcfg.k, rankers, rcfg, pl.scan_parquet(pool_file.path))
     stored = read_parquet(lake.recs_dir(day, protocol).joinpath("recs.parquet"))
     for arm in names:
         assert from_pool[arm][0].equals(generated[arm][0]) and from_pool[arm][1] == generated[arm][1], arm
         assert stored.filter(pl.col("arm") == arm).drop("arm").equals(generated[arm][0]), arm
+    for arm in source_arms:
+        assert alone[arm][0].height > 0 and from_pool[arm][0].equals(alone[arm][0]), arm
+        assert from_pool[arm][1] == alone[arm][1], arm
 
 
 def test_block_users_and_threads_of_the_assets_change_no_byte(graph, monkeypatch):

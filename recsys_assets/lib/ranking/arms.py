@@ -29,6 +29,7 @@ from recsys_assets.lib.ranking.candidates import (
     candidate_recall,
     generate_candidates,
     rank_column,
+    score_column,
     slug,
     source_column,
     source_topn,
@@ -211,10 +212,50 @@ def _model_for(spec: ArmSpec, ranker_models: dict[str, RankerModel] | None) -> R
     return model
 
 
+ARM_SOURCE_KINDS = ("als", "content")
+"""Sources that are also arms (``als``, ``content_<enc>``): an arm's top-K is its source's first K candidates."""
+
+
+def arm_score_column(source: str) -> str:
+    """The pool column of a source that is also an arm: the pair's score where the source ranked it within the
+    served K (``RankingConfig.k``), null elsewhere (:func:`_first_k_of_source`)."""
+    return f"arm_score_{slug(source)}"
+
+
+def pool_exprs(sources: Sequence[str], k: int) -> list[pl.Expr]:
+    """:func:`pool_columns` from generated candidates (``generate_candidates``' flags, ranks and scores)."""
+    ranked = [s for s in sources if s.partition(":")[0] in ARM_SOURCE_KINDS]
+    return [
+        pl.col("user_id"),
+        pl.col("item_id"),
+        *[pl.col(source_column(s)) for s in sources],
+        *([pl.col(rank_column("als"))] if "als" in sources else []),
+        *[pl.when(pl.col(rank_column(s)) <= k).then(pl.col(score_column(s))).alias(arm_score_column(s)) for s in ranked],
+    ]
+
+
 def pool_columns(sources: Sequence[str]) -> list[str]:
-    """The candidate columns the ranker features read (``ranker_features``): the pairs, the sources'
-    flags and the ALS rank. The stored candidate pool (``nightly.candidate_pool``) holds them."""
-    return ["user_id", "item_id", *[source_column(s) for s in sources], *([rank_column("als")] if "als" in sources else [])]
+    """The candidate columns serving reads: the pairs, the sources' flags and the ALS rank (``ranker_features``),
+    and for the sources that are also arms (:data:`ARM_SOURCE_KINDS`) the score of their top K
+    (:func:`arm_score_column`: the ``als`` and ``content_<enc>`` arms are served from it). The stored candidate
+    pool (``nightly.candidate_pool``) holds them."""
+    return [e.meta.output_name() for e in pool_exprs(sources, 1)]
+
+
+def _first_k_of_source(cands: pl.DataFrame | None, source: str, k: int, cfg: RankingConfig) -> pl.DataFrame | None:
+    """(user_id, item_id, score) of ``source``'s top ``k`` per user read from a block's candidates (the rows of its
+    :func:`arm_score_column`), or None when they do not carry it, or ``k`` is not the served ``cfg.k``, or the
+    source proposes fewer than ``k`` per user.
+
+    The same rows and bits as :func:`_source_frame` (``source_topn`` with n = k): the ALS and content top-N go
+    through ``topk.dot_top_k``, which orders by the float32-rounded float64 dot products, ties by catalogue
+    column, so the first ``k`` of the top ``n >= k`` are the top ``k``; ``recommendations`` thus serves these
+    arms from the day's stored pool instead of ranking the catalogue again for each of them (the pool keeps
+    only these scores, not every candidate's: a third of its size at 1M events)."""
+    col = arm_score_column(source)
+    if cands is None or col not in cands.columns or k != cfg.k or cfg.pool_size(source) < k:
+        return None
+    return cands.filter(pl.col(col).is_not_null()).select("user_id", "item_id", pl.col(col).cast(pl.Float64).alias("score"))
 
 
 def _block_candidates(features: SnapshotFeatures, users: list[str], sources: tuple[str, ...], cfg: RankingConfig, pool: pl.DataFrame | pl.LazyFrame | None) -> pl.DataFrame:
@@ -231,21 +272,22 @@ def _block_candidates(features: SnapshotFeatures, users: list[str], sources: tup
             seq = [pos[u] for u in rows.get_column("user_id").unique(maintain_order=True).to_list()]
             if all(a < b for a, b in zip(seq, seq[1:])):
                 return rows
-    return generate_candidates(features, users, sources, cfg).select(cols)
+    return generate_candidates(features, users, sources, cfg).select(pool_exprs(sources, cfg.k))
 
 
 def _shared_ranker_frame(
-    specs: Sequence[ArmSpec], features: SnapshotFeatures, users: list[str], cfg: RankingConfig, pool: pl.DataFrame | pl.LazyFrame | None = None
+    specs: Sequence[ArmSpec], features: SnapshotFeatures, users: list[str], cfg: RankingConfig, cands: pl.DataFrame | None = None
 ) -> pl.DataFrame:
     """Candidates of the union of the ranker arms' sources for ``users``, with every arm's features.
 
     Every feature is a function of its (user, item) pair alone and every source is computed on its
     own, so an arm's rows of this frame (:func:`_arm_rows`) are exactly what its own candidates and
     ``ranker_features`` give: the candidates and the shared features are computed once for all arms.
-    With ``pool`` (the day's stored candidate pool) the candidates are read, not generated again.
+    ``cands``: those candidates (:func:`_block_candidates`, read from the day's stored pool), else generated.
     """
     sources = _union_sources(specs)
-    cands = _block_candidates(features, users, sources, cfg, pool)
+    if cands is None:
+        cands = _block_candidates(features, users, sources, cfg, None)
     flags = cands.select([source_column(src) for src in sources])
     return ranker_features(features, cands, None, text_encoders=_text_encoders(specs)).hstack(flags.rename(lambda c: f"_{c}"))
 
@@ -285,10 +327,11 @@ def _arm_scores(shared: pl.DataFrame, spec: ArmSpec, model: RankerModel) -> np.n
 
 def _ranker_pools(
     specs: Sequence[ArmSpec], features: SnapshotFeatures, users: list[str], models: dict[str, RankerModel] | None, cfg: RankingConfig,
-    pool: pl.DataFrame | pl.LazyFrame | None = None,
+    cands: pl.DataFrame | None = None,
 ) -> dict[str, tuple[pl.DataFrame, dict]]:
-    """{arm base: (scored candidates, pool stats)} of the ranker arms, from one shared candidate/feature frame."""
-    shared = _shared_ranker_frame(specs, features, users, cfg, pool)
+    """{arm base: (scored candidates, pool stats)} of the ranker arms, from one shared candidate/feature frame
+    (``cands``: the block's candidates of their sources, :func:`_block_candidates`; else generated)."""
+    shared = _shared_ranker_frame(specs, features, users, cfg, cands)
     out = {}
     for spec in specs:
         if spec.base in out:
@@ -376,8 +419,11 @@ def recommend_arms(
     parts: dict[str, list] = {sp.name: [] for sp in specs}
 
     def serve_block(block: list[str]) -> list[tuple[pl.DataFrame, dict]]:
-        pools = _ranker_pools(rankers, features, block, ranker_models, cfg, pool) if rankers and block else {}
-        return [_recommend_block(sp.name, features, block, k, ranker_models, cfg, pools.get(sp.base)) for sp in specs]
+        # the block's candidates of the ranker arms' sources, read from the pool (else generated) once: the
+        # rankers score them and the als / content arms whose sources they hold take their first k
+        cands = _block_candidates(features, block, _union_sources(rankers), cfg, pool) if rankers and block else None
+        pools = _ranker_pools(rankers, features, block, ranker_models, cfg, cands) if cands is not None else {}
+        return [_recommend_block(sp.name, features, block, k, ranker_models, cfg, pools.get(sp.base), cands) for sp in specs]
 
     for served in map_in_order(serve_block, slices(users, block_users or BLOCK_USERS, keep_empty=True), threads):
         for sp, part in zip(specs, served):
@@ -436,15 +482,17 @@ def _recommend_block(
     ranker_models: dict[str, RankerModel] | None,
     cfg: RankingConfig,
     ranker_pool: tuple[pl.DataFrame, dict] | None = None,
+    cands: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     spec = parse_arm(arm)
     stats: dict = {"arm": arm, "n_users": len(users), "k": k, "fallback_users": 0}
     pool: pl.DataFrame
     if spec.kind == "popularity":
         pool = _popular_scores(features, users, k)
-    elif spec.kind in ("als", "content"):
+    elif spec.kind in ARM_SOURCE_KINDS:
         source = "als" if spec.kind == "als" else f"content:{spec.encoder}"
-        pool = _source_frame(features, users, source, k)
+        first_k = _first_k_of_source(cands, source, k, cfg)
+        pool = first_k if first_k is not None else _source_frame(features, users, source, k)
         served = set(pool.get_column("user_id").unique().to_list())
         fb = [u for u in users if u not in served]
         stats["fallback_users"] = len(fb)

@@ -34,7 +34,7 @@ from recsys_assets.lib.ranking.arms import (
     explain_recommendations,
     new_item_ids,
     parse_arm,
-    pool_columns,
+    pool_exprs,
     popularity_tiebreak,
     ranker_arm_names,
     RECS_SCHEMA,
@@ -205,12 +205,11 @@ def load_rankers(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> d
 
 
 def candidate_pool(feats: SnapshotFeatures, users: list[str], rcfg: RankingConfig) -> pl.DataFrame:
-    """Union of every ranker arm's candidate sources (flags say which source proposed a pair) and the
-    ALS rank (``arms.pool_columns``): what the ranker features read, so ``recommendations`` serves from
-    this pool instead of generating the candidates again."""
+    """Union of every ranker arm's candidate sources (flags say which source proposed a pair), the ALS rank
+    and the ALS / content arms' top-K scores (``arms.pool_columns``): what serving reads, so ``recommendations``
+    serves from this pool instead of generating the candidates again."""
     sources = tuple(dict.fromkeys(s for arm in ranker_arm_names(rcfg) for s in arm_sources(arm)))
-    cands = generate_candidates(feats, users, sources, rcfg)
-    return cands.select(pool_columns(sources))
+    return generate_candidates(feats, users, sources, rcfg).select(pool_exprs(sources, rcfg.k))
 
 
 def write_candidate_pool(
