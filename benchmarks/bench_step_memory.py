@@ -68,7 +68,7 @@ def run(args: argparse.Namespace, sampler: RssSampler) -> bool:
 
     from recsys_assets.defs.resources import LakeResource, ModelsResource
 
-    models = ModelsResource() if args.block_users is None else ModelsResource(block_users=args.block_users)
+    models = ModelsResource(**{k: v for k, v in (("block_users", args.block_users), ("block_threads", args.block_threads)) if v is not None})
     asset = getattr(asset_module, args.step)
     mark("start")
     result = dg.materialize([asset], partition_key=args.day.isoformat(), resources={"lake": LakeResource(root=args.lake), "models": models}, raise_on_error=False)
@@ -82,6 +82,7 @@ def main() -> None:
     ap.add_argument("--day", required=True, type=date.fromisoformat)
     ap.add_argument("--step", required=True, choices=sorted(STEPS))
     ap.add_argument("--block-users", type=int, default=None, help="ModelsResource.block_users (default: the resource's)")
+    ap.add_argument("--block-threads", type=int, default=None, help="ModelsResource.block_threads (default: the resource's; 1 to profile one block at a time)")
     args = ap.parse_args()
 
     t0 = time.time()

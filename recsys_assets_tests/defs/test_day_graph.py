@@ -391,9 +391,10 @@ def test_serving_from_the_stored_pool_equals_generating_the_candidates(graph, pr
     """recommendations reads the candidates asset's pool (flags, ALS rank, the ALS and content arms' top-K scores)
     instead of generating the candidates again, and serves the als / content arms from the pool's first K: every
     arm's lists are those of generating them, the als / content arms' those of ranking the catalogue for each of
-    them alone (their own top-K, ``_source_frame``), and the stored recs.parquet holds them."""
+    them alone (their own top-K, ``_source_frame``), and the stored recs.parquet holds them. The explanations'
+    sample reads its candidate flags from the pool too, with the same contributions."""
     import recsys_assets.lib.ranking.arms as arms
-    from recsys_assets.lib.ranking.arms import arm_names, arm_score_column, parse_arm, recommend_arms
+    from recsys_assets.lib.ranking.arms import arm_names, arm_score_column, explain_recommendations, parse_arm, recommend_arms
     from recsys_assets.lib.ranking.nightly import load_rankers, served_users
 
     n = _night(graph, protocol)
@@ -428,6 +429,14 @@ def test_serving_from_the_stored_pool_equals_generating_the_candidates(graph, pr
     for arm in source_arms:
         assert alone[arm][0].height > 0 and from_pool[arm][0].equals(alone[arm][0]), arm
         assert from_pool[arm][1] == alone[arm][1], arm
+    # the explained sample's source flags and ALS rank are read from the pool too
+    explained = read_parquet(lake.recs_dir(day, protocol).joinpath("explanations.parquet"))
+    for arm in (a for a in names if parse_arm(a).is_ranker and not parse_arm(a).slots):
+        mine = explain_recommendations(arm, feats, generated[arm][0], rankers, rcfg)
+        with monkeypatch.context() as m:
+            m.setattr(arms, "generate_candidates", no_generation)
+            assert explain_recommendations(arm, feats, generated[arm][0], rankers, rcfg, pl.scan_parquet(pool_file.path)).equals(mine), arm
+        assert explained.filter(pl.col("arm") == arm).drop("arm").select(mine.columns).equals(mine), arm
 
 
 def test_block_users_and_threads_of_the_assets_change_no_byte(graph, monkeypatch):

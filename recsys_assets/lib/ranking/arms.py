@@ -655,8 +655,11 @@ def explain_recommendations(
     recs: pl.DataFrame,
     ranker_models: dict[str, RankerModel],
     cfg: RankingConfig,
+    pool: pl.DataFrame | pl.LazyFrame | None = None,
 ) -> pl.DataFrame:
-    """Per-feature contributions for a deterministic sample (``cfg.explain_sample`` rows) of a ranker arm's recs."""
+    """Per-feature contributions for a deterministic sample (``cfg.explain_sample`` rows) of a ranker arm's recs.
+    ``pool``: the day's stored candidate pool of the served users (the sample's source flags and ALS rank are
+    read from it instead of generating the sample users' candidates again: :func:`_block_candidates`)."""
     spec = parse_arm(arm)
     model = _model_for(spec, ranker_models)
     if recs.height == 0:
@@ -664,7 +667,7 @@ def explain_recommendations(
     h = pair_hash_u64(recs.get_column("user_id"), recs.get_column("item_id"), "explain")
     sample = recs.with_columns(pl.Series("_h", h)).sort("_h").head(cfg.explain_sample).drop("_h")
     users = sample.get_column("user_id").unique().sort().to_list()
-    frame = _with_candidate_flags(sample.select("user_id", "item_id", "rank"), generate_candidates(features, users, arm_sources(spec.base), cfg))
+    frame = _with_candidate_flags(sample.select("user_id", "item_id", "rank"), _block_candidates(features, users, arm_sources(spec.base), cfg, pool))
     feats = ranker_features(features, frame, spec.encoder)
     return sample.select("user_id", "item_id", "rank").hstack(model.explain(feats).drop("user_id", "item_id"))
 

@@ -287,7 +287,7 @@ def serve_day(
         if arm in cold_top:
             cold.append(cold_top[arm].with_columns(arm=pl.lit(arm)))
         if spec.is_ranker and not spec.slots and r.height:
-            explained.append(explain_recommendations(arm, feats, r, models, rcfg).with_columns(arm=pl.lit(arm)))
+            explained.append(explain_recommendations(arm, feats, r, models, rcfg, pool).with_columns(arm=pl.lit(arm)))
     write_parquet_atomic(pl.concat(recs), out_dir.joinpath("recs.parquet"))
     cold_frame = pl.concat(cold) if cold else pl.DataFrame(schema={**RECS_SCHEMA, "arm": pl.String})
     write_parquet_atomic(cold_frame, out_dir.joinpath("cold_recs.parquet"))
