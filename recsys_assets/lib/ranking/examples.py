@@ -26,7 +26,7 @@ from recsys_assets.lib.lake import BlockParquetWriter
 from recsys_assets.lib.parallel import map_in_order, slices
 from recsys_assets.lib.ranking.candidates import POOL_BLOCK_USERS, arm_sources, generate_candidates, source_column
 from recsys_assets.lib.ranking.config import RankingConfig
-from recsys_assets.lib.ranking.features import feature_names, ranker_features, text_feature_names
+from recsys_assets.lib.ranking.features import feature_names, ranker_features
 from recsys_assets.lib.ranking.inputs import SnapshotFeatures, hash_u64
 from recsys_assets.lib.snapshot import SnapshotView, day_start, positives_excluding_seen
 
@@ -77,14 +77,11 @@ def _empty_examples(names: list[str]) -> pl.DataFrame:
 def _block_examples(features: SnapshotFeatures, lab: pl.DataFrame, users: list[str], sources, names, cfg: RankingConfig) -> tuple[pl.DataFrame, dict]:
     """Examples of a block of labelled users (``lab``: their label pairs) and the block's counts."""
     cands = generate_candidates(features, users, sources, cfg)
-    base = ranker_features(features, cands, None)
-    cols = [base]
-    for enc in cfg.encoders:
-        text = ranker_features(features, cands, enc)
-        cols.append(text.select(text_feature_names(enc)))
+    # every arm's features in one call: the shared ones once, each encoder's text features next to them
+    # (each column is a function of its pair alone, so the values are those of one call per arm)
+    feats = ranker_features(features, cands, None, text_encoders=cfg.encoders)
     frame = (
-        pl.concat(cols, how="horizontal")
-        .join(lab.with_columns(label=pl.lit(1, pl.Int8)), on=["user_id", "item_id"], how="left", maintain_order="left")
+        feats.join(lab.with_columns(label=pl.lit(1, pl.Int8)), on=["user_id", "item_id"], how="left", maintain_order="left")
         .with_columns(pl.col("label").fill_null(0), pl.lit(features.view.cutoff).alias(SNAPSHOT_COL))
         .select(SNAPSHOT_COL, "user_id", "item_id", "label", *names)
         .sort("user_id", "item_id")
