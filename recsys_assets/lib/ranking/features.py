@@ -33,6 +33,7 @@ from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.interactions import id_index, rows_of
 from recsys_assets.lib.ranking.candidates import BASE_SOURCES, rank_column, slug, source_column, text_sources
 from recsys_assets.lib.ranking.inputs import SEGMENT_ORDINAL, SnapshotFeatures
+from recsys_assets.lib.topk import GATHER_ROWS, gathered_dots
 
 FEATURES_NO_TEXT: list[str] = [
     "als_score",
@@ -62,9 +63,9 @@ PROFILE_SMOOTHING = 100.0
 """``profile_lift``'s pseudo-events (alpha): small cohorts' counts are shrunk towards no lift (100 beat
 1 and 10 on the tuning days, docs/ranker.md round 5)."""
 
-PAIR_CHUNK = 1 << 12
-"""Pairs per gather-and-dot step of :func:`pair_dot`: two 4,096 x dim blocks stay in cache (2^18 made
-pair_dot 5x slower at dim 384, page-faulting fresh 400 MB gathers); each pair's dot is the same bits."""
+PAIR_CHUNK = GATHER_ROWS
+"""Pairs per step of ``last_cooc``'s mean (and of :func:`pair_dot`'s gathers, ``topk.GATHER_ROWS``: 2^18 made
+pair_dot 5x slower at dim 384, page-faulting fresh 400 MB gathers); each pair's value is the same bits."""
 
 COOC_CELLS = 1 << 23
 """Dense cells (float32: 32 MiB) of one chunk of ``last_cooc``'s co-occurrence counts (last items x catalogue)."""
@@ -93,9 +94,7 @@ def pair_dot(a: np.ndarray, a_rows: np.ndarray, b: np.ndarray, b_rows: np.ndarra
     """``a[a_rows[k]] . b[b_rows[k]]`` where ``mask[k]``, NaN elsewhere (float32)."""
     out = np.full(len(a_rows), np.nan, dtype=np.float32)
     idx = np.flatnonzero(mask)
-    for s in range(0, len(idx), PAIR_CHUNK):
-        j = idx[s : s + PAIR_CHUNK]
-        out[j] = np.einsum("ij,ij->i", a[a_rows[j]], b[b_rows[j]])
+    out[idx] = gathered_dots(a, a_rows[idx], b, b_rows[idx])
     return out
 
 
