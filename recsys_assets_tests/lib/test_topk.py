@@ -102,3 +102,19 @@ def test_dot_top_k_with_more_ties_than_its_margin_reads_the_whole_row():
         assert np.array_equal(cols[r], order) and np.array_equal(vals[r], exact[r, order]), r
     one_by_one = [dot_top_k(users[r : r + 1] @ items.T, users[r : r + 1], items, k) for r in range(40)]
     assert np.array_equal(np.concatenate([c for c, _ in one_by_one]), cols)
+
+
+@pytest.mark.parametrize("dtype", [None, np.float64])
+def test_gathered_dots_are_one_einsum_per_pair_whatever_the_chunk(monkeypatch, dtype):
+    """gathered_dots equals gathering every pair's rows at once (float32, or accumulated in float64), with chunks of
+    3 pairs, the default or one chunk: each pair's dot is its own row."""
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(40, 384)).astype(np.float32), rng.normal(size=(70, 384)).astype(np.float32)
+    ar, br = rng.integers(0, 40, 1000), rng.integers(0, 70, 1000)
+    kw = {} if dtype is None else {"dtype": dtype, "casting": "safe"}
+    once = np.einsum("ij,ij->i", a[ar], b[br], **kw)
+    for rows in (3, topk.GATHER_ROWS, 10_000):
+        monkeypatch.setattr(topk, "GATHER_ROWS", rows)
+        got = topk.gathered_dots(a, ar, b, br, dtype)
+        assert got.dtype == once.dtype and np.array_equal(got, once)
+    assert len(topk.gathered_dots(a, ar[:0], b, br[:0], dtype)) == 0
