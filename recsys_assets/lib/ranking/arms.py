@@ -222,7 +222,7 @@ def arm_score_column(source: str) -> str:
     return f"arm_score_{slug(source)}"
 
 
-def pool_exprs(sources: Sequence[str], k: int) -> list[pl.Expr]:
+def _pool_exprs(sources: Sequence[str], k: int) -> list[pl.Expr]:
     """:func:`pool_columns` from generated candidates (``generate_candidates``' flags, ranks and scores)."""
     ranked = [s for s in sources if s.partition(":")[0] in ARM_SOURCE_KINDS]
     return [
@@ -239,7 +239,12 @@ def pool_columns(sources: Sequence[str]) -> list[str]:
     and for the sources that are also arms (:data:`ARM_SOURCE_KINDS`) the score of their top K
     (:func:`arm_score_column`: the ``als`` and ``content_<enc>`` arms are served from it). The stored candidate
     pool (``nightly.candidate_pool``) holds them."""
-    return [e.meta.output_name() for e in pool_exprs(sources, 1)]
+    return [e.meta.output_name() for e in _pool_exprs(sources, 1)]
+
+
+def pool_candidates(features: SnapshotFeatures, users: Sequence[str], sources: Sequence[str], cfg: RankingConfig) -> pl.DataFrame:
+    """``generate_candidates`` of ``sources`` for ``users`` as the stored pool holds them (:func:`pool_columns`)."""
+    return generate_candidates(features, users, tuple(sources), cfg).select(_pool_exprs(sources, cfg.k))
 
 
 def _first_k_of_source(cands: pl.DataFrame | None, source: str, k: int, cfg: RankingConfig) -> pl.DataFrame | None:
@@ -250,8 +255,8 @@ def _first_k_of_source(cands: pl.DataFrame | None, source: str, k: int, cfg: Ran
     The same rows and bits as :func:`_source_frame` (``source_topn`` with n = k): the ALS and content top-N go
     through ``topk.dot_top_k``, which orders by the float32-rounded float64 dot products, ties by catalogue
     column, so the first ``k`` of the top ``n >= k`` are the top ``k``; ``recommendations`` thus serves these
-    arms from the day's stored pool instead of ranking the catalogue again for each of them (the pool keeps
-    only these scores, not every candidate's: a third of its size at 1M events)."""
+    arms from the day's stored pool instead of ranking the catalogue again for each of them. Only these K scores
+    per user are stored (the 1M pool +40 %; every candidate's rank and score made it 3x larger)."""
     col = arm_score_column(source)
     if cands is None or col not in cands.columns or k != cfg.k or cfg.pool_size(source) < k:
         return None
@@ -272,7 +277,7 @@ def _block_candidates(features: SnapshotFeatures, users: list[str], sources: tup
             seq = [pos[u] for u in rows.get_column("user_id").unique(maintain_order=True).to_list()]
             if all(a < b for a, b in zip(seq, seq[1:])):
                 return rows
-    return generate_candidates(features, users, sources, cfg).select(pool_exprs(sources, cfg.k))
+    return pool_candidates(features, users, sources, cfg)
 
 
 def _shared_ranker_frame(

@@ -34,14 +34,14 @@ from recsys_assets.lib.ranking.arms import (
     explain_recommendations,
     new_item_ids,
     parse_arm,
-    pool_exprs,
+    pool_candidates,
     popularity_tiebreak,
     ranker_arm_names,
     RECS_SCHEMA,
     recommend_arms,
     top_k_items_arms,
 )
-from recsys_assets.lib.ranking.candidates import POOL_BLOCK_USERS, arm_sources, generate_candidates, source_column
+from recsys_assets.lib.ranking.candidates import POOL_BLOCK_USERS, arm_sources, source_column
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.examples import SNAPSHOT_COL, audit_examples, next_day_labels, training_frame_from_nights, write_night_examples
 from recsys_assets.lib.ranking.features import feature_names
@@ -209,7 +209,7 @@ def candidate_pool(feats: SnapshotFeatures, users: list[str], rcfg: RankingConfi
     and the ALS / content arms' top-K scores (``arms.pool_columns``): what serving reads, so ``recommendations``
     serves from this pool instead of generating the candidates again."""
     sources = tuple(dict.fromkeys(s for arm in ranker_arm_names(rcfg) for s in arm_sources(arm)))
-    return generate_candidates(feats, users, sources, rcfg).select(pool_exprs(sources, rcfg.k))
+    return pool_candidates(feats, users, sources, rcfg)
 
 
 def write_candidate_pool(
