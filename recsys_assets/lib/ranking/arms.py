@@ -264,9 +264,9 @@ def _first_k_of_source(cands: pl.DataFrame | None, source: str, k: int, cfg: Ran
 
 
 def _block_candidates(features: SnapshotFeatures, users: list[str], sources: tuple[str, ...], cfg: RankingConfig, pool: pl.DataFrame | pl.LazyFrame | None) -> pl.DataFrame:
-    """``generate_candidates(features, users, sources, cfg)`` restricted to :func:`pool_columns`, read from
-    the day's stored ``pool`` when it holds them (the same function wrote it for the served users, in
-    the same row order: by user in ``users`` order, then catalogue column), else generated."""
+    """:func:`pool_candidates` of ``users``, read from the day's stored ``pool`` when it holds the
+    :func:`pool_columns` (the same function wrote it for the served users, with this configuration, in the
+    same row order: by user in ``users`` order, then catalogue column), else generated."""
     cols = pool_columns(sources)
     if pool is not None:
         names = pool.collect_schema().names() if isinstance(pool, pl.LazyFrame) else pool.columns
