@@ -48,7 +48,7 @@ from recsys_assets.lib.ranking.arms import build_training_frame, recommend, trai
 from recsys_assets.lib.ranking.candidates import arm_sources, generate_candidates  # noqa: E402
 from recsys_assets.lib.ranking.config import RankingConfig  # noqa: E402
 from recsys_assets.lib.ranking.features import feature_names  # noqa: E402
-from recsys_assets.lib.ranking.ranker import prepare_lgb_data, train_ranker  # noqa: E402
+from recsys_assets.lib.ranking.ranker import prepare_lgb_data, resolve_prior, train_ranker  # noqa: E402
 from recsys_assets.lib.snapshot import day_start  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -170,6 +170,7 @@ def main() -> None:
 
     names = feature_names(ENC)
     frame = frames[ARM]
+    cfg, _ = resolve_prior(frame, cfg)  # prepare_lgb_data needs the prior resolved, as train_ranker resolves it
     data = prepare_lgb_data(frame, names, cfg)
 
     def raw():

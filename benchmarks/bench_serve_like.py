@@ -67,7 +67,7 @@ from recsys_assets.lib.ranking import features as features_mod
 from recsys_assets.lib.ranking.features import FEATURES_NO_TEXT, ranker_features
 from recsys_assets.lib.features.nightly import FeatureConfig, fit_view_als
 from recsys_assets.lib.ranking.inputs import SnapshotFeatures
-from recsys_assets.lib.ranking.ranker import fit_lgb, LgbData, prepare_lgb_data, prior_of, RankerModel
+from recsys_assets.lib.ranking.ranker import fit_lgb, LgbData, prepare_lgb_data, prior_of, RankerModel, resolve_prior
 from recsys_assets.lib.snapshot import ProtocolConfig, build_view, day_start, positives_excluding_seen
 
 INTER = InteractionConfig()
@@ -94,6 +94,8 @@ def train(frames: list[tuple[str, pl.DataFrame]], cfg: RankingConfig, mode: str,
     """frames = [(night, frame)], oldest first; the query group is (night, user)."""
     tagged = [f.with_columns(pl.concat_str([pl.lit(n), pl.lit("|"), pl.col("user_id")]).alias("user_id")) for n, f in frames]
     last_users = frames[-1][1].filter(pl.col("label") > 0)["user_id"].n_unique()
+    # prior_profile_new None (the product's default) is chosen on these nights, as train_ranker does; pn<b> fixes it.
+    cfg, _ = resolve_prior(pl.concat(tagged), cfg)
     if mode == "none":
         cfg = replace(cfg, validation_fraction=0.0)
     if mode in ("hash", "none") or len(frames) < 2 or last_users < cfg.min_valid_users:

@@ -165,7 +165,7 @@ def _resource_config(args) -> dict:
         cfg["encoders"] = args.encoders
     if args.rollup_days:
         cfg["rollup_days"] = args.rollup_days
-    if args.ranker_prior_profile_new:
+    if args.ranker_prior_profile_new is not None:
         cfg["ranker_prior_profile_new"] = args.ranker_prior_profile_new
     return {"models": {"config": cfg}} if cfg else {}
 
@@ -198,8 +198,9 @@ def add_commands(sub, add_lake) -> None:
     p.add_argument(
         "--ranker-prior-profile-new",
         type=float,
-        default=0.0,
-        help="weight of profile_lift in the rankers' popularity prior for brand-new users (default 0 = off; docs/ranker.md round 6)",
+        default=None,
+        help="weight of profile_lift in the rankers' popularity prior for brand-new users (default: chosen every night on the "
+        "rankers' training nights; 0 = off; docs/ranker.md round 7)",
     )
     p.add_argument("--synthetic-events", type=int, default=200_000)
     p.add_argument("--synthetic-users", type=int, default=None, help="synthetic users (default: shop-like, events/33, at least 2,000)")

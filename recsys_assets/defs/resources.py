@@ -62,11 +62,12 @@ class ModelsResource(dg.ConfigurableResource):
     """Cap on labelled users per ranker training frame (lowest hash kept); None = every labelled user (default)."""
     new_item_slots: int = 0
     """Top-K slots each ranker arm reserves for new items (0 = none; >0 adds `+slotsN` arms)."""
-    ranker_prior_profile_new: float = 0.0
+    ranker_prior_profile_new: float | None = None
     """Weight of ``profile_lift`` in the ranker's popularity prior for brand-new users
-    (``RankingConfig.prior_profile_new``; 0 = off, the default). Tune it on days before the evaluated
-    ones (``benchmarks/bench_serve_like.py``, token ``pn<b>``): it helped ml-1m and hurt ml-100k
-    (docs/ranker.md round 6)."""
+    (``RankingConfig.prior_profile_new``). None (the default) = chosen every night on the rankers'
+    own training nights, before the served day (``ranker.choose_prior_profile_new``; the choice is in
+    each model's meta and the rankers asset's metadata); a number fixes it (0 = off). Fixed weights
+    helped ml-1m and hurt ml-100k on their tuning days (docs/ranker.md round 6)."""
     n_boot: int = 1000
     """Bootstrap resamples per lift cell."""
     rollup_days: int = 28

@@ -132,6 +132,25 @@ def test_leakage_checks_passed(graph):
         assert checks.get("cold_start_eval:leakage_audit") is True, (d, checks)
 
 
+def test_every_ranker_arm_of_a_night_boosts_from_the_one_chosen_prior(graph):
+    from recsys_assets.lib.ranking.nightly import load_rankers, ranking_config
+
+    lake: Lake = graph["lake"]
+    models = ModelsResource(**MODELS)
+    for d, result in graph["results"].items():
+        rcfg = ranking_config(lake, d, models.feature_config(), **models.ranking_settings())
+        assert rcfg.prior_profile_new is None  # the default: left to each night's training frames
+        meta = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}["rankers"]
+        for protocol in PROTOCOLS:
+            rankers = load_rankers(lake, d, protocol, rcfg)
+            choice = rankers["ranker_no_text"].meta["prior_choice"]
+            # One choice, made on ranker_no_text's frame, shared by every arm: text arms differ by their features only.
+            assert {a: m.meta["prior"] for a, m in rankers.items()} == {a: rankers["ranker_no_text"].meta["prior"] for a in rankers}
+            assert all(m.meta["prior_choice"] == choice for m in rankers.values())
+            assert rankers["ranker_no_text"].meta["prior"].get("profile_new", 0.0) == choice["chosen"]
+            assert meta[f"{protocol}/prior_profile_new"].value == choice["chosen"]
+
+
 def test_cold_start_lift_rows_for_both_days(graph):
     wh = open_warehouse(graph["lake"])
     rows = wh.query("SELECT * FROM reports.cold_start_lift ORDER BY day")

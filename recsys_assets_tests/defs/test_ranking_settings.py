@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from recsys_assets.defs.resources import ModelsResource
 from recsys_assets.lib.lake import Lake
 from recsys_assets.lib.ranking.nightly import ranking_config
-from recsys_assets.lib.ranking.ranker import prior_of
+from recsys_assets.lib.ranking.ranker import prior_of, RankerError
 
 
 def test_resource_ranker_settings_reach_the_ranking_config(tmp_path):
@@ -17,4 +19,9 @@ def test_resource_ranker_settings_reach_the_ranking_config(tmp_path):
     assert (rcfg.new_item_slots, rcfg.max_train_users, rcfg.prior_profile_new) == (2, 300, 1.5)
     assert prior_of(rcfg) == {"kind": "popularity", "scale": 1.0, "profile_new": 1.5}
     default = ranking_config(lake, date(2000, 11, 30), ModelsResource().feature_config(), **ModelsResource().ranking_settings())
-    assert prior_of(default) == {"kind": "popularity", "scale": 1.0}
+    # By default the weight is left to the data (chosen each night on the training frame, ranker.resolve_prior).
+    assert default.prior_profile_new is None
+    with pytest.raises(RankerError, match="resolve it first"):
+        prior_of(default)
+    off = ranking_config(lake, date(2000, 11, 30), ModelsResource().feature_config(), **ModelsResource(ranker_prior_profile_new=0.0).ranking_settings())
+    assert prior_of(off) == {"kind": "popularity", "scale": 1.0}

@@ -7,6 +7,7 @@ from recsys_assets.defs.partitions import daily_partitions
 from recsys_assets.defs.ranking.ranker_dataset import ranker_dataset
 from recsys_assets.defs.resources import LakeResource, ModelsResource
 from recsys_assets.lib.markdown import frame_to_markdown
+from recsys_assets.lib.ranking.arm_spec import NO_TEXT
 from recsys_assets.lib.ranking.nightly import ranking_config, train_rankers
 
 
@@ -19,6 +20,11 @@ def rankers(context: dg.AssetExecutionContext, lake: LakeResource, models: Model
     for protocol in cfg.protocol.protocols:
         for arm, model in train_rankers(the_lake, day, protocol, rcfg).items():
             metadata[f"{protocol}/{arm}/best_iteration"] = int(model.best_iteration)
+            if arm == NO_TEXT:
+                # The prior every arm of the protocol boosts from (chosen on ranker_no_text's frame when left to the data).
+                metadata[f"{protocol}/prior_profile_new"] = float(model.meta["prior"].get("profile_new", 0.0))
+                if "prior_choice" in model.meta:
+                    metadata[f"{protocol}/prior_choice"] = model.meta["prior_choice"]
             if protocol == cfg.protocol.protocols[0]:
                 imp = model.feature_importance().sort("gain", descending=True).head(12)
                 metadata[f"{arm}/importance"] = dg.MetadataValue.md(frame_to_markdown(imp))

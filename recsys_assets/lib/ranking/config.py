@@ -102,8 +102,21 @@ class RankingConfig:
     """Weight of ``profile_lift`` added to the popularity prior (``ranker.prior_scores``; 0 = none):
     the prior then ranks by popularity among the users who share the user's profile attributes. Off by
     default: on the tuning days it raised every ml-1m cell and lowered ml-100k's (docs/ranker.md round 6)."""
-    prior_profile_new: float = 0.0
-    """As ``prior_profile``, for brand-new users only (no history before the snapshot); 0 = off (round 6)."""
+    prior_profile_new: float | None = None
+    """As ``prior_profile``, for brand-new users only (no history before the snapshot). None (the
+    default) = chosen every night from ``prior_profile_new_choices`` on the training queries
+    (``ranker.choose_prior_profile_new``: data before the served day only); a number = that weight
+    (0 = off; round 6, docs/ranker.md)."""
+    prior_profile_new_choices: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)
+    """Weights tried when ``prior_profile_new`` is None: each ranks the training frame's new-user
+    queries by the prior alone, and the one with the best mean NDCG@max(ks) wins, if its paired gain
+    over 0 exceeds ``prior_choice_min_se`` standard errors (else 0)."""
+    prior_choice_min_queries: int = 50
+    """Fewer new-user queries with a positive than this: no choice is made, the weight is 0 (too noisy)."""
+    prior_choice_min_se: float = 2.0
+    """A weight other than 0 is chosen only when its mean NDCG gain over 0 exceeds this many standard
+    errors of the paired per-query differences (2: about a one-sided 5 % test after Bonferroni over the
+    three non-zero choices): noise alone does not move the prior."""
     prior_cooc: float = 0.0
     """Weight of ``log(last_cooc + 0.01) - log(0.01)`` added to the popularity prior (0 = none):
     the prior then ranks by popularity after the user's last items (returning users). It lowered every
@@ -130,7 +143,7 @@ class RankingConfig:
             raise RankingConfigError(f"RankingConfig.new_item_slots must be in [0, max(ks)], got {self.new_item_slots}.")
         if self.prior not in PRIORS:
             raise RankingConfigError(f"RankingConfig.prior must be one of {PRIORS}, got {self.prior!r}.")
-        if min(self.prior_profile, self.prior_profile_new, self.prior_cooc) < 0:
+        if min(self.prior_profile, self.prior_profile_new or 0.0, self.prior_cooc, *self.prior_profile_new_choices) < 0:
             raise RankingConfigError(f"RankingConfig.prior_profile / prior_cooc must be >= 0, got {self.prior_profile} / {self.prior_cooc}.")
         if self.prior_scale < 0:
             raise RankingConfigError(f"RankingConfig.prior_scale must be >= 0, got {self.prior_scale}.")

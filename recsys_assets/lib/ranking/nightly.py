@@ -29,6 +29,7 @@ from recsys_assets.lib.features.nightly import (
 from recsys_assets.lib.ingest.catalog import read_catalog
 from recsys_assets.lib.lake import BlockParquetWriter, Lake, is_local, read_parquet, write_parquet_atomic
 from recsys_assets.lib.parallel import map_in_order, slices
+from recsys_assets.lib.ranking.arm_spec import NO_TEXT
 from recsys_assets.lib.ranking.arms import (
     arm_names,
     explain_recommendations,
@@ -46,12 +47,12 @@ from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.examples import SNAPSHOT_COL, audit_examples, next_day_labels, training_frame_from_nights, write_night_examples
 from recsys_assets.lib.ranking.features import feature_names
 from recsys_assets.lib.ranking.inputs import EncoderFeatures, SnapshotFeatures
-from recsys_assets.lib.ranking.ranker import RankerModel, train_ranker
+from recsys_assets.lib.ranking.ranker import RankerModel, resolve_prior, train_ranker
 from recsys_assets.lib.snapshot import SnapshotView, day_start, positives_excluding_seen
 
 
 def ranking_config(
-    lake: Lake, day: date, cfg: FeatureConfig, new_item_slots: int = 0, max_train_users: int | None = None, prior_profile_new: float = 0.0
+    lake: Lake, day: date, cfg: FeatureConfig, new_item_slots: int = 0, max_train_users: int | None = None, prior_profile_new: float | None = None
 ) -> RankingConfig:
     """Ranking settings of day D: arms for the encoders whose embeddings exist."""
     return RankingConfig(
@@ -188,10 +189,20 @@ def build_ranker_datasets(lake: Lake, day: date, protocol: str, rcfg: RankingCon
 
 
 def train_rankers(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> dict[str, RankerModel]:
+    """Fit and save every ranker arm of ``day`` and ``protocol`` on its training frame.
+
+    A ``prior_profile_new`` left to the data (None) is chosen once, on ``ranker_no_text``'s frame, and
+    every arm boosts from that prior: the text arms then differ from the no-text arm by their text
+    features, not by their prior.
+    """
+    arms = ranker_arm_names(rcfg)
+    choice = None
+    if rcfg.prior_profile_new is None:
+        rcfg, choice = resolve_prior(read_parquet(lake.ranker_dataset_file(day, protocol, NO_TEXT)), rcfg)
     models = {}
-    for arm in ranker_arm_names(rcfg):
+    for arm in arms:
         frame = read_parquet(lake.ranker_dataset_file(day, protocol, arm))
-        model = train_ranker(frame, feature_names(parse_arm(arm).encoder), rcfg, arm=arm)
+        model = train_ranker(frame, feature_names(parse_arm(arm).encoder), rcfg, arm=arm, prior_choice=choice)
         model.save(lake.ranker_model_dir(day, protocol, arm))
         models[arm] = model
     return models

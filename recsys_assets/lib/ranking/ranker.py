@@ -105,13 +105,78 @@ def prior_scores(frame: pl.DataFrame, prior: dict | None) -> np.ndarray | None:
 
 
 def prior_of(cfg: RankingConfig) -> dict:
-    """The prior a config trains with, as recorded in the model meta."""
+    """The prior a config trains with, as recorded in the model meta (``prior_profile_new`` resolved: :func:`resolve_prior`)."""
+    if cfg.prior_profile_new is None:
+        raise RankerError("prior_profile_new is None (chosen on the training frame): resolve it first with resolve_prior().")
     out = {"kind": cfg.prior, "scale": float(cfg.prior_scale)}
     # Terms only when set: a model trained without them keeps the meta (and bytes) it had.
     for term, w in (("profile", cfg.prior_profile), ("profile_new", cfg.prior_profile_new), ("cooc", cfg.prior_cooc)):
         if w and cfg.prior != "none":
             out[term] = float(w)
     return out
+
+
+def choose_prior_profile_new(frame: pl.DataFrame, cfg: RankingConfig, label_col: str = "label") -> tuple[float, dict]:
+    """The ``prior_profile_new`` weight of one night's rankers, chosen on their training frame.
+
+    Only brand-new users' queries move with the weight, so only they are compared: each weight of
+    ``cfg.prior_profile_new_choices`` ranks the candidates of every new-user query with a positive by
+    the prior alone (``prior_scores``; exact ties by item_id) and is scored by the queries' mean
+    NDCG@max(ks) (``evaluation.metrics.per_user_metrics``, the evaluation's own definition, the
+    query's labelled candidates as truth). The best weight wins if its paired gain over 0 exceeds
+    ``prior_choice_min_se`` standard errors; otherwise, or with fewer than
+    ``prior_choice_min_queries`` queries, the weight is 0. The frame holds nights before the served
+    day only (``nightly.training_night_days``), so nothing of the evaluated days chooses it.
+    Returns (weight, record for the model meta: choices, per-choice NDCG, queries, gain and its se).
+    """
+    from recsys_assets.lib.evaluation.metrics import per_user_metrics
+
+    choices = sorted({0.0, *(float(w) for w in cfg.prior_profile_new_choices)})
+    k = cfg.k
+    keys = query_keys(frame)
+    record: dict = {"term": "profile_new", "choices": choices, "metric": f"ndcg@{k}", "chosen": 0.0}
+    if cfg.prior == "none" or "user_is_new" not in frame.columns or len(choices) == 1:
+        return 0.0, {**record, "n_queries": 0, "reason": "no prior or no choices"}
+    new = frame.filter(pl.col("user_is_new") > 0).with_columns(
+        pl.concat_str([pl.col(c).cast(pl.String) for c in keys], separator="|").alias("_query")
+    )
+    truth = new.filter(pl.col(label_col) > 0).select(pl.col("_query").alias("user_id"), "item_id")
+    queries = truth.get_column("user_id").unique(maintain_order=True).to_list()
+    record["n_queries"] = len(queries)
+    if len(queries) < cfg.prior_choice_min_queries:
+        return 0.0, {**record, "reason": f"fewer than {cfg.prior_choice_min_queries} new-user queries with a positive"}
+    new = new.filter(pl.col("_query").is_in(queries))
+    base = {**prior_of(replace(cfg, prior_profile_new=0.0))}
+    ndcg = {}
+    for w in choices:
+        score = prior_scores(new, {**base, "profile_new": w} if w else base)
+        recs = (
+            new.select(pl.col("_query").alias("user_id"), "item_id", pl.Series("_score", score))
+            .sort(["user_id", "_score", "item_id"], descending=[False, True, False])
+            .with_columns(pl.int_range(1, pl.len() + 1).over("user_id").alias("rank"))
+            .filter(pl.col("rank") <= k)
+        )
+        per_user = per_user_metrics(recs, truth, queries, ks=(k,)).filter(pl.col("metric") == "ndcg")
+        ndcg[w] = per_user.get_column("value").to_numpy()
+    gains = {w: ndcg[w] - ndcg[0.0] for w in choices if w}
+    se = {w: float(g.std(ddof=1) / np.sqrt(len(g))) if len(g) > 1 else float("inf") for w, g in gains.items()}
+    eligible = [w for w in gains if gains[w].mean() > cfg.prior_choice_min_se * se[w]]
+    chosen = max(eligible, key=lambda w: (float(gains[w].mean()), -w)) if eligible else 0.0
+    record.update(
+        chosen=chosen,
+        ndcg={str(w): float(v.mean()) for w, v in ndcg.items()},
+        gain={str(w): float(g.mean()) for w, g in gains.items()},
+        gain_se={str(w): v for w, v in se.items()},
+    )
+    return chosen, record
+
+
+def resolve_prior(frame: pl.DataFrame, cfg: RankingConfig, label_col: str = "label") -> tuple[RankingConfig, dict | None]:
+    """``cfg`` with ``prior_profile_new`` set: as given, or chosen on ``frame`` when it is None (+ the choice's record)."""
+    if cfg.prior_profile_new is not None:
+        return cfg, None
+    weight, record = choose_prior_profile_new(frame, cfg, label_col)
+    return replace(cfg, prior_profile_new=weight), record
 
 
 @dataclass
@@ -313,10 +378,18 @@ def train_ranker(
     *,
     label_col: str = "label",
     arm: str | None = None,
+    prior_choice: dict | None = None,
 ) -> RankerModel:
-    """LightGBM lambdarank on ``train_frame`` (user_id, label, features), boosted from ``cfg.prior``, early-stopped per ``cfg.validation``."""
+    """LightGBM lambdarank on ``train_frame`` (user_id, label, features), boosted from ``cfg.prior``, early-stopped per ``cfg.validation``.
+
+    ``cfg.prior_profile_new`` None is chosen on ``train_frame`` (:func:`resolve_prior`); a caller that
+    chose it on another frame (one choice for every arm of a night: ``nightly.train_rankers``) passes the
+    resolved config and the choice's record as ``prior_choice``, kept in the meta.
+    """
     feature_names = list(feature_names)
     t0 = time.perf_counter()
+    if cfg.prior_profile_new is None:
+        cfg, prior_choice = resolve_prior(train_frame, cfg, label_col)
     data = prepare_lgb_data(train_frame, feature_names, cfg, label_col)
     t1 = time.perf_counter()
     booster = fit_lgb(data, feature_names, cfg)
@@ -343,6 +416,7 @@ def train_ranker(
         "arm": arm,
         "config_hash": cfg.config_hash(),
         "prior": prior_of(cfg),
+        **({"prior_choice": prior_choice} if prior_choice else {}),
         "best_iteration": best,
         "num_threads": cfg.num_threads,
         "valid_scores": valid_scores,

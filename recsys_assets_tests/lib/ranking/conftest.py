@@ -11,7 +11,7 @@ from recsys_assets.lib.ranking.ranker import train_ranker
 from recsys_assets.lib.snapshot import day_start
 from recsys_assets_tests.lib.ranking.world import D, NOISE, TOPIC, land_world, make_world, snapshot_features
 
-CFG = RankingConfig(encoders=(TOPIC, NOISE), num_threads=1, num_boost_round=150, validation="hash")
+CFG = RankingConfig(encoders=(TOPIC, NOISE), num_threads=1, num_boost_round=150, validation="hash", prior_profile_new=0.0)
 INTER = InteractionConfig()
 
 
