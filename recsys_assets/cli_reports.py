@@ -7,6 +7,7 @@ DuckDB file and the HTML report.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from datetime import date, timedelta
@@ -165,6 +166,8 @@ def _resource_config(args) -> dict:
         cfg["encoders"] = args.encoders
     if args.rollup_days:
         cfg["rollup_days"] = args.rollup_days
+    if args.ranker_monotone_text is not None:
+        cfg["ranker_monotone_text"] = args.ranker_monotone_text
     if args.ranker_prior_profile_new is not None:
         cfg["ranker_prior_profile_new"] = args.ranker_prior_profile_new
     return {"models": {"config": cfg}} if cfg else {}
@@ -201,6 +204,12 @@ def add_commands(sub, add_lake) -> None:
         default=None,
         help="weight of profile_lift in the rankers' popularity prior for brand-new users (default: chosen every night on the "
         "rankers' training nights; 0 = off; docs/ranker.md round 7)",
+    )
+    p.add_argument(
+        "--ranker-monotone-text",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="text arms' similarity features monotone increasing (default: ModelsResource.ranker_monotone_text)",
     )
     p.add_argument("--synthetic-events", type=int, default=200_000)
     p.add_argument("--synthetic-users", type=int, default=None, help="synthetic users (default: shop-like, events/33, at least 2,000)")

@@ -68,6 +68,8 @@ class ModelsResource(dg.ConfigurableResource):
     own training nights, before the served day (``ranker.choose_prior_profile_new``; the choice is in
     each model's meta and the rankers asset's metadata); a number fixes it (0 = off). Fixed weights
     helped ml-1m and hurt ml-100k on their tuning days (docs/ranker.md round 6)."""
+    ranker_monotone_text: bool = False
+    """Text arms' similarity features monotone increasing (``RankingConfig.monotone_text``)."""
     n_boot: int = 1000
     """Bootstrap resamples per lift cell."""
     rollup_days: int = 28
@@ -113,7 +115,12 @@ class ModelsResource(dg.ConfigurableResource):
 
     def ranking_settings(self) -> dict:
         """The ranker settings of this resource, as ``nightly.ranking_config`` keywords."""
-        return {"new_item_slots": self.new_item_slots, "max_train_users": self.max_train_users, "prior_profile_new": self.ranker_prior_profile_new}
+        return {
+            "new_item_slots": self.new_item_slots,
+            "max_train_users": self.max_train_users,
+            "prior_profile_new": self.ranker_prior_profile_new,
+            "monotone_text": self.ranker_monotone_text,
+        }
 
 
 @dg.definitions

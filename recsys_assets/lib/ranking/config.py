@@ -12,6 +12,10 @@ PRIORS = ("popularity", "none")
 """Baselines a ranker can boost from (``RankingConfig.prior``)."""
 
 
+TEXT_MONOTONE = ("text_cos_", "c2cf_score_")
+"""Prefixes of the text features ``RankingConfig.monotone_text`` constrains (``features.text_feature_names``)."""
+
+
 class RankingConfigError(RecsysError):
     """A RankingConfig value is impossible."""
 
@@ -56,6 +60,11 @@ class RankingConfig:
     direction when served at D. ``last_cooc`` (co-occurrence with the user's last items) too: free,
     it overfit ml-100k's few training users (round 5, docs/ranker.md). Features an arm does not
     have are ignored; () disables."""
+    monotone_text: bool = False
+    """The text arms' similarity features (``text_cos_<enc>``, ``c2cf_score_<enc>``: ``TEXT_MONOTONE``)
+    monotone increasing too: an item nearer the user's text interests never scores lower. TF-IDF is refit
+    on each snapshot's catalogue, so its cosines move between the nights a ranker trains on and the day it
+    serves; a monotone feature keeps the order learned, not the bins."""
     seed: int = 7
     """LightGBM ``seed`` (drives every LightGBM random stream)."""
     num_threads: int = 1
@@ -188,6 +197,8 @@ class RankingConfig:
         if self.lambdarank_truncation_level is not None:
             params["lambdarank_truncation_level"] = self.lambdarank_truncation_level
         signs = dict(self.monotone)
+        if self.monotone_text and feature_names is not None:
+            signs |= {f: 1 for f in feature_names if f.startswith(TEXT_MONOTONE) and f not in signs}
         if feature_names is not None and any(f in signs for f in feature_names):
             params["monotone_constraints"] = [int(signs.get(f, 0)) for f in feature_names]
         return params

@@ -52,7 +52,13 @@ from recsys_assets.lib.snapshot import SnapshotView, day_start, positives_exclud
 
 
 def ranking_config(
-    lake: Lake, day: date, cfg: FeatureConfig, new_item_slots: int = 0, max_train_users: int | None = None, prior_profile_new: float | None = None
+    lake: Lake,
+    day: date,
+    cfg: FeatureConfig,
+    new_item_slots: int = 0,
+    max_train_users: int | None = None,
+    prior_profile_new: float | None = None,
+    monotone_text: bool = False,
 ) -> RankingConfig:
     """Ranking settings of day D: arms for the encoders whose embeddings exist."""
     return RankingConfig(
@@ -61,6 +67,7 @@ def ranking_config(
         new_item_slots=new_item_slots,
         max_train_users=max_train_users,
         prior_profile_new=prior_profile_new,
+        monotone_text=monotone_text,
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from recsys_assets.lib.ranking.arms import build_training_frame, popularity_tiebreak, top_k_from_scores, training_labels
 from recsys_assets.lib.ranking.config import RankingConfig, RankingConfigError
-from recsys_assets.lib.ranking.features import FEATURES_NO_TEXT, ranker_features
+from recsys_assets.lib.ranking.features import FEATURES_NO_TEXT, feature_names, ranker_features, text_feature_names
 from recsys_assets.lib.ranking.ranker import prior_scores, train_ranker
 from recsys_assets.lib.snapshot import day_start
 from recsys_assets_tests.lib.ranking.conftest import CFG, INTER
@@ -45,6 +45,15 @@ def test_lgb_params_constrain_only_the_order_features():
     assert "monotone_constraints" not in RankingConfig().lgb_params()
     with pytest.raises(RankingConfigError):
         RankingConfig(monotone=(("als_score", 2),))
+
+
+def test_monotone_text_constrains_the_similarity_features_of_any_encoder():
+    names = [*FEATURES_NO_TEXT, *feature_names("tfidf"), *text_feature_names("minilm-l6")]
+    names = list(dict.fromkeys(names))
+    off = dict(zip(names, RankingConfig().lgb_params(names)["monotone_constraints"]))
+    on = dict(zip(names, RankingConfig(monotone_text=True).lgb_params(names)["monotone_constraints"]))
+    changed = {f: (off[f], on[f]) for f in names if off[f] != on[f]}
+    assert changed == {f: (0, 1) for f in ("text_cos_tfidf", "c2cf_score_tfidf", "text_cos_minilm_l6", "c2cf_score_minilm_l6")}
 
 
 def _bump_frame(seed: int = 0) -> pl.DataFrame:
