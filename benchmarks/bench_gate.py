@@ -15,7 +15,10 @@ evaluated days of a lake, pools the user-days, and prints, per protocol, metric
 With ``--text`` it also prints the text-lift cells (LM ranker vs ``ranker_no_text`` and vs
 ``ranker_tfidf``), same statistic, ``full`` and ``cold_only`` scopes, ``all`` and ``new`` users.
 
-    .venv/bin/python benchmarks/bench_gate.py --lake /tmp/lake [--start D --end D] [--text] [--check]
+    .venv/bin/python benchmarks/bench_gate.py --lake /tmp/lake [--start D --end D] [--text] [--check] [--against /tmp/base_lake]
+
+``--against BASE`` (a variant measured on tuning days before the evaluated window) also prints each ranker
+arm of this lake minus the same arm of BASE, paired over the user-days both lakes judged.
 
 After the gate it prints the product's own treatment check over the same days
 (``reports.ranker_check``: the rollup's statistics, users as clusters and items resampled where
@@ -123,6 +126,31 @@ def text_table(per_user: pl.DataFrame, lm_arms: list[str], n_boot: int = 2000, s
     return pl.DataFrame(rows)
 
 
+def against_table(per_user: pl.DataFrame, other: pl.DataFrame, n_boot: int = 2000, seed: int = 0) -> pl.DataFrame:
+    """Each ranker arm of this lake minus the same arm of another lake (a variant against its base on the
+    same days), recall@20 / NDCG@20, ``full`` scope, ``all`` cell, paired over the user-days both judged."""
+    keep = (pl.col("scope") == "full") & (pl.col("segment_kind") == "all")
+    mine, theirs = per_user.filter(keep), other.filter(keep)
+    rows = []
+    for protocol in sorted(mine.get_column("protocol").unique().to_list()):
+        for metric, k in GATE_METRICS:
+            at = (pl.col("protocol") == protocol) & (pl.col("metric") == metric) & (pl.col("k") == k)
+            a, b = mine.filter(at), theirs.filter(at)
+            for arm in sorted(x for x in a.get_column("arm").unique().to_list() if x.startswith("ranker_") and "+" not in x):
+                t = a.filter(pl.col("arm") == arm).select("unit", pl.col("value").alias("t"))
+                j = t.join(b.filter(pl.col("arm") == arm).select("unit", pl.col("value").alias("b")), on="unit", how="inner").sort("unit")
+                if j.height == 0:
+                    continue
+                st = paired_bootstrap(j.get_column("t").to_numpy(), j.get_column("b").to_numpy(), n_boot=n_boot, seed=seed)
+                rows.append(
+                    {
+                        "protocol": protocol, "metric": f"{metric}@{k}", "arm": arm, "value": st.value, "other": st.baseline_value,
+                        "diff": st.abs_lift, "ci_low": st.ci_low, "ci_high": st.ci_high, "n_user_days": st.n_users,
+                    }
+                )
+    return pl.DataFrame(rows)
+
+
 def show(df: pl.DataFrame) -> str:
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, float_precision=4, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         return str(df)
@@ -137,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--text", action="store_true", help="also print the LM-vs-no-text and LM-vs-TF-IDF cells")
     ap.add_argument("--lm", default="ranker_minilm-l6", help="comma-separated LM ranker arms for --text")
     ap.add_argument("--check", action="store_true", help="exit 1 when an arm fails the gate")
+    ap.add_argument("--against", help="another lake over the same days (a variant's base): print each ranker arm here minus there")
     args = ap.parse_args(argv)
     lake = Lake.at(args.lake)
     days = [d for d in eval_days(lake) if (args.start is None or d >= args.start) and (args.end is None or d <= args.end)]
@@ -160,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         lm = [a.strip() for a in args.lm.split(",") if a.strip()]
         print("\nText lift inside the ranker (recall@20, paired bootstrap over user-days):")
         print(show(text_table(per_user, lm, args.n_boot)))
+    if args.against:
+        other = Lake.at(args.against)
+        print(f"\nRanker arms of {lake.root} minus the same arms of {other.root} (paired bootstrap over the user-days both judged):")
+        table = against_table(per_user, pooled_per_user(other, days), args.n_boot)
+        print(show(table))
+        print(f"mean diff over the cells: {table['diff'].mean():+.4f}; {int((table['ci_low'] > 0).sum())} significantly up, {int((table['ci_high'] < 0).sum())} down")
     return 1 if (args.check and failed.height) else 0
 
 
