@@ -68,8 +68,8 @@ class ModelsResource(dg.ConfigurableResource):
     own training nights, before the served day (``ranker.choose_prior_profile_new``; the choice is in
     each model's meta and the rankers asset's metadata); a number fixes it (0 = off). Fixed weights
     helped ml-1m and hurt ml-100k on their tuning days (docs/ranker.md round 6)."""
-    ranker_monotone_text: bool = False
-    """Text arms' similarity features monotone increasing (``RankingConfig.monotone_text``)."""
+    ranker_monotone_text: bool = True
+    """Text arms' similarity features monotone increasing (``RankingConfig.monotone_text``; docs/ranker.md round 7)."""
     n_boot: int = 1000
     """Bootstrap resamples per lift cell."""
     rollup_days: int = 28

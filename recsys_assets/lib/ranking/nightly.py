@@ -58,7 +58,7 @@ def ranking_config(
     new_item_slots: int = 0,
     max_train_users: int | None = None,
     prior_profile_new: float | None = None,
-    monotone_text: bool = False,
+    monotone_text: bool = True,
 ) -> RankingConfig:
     """Ranking settings of day D: arms for the encoders whose embeddings exist."""
     return RankingConfig(

@@ -50,8 +50,8 @@ def test_lgb_params_constrain_only_the_order_features():
 def test_monotone_text_constrains_the_similarity_features_of_any_encoder():
     names = [*FEATURES_NO_TEXT, *feature_names("tfidf"), *text_feature_names("minilm-l6")]
     names = list(dict.fromkeys(names))
-    off = dict(zip(names, RankingConfig().lgb_params(names)["monotone_constraints"]))
-    on = dict(zip(names, RankingConfig(monotone_text=True).lgb_params(names)["monotone_constraints"]))
+    off = dict(zip(names, RankingConfig(monotone_text=False).lgb_params(names)["monotone_constraints"]))
+    on = dict(zip(names, RankingConfig().lgb_params(names)["monotone_constraints"]))  # the default
     changed = {f: (off[f], on[f]) for f in names if off[f] != on[f]}
     assert changed == {f: (0, 1) for f in ("text_cos_tfidf", "c2cf_score_tfidf", "text_cos_minilm_l6", "c2cf_score_minilm_l6")}
 
