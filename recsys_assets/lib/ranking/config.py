@@ -155,7 +155,10 @@ class RankingConfig:
         if self.prior not in PRIORS:
             raise RankingConfigError(f"RankingConfig.prior must be one of {PRIORS}, got {self.prior!r}.")
         if min(self.prior_profile, self.prior_profile_new or 0.0, self.prior_cooc, *self.prior_profile_new_choices) < 0:
-            raise RankingConfigError(f"RankingConfig.prior_profile / prior_cooc must be >= 0, got {self.prior_profile} / {self.prior_cooc}.")
+            raise RankingConfigError(
+                "RankingConfig prior weights must be >= 0, got prior_profile / prior_profile_new / prior_cooc / prior_profile_new_choices "
+                f"{self.prior_profile} / {self.prior_profile_new} / {self.prior_cooc} / {self.prior_profile_new_choices}."
+            )
         if self.prior_scale < 0:
             raise RankingConfigError(f"RankingConfig.prior_scale must be >= 0, got {self.prior_scale}.")
         bad_signs = [(f, v) for f, v in self.monotone if v not in (-1, 1)]

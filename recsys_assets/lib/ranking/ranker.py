@@ -135,8 +135,10 @@ def choose_prior_profile_new(frame: pl.DataFrame, cfg: RankingConfig, label_col:
     k = cfg.k
     keys = query_keys(frame)
     record: dict = {"term": "profile_new", "choices": choices, "metric": f"ndcg@{k}", "chosen": 0.0}
-    if cfg.prior == "none" or "user_is_new" not in frame.columns or len(choices) == 1:
-        return 0.0, {**record, "n_queries": 0, "reason": "no prior or no choices"}
+    if cfg.prior == "none" or len(choices) == 1:
+        return 0.0, {**record, "n_queries": 0, "reason": "no popularity prior or no weight to choose"}
+    if "user_is_new" not in frame.columns:
+        raise RankerError("choose_prior_profile_new: the training frame lacks user_is_new; compute it with ranker_features().")
     new = frame.filter(pl.col("user_is_new") > 0).with_columns(
         pl.concat_str([pl.col(c).cast(pl.String) for c in keys], separator="|").alias("_query")
     )
@@ -146,7 +148,7 @@ def choose_prior_profile_new(frame: pl.DataFrame, cfg: RankingConfig, label_col:
     if len(queries) < cfg.prior_choice_min_queries:
         return 0.0, {**record, "reason": f"fewer than {cfg.prior_choice_min_queries} new-user queries with a positive"}
     new = new.filter(pl.col("_query").is_in(queries))
-    base = {**prior_of(replace(cfg, prior_profile_new=0.0))}
+    base = prior_of(replace(cfg, prior_profile_new=0.0))
     ndcg = {}
     for w in choices:
         score = prior_scores(new, {**base, "profile_new": w} if w else base)

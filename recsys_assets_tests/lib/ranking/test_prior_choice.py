@@ -11,7 +11,7 @@ import pytest
 
 from recsys_assets.lib.ranking.config import RankingConfig, RankingConfigError
 from recsys_assets.lib.ranking.features import FEATURES_NO_TEXT
-from recsys_assets.lib.ranking.ranker import choose_prior_profile_new, resolve_prior, train_ranker
+from recsys_assets.lib.ranking.ranker import RankerError, choose_prior_profile_new, resolve_prior, train_ranker
 
 CFG = RankingConfig(encoders=(), num_threads=1)
 
@@ -85,6 +85,10 @@ def test_a_fixed_weight_is_kept_and_the_trained_model_records_the_choice():
     assert "prior_choice" not in unchosen.meta and "profile_new" not in unchosen.meta["prior"]
 
 
-def test_negative_choices_are_refused():
-    with pytest.raises(RankingConfigError):
+def test_negative_choices_and_frames_without_the_new_user_flag_are_refused():
+    with pytest.raises(RankingConfigError, match="prior_profile_new_choices"):
         RankingConfig(prior_profile_new_choices=(0.0, -1.0))
+    with pytest.raises(RankerError, match="user_is_new"):
+        choose_prior_profile_new(_frame(60, True).drop("user_is_new"), CFG)
+    # Without a popularity prior there is no weight to choose.
+    assert choose_prior_profile_new(_frame(300, True), replace(CFG, prior="none"))[0] == 0.0
