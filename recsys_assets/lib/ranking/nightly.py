@@ -202,13 +202,14 @@ def train_rankers(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> 
     every arm boosts from that prior: the text arms then differ from the no-text arm by their text
     features, not by their prior.
     """
-    arms = ranker_arm_names(rcfg)
-    choice = None
+    choice, chosen_on = None, None
     if rcfg.prior_profile_new is None:
-        rcfg, choice = resolve_prior(read_parquet(lake.ranker_dataset_file(day, protocol, NO_TEXT)), rcfg)
+        chosen_on = read_parquet(lake.ranker_dataset_file(day, protocol, NO_TEXT))
+        rcfg, choice = resolve_prior(chosen_on, rcfg)
     models = {}
-    for arm in arms:
-        frame = read_parquet(lake.ranker_dataset_file(day, protocol, arm))
+    for arm in ranker_arm_names(rcfg):
+        # ranker_no_text's frame, read for the choice, trains its arm too (one read, not two).
+        frame = chosen_on if arm == NO_TEXT and chosen_on is not None else read_parquet(lake.ranker_dataset_file(day, protocol, arm))
         model = train_ranker(frame, feature_names(parse_arm(arm).encoder), rcfg, arm=arm, prior_choice=choice)
         model.save(lake.ranker_model_dir(day, protocol, arm))
         models[arm] = model

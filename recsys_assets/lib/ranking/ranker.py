@@ -151,7 +151,7 @@ def choose_prior_profile_new(frame: pl.DataFrame, cfg: RankingConfig, label_col:
     base = prior_of(replace(cfg, prior_profile_new=0.0))
     ndcg = {}
     for w in choices:
-        score = prior_scores(new, {**base, "profile_new": w} if w else base)
+        score = prior_scores(new, {**base, "profile_new": w})  # prior_scores adds nothing for w = 0
         recs = (
             new.select(pl.col("_query").alias("user_id"), "item_id", pl.Series("_score", score))
             .sort(["user_id", "_score", "item_id"], descending=[False, True, False])
