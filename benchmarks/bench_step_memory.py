@@ -31,6 +31,10 @@ STEPS: dict[str, tuple[str, list[tuple[str, str]]]] = {
         "recsys_assets.defs.ranking.recommendations",
         [(NIGHTLY, n) for n in ("load_snapshot_features", "recommend_arms", "top_k_items_arms", "explain_recommendations", "write_parquet_atomic")],
     ),
+    "candidates": (
+        "recsys_assets.defs.ranking.candidates",
+        [(NIGHTLY, n) for n in ("load_snapshot_features", "write_candidate_pool")],
+    ),
     "ranker_examples": (
         "recsys_assets.defs.ranking.ranker_examples",
         [(NIGHTLY, "next_day_labels"), (NIGHTLY, "load_snapshot_features"), (NIGHTLY, "write_night_examples")],

@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import scipy.sparse as sp
 
 from recsys_assets.lib.errors import RecsysError
@@ -234,35 +235,49 @@ def generate_candidates(
     """
     users = list(dict.fromkeys(user_ids))
     seen = features.seen_matrix(users)
-    frames = []
+    n_cat = len(features.item_ids)
+    found = []
     for src in sources:
         n = (pool_sizes or {}).get(src, cfg.pool_size(src))
         u, c, s, r = source_topn(features, src, n, users, seen)
-        frames.append(
-            pl.DataFrame(
-                {
-                    "urow": u.astype(np.int64),
-                    "icol": c.astype(np.int64),
-                    score_column(src): s.astype(np.float32),
-                    rank_column(src): r.astype(np.int32),
-                }
-            )
-        )
-    if frames:
-        merged = pl.concat(frames, how="diagonal").group_by("urow", "icol").agg(pl.all().max())
-    else:
-        merged = pl.DataFrame(schema={"urow": pl.Int64, "icol": pl.Int64})
-    merged = merged.sort("urow", "icol")
+        found.append((src, u.astype(np.int64) * n_cat + c.astype(np.int64), s.astype(np.float32), r.astype(np.int32)))
+    keys, at = _merge_pairs([key for _, key, _, _ in found])
     user_series = pl.Series("user_id", users, dtype=pl.String)
     item_series = pl.Series("item_id", features.item_ids, dtype=pl.String)
-    out = merged.select(
-        user_series.gather(merged.get_column("urow")).alias("user_id"),
-        item_series.gather(merged.get_column("icol")).alias("item_id"),
-        *[pl.col(rank_column(s)).is_not_null().alias(source_column(s)) for s in sources],
-        *[pl.col(score_column(s)) for s in sources],
-        *[pl.col(rank_column(s)) for s in sources],
+    scores, ranks = {}, {}
+    for (src, _, s, r), where in zip(found, at):
+        scores[src] = _scattered(s, where, len(keys), score_column(src))
+        ranks[src] = _scattered(r, where, len(keys), rank_column(src))
+    return pl.DataFrame(
+        [
+            user_series.gather(keys // max(n_cat, 1)),
+            item_series.gather(keys % max(n_cat, 1)),
+            *[ranks[src].is_not_null().alias(source_column(src)) for src in sources],
+            *[scores[src] for src in sources],
+            *[ranks[src] for src in sources],
+        ]
     )
-    return out
+
+
+def _merge_pairs(keys: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The sorted union of the sources' pair keys (``user_row * n_catalog + col``) and, per source, where each
+    of its keys sits in it. A source proposes a pair at most once (a top-N or a list's first N unseen entries),
+    so one row per pair holds every source's score and rank (what a group-by would give, at a sort's cost:
+    polars' group_by + sort of a 10M-world block was 5x slower)."""
+    if not keys:
+        return np.zeros(0, np.int64), []
+    union, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    bounds = np.cumsum([0, *[len(k) for k in keys]])
+    return union, [inverse[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _scattered(values: np.ndarray, where: np.ndarray, n: int, name: str) -> pl.Series:
+    """``values`` placed at rows ``where`` of an ``n``-row column, null elsewhere (dtype kept)."""
+    full = np.zeros(n, values.dtype)
+    full[where] = values
+    valid = np.zeros(n, bool)
+    valid[where] = True
+    return pl.Series(name, pa.array(full, mask=~valid))
 
 
 def candidate_recall(candidates: pl.DataFrame, truth: pl.DataFrame) -> float:

@@ -129,3 +129,29 @@ def test_ordered_list_source_is_the_scored_block_bytes():
     with pytest.raises(AssertionError):  # not vacuous: another list order gives other arrays
         got = _ordered_list_source(order[::-1], values, 5, seen, np.arange(n_users), n_items)
         assert got[1].tobytes() == scored(5, np.arange(n_users))[1].tobytes()
+
+
+def test_merged_pool_is_the_group_by_of_the_sources(world, serve_features):
+    """One row per (user, item) with each source's score and rank where it proposed the pair: the numpy merge
+    gives what a group-by of the sources' rows gives (the frame it replaced), sorted by user then item."""
+    from recsys_assets.lib.ranking.candidates import rank_column, score_column, source_topn
+
+    sf = serve_features
+    users = _all_users(world)
+    sources = tuple(dict.fromkeys(s for enc in CFG.encoders for s in arm_sources(f"ranker_{enc}")))
+    got = generate_candidates(sf, users, sources, CFG)
+    seen = sf.seen_matrix(users)
+    parts = []
+    for src in sources:
+        u, c, s, r = source_topn(sf, src, CFG.pool_size(src), users, seen)
+        parts.append(pl.DataFrame({"urow": u, "icol": c, score_column(src): s.astype(np.float32), rank_column(src): r.astype(np.int32)}))
+    merged = pl.concat(parts, how="diagonal").group_by("urow", "icol").agg(pl.all().max()).sort("urow", "icol")
+    want = merged.select(
+        pl.Series("user_id", users).gather(merged["urow"]),
+        pl.Series("item_id", sf.item_ids).gather(merged["icol"]),
+        *[pl.col(rank_column(s)).is_not_null().alias(source_column(s)) for s in sources],
+        *[pl.col(score_column(s)) for s in sources],
+        *[pl.col(rank_column(s)) for s in sources],
+    )
+    assert got.height > 0 and got.equals(want)
+    assert got.schema == want.schema
