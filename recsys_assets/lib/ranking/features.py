@@ -121,26 +121,45 @@ def last_items(features: SnapshotFeatures, users: Sequence[str], n: int = LAST_I
 
     Returns (cols, valid): int64 and bool arrays of shape (len(users), n), most recent first
     (ties in ts by item id); ``valid`` is False past a user's history (users without history: all False).
+    Every user's list is made once per snapshot (:func:`_all_last_items`) and a block of users gathers its rows:
+    making them per block read the whole history once per block (10M world: hundreds of blocks a night).
     """
     out = np.zeros((len(users), n), dtype=np.int64)
     valid = np.zeros((len(users), n), dtype=bool)
     if not len(users) or n <= 0:
         return out, valid
-    uidx = pl.DataFrame({"user_id": pl.Series(list(users), dtype=pl.String), "urow": np.arange(len(users), dtype=np.int64)})
-    h = (
-        features.view.history.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String), "ts")
-        .join(uidx, on="user_id", how="inner")
-        .join(features.item_index, on="item_id", how="inner")
-        .group_by("urow", "icol")
-        .agg(pl.col("ts").max())
-        .sort(["urow", "ts", "icol"], descending=[False, True, False])
-        .with_columns(pl.int_range(pl.len()).over("urow").alias("k"))
-        .filter(pl.col("k") < n)
-    )
-    r, k = h.get_column("urow").to_numpy(), h.get_column("k").to_numpy()
-    out[r, k] = h.get_column("icol").to_numpy()
-    valid[r, k] = True
+    index, cols, ok = _all_last_items(features, n)
+    g = pl.DataFrame({"user_id": pl.Series(list(users), dtype=pl.String)}).join(index, on="user_id", how="left", maintain_order="left").get_column("g")
+    has = g.is_not_null().to_numpy()
+    rows = g.fill_null(0).to_numpy()[has]
+    out[has] = cols[rows]
+    valid[has] = ok[rows]
     return out, valid
+
+
+def _all_last_items(features: SnapshotFeatures, n: int) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """:func:`last_items` of every user with history in the view, cached per snapshot: (user_id -> row ``g``,
+    cols, valid), the arrays one row per user. A user's list depends on its own history only."""
+    key = ("last_items", n)
+    if key not in features._cache:
+        h = (
+            features.view.history.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String), "ts")
+            .join(features.item_index, on="item_id", how="inner")
+            .group_by("user_id", "icol")
+            .agg(pl.col("ts").max())
+            .sort(["user_id", "ts", "icol"], descending=[False, True, False])
+            .with_columns(pl.int_range(pl.len()).over("user_id").alias("k"))
+            .filter(pl.col("k") < n)
+        )
+        index = h.get_column("user_id").unique(maintain_order=True).to_frame().with_row_index("g").select("user_id", pl.col("g").cast(pl.Int64))
+        g = h.select(pl.col("user_id").rle_id().cast(pl.Int64)).to_series().to_numpy()
+        cols = np.zeros((index.height, n), dtype=np.int64)
+        ok = np.zeros((index.height, n), dtype=bool)
+        k = h.get_column("k").to_numpy()
+        cols[g, k] = h.get_column("icol").to_numpy()
+        ok[g, k] = True
+        features._cache[key] = (index, cols, ok)
+    return features._cache[key]
 
 
 def _user_items(features: SnapshotFeatures) -> tuple[sp.csr_matrix, sp.csc_matrix]:
@@ -330,14 +349,34 @@ def _profile_lift(features: SnapshotFeatures, users: list[str], urow: np.ndarray
     return out.astype(np.float32)
 
 
-def _category_overlap(features: SnapshotFeatures, pairs: pl.DataFrame) -> np.ndarray:
-    """Share of the item's categories that appear among the categories of the user's history items."""
-    view = features.view
-    n = pairs.height
-    if "categories" not in view.catalog.columns:
+def _category_overlap(features: SnapshotFeatures, users: list[str], urow: np.ndarray, icol: np.ndarray) -> np.ndarray:
+    """Share of the item's categories that appear among the categories of the user's history items.
+
+    Categories are bits of one uint64 per item and per user with history (cached per snapshot:
+    :func:`_category_masks`), so a pair's count is the popcount of the two masks' intersection: per block
+    only the block's users are looked up (a join with every user's (user, category) rows per block grew with
+    the world). Catalogues with more than 64 categories fall back to that join."""
+    n = len(icol)
+    if "categories" not in features.view.catalog.columns:
         return np.full(n, np.nan, dtype=np.float32)
+    masks = _category_masks(features)
+    if masks is None:
+        return _category_overlap_join(features, users, urow, icol)
+    index, user_mask, item_mask, n_cat_arr = masks
+    g = pl.DataFrame({"user_id": pl.Series(users, dtype=pl.String)}).join(index, on="user_id", how="left", maintain_order="left").get_column("g")
+    block_mask = np.where(g.is_not_null().to_numpy(), user_mask[g.fill_null(0).to_numpy()], np.uint64(0))
+    out = np.bitwise_count(block_mask[urow] & item_mask[icol]).astype(np.float32)
+    denom = n_cat_arr[icol]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, out / denom, np.nan).astype(np.float32)
+
+
+def _category_tables(features: SnapshotFeatures) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray, int]:
+    """(icol, c) of every catalogue item's categories, (user_id, c) of every user's history categories (codes
+    ``c`` in sorted category order), categories per item and the number of categories; cached per snapshot."""
     key = "item_categories"
     if key not in features._cache:
+        view = features.view
         ic = (
             view.catalog.select("item_id", pl.col("categories").alias("cat"))
             .explode("cat")
@@ -354,27 +393,50 @@ def _category_overlap(features: SnapshotFeatures, pairs: pl.DataFrame) -> np.nda
             .unique()
             .join(features.item_index, on="item_id", how="inner")
             .join(ic, on="icol", how="inner")
-            .select("user_id", "c")
+            .select(pl.col("user_id").cast(pl.String), "c")
             .unique()
         )
         n_cats = ic.group_by("icol").len()
         n_cat_arr = np.zeros(len(features.item_ids), dtype=np.float32)
         n_cat_arr[n_cats.get_column("icol").to_numpy()] = n_cats.get_column("len").to_numpy()
-        features._cache[key] = (ic, uc, n_cat_arr)
-    ic, uc, n_cat_arr = features._cache[key]
-    p = pairs.select("user_id", "icol").with_row_index("k")
+        features._cache[key] = (ic, uc, n_cat_arr, len(cats))
+    return features._cache[key]
+
+
+def _category_masks(features: SnapshotFeatures) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(user_id -> row ``g``, a uint64 category mask per user row, per catalogue item, categories per item), or
+    None with more than 64 categories; cached per snapshot."""
+    key = "category_masks"
+    if key not in features._cache:
+        ic, uc, n_cat_arr, n_cats = _category_tables(features)
+        if n_cats > 64:
+            features._cache[key] = None
+        else:
+            item_mask = np.zeros(len(features.item_ids), dtype=np.uint64)
+            np.bitwise_or.at(item_mask, ic.get_column("icol").to_numpy(), np.left_shift(np.uint64(1), ic.get_column("c").to_numpy().astype(np.uint64)))
+            index = uc.get_column("user_id").unique().sort().to_frame().with_row_index("g").select("user_id", pl.col("g").cast(pl.Int64))
+            rows = uc.join(index, on="user_id", how="left").get_column("g").to_numpy()
+            user_mask = np.zeros(index.height, dtype=np.uint64)
+            np.bitwise_or.at(user_mask, rows, np.left_shift(np.uint64(1), uc.get_column("c").to_numpy().astype(np.uint64)))
+            features._cache[key] = (index, user_mask, item_mask, n_cat_arr)
+    return features._cache[key]
+
+
+def _category_overlap_join(features: SnapshotFeatures, users: list[str], urow: np.ndarray, icol: np.ndarray) -> np.ndarray:
+    """:func:`_category_overlap` by joining the pairs with every (user, category) row (any number of categories)."""
+    ic, uc, n_cat_arr, _ = _category_tables(features)
+    p = pl.DataFrame({"user_id": pl.Series(users, dtype=pl.String).gather(urow), "icol": icol}).with_row_index("k")
     hits = (
         p.join(ic, on="icol", how="inner")
         .join(uc, on=["user_id", "c"], how="semi")
         .group_by("k")
         .len()
     )
-    out = np.zeros(n, dtype=np.float32)
+    out = np.zeros(len(icol), dtype=np.float32)
     out[hits.get_column("k").to_numpy()] = hits.get_column("len").to_numpy()
-    denom = n_cat_arr[pairs.get_column("icol").to_numpy()]
+    denom = n_cat_arr[icol]
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(denom > 0, out / denom, np.nan).astype(np.float32)
-    return out
+        return np.where(denom > 0, out / denom, np.nan).astype(np.float32)
 
 
 def ranker_features(features: SnapshotFeatures, candidates: pl.DataFrame, encoder: str | None, *, text_encoders: Sequence[str] = ()) -> pl.DataFrame:
@@ -437,7 +499,7 @@ def ranker_features(features: SnapshotFeatures, candidates: pl.DataFrame, encode
         "item_is_new": (item_seg == "new").astype(np.float32)[icol],
         "user_segment": user_seg.astype(np.float32),
         "item_segment": _segment_codes(item_seg).astype(np.float32)[icol],
-        "category_overlap": _category_overlap(features, pairs.with_columns(pl.Series("icol", icol))),
+        "category_overlap": _category_overlap(features, users, urow, icol),
         "last_cooc": _last_cooc(features, users, urow, icol),
         "profile_lift": _profile_lift(features, users, urow, icol),
     }

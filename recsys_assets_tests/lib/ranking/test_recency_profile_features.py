@@ -63,6 +63,19 @@ def test_last_items_are_the_most_recent_first(feats):
     assert not valid[2].any()  # no history
 
 
+def test_last_items_of_a_block_are_its_users_rows_whatever_the_block(feats):
+    """Every user's list is made once per snapshot and gathered per block: a block's rows are the same lists
+    in any order or subset, unknown users included."""
+    cols, valid = last_items(feats, ["a", "b", "c", "e"], n=3)
+    bcols, bvalid = last_items(feats, ["zz", "e", "a"], n=3)
+    assert not bvalid[0].any()
+    assert (bcols[1] == cols[3]).all() and (bvalid[1] == valid[3]).all()
+    assert (bcols[2] == cols[0]).all() and (bvalid[2] == valid[0]).all()
+    assert [feats.item_ids[c] for c in cols[3][valid[3]]] == ["i1", "i5"]  # same day: the later event first
+    two, _ = last_items(feats, ["a"], n=2)
+    assert (two[0] == cols[0][:2]).all()
+
+
 def test_last_cooc_is_the_mean_share_of_the_last_items_users(feats):
     cands = pl.DataFrame({"user_id": ["a", "a", "a", "d"], "item_id": ["i4", "i5", "i6", "i4"]})
     f = ranker_features(feats, cands, None)
@@ -235,3 +248,38 @@ def test_profile_lift_by_token_slots_is_the_tables_bytes(chunk, monkeypatch):
     got = F._profile_lift(feats, served, urow, icol)
     assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
     assert np.isnan(got).any() and (got > 0).any() and (got < 0).any()
+
+
+def _category_feats(cats_per_item: dict[str, list[str]]) -> SnapshotFeatures:
+    ev = _events([("a", "i1", 3), ("a", "i2", 2), ("b", "i3", 2)])
+    created = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    ids = sorted(cats_per_item)
+    items = pl.DataFrame(
+        {"item_id": ids, "created_at": [created] * len(ids), "first_seen_day": [None] * len(ids), "categories": [cats_per_item[i] for i in ids]},
+        schema={"item_id": pl.String, "created_at": pl.Datetime("us", "UTC"), "first_seen_day": pl.Date, "categories": pl.List(pl.String)},
+    )
+    return SnapshotFeatures(view=build_view(ev, items, D, "temporal", "serve", ProtocolConfig()), als=None)
+
+
+def test_category_overlap_counts_the_items_categories_the_user_had():
+    """Bit masks (at most 64 categories) and the join over (user, category) rows give the same shares; a user
+    without history shares nothing (0), an item without categories is NaN."""
+    from recsys_assets.lib.ranking import features as F
+
+    # a had x, y (i1) and z (i2); b had w (i3)
+    f = _category_feats({"i1": ["x", "y"], "i2": ["z"], "i3": ["w"], "i4": ["x", "w", "v"], "i5": [], "i6": ["y", "z"]})
+    cands = pl.DataFrame({"user_id": ["a", "a", "a", "b", "b", "zz"], "item_id": ["i4", "i5", "i6", "i4", "i6", "i4"]})
+    got = ranker_features(f, cands, None)["category_overlap"].to_list()
+    assert got[:2] == pytest.approx([1 / 3, np.nan], nan_ok=True)
+    assert got[2:] == pytest.approx([1.0, 1 / 3, 0.0, 0.0])
+    assert F._category_masks(f) is not None
+    users = ["a", "b", "zz"]
+    urow = np.array([0, 0, 0, 1, 1, 2])
+    icol = np.array([f.item_ids.index(i) for i in cands["item_id"]])
+    masks = F._category_overlap(f, users, urow, icol)
+    joined = F._category_overlap_join(f, users, urow, icol)
+    assert np.array_equal(masks, joined, equal_nan=True) and masks.dtype == joined.dtype == np.float32
+    # more categories than bits in a mask: the join, with the same shares
+    many = _category_feats({"i1": ["x", "y"], "i2": ["z"], "i3": ["w"], "i4": ["x", "w", "v"], "i5": [], "i6": ["y", "z"], "i7": [f"c{j}" for j in range(70)]})
+    assert F._category_masks(many) is None
+    assert ranker_features(many, cands, None)["category_overlap"].to_list()[2:] == pytest.approx([1.0, 1 / 3, 0.0, 0.0])
