@@ -23,6 +23,7 @@ arm); the text arms' extra is only what a text encoder makes of texts (``text_fe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -73,6 +74,10 @@ COOC_CELLS = 1 << 23
 COOC_ENTRIES = 1 << 18
 """(pair, last-item slot) entries of ``last_cooc`` read from a chunk per step: its int64 index arrays stay a few
 MiB (one step over a whole chunk's ~10M entries at 1M events was 2x slower, the same values)."""
+
+COOC_KEPT_CELLS = 1 << 27
+"""Cells (float32: 512 MiB) of the co-occurrence rows ``last_cooc`` keeps per snapshot (:func:`kept_cooc_rows`):
+2,684 rows of a 50,000-item catalogue, every row of a catalogue up to 11,585 items."""
 
 
 class FeatureError(RecsysError):
@@ -182,7 +187,7 @@ def _user_items(features: SnapshotFeatures) -> tuple[sp.csr_matrix, sp.csc_matri
 
 def last_cooc_values(
     x: sp.csr_matrix, xc: sp.csc_matrix, lc: np.ndarray, lv: np.ndarray, urow: np.ndarray, icol: np.ndarray, cells: int = COOC_CELLS,
-    entries: int = COOC_ENTRIES,
+    entries: int = COOC_ENTRIES, kept: CoocRows | None = None,
 ) -> np.ndarray:
     """float32 per pair k: the mean over the valid last items j of user ``urow[k]`` (``lc``/``lv`` of
     :func:`last_items`) of P(``icol[k]`` | j) = (users who had j and icol[k]) / (users who had j), over the
@@ -192,8 +197,10 @@ def last_cooc_values(
     ``cells`` dense cells (a chunk of last items x the catalogue) at a time, and each chunk is read at the
     (user, slot, candidate) entries of its last items only. When the pairs' candidates are at most half the
     catalogue (the cold scope's new items, an explained sample) the counts are made for those columns only
-    (``x[:, candidates]``: the same integer counts). A chunk's (pair, slot) entries are read about ``entries`` at a
-    time. Each share is float32(count) * float32(1 / users of j)
+    (``x[:, candidates]``: the same integer counts). ``kept``: co-occurrence rows made once per snapshot
+    (:func:`kept_cooc_rows`); when the candidates span more than half the catalogue, the last items among them are
+    read there instead of being made again. A chunk's
+    (pair, slot) entries are read about ``entries`` at a time. Each share is float32(count) * float32(1 / users of j)
     and the mean sums a (pairs, last items) float32 array row by row, so the values are the bytes of the
     former full-row computation (co-occurrence rows of every last item, looked up per element; see the test).
     Memory: the chunk, plus 4 bytes per (pair, last-item slot)."""
@@ -202,6 +209,15 @@ def last_cooc_values(
     uniq = np.unique(lc[lv])
     if not len(uniq):
         return out
+    if kept is not None and 2 * len(np.unique(icol)) <= x.shape[1]:
+        kept = None  # few columns: their products are cheap, and reading a few cells of each kept row is not (10M cold scope)
+    # the last items with kept rows first, then the others (each group in item order): ``sr`` is an item's place
+    kept_pos = kept.pos[uniq] if kept is not None else np.full(len(uniq), -1, dtype=np.int64)
+    uniq = np.concatenate([uniq[kept_pos >= 0], uniq[kept_pos < 0]])
+    kept_pos = np.concatenate([kept_pos[kept_pos >= 0], kept_pos[kept_pos < 0]])
+    n_kept = int((kept_pos >= 0).sum())
+    place = np.full(x.shape[1], -1, dtype=np.int64)
+    place[uniq] = np.arange(len(uniq))
     diag = np.diff(xc.indptr)[uniq].astype(np.float32)  # users of each last item = its co-occurrence with itself
     scale = np.where(diag > 0, 1.0 / np.maximum(diag, 1.0), 0.0).astype(np.float32)
     idx = np.flatnonzero(lv.any(axis=1)[urow])  # pairs of users with history
@@ -210,34 +226,42 @@ def last_cooc_values(
     pu = urow[idx]
     first = np.searchsorted(pu, np.arange(len(lv)), side="left")
     count = np.searchsorted(pu, np.arange(len(lv)), side="right") - first
-    cand = icol[idx]  # the column of the co-occurrence counts each pair reads
-    cols = np.unique(cand)
+    full_cand = icol[idx]  # the catalogue column of the co-occurrence counts each pair reads
+    cols = np.unique(full_cand)
     if 2 * len(cols) <= x.shape[1]:
         b = xc[:, cols].tocsr()
-        cand = np.searchsorted(cols, cand)
+        cand = np.searchsorted(cols, full_cand)
     else:
-        b = x
+        b, cand = x, full_cand
     share = np.zeros((len(idx), n_last), dtype=np.float32)  # share[q, l] for pair idx[q] and the user's slot l
-    su, ss = np.nonzero(lv)  # (user, slot) of every valid last item, ordered by the item's row in ``uniq``
-    sr = np.searchsorted(uniq, lc[su, ss])
+    su, ss = np.nonzero(lv)  # (user, slot) of every valid last item, ordered by the item's place in ``uniq``
+    sr = place[lc[su, ss]]
     o = np.argsort(sr, kind="stable")
     su, ss, sr = su[o], ss[o], sr[o]
     ends = np.cumsum(count[su])  # (pair, slot) entries up to each (user, slot), in this order
-    a_rows = xc[:, uniq].T.tocsr()
-    step = max(1, cells // max(b.shape[1], 1))
-    for a in range(0, len(uniq), step):
-        lo, hi = np.searchsorted(sr, [a, a + step])
+
+    def read(lo: int, hi: int, counts: np.ndarray, row_of: np.ndarray, col_of: np.ndarray) -> None:
+        """share of the (user, slot) entries lo..hi, whose items' counts are ``counts[row_of[item place]]``."""
         start = ends[lo - 1] if lo else 0
         if hi == lo or ends[hi - 1] == start:
-            continue
-        dense = (a_rows[a : a + step] @ b).toarray()  # co-occurrence counts, exact in float32
-        # the chunk's entries ``entries`` at a time (a few MiB of index arrays, not one per entry of the chunk)
+            return
+        # ``entries`` at a time (a few MiB of index arrays, not one per entry of the chunk)
         cuts = lo + np.unique(np.searchsorted(ends[lo:hi], np.arange(start, ends[hi - 1], entries), side="right"))
         for g0, g1 in zip(cuts, [*cuts[1:], hi]):
             cnt = count[su[g0:g1]]
             e = np.cumsum(cnt)
             q = np.repeat(first[su[g0:g1]] - (e - cnt), cnt) + np.arange(e[-1])  # the users' pairs, in runs
-            share[q, np.repeat(ss[g0:g1], cnt)] = dense[np.repeat(sr[g0:g1] - a, cnt), cand[q]] * np.repeat(scale[sr[g0:g1]], cnt)
+            share[q, np.repeat(ss[g0:g1], cnt)] = counts[np.repeat(row_of[sr[g0:g1]], cnt), col_of[q]] * np.repeat(scale[sr[g0:g1]], cnt)
+
+    if n_kept:
+        read(0, int(np.searchsorted(sr, n_kept)), kept.rows, kept_pos, full_cand)
+    a_rows = xc[:, uniq[n_kept:]].T.tocsr()
+    step = max(1, cells // max(b.shape[1], 1))
+    for a in range(n_kept, len(uniq), step):
+        lo, hi = np.searchsorted(sr, [a, a + step])
+        if hi > lo:
+            dense = (a_rows[a - n_kept : a - n_kept + step] @ b).toarray()  # co-occurrence counts, exact in float32
+            read(int(lo), int(hi), dense, np.arange(len(uniq)) - a, cand)
     vm_all = lv[pu]
     for s in range(0, len(idx), PAIR_CHUNK):
         vm = vm_all[s : s + PAIR_CHUNK]
@@ -245,17 +269,54 @@ def last_cooc_values(
     return out
 
 
+@dataclass(frozen=True)
+class CoocRows:
+    """Co-occurrence count rows of some catalogue items, made once per snapshot (:func:`kept_cooc_rows`)."""
+
+    pos: np.ndarray
+    """int64 per catalogue item: its row in ``rows``, -1 when not kept."""
+    rows: np.ndarray
+    """float32 (kept items, catalogue): users who had both the kept item and each catalogue item (exact integers)."""
+
+
+def kept_cooc_rows(x: sp.csr_matrix, xc: sp.csc_matrix, weight: np.ndarray, cells: int = COOC_KEPT_CELLS, chunk: int = COOC_CELLS) -> CoocRows:
+    """The co-occurrence rows worth keeping for a snapshot's blocks: of the items with ``weight`` > 0 (users having
+    the item among their last items), the ones whose rows cost most to make over all blocks, i.e. by weight x the
+    sparse product's work for the row (the history lengths of the item's users, summed), at most ``cells`` cells.
+
+    10M world (50,000 items, 40 blocks of 2,500 served users a protocol, ~10,400 distinct last items a block): a
+    Zipf head item is a last item of almost every block, and its row is the costliest to make; the 1,000 rows
+    ranked so carry 58 % of the blocks' product work, 2,000 rows 70 %. Which rows are kept changes no value."""
+    n_items = x.shape[1]
+    work = (xc.T @ np.diff(x.indptr).astype(np.float64)) * np.asarray(weight, dtype=np.float64)
+    n = min(int((work > 0).sum()), cells // max(n_items, 1))
+    top = np.sort(np.lexsort((np.arange(n_items), -work))[:n])
+    pos = np.full(n_items, -1, dtype=np.int64)
+    pos[top] = np.arange(n)
+    rows = np.empty((n, n_items), dtype=np.float32)
+    a_rows = xc[:, top].T.tocsr()
+    step = max(1, chunk // max(n_items, 1))
+    for a in range(0, n, step):
+        rows[a : a + step] = (a_rows[a : a + step] @ x).toarray()
+    return CoocRows(pos, rows)
+
+
 def _last_cooc(features: SnapshotFeatures, users: list[str], urow: np.ndarray, icol: np.ndarray) -> np.ndarray:
     """``last_cooc``: the mean over the user's last ``LAST_ITEMS`` distinct history items j of
     P(candidate | j), the share of j's users who also had the candidate in the view's history
     (MovieLens users rate in sessions: what they had last predicts the next day better than the whole
     history). A share, not a count, so it means the same at D - w (training) and D (serving).
-    NaN for users without history. Computed for the pairs only (:func:`last_cooc_values`)."""
+    NaN for users without history. Computed for the pairs only (:func:`last_cooc_values`), reading the rows
+    kept for the snapshot (:func:`kept_cooc_rows`, weighted by how many users have the item among their last)."""
     lc, lv = last_items(features, users)
     if not lv.any():
         return np.full(len(icol), np.nan, dtype=np.float32)
     x, xc = _user_items(features)
-    return last_cooc_values(x, xc, lc, lv, urow, icol)
+    key = ("cooc_rows", LAST_ITEMS)
+    if key not in features._cache:
+        _, cols, ok = _all_last_items(features, LAST_ITEMS)
+        features._cache[key] = kept_cooc_rows(x, xc, np.bincount(cols[ok], minlength=x.shape[1]))
+    return last_cooc_values(x, xc, lc, lv, urow, icol, kept=features._cache[key])
 
 
 def profile_tokens(users: pl.DataFrame) -> pl.DataFrame:

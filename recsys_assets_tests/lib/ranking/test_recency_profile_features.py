@@ -153,18 +153,20 @@ def _full_row_last_cooc(x, lc, lv, urow, icol) -> np.ndarray:
     return out
 
 
+@pytest.mark.parametrize("kept_cells", [None, 0, 600, 1 << 20])
 @pytest.mark.parametrize("entries", [1, 50, 1 << 18])
 @pytest.mark.parametrize("cands", [60, 12])
 @pytest.mark.parametrize("cells", [1, 150, 1 << 23])
-def test_last_cooc_pairs_are_the_full_rows_bytes(cells, cands, entries):
+def test_last_cooc_pairs_are_the_full_rows_bytes(cells, cands, entries, kept_cells):
     """``last_cooc_values`` (counts only for the pairs read, in dense chunks of ``cells`` cells) gives the bytes
     of the full-row computation on a random sparse user-item matrix: a skewed catalogue (head items almost
     dense), users with 0 to 4 valid last items, candidates repeated across users (pairs in no user order),
     chunks of 1 row to all rows, read 1 to all entries at a time; candidates from the whole catalogue, or from
-    12 of its 60 items (the counts are then made for those columns only, as for the cold scope's new items)."""
+    12 of its 60 items (the counts are then made for those columns only, as for the cold scope's new items);
+    without kept rows, with none, 10 of them (the costliest by a random weight) or every weighted row (``kept_cooc_rows``)."""
     import scipy.sparse as sp
 
-    from recsys_assets.lib.ranking.features import last_cooc_values
+    from recsys_assets.lib.ranking.features import kept_cooc_rows, last_cooc_values
 
     rng = np.random.default_rng(7)
     n_users, n_items, n_last = 400, 60, 4
@@ -182,11 +184,15 @@ def test_last_cooc_pairs_are_the_full_rows_bytes(cells, cands, entries):
     urow = rng.integers(0, served, 3_000)
     icol = rng.choice(n_items, cands, replace=False)[rng.integers(0, cands, 3_000)]
     want = _full_row_last_cooc(x, lc, lv, urow, icol)
-    got = last_cooc_values(x, xc, lc, lv, urow, icol, cells=cells, entries=entries)
+    kept = None if kept_cells is None else kept_cooc_rows(x, xc, rng.integers(0, 3, n_items), cells=kept_cells, chunk=max(cells, 1))
+    if kept is not None:
+        assert len(kept.rows) == (0 if kept_cells == 0 else 10 if kept_cells == 600 else (kept.pos >= 0).sum())
+        assert np.array_equal(kept.rows, (xc[:, kept.pos >= 0].T @ x).toarray())
+    got = last_cooc_values(x, xc, lc, lv, urow, icol, cells=cells, entries=entries, kept=kept)
     assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
     assert np.isnan(got).any() and (got[~np.isnan(got)] > 0).any() and (got == 0).any()
     # a wrong share (e.g. counts of the wrong last item) must show: not a vacuous comparison
-    assert last_cooc_values(x, xc, np.roll(lc, 1, axis=0), lv, urow, icol, cells=cells, entries=entries).tobytes() != want.tobytes()
+    assert last_cooc_values(x, xc, np.roll(lc, 1, axis=0), lv, urow, icol, cells=cells, entries=entries, kept=kept).tobytes() != want.tobytes()
     none = np.zeros_like(lv)
     assert np.isnan(last_cooc_values(x, xc, lc, none, urow, icol, cells=cells)).all()
 
