@@ -209,7 +209,7 @@ def last_cooc_values(
     uniq = np.unique(lc[lv])
     if not len(uniq):
         return out
-    if kept is not None and 2 * len(np.unique(icol)) <= x.shape[1]:
+    if kept is not None and few_columns(icol, x.shape[1]):
         kept = None  # few columns: their products are cheap, and reading a few cells of each kept row is not (10M cold scope)
     # the last items with kept rows first, then the others (each group in item order): ``sr`` is an item's place
     kept_pos = kept.pos[uniq] if kept is not None else np.full(len(uniq), -1, dtype=np.int64)
@@ -269,6 +269,12 @@ def last_cooc_values(
     return out
 
 
+def few_columns(icol: np.ndarray, n_items: int) -> bool:
+    """Whether the pairs' candidates are at most half the catalogue: :func:`last_cooc_values` then makes the counts of
+    those columns only, and reads no kept row."""
+    return 2 * len(np.unique(icol)) <= n_items
+
+
 @dataclass(frozen=True)
 class CoocRows:
     """Co-occurrence count rows of some catalogue items, made once per snapshot (:func:`kept_cooc_rows`)."""
@@ -312,6 +318,8 @@ def _last_cooc(features: SnapshotFeatures, users: list[str], urow: np.ndarray, i
     if not lv.any():
         return np.full(len(icol), np.nan, dtype=np.float32)
     x, xc = _user_items(features)
+    if few_columns(icol, x.shape[1]):
+        return last_cooc_values(x, xc, lc, lv, urow, icol)  # the kept rows would not be read: not made for this call
     key = ("cooc_rows", LAST_ITEMS)
     if key not in features._cache:
         _, cols, ok = _all_last_items(features, LAST_ITEMS)
