@@ -381,6 +381,7 @@ class BlockParquetWriter:
                     self._tmp.unlink()
 
 
-def read_parquet(path: UPath) -> pl.DataFrame:
+def read_parquet(path: UPath, columns: list[str] | None = None) -> pl.DataFrame:
+    """A Parquet file of the lake (local or remote) as a frame; ``columns``: only those are read."""
     with path.open("rb") as fh:
-        return pl.read_parquet(fh)
+        return pl.read_parquet(fh, columns=columns)

@@ -20,7 +20,10 @@ from recsys_assets.lib.snapshot import audit_leakage, day_start
 def ranker_examples(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource):
     """Per protocol: candidates of every ranker arm for the users with a positive on day D - w, all arms' features, labels.
 
-    Written ``block_users`` labelled users at a time: memory grows with a block, not with the night.
+    Rows are kept for the users with a positive among their candidates (the others' queries carry no
+    ranking signal and no fit reads them; they are counted in ``users_without_positive_candidates``,
+    their pairs in ``n_candidate_rows``). Written ``block_users`` labelled users at a time: memory grows
+    with a block, not with the night.
     """
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     rcfg = ranking_config(the_lake, day, cfg, **models.ranking_settings())
@@ -32,7 +35,7 @@ def ranker_examples(context: dg.AssetExecutionContext, lake: LakeResource, model
         # A timestamp compared with a timestamp (None: no positives that day).
         if st["label_events_max_ts"] is not None and st["label_events_max_ts"] >= day_start(day):
             problems.append(f"{protocol}: label events reach {st['label_events_max_ts']}")
-        for key in ("snapshot", "n_users", "n_rows", "n_positive_rows", "candidate_recall"):
+        for key in ("snapshot", "n_users", "users_without_positive_candidates", "n_candidate_rows", "n_rows", "n_positive_rows", "candidate_recall"):
             metadata[f"{protocol}/{key}"] = st[key]
     yield dg.MaterializeResult(metadata=metadata)
     yield dg.AssetCheckResult(check_name="label_window_before_day", passed=not problems, metadata={"problems": "; ".join(problems) or "none"})

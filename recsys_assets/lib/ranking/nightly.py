@@ -47,7 +47,7 @@ from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.examples import SNAPSHOT_COL, audit_examples, next_day_labels, training_frame_from_nights, write_night_examples
 from recsys_assets.lib.ranking.features import feature_names
 from recsys_assets.lib.ranking.inputs import EncoderFeatures, SnapshotFeatures
-from recsys_assets.lib.ranking.ranker import RankerModel, resolve_prior, train_ranker
+from recsys_assets.lib.ranking.ranker import RankerModel, new_user_rows, resolve_prior, train_ranker_file
 from recsys_assets.lib.snapshot import SnapshotView, day_start, positives_excluding_seen
 
 
@@ -202,15 +202,13 @@ def train_rankers(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> 
     every arm boosts from that prior: the text arms then differ from the no-text arm by their text
     features, not by their prior.
     """
-    choice, chosen_on = None, None
+    choice = None
     if rcfg.prior_profile_new is None:
-        chosen_on = read_parquet(lake.ranker_dataset_file(day, protocol, NO_TEXT))
-        rcfg, choice = resolve_prior(chosen_on, rcfg)
+        rcfg, choice = resolve_prior(new_user_rows(lake.ranker_dataset_file(day, protocol, NO_TEXT)), rcfg)
     models = {}
     for arm in ranker_arm_names(rcfg):
-        # ranker_no_text's frame, read for the choice, trains its arm too (one read, not two).
-        frame = chosen_on if arm == NO_TEXT and chosen_on is not None else read_parquet(lake.ranker_dataset_file(day, protocol, arm))
-        model = train_ranker(frame, feature_names(parse_arm(arm).encoder), rcfg, arm=arm, prior_choice=choice)
+        # Streamed from the arm's file (train_ranker_file): 14 nights of a large world's rows do not fit as a frame.
+        model = train_ranker_file(lake.ranker_dataset_file(day, protocol, arm), feature_names(parse_arm(arm).encoder), rcfg, arm=arm, prior_choice=choice)
         model.save(lake.ranker_model_dir(day, protocol, arm))
         models[arm] = model
     return models

@@ -26,6 +26,7 @@ from upath import UPath
 
 from recsys_assets.lib.artifacts import read_artifact, write_artifact
 from recsys_assets.lib.errors import RecsysError
+from recsys_assets.lib.lake import is_local, read_parquet
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.inputs import hash_u64
 
@@ -185,10 +186,11 @@ def resolve_prior(frame: pl.DataFrame, cfg: RankingConfig, label_col: str = "lab
 class LgbData:
     """Matrices of one training run, as handed to ``lightgbm.train`` (the benchmark reuses them)."""
 
-    x_train: np.ndarray
+    x_train: np.ndarray | list
+    """Feature rows: one float32 matrix, or ``lightgbm.Sequence`` row blocks (:func:`prepare_lgb_file`)."""
     y_train: np.ndarray
     group_train: np.ndarray
-    x_valid: np.ndarray | None
+    x_valid: np.ndarray | list | None
     y_valid: np.ndarray | None
     group_valid: np.ndarray | None
     stats: dict = field(default_factory=dict)
@@ -225,17 +227,11 @@ def _validation_mask(queries: pl.DataFrame, cfg: RankingConfig) -> tuple[np.ndar
     return mask, "hash"
 
 
-def prepare_lgb_data(train_frame: pl.DataFrame, feature_names: Sequence[str], cfg: RankingConfig, label_col: str = "label") -> LgbData:
-    """Group rows into queries, drop queries without a positive, split train/validation queries."""
-    keys = query_keys(train_frame)
-    for c in (*keys, label_col):
-        if c not in train_frame.columns:
-            raise RankerError(f"train_ranker: training frame lacks column {c!r}; build it with training_frame_from_nights().")
-    frame = train_frame.sort(keys, maintain_order=True)
-    per_q = frame.group_by(keys, maintain_order=True).agg(pl.len().alias("n"), pl.col(label_col).sum().alias("pos"))
+def _split_queries(per_q: pl.DataFrame, cfg: RankingConfig) -> tuple[pl.DataFrame, dict]:
+    """The queries that train (``per_q``: keys, ``n`` rows, ``pos`` positives, in row order): those with a
+    positive, with ``_valid`` (the early-stopping slice), and their counts for the model meta."""
     n_queries = per_q.height
     keep = per_q.filter(pl.col("pos") > 0)
-    n_no_pos = n_queries - keep.height
     if keep.height == 0:
         raise RankerError(
             f"train_ranker: none of the {n_queries} training queries has a positive among their candidates; "
@@ -243,21 +239,34 @@ def prepare_lgb_data(train_frame: pl.DataFrame, feature_names: Sequence[str], cf
         )
     valid_mask, how = _validation_mask(keep, cfg)
     keep = keep.with_columns(pl.Series("_valid", valid_mask))
+    gt, gv = (keep.filter(pl.col("_valid") == v).get_column("n") for v in (False, True))
+    stats = {
+        "n_users": n_queries,
+        "n_users_no_positive": n_queries - keep.height,
+        "n_train_users": gt.len(),
+        "n_valid_users": gv.len(),
+        "n_train_rows": int(gt.sum()),
+        "n_valid_rows": int(gv.sum()),
+        "positive_rate": float(keep.get_column("pos").sum() / keep.get_column("n").sum()),
+        "validation": how,
+    }
+    return keep, stats
+
+
+def prepare_lgb_data(train_frame: pl.DataFrame, feature_names: Sequence[str], cfg: RankingConfig, label_col: str = "label") -> LgbData:
+    """Group rows into queries, drop queries without a positive, split train/validation queries."""
+    keys = query_keys(train_frame)
+    for c in (*keys, label_col):
+        if c not in train_frame.columns:
+            raise RankerError(f"train_ranker: training frame lacks column {c!r}; build it with training_frame_from_nights().")
+    frame = train_frame.sort(keys, maintain_order=True)
+    per_q = frame.group_by(keys, maintain_order=True).agg(pl.len().alias("n"), (pl.col(label_col) > 0).sum().alias("pos"))
+    keep, stats = _split_queries(per_q, cfg)
     frame = frame.join(keep.select(*keys, "_valid"), on=keys, how="inner", maintain_order="left")
     tr = frame.filter(~pl.col("_valid"))
     va = frame.filter(pl.col("_valid"))
     gt = keep.filter(~pl.col("_valid")).get_column("n").to_numpy()
     gv = keep.filter(pl.col("_valid")).get_column("n").to_numpy()
-    stats = {
-        "n_users": n_queries,
-        "n_users_no_positive": n_no_pos,
-        "n_train_users": int(len(gt)),
-        "n_valid_users": int(len(gv)),
-        "n_train_rows": tr.height,
-        "n_valid_rows": va.height,
-        "positive_rate": float((frame.get_column(label_col) > 0).mean()),
-        "validation": how,
-    }
     if SNAPSHOT_COL in frame.columns:
         stats["nights"] = int(frame.get_column(SNAPSHOT_COL).n_unique())
     prior = prior_of(cfg)
@@ -274,17 +283,131 @@ def prepare_lgb_data(train_frame: pl.DataFrame, feature_names: Sequence[str], cf
     )
 
 
+def new_user_rows(path: UPath) -> pl.DataFrame:
+    """The rows of a stored training frame whose user is brand new (``user_is_new`` > 0): all that
+    :func:`choose_prior_profile_new` reads, without the other users' rows."""
+    scan = pl.scan_parquet(path.path) if is_local(path) else read_parquet(path).lazy()
+    return scan.filter(pl.col("user_is_new") > 0).collect()
+
+
+class _RowGroups:
+    """The feature columns of a Parquet file as float32 matrices, one row group at a time (the last one
+    decoded is kept: LightGBM reads the rows in file order, for its binning sample and then to bin them)."""
+
+    def __init__(self, path: UPath, feature_names: list[str]) -> None:
+        import pyarrow.parquet as pq
+
+        self.file = pq.ParquetFile(path.open("rb"))
+        self.names = feature_names
+        sizes = [self.file.metadata.row_group(i).num_rows for i in range(self.file.num_row_groups)]
+        self.starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        self._index, self._matrix = -1, None
+
+    def matrix(self, i: int) -> np.ndarray:
+        if i != self._index:
+            # The cast prepare_lgb_data makes (_matrix), so the values LightGBM bins are the same.
+            self._matrix = _matrix(pl.from_arrow(self.file.read_row_group(i, columns=self.names)), self.names)
+            self._index = i
+        return self._matrix
+
+
+def _row_sequences(groups: _RowGroups, row_mask: np.ndarray) -> list:
+    """``lightgbm.Sequence`` blocks of the file's rows where ``row_mask`` is True, in file order (float64 rows
+    of the float32 values, as LightGBM's binning sample wants them)."""
+    import lightgbm as lgb
+
+    class RowGroupRows(lgb.Sequence):
+        def __init__(self, index: int, rows: np.ndarray) -> None:
+            self.index, self.rows, self.batch_size = index, rows, len(rows)
+
+        def __len__(self) -> int:
+            return len(self.rows)
+
+        def __getitem__(self, idx):
+            return groups.matrix(self.index)[self.rows[idx]].astype(np.float64)
+
+    seqs = []
+    for i in range(len(groups.starts) - 1):
+        rows = np.flatnonzero(row_mask[groups.starts[i] : groups.starts[i + 1]])
+        if len(rows):
+            seqs.append(RowGroupRows(i, rows))
+    return seqs
+
+
+def prepare_lgb_file(path: UPath, feature_names: Sequence[str], cfg: RankingConfig, label_col: str = "label") -> LgbData:
+    """:func:`prepare_lgb_data` of a training frame stored as Parquet, sorted by its query keys (as
+    ``nightly.build_ranker_datasets`` writes it): the same queries, labels, prior and rows, but the features
+    stay in the file and reach LightGBM as row-group sequences (``lightgbm.Sequence``). Memory holds the
+    keys, labels and prior columns, one decoded row group and LightGBM's binned copy (about one byte per
+    feature and row), instead of the frame and its float32 matrix."""
+    import pyarrow.parquet as pq
+
+    feature_names = list(feature_names)
+    with path.open("rb") as fh:
+        columns = pq.read_schema(fh).names
+    keys = [SNAPSHOT_COL, "user_id"] if SNAPSHOT_COL in columns else ["user_id"]
+    missing = [c for c in (*keys, label_col, *feature_names) if c not in columns]
+    if missing:
+        raise RankerError(f"train_ranker: {path} lacks columns {missing}; build it with training_frame_from_nights().")
+    q = read_parquet(path, [*keys, label_col])
+    per_q = q.group_by(keys, maintain_order=True).agg(pl.len().alias("n"), (pl.col(label_col) > 0).sum().alias("pos"))
+    runs = q.select(pl.struct(keys).rle_id().max()).item() + 1 if q.height else 0
+    if runs != per_q.height or not per_q.select(keys).equals(per_q.select(keys).sort(keys)):
+        raise RankerError(f"train_ranker: {path} is not sorted by {keys}; write it with nightly.build_ranker_datasets().")
+    del q
+    keep, stats = _split_queries(per_q, cfg)
+    # Per query 0 = dropped (no positive), 1 = trains, 2 = validates; then per row (a query's rows are consecutive).
+    status = per_q.select(*keys, "n").join(keep.select(*keys, "_valid"), on=keys, how="left", maintain_order="left")
+    code = status.get_column("_valid").cast(pl.Int8).fill_null(-1).to_numpy() + 1
+    row_code = np.repeat(code.astype(np.int8), status.get_column("n").to_numpy())
+    prior = prior_of(cfg)
+    prior_cols = [c for c in dict.fromkeys([*PRIOR_FEATURE.values(), *PRIOR_TERMS.values(), "user_is_new"]) if c in columns]
+    labelled = read_parquet(path, [label_col, *prior_cols])
+    if SNAPSHOT_COL in keys:
+        stats["nights"] = int(per_q.filter(pl.col("pos") > 0).get_column(SNAPSHOT_COL).n_unique())
+    groups = _RowGroups(path, feature_names)
+    parts = {}
+    for name, c in (("train", 1), ("valid", 2)):
+        mask = row_code == c
+        rows = labelled.filter(pl.Series(mask))
+        sizes = keep.filter(pl.col("_valid") == (c == 2)).get_column("n").to_numpy()
+        parts[name] = (
+            (_row_sequences(groups, mask), rows.get_column(label_col).cast(pl.Float32).to_numpy(), sizes, prior_scores(rows, prior))
+            if len(sizes)
+            else (None, None, None, None)
+        )
+    (xt, yt, gt, it), (xv, yv, gv, iv) = parts["train"], parts["valid"]
+    return LgbData(x_train=xt, y_train=yt, group_train=gt, x_valid=xv, y_valid=yv, group_valid=gv, stats=stats, init_train=it, init_valid=iv)
+
+
+def lgb_data_seed(seed: int) -> int:
+    """The ``data_random_seed`` LightGBM derives from ``seed``: the first ``Random(seed).NextShort(0, 32767)``
+    of its ``Config::Set`` (a 32-bit linear congruential step, bits 16-30).
+
+    A Dataset built from row sequences (``lightgbm.Sequence``) draws its binning sample in Python with
+    the Dataset's own parameters, which leave ``seed`` out; given this seed it draws the rows the matrix
+    path draws, so both build the same bins and train the same model (test_ranker_file.py checks it)."""
+    x = (214013 * (seed & 0xFFFFFFFF) + 2531011) & 0xFFFFFFFF
+    return ((x >> 16) & 0x7FFF) % 32767
+
+
 def fit_lgb(data: LgbData, feature_names: Sequence[str], cfg: RankingConfig):
-    """The lightgbm.train call itself (Dataset construction included)."""
+    """The lightgbm.train call itself (Dataset construction included); rows as one matrix or as row sequences."""
     import lightgbm as lgb
 
     params = cfg.lgb_params(list(feature_names))
     dtrain = lgb.Dataset(
-        data.x_train, label=data.y_train, group=data.group_train, init_score=data.init_train, feature_name=list(feature_names), free_raw_data=False
+        data.x_train,
+        label=data.y_train,
+        group=data.group_train,
+        init_score=data.init_train,
+        feature_name=list(feature_names),
+        free_raw_data=False,
+        params={"data_random_seed": lgb_data_seed(cfg.seed)},
     )
     valid_sets, callbacks = [], []
     if data.x_valid is not None:
-        dvalid = lgb.Dataset(data.x_valid, label=data.y_valid, group=data.group_valid, init_score=data.init_valid, reference=dtrain)
+        dvalid = lgb.Dataset(data.x_valid, label=data.y_valid, group=data.group_valid, init_score=data.init_valid, reference=dtrain, params=dtrain.params)
         valid_sets = [dvalid]
         callbacks = [lgb.early_stopping(cfg.early_stopping_rounds, first_metric_only=True, verbose=False)]
     rounds = cfg.num_boost_round if valid_sets else min(cfg.num_boost_round, cfg.rounds_without_validation)
@@ -392,7 +515,33 @@ def train_ranker(
     t0 = time.perf_counter()
     if cfg.prior_profile_new is None:
         cfg, prior_choice = resolve_prior(train_frame, cfg, label_col)
-    data = prepare_lgb_data(train_frame, feature_names, cfg, label_col)
+    return _fit_ranker(prepare_lgb_data(train_frame, feature_names, cfg, label_col), feature_names, cfg, arm, prior_choice, t0)
+
+
+def train_ranker_file(
+    path: UPath,
+    feature_names: Sequence[str],
+    cfg: RankingConfig,
+    *,
+    label_col: str = "label",
+    arm: str | None = None,
+    prior_choice: dict | None = None,
+) -> RankerModel:
+    """:func:`train_ranker` on a training frame stored as Parquet (``nightly.build_ranker_datasets``), the same
+    model bytes, without the frame in memory: :func:`prepare_lgb_file` streams its row groups to LightGBM.
+
+    ``cfg.prior_profile_new`` None is chosen on the file's new-user rows (:func:`new_user_rows`), the only
+    rows the choice reads.
+    """
+    feature_names = list(feature_names)
+    t0 = time.perf_counter()
+    if cfg.prior_profile_new is None:
+        cfg, prior_choice = resolve_prior(new_user_rows(path), cfg, label_col)
+    return _fit_ranker(prepare_lgb_file(path, feature_names, cfg, label_col), feature_names, cfg, arm, prior_choice, t0)
+
+
+def _fit_ranker(data: LgbData, feature_names: list[str], cfg: RankingConfig, arm: str | None, prior_choice: dict | None, t0: float) -> RankerModel:
+    """Fit (early stopping and refit per ``cfg``) and wrap a model with its meta; ``t0`` = when preparation began."""
     t1 = time.perf_counter()
     booster = fit_lgb(data, feature_names, cfg)
     best = int(booster.best_iteration or 0) or int(booster.current_iteration())
@@ -403,7 +552,7 @@ def train_ranker(
     if refit:
         # The rounds are chosen on the validation slice; the model served is fit on every query.
         full = LgbData(
-            x_train=np.vstack([data.x_train, data.x_valid]),
+            x_train=np.vstack([data.x_train, data.x_valid]) if isinstance(data.x_train, np.ndarray) else [*data.x_train, *data.x_valid],
             y_train=np.concatenate([data.y_train, data.y_valid]),
             group_train=np.concatenate([data.group_train, data.group_valid]),
             x_valid=None,

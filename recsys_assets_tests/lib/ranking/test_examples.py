@@ -45,17 +45,22 @@ def test_labels_are_the_day_after_the_snapshot_only(world, train_features):
 
 
 def test_night_examples_match_the_per_arm_training_frame(train_features, night):
-    """One union pool with every arm's features gives exactly each arm's own candidates and features."""
+    """One union pool with every arm's features gives exactly each arm's own candidates and features, for
+    the labelled users with a positive among them; the users left out have none in any arm's candidates."""
     frame, stats, labels = night
     assert frame[SNAPSHOT_COL].unique().to_list() == [train_features.view.cutoff]
     assert stats["n_users"] == labels["user_id"].n_unique() and stats["n_positive_rows"] > 0
+    kept = frame.select("user_id").unique()
+    assert kept.height == stats["n_users"] - stats["users_without_positive_candidates"] and 0 < kept.height < stats["n_users"]
+    assert stats["n_rows"] < stats["n_candidate_rows"]
     for arm in ranker_arm_names(CFG):
         mine, _ = training_frame_from_nights([frame], arm, CFG)
         ref, _ = build_training_frame(train_features, labels, arm, CFG)
         cols = ["user_id", "item_id", "label", *feature_names(arm.removeprefix("ranker_") if arm != "ranker_no_text" else None)]
         a = mine.select(cols).sort("user_id", "item_id")
         b = ref.select(cols).with_columns(pl.col("label").cast(a["label"].dtype)).sort("user_id", "item_id")
-        assert a.equals(b), arm
+        assert a.equals(b.join(kept, on="user_id", how="semi", maintain_order="left")), arm
+        assert b.join(kept, on="user_id", how="anti").get_column("label").sum() == 0, arm
 
 
 def test_night_examples_refuse_a_serve_view(world, serve_features):
