@@ -28,6 +28,28 @@ from recsys_assets.lib.ranking.examples import SNAPSHOT_COL
 from recsys_assets.lib.snapshot import PROTOCOLS
 
 
+def replicate(lake: Lake, day: date, nights: int, force: bool = False) -> dict[str, int]:
+    """Copy the examples of ``day`` under the ``nights - 1`` partitions before it (snapshot column = each
+    partition's day - 1); returns the rows copied per protocol. Raises SystemExit where it would overwrite."""
+    copied = {}
+    for protocol in PROTOCOLS:
+        source = lake.ranker_examples_file(day, protocol)
+        if not source.exists():
+            raise SystemExit(f"{source} does not exist: run the night of {day} (ranker_examples) first.")
+        targets = [(day - timedelta(days=j), lake.ranker_examples_file(day - timedelta(days=j), protocol)) for j in range(1, nights)]
+        existing = [str(t) for _, t in targets if t.exists()]
+        if existing and not force:
+            raise SystemExit(f"{len(existing)} earlier partitions already have examples (e.g. {existing[0]}); --force overwrites them.")
+        night = read_parquet(source)
+        for d, target in targets:
+            with BlockParquetWriter(target) as out:
+                out.write(night.with_columns(pl.lit(d - timedelta(days=1)).alias(SNAPSHOT_COL)))
+        copied[protocol] = night.height
+        if targets:
+            print(f"{protocol}: {night.height:,} rows of {day} copied under {len(targets)} earlier partitions ({targets[-1][0]}..{targets[0][0]})")
+    return copied
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lake", required=True)
@@ -35,20 +57,7 @@ def main() -> None:
     ap.add_argument("--nights", type=int, default=14, help="nights of examples the day's rankers train on (RankingConfig.train_nights)")
     ap.add_argument("--force", action="store_true", help="overwrite earlier partitions' examples")
     args = ap.parse_args()
-    lake, day = Lake.at(args.lake), date.fromisoformat(args.day)
-    for protocol in PROTOCOLS:
-        source = lake.ranker_examples_file(day, protocol)
-        if not source.exists():
-            raise SystemExit(f"{source} does not exist: run the night of {day} (ranker_examples) first.")
-        targets = [(day - timedelta(days=j), lake.ranker_examples_file(day - timedelta(days=j), protocol)) for j in range(1, args.nights)]
-        existing = [str(t) for _, t in targets if t.exists()]
-        if existing and not args.force:
-            raise SystemExit(f"{len(existing)} earlier partitions already have examples (e.g. {existing[0]}); --force overwrites them.")
-        night = read_parquet(source)
-        for d, target in targets:
-            with BlockParquetWriter(target) as out:
-                out.write(night.with_columns(pl.lit(d - timedelta(days=1)).alias(SNAPSHOT_COL)))
-        print(f"{protocol}: {night.height:,} rows of {day} copied under {len(targets)} earlier partitions ({targets[-1][0]}..{targets[0][0]})")
+    replicate(Lake.at(args.lake), date.fromisoformat(args.day), args.nights, args.force)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ class ModelsResource(dg.ConfigurableResource):
     als_device: str = "auto"
     """ALS solver: auto (implicit's CUDA solver when it loads and sees a GPU), cpu or cuda."""
     max_train_users: int | None = None
-    """Cap on labelled users per ranker training frame (lowest hash kept); None = every labelled user (default)."""
+    """Cap on labelled users per night of a ranker training frame (lowest hash kept among the users with a positive
+    candidate); None = every labelled user (default)."""
     new_item_slots: int = 0
     """Top-K slots each ranker arm reserves for new items (0 = none; >0 adds `+slotsN` arms)."""
     ranker_prior_profile_new: float | None = None

@@ -133,7 +133,8 @@ class RankingConfig:
     the prior then ranks by popularity after the user's last items (returning users). It lowered every
     tuning-day cell (docs/ranker.md round 6)."""
     max_train_users: int | None = None
-    """Cap on labelled users in a training frame (the lowest-hash users are kept); None = all."""
+    """Cap on labelled users per night in a training frame (the lowest-hash users are kept, among those with a
+    positive candidate: the only ones ``ranker_examples`` stores); None = all."""
     explain_sample: int = 200
     """Rows of served recommendations explained with per-feature contributions (pred_contrib)."""
 

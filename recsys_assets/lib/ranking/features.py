@@ -24,7 +24,7 @@ arm); the text arms' extra is only what a text encoder makes of texts (``text_fe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -134,17 +134,16 @@ def last_items(features: SnapshotFeatures, users: Sequence[str], n: int = LAST_I
     if not len(users) or n <= 0:
         return out, valid
     index, cols, ok = _all_last_items(features, n)
-    g = pl.DataFrame({"user_id": pl.Series(list(users), dtype=pl.String)}).join(index, on="user_id", how="left", maintain_order="left").get_column("g")
-    has = g.is_not_null().to_numpy()
-    rows = g.fill_null(0).to_numpy()[has]
-    out[has] = cols[rows]
-    valid[has] = ok[rows]
+    rows = rows_of(users, index, "user_id")
+    has = rows >= 0
+    out[has] = cols[rows[has]]
+    valid[has] = ok[rows[has]]
     return out, valid
 
 
 def _all_last_items(features: SnapshotFeatures, n: int) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
-    """:func:`last_items` of every user with history in the view, cached per snapshot: (user_id -> row ``g``,
-    cols, valid), the arrays one row per user. A user's list depends on its own history only."""
+    """:func:`last_items` of every user with history in the view, cached per snapshot: (user index
+    (``interactions.id_index``), cols, valid), the arrays one row per user. A user's list depends on its own history only."""
     key = ("last_items", n)
     if key not in features._cache:
         h = (
@@ -156,7 +155,7 @@ def _all_last_items(features: SnapshotFeatures, n: int) -> tuple[pl.DataFrame, n
             .with_columns(pl.int_range(pl.len()).over("user_id").alias("k"))
             .filter(pl.col("k") < n)
         )
-        index = h.get_column("user_id").unique(maintain_order=True).to_frame().with_row_index("g").select("user_id", pl.col("g").cast(pl.Int64))
+        index = id_index(h.get_column("user_id").unique(maintain_order=True).to_list(), "user_id")
         g = h.select(pl.col("user_id").rle_id().cast(pl.Int64)).to_series().to_numpy()
         cols = np.zeros((index.height, n), dtype=np.int64)
         ok = np.zeros((index.height, n), dtype=bool)
@@ -187,7 +186,7 @@ def _user_items(features: SnapshotFeatures) -> tuple[sp.csr_matrix, sp.csc_matri
 
 def last_cooc_values(
     x: sp.csr_matrix, xc: sp.csc_matrix, lc: np.ndarray, lv: np.ndarray, urow: np.ndarray, icol: np.ndarray, cells: int = COOC_CELLS,
-    entries: int = COOC_ENTRIES, kept: CoocRows | None = None,
+    entries: int = COOC_ENTRIES, kept: Callable[[], CoocRows] | None = None,
 ) -> np.ndarray:
     """float32 per pair k: the mean over the valid last items j of user ``urow[k]`` (``lc``/``lv`` of
     :func:`last_items`) of P(``icol[k]`` | j) = (users who had j and icol[k]) / (users who had j), over the
@@ -197,9 +196,10 @@ def last_cooc_values(
     ``cells`` dense cells (a chunk of last items x the catalogue) at a time, and each chunk is read at the
     (user, slot, candidate) entries of its last items only. When the pairs' candidates are at most half the
     catalogue (the cold scope's new items, an explained sample) the counts are made for those columns only
-    (``x[:, candidates]``: the same integer counts). ``kept``: co-occurrence rows made once per snapshot
-    (:func:`kept_cooc_rows`); when the candidates span more than half the catalogue, the last items among them are
-    read there instead of being made again. A chunk's
+    (``x[:, candidates]``: the same integer counts). ``kept``: returns the co-occurrence rows made once per
+    snapshot (:func:`kept_cooc_rows`), called only when the candidates span more than half the catalogue (then the
+    last items among them are read there instead of being made again; with few columns their products are cheap,
+    and reading a few cells of each kept row is not: the 10M cold scope). A chunk's
     (pair, slot) entries are read about ``entries`` at a time. Each share is float32(count) * float32(1 / users of j)
     and the mean sums a (pairs, last items) float32 array row by row, so the values are the bytes of the
     former full-row computation (co-occurrence rows of every last item, looked up per element; see the test).
@@ -209,10 +209,15 @@ def last_cooc_values(
     uniq = np.unique(lc[lv])
     if not len(uniq):
         return out
-    if kept is not None and few_columns(icol, x.shape[1]):
-        kept = None  # few columns: their products are cheap, and reading a few cells of each kept row is not (10M cold scope)
+    idx = np.flatnonzero(lv.any(axis=1)[urow])  # pairs of users with history
+    by_user = np.argsort(urow[idx], kind="stable")
+    idx = idx[by_user]  # ... grouped by user (pair order within a user kept)
+    full_cand = icol[idx]  # the catalogue column of the co-occurrence counts each pair reads
+    cols = np.unique(full_cand)
+    few = 2 * len(cols) <= x.shape[1]
+    rows = kept() if kept is not None and not few else None
     # the last items with kept rows first, then the others (each group in item order): ``sr`` is an item's place
-    kept_pos = kept.pos[uniq] if kept is not None else np.full(len(uniq), -1, dtype=np.int64)
+    kept_pos = rows.pos[uniq] if rows is not None else np.full(len(uniq), -1, dtype=np.int64)
     uniq = np.concatenate([uniq[kept_pos >= 0], uniq[kept_pos < 0]])
     kept_pos = np.concatenate([kept_pos[kept_pos >= 0], kept_pos[kept_pos < 0]])
     n_kept = int((kept_pos >= 0).sum())
@@ -220,15 +225,10 @@ def last_cooc_values(
     place[uniq] = np.arange(len(uniq))
     diag = np.diff(xc.indptr)[uniq].astype(np.float32)  # users of each last item = its co-occurrence with itself
     scale = np.where(diag > 0, 1.0 / np.maximum(diag, 1.0), 0.0).astype(np.float32)
-    idx = np.flatnonzero(lv.any(axis=1)[urow])  # pairs of users with history
-    by_user = np.argsort(urow[idx], kind="stable")
-    idx = idx[by_user]  # ... grouped by user (pair order within a user kept)
     pu = urow[idx]
     first = np.searchsorted(pu, np.arange(len(lv)), side="left")
     count = np.searchsorted(pu, np.arange(len(lv)), side="right") - first
-    full_cand = icol[idx]  # the catalogue column of the co-occurrence counts each pair reads
-    cols = np.unique(full_cand)
-    if 2 * len(cols) <= x.shape[1]:
+    if few:
         b = xc[:, cols].tocsr()
         cand = np.searchsorted(cols, full_cand)
     else:
@@ -254,7 +254,7 @@ def last_cooc_values(
             share[q, np.repeat(ss[g0:g1], cnt)] = counts[np.repeat(row_of[sr[g0:g1]], cnt), col_of[q]] * np.repeat(scale[sr[g0:g1]], cnt)
 
     if n_kept:
-        read(0, int(np.searchsorted(sr, n_kept)), kept.rows, kept_pos, full_cand)
+        read(0, int(np.searchsorted(sr, n_kept)), rows.rows, kept_pos, full_cand)
     a_rows = xc[:, uniq[n_kept:]].T.tocsr()
     step = max(1, cells // max(b.shape[1], 1))
     for a in range(n_kept, len(uniq), step):
@@ -267,12 +267,6 @@ def last_cooc_values(
         vm = vm_all[s : s + PAIR_CHUNK]
         out[idx[s : s + PAIR_CHUNK]] = (share[s : s + PAIR_CHUNK] * vm).sum(axis=1) / vm.sum(axis=1)
     return out
-
-
-def few_columns(icol: np.ndarray, n_items: int) -> bool:
-    """Whether the pairs' candidates are at most half the catalogue: :func:`last_cooc_values` then makes the counts of
-    those columns only, and reads no kept row."""
-    return 2 * len(np.unique(icol)) <= n_items
 
 
 @dataclass(frozen=True)
@@ -318,13 +312,16 @@ def _last_cooc(features: SnapshotFeatures, users: list[str], urow: np.ndarray, i
     if not lv.any():
         return np.full(len(icol), np.nan, dtype=np.float32)
     x, xc = _user_items(features)
-    if few_columns(icol, x.shape[1]):
-        return last_cooc_values(x, xc, lc, lv, urow, icol)  # the kept rows would not be read: not made for this call
-    key = ("cooc_rows", LAST_ITEMS)
-    if key not in features._cache:
-        _, cols, ok = _all_last_items(features, LAST_ITEMS)
-        features._cache[key] = kept_cooc_rows(x, xc, np.bincount(cols[ok], minlength=x.shape[1]))
-    return last_cooc_values(x, xc, lc, lv, urow, icol, kept=features._cache[key])
+
+    def kept() -> CoocRows:
+        """The snapshot's kept rows, made by the first call that reads them."""
+        key = ("cooc_rows", LAST_ITEMS)
+        if key not in features._cache:
+            _, cols, ok = _all_last_items(features, LAST_ITEMS)
+            features._cache[key] = kept_cooc_rows(x, xc, np.bincount(cols[ok], minlength=x.shape[1]))
+        return features._cache[key]
+
+    return last_cooc_values(x, xc, lc, lv, urow, icol, kept=kept)
 
 
 def profile_tokens(users: pl.DataFrame) -> pl.DataFrame:
@@ -432,8 +429,8 @@ def _category_overlap(features: SnapshotFeatures, users: list[str], urow: np.nda
     if masks is None:
         return _category_overlap_join(features, users, urow, icol)
     index, user_mask, item_mask, n_cat_arr = masks
-    g = pl.DataFrame({"user_id": pl.Series(users, dtype=pl.String)}).join(index, on="user_id", how="left", maintain_order="left").get_column("g")
-    block_mask = np.where(g.is_not_null().to_numpy(), user_mask[g.fill_null(0).to_numpy()], np.uint64(0))
+    rows = rows_of(users, index, "user_id")
+    block_mask = np.where(rows >= 0, user_mask[np.maximum(rows, 0)], np.uint64(0))
     out = np.bitwise_count(block_mask[urow] & item_mask[icol]).astype(np.float32)
     denom = n_cat_arr[icol]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -473,7 +470,7 @@ def _category_tables(features: SnapshotFeatures) -> tuple[pl.DataFrame, pl.DataF
 
 
 def _category_masks(features: SnapshotFeatures) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray] | None:
-    """(user_id -> row ``g``, a uint64 category mask per user row, per catalogue item, categories per item), or
+    """(user index (``interactions.id_index``), a uint64 category mask per user row, per catalogue item, categories per item), or
     None with more than 64 categories; cached per snapshot."""
     key = "category_masks"
     if key not in features._cache:
@@ -483,8 +480,8 @@ def _category_masks(features: SnapshotFeatures) -> tuple[pl.DataFrame, np.ndarra
         else:
             item_mask = np.zeros(len(features.item_ids), dtype=np.uint64)
             np.bitwise_or.at(item_mask, ic.get_column("icol").to_numpy(), np.left_shift(np.uint64(1), ic.get_column("c").to_numpy().astype(np.uint64)))
-            index = uc.get_column("user_id").unique().sort().to_frame().with_row_index("g").select("user_id", pl.col("g").cast(pl.Int64))
-            rows = uc.join(index, on="user_id", how="left").get_column("g").to_numpy()
+            index = id_index(uc.get_column("user_id").unique().sort().to_list(), "user_id")
+            rows = rows_of(uc.get_column("user_id"), index, "user_id")
             user_mask = np.zeros(index.height, dtype=np.uint64)
             np.bitwise_or.at(user_mask, rows, np.left_shift(np.uint64(1), uc.get_column("c").to_numpy().astype(np.uint64)))
             features._cache[key] = (index, user_mask, item_mask, n_cat_arr)

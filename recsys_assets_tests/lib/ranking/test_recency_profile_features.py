@@ -188,11 +188,19 @@ def test_last_cooc_pairs_are_the_full_rows_bytes(cells, cands, entries, kept_cel
     if kept is not None:
         assert len(kept.rows) == (0 if kept_cells == 0 else 10 if kept_cells == 600 else (kept.pos >= 0).sum())
         assert np.array_equal(kept.rows, (xc[:, kept.pos >= 0].T @ x).toarray())
-    got = last_cooc_values(x, xc, lc, lv, urow, icol, cells=cells, entries=entries, kept=kept)
+    calls = []
+
+    def kept_rows():
+        calls.append(1)
+        return kept
+
+    got = last_cooc_values(x, xc, lc, lv, urow, icol, cells=cells, entries=entries, kept=None if kept is None else kept_rows)
     assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
+    # the kept rows are asked for only when the candidates span more than half the catalogue
+    assert len(calls) == (kept is not None and cands > n_items // 2)
     assert np.isnan(got).any() and (got[~np.isnan(got)] > 0).any() and (got == 0).any()
     # a wrong share (e.g. counts of the wrong last item) must show: not a vacuous comparison
-    assert last_cooc_values(x, xc, np.roll(lc, 1, axis=0), lv, urow, icol, cells=cells, entries=entries, kept=kept).tobytes() != want.tobytes()
+    assert last_cooc_values(x, xc, np.roll(lc, 1, axis=0), lv, urow, icol, cells=cells, entries=entries, kept=None if kept is None else kept_rows).tobytes() != want.tobytes()
     none = np.zeros_like(lv)
     assert np.isnan(last_cooc_values(x, xc, lc, none, urow, icol, cells=cells)).all()
 
