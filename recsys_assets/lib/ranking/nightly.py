@@ -47,7 +47,7 @@ from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.examples import SNAPSHOT_COL, audit_examples, next_day_labels, training_frame_from_nights, write_night_examples
 from recsys_assets.lib.ranking.features import feature_names
 from recsys_assets.lib.ranking.inputs import EncoderFeatures, SnapshotFeatures
-from recsys_assets.lib.ranking.ranker import RankerModel, new_user_rows, resolve_prior, train_ranker_file
+from recsys_assets.lib.ranking.ranker import RankerModel, new_user_rows, resolve_prior, train_ranker
 from recsys_assets.lib.snapshot import SnapshotView, day_start, positives_excluding_seen
 
 
@@ -207,8 +207,8 @@ def train_rankers(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> 
         rcfg, choice = resolve_prior(new_user_rows(lake.ranker_dataset_file(day, protocol, NO_TEXT)), rcfg)
     models = {}
     for arm in ranker_arm_names(rcfg):
-        # Streamed from the arm's file (train_ranker_file): 14 nights of a large world's rows do not fit as a frame.
-        model = train_ranker_file(lake.ranker_dataset_file(day, protocol, arm), feature_names(parse_arm(arm).encoder), rcfg, arm=arm, prior_choice=choice)
+        # Streamed from the arm's file (ranker.prepare_lgb_file): 14 nights of a large world's rows do not fit as a frame.
+        model = train_ranker(lake.ranker_dataset_file(day, protocol, arm), feature_names(parse_arm(arm).encoder), rcfg, arm=arm, prior_choice=choice)
         model.save(lake.ranker_model_dir(day, protocol, arm))
         models[arm] = model
     return models

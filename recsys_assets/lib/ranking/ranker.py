@@ -497,7 +497,7 @@ RUN_TIMINGS = ("prepare_seconds", "fit_seconds")
 
 
 def train_ranker(
-    train_frame: pl.DataFrame,
+    train: pl.DataFrame | UPath,
     feature_names: Sequence[str],
     cfg: RankingConfig,
     *,
@@ -505,39 +505,21 @@ def train_ranker(
     arm: str | None = None,
     prior_choice: dict | None = None,
 ) -> RankerModel:
-    """LightGBM lambdarank on ``train_frame`` (user_id, label, features), boosted from ``cfg.prior``, early-stopped per ``cfg.validation``.
+    """LightGBM lambdarank on ``train`` (user_id, label, features), boosted from ``cfg.prior``, early-stopped per ``cfg.validation``.
 
-    ``cfg.prior_profile_new`` None is chosen on ``train_frame`` (:func:`resolve_prior`); a caller that
-    chose it on another frame (one choice for every arm of a night: ``nightly.train_rankers``) passes the
+    ``train`` is a frame, or a Parquet file of one sorted by its query keys (``nightly.build_ranker_datasets``):
+    the same model bytes without the frame in memory (:func:`prepare_lgb_file` streams its row groups to LightGBM).
+    ``cfg.prior_profile_new`` None is chosen on its new-user rows (:func:`resolve_prior`, :func:`new_user_rows`); a
+    caller that chose it on another frame (one choice for every arm of a night: ``nightly.train_rankers``) passes the
     resolved config and the choice's record as ``prior_choice``, kept in the meta.
     """
     feature_names = list(feature_names)
     t0 = time.perf_counter()
+    stored = not isinstance(train, pl.DataFrame)
     if cfg.prior_profile_new is None:
-        cfg, prior_choice = resolve_prior(train_frame, cfg, label_col)
-    return _fit_ranker(prepare_lgb_data(train_frame, feature_names, cfg, label_col), feature_names, cfg, arm, prior_choice, t0)
-
-
-def train_ranker_file(
-    path: UPath,
-    feature_names: Sequence[str],
-    cfg: RankingConfig,
-    *,
-    label_col: str = "label",
-    arm: str | None = None,
-    prior_choice: dict | None = None,
-) -> RankerModel:
-    """:func:`train_ranker` on a training frame stored as Parquet (``nightly.build_ranker_datasets``), the same
-    model bytes, without the frame in memory: :func:`prepare_lgb_file` streams its row groups to LightGBM.
-
-    ``cfg.prior_profile_new`` None is chosen on the file's new-user rows (:func:`new_user_rows`), the only
-    rows the choice reads.
-    """
-    feature_names = list(feature_names)
-    t0 = time.perf_counter()
-    if cfg.prior_profile_new is None:
-        cfg, prior_choice = resolve_prior(new_user_rows(path), cfg, label_col)
-    return _fit_ranker(prepare_lgb_file(path, feature_names, cfg, label_col), feature_names, cfg, arm, prior_choice, t0)
+        cfg, prior_choice = resolve_prior(new_user_rows(train) if stored else train, cfg, label_col)
+    prepare = prepare_lgb_file if stored else prepare_lgb_data
+    return _fit_ranker(prepare(train, feature_names, cfg, label_col), feature_names, cfg, arm, prior_choice, t0)
 
 
 def _fit_ranker(data: LgbData, feature_names: list[str], cfg: RankingConfig, arm: str | None, prior_choice: dict | None, t0: float) -> RankerModel:

@@ -1,4 +1,4 @@
-"""Training from the stored frame (``train_ranker_file``) is ``train_ranker`` on the frame, bit for bit.
+"""``train_ranker`` on the stored frame (a Parquet file) is ``train_ranker`` on the frame, bit for bit.
 
 The nightly ``rankers`` step streams each arm's Parquet file to LightGBM as row-group sequences
 (14 nights of a 10M-event world do not fit as one frame). LightGBM draws its binning sample from
@@ -20,7 +20,7 @@ from upath import UPath
 
 from recsys_assets.lib.lake import BlockParquetWriter
 from recsys_assets.lib.ranking.config import RankingConfig
-from recsys_assets.lib.ranking.ranker import RankerError, lgb_data_seed, prepare_lgb_data, train_ranker, train_ranker_file
+from recsys_assets.lib.ranking.ranker import RankerError, lgb_data_seed, prepare_lgb_data, train_ranker
 
 FEATURES = ["pop_rank_log", "als_score", "text_cos_x", "user_is_new", "profile_lift", "last_cooc"]
 ROWS_PER_QUERY = 40
@@ -72,7 +72,7 @@ def test_file_training_is_frame_training(stored, validation):
     frame, path = stored
     cfg = replace(CFG, validation=validation, validation_fraction=0.2, min_valid_users=5, num_boost_round=12, early_stopping_rounds=3)
     a = train_ranker(frame, FEATURES, cfg, arm="ranker_x")
-    b = train_ranker_file(path, FEATURES, cfg, arm="ranker_x")
+    b = train_ranker(path, FEATURES, cfg, arm="ranker_x")
     assert a.meta["validation"] == b.meta["validation"] == validation
     assert a.meta["n_users_no_positive"] > 0  # the dropped queries are counted on both paths
     assert a.booster.model_to_string() == b.booster.model_to_string()
@@ -101,4 +101,4 @@ def test_an_unsorted_file_is_refused(stored, tmp_path):
     path = UPath(tmp_path) / "unsorted.parquet"
     frame.sort("user_id", "snapshot").write_parquet(path.path)
     with pytest.raises(RankerError, match="not sorted"):
-        train_ranker_file(path, FEATURES, CFG)
+        train_ranker(path, FEATURES, CFG)
