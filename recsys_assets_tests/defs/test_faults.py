@@ -371,7 +371,10 @@ def test_ranker_labels_reaching_day_d_fail_the_blocking_check(lake, monkeypatch)
     from recsys_assets.lib.snapshot import day_start
 
     def leaking_labels(lake_, view, events, cfg, rcfg, block_users, threads=1):
-        return {"label_events_max_ts": day_start(tw.LAST_DAY), "snapshot": str(view.cutoff), "n_users": 1, "n_rows": 1, "n_positive_rows": 1, "candidate_recall": 1.0}
+        return {
+            "label_events_max_ts": day_start(tw.LAST_DAY), "snapshot": str(view.cutoff), "n_users": 1, "users_without_positive_candidates": 0,
+            "n_candidate_rows": 1, "n_rows": 1, "n_positive_rows": 1, "candidate_recall": 1.0,
+        }  # fmt: skip
 
     monkeypatch.setattr(examples_asset, "build_night_examples", leaking_labels)
     result, check = _check_of_one_asset(lake, "ranker_examples")
