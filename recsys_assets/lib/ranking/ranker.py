@@ -134,7 +134,7 @@ def choose_prior_profile_new(frame: pl.DataFrame, cfg: RankingConfig, label_col:
 
     choices = sorted({0.0, *(float(w) for w in cfg.prior_profile_new_choices)})
     k = cfg.k
-    keys = query_keys(frame)
+    keys = query_keys(frame.columns)
     record: dict = {"term": "profile_new", "choices": choices, "metric": f"ndcg@{k}", "chosen": 0.0}
     if cfg.prior == "none" or len(choices) == 1:
         return 0.0, {**record, "n_queries": 0, "reason": "no popularity prior or no weight to choose"}
@@ -200,9 +200,9 @@ class LgbData:
     """Prior scores of the validation rows."""
 
 
-def query_keys(frame: pl.DataFrame) -> list[str]:
+def query_keys(columns: Sequence[str]) -> list[str]:
     """Columns that identify a ranking query: (snapshot, user_id) for multi-night frames, else user_id."""
-    return [SNAPSHOT_COL, "user_id"] if SNAPSHOT_COL in frame.columns else ["user_id"]
+    return [SNAPSHOT_COL, "user_id"] if SNAPSHOT_COL in columns else ["user_id"]
 
 
 def _validation_mask(queries: pl.DataFrame, cfg: RankingConfig) -> tuple[np.ndarray, str]:
@@ -255,7 +255,7 @@ def _split_queries(per_q: pl.DataFrame, cfg: RankingConfig) -> tuple[pl.DataFram
 
 def prepare_lgb_data(train_frame: pl.DataFrame, feature_names: Sequence[str], cfg: RankingConfig, label_col: str = "label") -> LgbData:
     """Group rows into queries, drop queries without a positive, split train/validation queries."""
-    keys = query_keys(train_frame)
+    keys = query_keys(train_frame.columns)
     for c in (*keys, label_col):
         if c not in train_frame.columns:
             raise RankerError(f"train_ranker: training frame lacks column {c!r}; build it with training_frame_from_nights().")
@@ -345,7 +345,7 @@ def prepare_lgb_file(path: UPath, feature_names: Sequence[str], cfg: RankingConf
     feature_names = list(feature_names)
     with path.open("rb") as fh:
         columns = pq.read_schema(fh).names
-    keys = [SNAPSHOT_COL, "user_id"] if SNAPSHOT_COL in columns else ["user_id"]
+    keys = query_keys(columns)
     missing = [c for c in (*keys, label_col, *feature_names) if c not in columns]
     if missing:
         raise RankerError(f"train_ranker: {path} lacks columns {missing}; build it with training_frame_from_nights().")
