@@ -118,3 +118,35 @@ def test_gathered_dots_are_one_einsum_per_pair_whatever_the_chunk(monkeypatch, d
         got = topk.gathered_dots(a, ar, b, br, dtype)
         assert got.dtype == once.dtype and np.array_equal(got, once)
     assert len(topk.gathered_dots(a, ar[:0], b, br[:0], dtype)) == 0
+
+
+@pytest.mark.parametrize("dtype", [None, np.float64])
+@pytest.mark.parametrize("dim", [384, 64, 7])
+def test_gathered_dots_through_the_grid_are_the_same_bits(monkeypatch, dtype, dim):
+    """Pairs that fill their users x items grid (the cold scope: every judged user x every held-out item, minus the
+    seen pairs), in any order and in tiles of any size, get the bits of one einsum row per pair, and do go through
+    the grid's einsum."""
+    rng = np.random.default_rng(dim)
+    a = (rng.normal(size=(3000, dim)) * rng.random((3000, 1)) * 10).astype(np.float32)
+    b = rng.normal(size=(5000, dim)).astype(np.float32)
+    users, items = rng.choice(3000, 60, replace=False), rng.choice(5000, 700, replace=False)
+    ar, br = np.repeat(users, len(items)), np.tile(items, len(users))
+    keep = rng.random(len(ar)) > 0.02
+    order = rng.permutation(int(keep.sum()))
+    ar, br = ar[keep][order], br[keep][order]
+    kw = {} if dtype is None else {"dtype": dtype, "casting": "safe"}
+    once = np.einsum("ij,ij->i", a[ar], b[br], **kw)
+    calls = []
+    einsum = np.einsum
+    monkeypatch.setattr(np, "einsum", lambda spec, *args, **kws: calls.append(spec) or einsum(spec, *args, **kws))
+    for cells in (topk.GRID_CELLS, 5000, 1):
+        monkeypatch.setattr(topk, "GRID_CELLS", cells)
+        calls.clear()
+        got = topk.gathered_dots(a, ar, b, br, dtype)
+        assert got.dtype == once.dtype and np.array_equal(got, once), cells
+        assert set(calls) == {"uj,ij->ui"}, calls[:3]
+    # a served pool (a few pairs of a wide grid) is gathered pair by pair
+    calls.clear()
+    sparse = rng.choice(len(ar), 5000, replace=False)
+    assert np.array_equal(topk.gathered_dots(a, ar[sparse], b, br[sparse], dtype), once[sparse])
+    assert set(calls) == {"ij,ij->i"}
