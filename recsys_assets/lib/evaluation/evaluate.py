@@ -23,7 +23,7 @@ import math
 import numpy as np
 import polars as pl
 
-from recsys_assets.lib.evaluation.metrics import candidate_recall, coverage, per_user_metrics, slot_share
+from recsys_assets.lib.evaluation.metrics import RankedLists, candidate_recall, coverage, per_user_metrics, ranked_lists, slot_share
 from recsys_assets.lib.parallel import map_in_order, slices
 from recsys_assets.lib.snapshot import SEGMENTS, ProtocolConfig, SnapshotView
 
@@ -98,7 +98,7 @@ def _cells(
     return [c for c in cells if c[3].height]
 
 
-def _metrics_frame(recs: pl.DataFrame, cell_truth: pl.DataFrame, ks, labels: dict) -> pl.DataFrame:
+def _metrics_frame(recs: RankedLists, cell_truth: pl.DataFrame, ks, labels: dict) -> pl.DataFrame:
     users = cell_truth["user_id"].unique().sort()
     m = per_user_metrics(recs, cell_truth, users, ks)
     return m.with_columns(**{k: pl.lit(v) for k, v in labels.items()})
@@ -234,15 +234,17 @@ def evaluate_view(
         cold_cells = _cells(view, b_cold_truth, cfg, with_items=len(cold_segments) > 1, item_segments=cold_segments) if b_cold_truth.height else []
         for arm, all_recs in arm_recs.items():
             recs = _of_users(all_recs, block)
+            lists = ranked_lists(recs, kmax)  # checked once, scored against every cell
             for kind, seg, order, cell_truth in full_cells:
-                frames.append(_metrics_frame(recs, cell_truth, ks, {"protocol": view.protocol, "scope": "full", "arm": arm, "segment_kind": kind, "segment": seg, "bucket_order": order}))
+                frames.append(_metrics_frame(lists, cell_truth, ks, {"protocol": view.protocol, "scope": "full", "arm": arm, "segment_kind": kind, "segment": seg, "bucket_order": order}))
             pairs.append(pair_ranks(recs, b_truth, item_info, kmax).with_columns(protocol=pl.lit(view.protocol), scope=pl.lit("full"), arm=pl.lit(arm)))
             if arm in cand_recall:
                 recall[arm] = candidate_recall(_of_users(arm_candidates[arm], block), b_truth)
             if arm in arm_cold_recs and cold_cells:
                 cold_recs = _of_users(arm_cold_recs[arm], block)
+                cold_lists = ranked_lists(cold_recs, kmax)
                 for kind, seg, order, cell_truth in cold_cells:
-                    frames.append(_metrics_frame(cold_recs, cell_truth, ks, {"protocol": view.protocol, "scope": "cold_only", "arm": arm, "segment_kind": kind, "segment": seg, "bucket_order": order}))
+                    frames.append(_metrics_frame(cold_lists, cell_truth, ks, {"protocol": view.protocol, "scope": "cold_only", "arm": arm, "segment_kind": kind, "segment": seg, "bucket_order": order}))
                 pairs.append(pair_ranks(cold_recs, b_cold_truth, item_info, kmax).with_columns(protocol=pl.lit(view.protocol), scope=pl.lit("cold_only"), arm=pl.lit(arm)))
         return frames, pairs, recall
 

@@ -18,6 +18,7 @@ Users and items are compared as strings (the lake's ``user_id`` / ``item_id`` ar
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -100,6 +101,25 @@ def _clean_recs(recs: pl.DataFrame, max_rank: int | None) -> pl.DataFrame:
     return r
 
 
+@dataclass(frozen=True)
+class RankedLists:
+    """An arm's ranked lists, validated and deduplicated once (:func:`ranked_lists`).
+
+    The evaluation scores the same lists of a block of users against ~20 truth cells (segments and
+    buckets); passing this to :func:`per_user_metrics` checks the lists once instead of once per cell
+    (10M world: the checks were ~15 % of ``cold_start_eval``'s CPU)."""
+
+    frame: pl.DataFrame
+    """(user_id: String, item_id: String, rank: Int64): one row per (user, item), its best rank."""
+    max_rank: int | None
+    """Ranks above it were dropped (None: none dropped)."""
+
+
+def ranked_lists(recs: pl.DataFrame, max_rank: int | None) -> RankedLists:
+    """``recs`` (user_id, item_id, rank) checked as :func:`per_user_metrics` checks them, ranks <= ``max_rank`` kept."""
+    return RankedLists(_clean_recs(recs, max_rank), max_rank)
+
+
 def _clean_truth(truth: pl.DataFrame) -> pl.DataFrame:
     _require(truth, ("user_id", "item_id"), "truth")
     t = _ids(truth, ("user_id", "item_id")).drop_nulls().unique()
@@ -110,7 +130,7 @@ def _clean_truth(truth: pl.DataFrame) -> pl.DataFrame:
 
 
 def per_user_metrics(
-    recs: pl.DataFrame,
+    recs: pl.DataFrame | RankedLists,
     truth: pl.DataFrame,
     users: list[str] | pl.Series,
     ks: Sequence[int] = DEFAULT_KS,
@@ -121,7 +141,8 @@ def per_user_metrics(
 
     Args:
         recs: (user_id, item_id, rank) -- one arm's ranked list, rank 1-based, any length
-            (only ranks <= max(ks) matter). Rows of users outside ``users`` are ignored.
+            (only ranks <= max(ks) matter). Rows of users outside ``users`` are ignored. Or the
+            same already checked (:func:`ranked_lists`, with ``max_rank`` None or >= max(ks)).
         truth: (user_id, item_id) positives of day D (duplicates are ignored).
         users: the evaluated users. Each gets one row per metric and K, value 0 when it has no
             recs. Every user must have at least one truth row: metrics are undefined otherwise.
@@ -158,7 +179,11 @@ def per_user_metrics(
             raise EvaluationError(f"missing_truth must be 'raise' or 'drop', got {missing_truth!r}.")
         users_df = users_df.join(n_truth, on="user_id", how="semi")
 
-    r = _clean_recs(recs, kmax).join(users_df.select("user_id"), on="user_id", how="semi")
+    lists = recs if isinstance(recs, RankedLists) else ranked_lists(recs, kmax)
+    if lists.max_rank is not None and lists.max_rank < kmax:
+        raise EvaluationError(f"recs were checked with max_rank={lists.max_rank}, below max(ks)={kmax}: ranks up to {kmax} are needed.")
+    # rows ranked past kmax add no hit at any k (each k filters rank <= k)
+    r = lists.frame.join(users_df.select("user_id"), on="user_id", how="semi")
     # Sorted: the DCG sums then add in rank order whatever order the join returned, so a
     # rerun gives the same floating-point bits (byte-identical per_user.parquet).
     hits = r.join(t, on=["user_id", "item_id"], how="inner").with_columns(

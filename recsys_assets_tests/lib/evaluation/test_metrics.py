@@ -14,6 +14,7 @@ from recsys_assets.lib.evaluation.metrics import (
     candidate_recall,
     coverage,
     per_user_metrics,
+    ranked_lists,
     restrict_truth,
     slot_share,
 )
@@ -234,3 +235,24 @@ def test_restrict_truth_keeps_the_full_catalogue():
     assert v[("u1", "recall", 3)] == 1.0  # 1 of 1 new positive
     assert v[("u1", "mrr", 3)] == pytest.approx(1 / 3)  # rank 3, not 1 as in a cold-only ranking
     assert v[("u1", "ndcg", 3)] == pytest.approx(L2_4 / 1.0)  # DCG 1/log2(4); IDCG min(3,1)=1 -> 1
+
+
+def test_lists_checked_once_score_every_cell_as_the_raw_lists_do():
+    """ranked_lists (checked once, then scored against several truth cells, as the evaluation does per block)
+    gives per_user_metrics' frame for the raw lists: duplicates keep their best rank, ranks past max(ks) count
+    nowhere. Lists checked with a max_rank below max(ks) are refused."""
+    rng = np.random.default_rng(3)
+    users = [f"u{i}" for i in range(40)]
+    recs = _recs({u: [f"i{j}" for j in rng.permutation(60)[:30]] for u in users})
+    recs = pl.concat([recs, recs.head(25).with_columns(pl.col("rank") + 40)])  # duplicated items, worse ranks
+    truth = _truth({u: [f"i{j}" for j in rng.choice(60, 1 + i % 5, replace=False)] for i, u in enumerate(users)})
+    cells = [truth, truth.filter(pl.col("user_id").is_in(users[:10])), truth.filter(pl.col("item_id").str.ends_with("3"))]
+    for max_rank in (20, None):
+        lists = ranked_lists(recs, max_rank)
+        for cell in cells:
+            cell_users = cell["user_id"].unique().sort()
+            assert per_user_metrics(lists, cell, cell_users, (10, 20)).equals(per_user_metrics(recs, cell, cell_users, (10, 20)))
+    with pytest.raises(EvaluationError, match="max_rank=10"):
+        per_user_metrics(ranked_lists(recs, 10), truth, truth["user_id"].unique(), (10, 20))
+    with pytest.raises(EvaluationError, match="rank < 1"):
+        ranked_lists(recs.with_columns(pl.lit(0, pl.Int64).alias("rank")), 20)
