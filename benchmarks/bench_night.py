@@ -178,16 +178,12 @@ class RawNight:
     def ranker_dataset(self) -> None:
         from recsys_assets.lib.ranking.nightly import build_ranker_datasets
 
-        rcfg = self._rcfg()
-        for p in self.cfg.protocol.protocols:
-            build_ranker_datasets(self.lake, self.day, p, rcfg)
+        build_ranker_datasets(self.lake, self.day, self.cfg.protocol.protocols, self._rcfg(), self.models.block_threads)
 
     def rankers(self) -> None:
         from recsys_assets.lib.ranking.nightly import train_rankers
 
-        rcfg = self._rcfg()
-        for p in self.cfg.protocol.protocols:
-            train_rankers(self.lake, self.day, p, rcfg)
+        train_rankers(self.lake, self.day, self.cfg.protocol.protocols, self._rcfg(), self.models.block_threads)
 
     def recommendations(self) -> None:
         from recsys_assets.lib.ranking.nightly import day_truth, load_rankers, load_snapshot_features, serve_day, served_users

@@ -83,8 +83,9 @@ class ModelsResource(dg.ConfigurableResource):
     block_threads: int = 2
     """Blocks of users computed side by side on threads in candidates, ranker_examples, recommendations and
     cold_start_eval (``lib/parallel.py``; numpy, scipy, polars and LightGBM release the GIL): about one core per thread while
-    a step runs alone, and memory for about one more block per thread. 1 = one block at a time. The
-    outputs are the same bytes whatever it is (not part of the configuration hash)."""
+    a step runs alone, and memory for about one more block per thread. The same number of ranker arms' training
+    files (ranker_dataset) and single-threaded LightGBM fits (rankers) run side by side: memory for that many arms
+    at once. 1 = one at a time. The outputs are the same bytes whatever it is (not part of the configuration hash)."""
 
     def thread_block_users(self) -> int:
         """Users per block when ``block_threads`` blocks are computed side by side: ``block_users`` split

@@ -462,17 +462,23 @@ def test_block_users_and_threads_of_the_assets_change_no_byte(graph, monkeypatch
     """ModelsResource.block_users and block_threads reach the blocked assets: rerun with blocks of 2 users, one at a
     time or three side by side (blocks of 1), candidates, ranker_examples, recommendations (its cold scope in
     blocks of 20 pairs) and the evaluation write the same files as the default blocks. The ALS and content top-N
-    of a block is ``topk.dot_top_k``'s, whose bits do not depend on the block's shape."""
+    of a block is ``topk.dot_top_k``'s, whose bits do not depend on the block's shape. The ranker arms' training
+    files and models, written one at a time or side by side (ranker_dataset, rankers), are the same bytes too."""
     from recsys_assets.lib.ranking import arms
+    from recsys_assets.lib.ranking.arm_spec import NO_TEXT
 
     lake: Lake = graph["lake"]
     day = DAYS[-1]
     files = [lake.recs_dir(day, p).joinpath(f) for p in PROTOCOLS for f in ("candidates.parquet", "recs.parquet", "cold_recs.parquet", "explanations.parquet")]
     files += [lake.ranker_examples_file(day, p) for p in PROTOCOLS]
+    for p in PROTOCOLS:
+        files += sorted(lake.ranker_dataset_file(day, p, NO_TEXT).parent.iterdir(), key=str)
+        files += sorted((f for d in lake.ranker_model_dir(day, p, NO_TEXT).parent.iterdir() for f in d.iterdir()), key=str)
+    assert sum("rankers" in str(f) for f in files) == 2 * len(PROTOCOLS) * 2  # ranker.txt + ranker.json of two arms
     files += [lake.eval_dir(day).joinpath(f) for f in ("per_user.parquet", "arm_stats.parquet", "per_pair.parquet")]
     before = {str(f): f.read_bytes() for f in files}
     monkeypatch.setattr(arms, "BLOCK_PAIRS", 20)
-    steps = {"candidates", "ranker_examples", "recommendations", "cold_start_eval"}
+    steps = {"candidates", "ranker_examples", "ranker_dataset", "rankers", "recommendations", "cold_start_eval"}
     try:
         for threads in (1, 3):
             result = dg.materialize(

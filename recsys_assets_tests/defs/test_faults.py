@@ -387,7 +387,8 @@ def test_training_on_a_night_at_or_after_day_d_fails_the_blocking_check(lake, mo
     """examples_before_day: a training frame that holds examples of snapshot D (labels of day D) fails the run."""
     import recsys_assets.defs.ranking.ranker_dataset as dataset_asset
 
-    def late_nights(lake_, day, protocol, rcfg):
+    def late_nights(lake_, day, protocols, rcfg, threads=1):
+        protocol = protocols[0]
         return {}, [f"{protocol}: examples of snapshot {day} train day {day} (labels would be day {day} or later)"]
 
     monkeypatch.setattr(dataset_asset, "build_ranker_datasets", late_nights)

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from recsys_assets.lib.parallel import map_in_order, slices
+from recsys_assets.lib.parallel import map_in_order, map_side_by_side, slices
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -57,6 +57,43 @@ def test_an_error_in_a_block_is_raised_in_order():
         for r in map_in_order(fail_on_3, range(10), 2):
             got.append(r)
     assert got == [0, 1, 2]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_side_by_side_results_come_in_the_items_order(threads):
+    def slow_square(i: int) -> int:
+        time.sleep(0.002 * ((7 * i) % 5))
+        return i * i
+
+    assert map_side_by_side(slow_square, list(range(12)), threads) == [i * i for i in range(12)]
+    assert map_side_by_side(slow_square, [], threads) == []
+
+
+def test_side_by_side_a_free_thread_takes_the_next_job():
+    """A long first job does not hold the others back: the second thread runs every other job meanwhile."""
+    release = threading.Event()
+    names: dict[int, str] = {}
+
+    def job(i: int) -> int:
+        names[i] = threading.current_thread().name
+        if i == 0:
+            assert release.wait(5)
+        elif i == 3:
+            release.set()  # reached only if jobs 1, 2, 3 ran while job 0 waited
+        return i
+
+    assert map_side_by_side(job, [0, 1, 2, 3], 2) == [0, 1, 2, 3]
+    assert names[0] != names[3] and names[1] == names[2] == names[3]
+
+
+def test_side_by_side_raises_the_first_error_in_order():
+    def fail(i: int) -> int:
+        if i in (2, 3):
+            raise ValueError(f"job {i}")
+        return i
+
+    with pytest.raises(ValueError, match="job 2"):
+        map_side_by_side(fail, list(range(5)), 2)
 
 
 def test_slices_cover_the_items_once_in_order():

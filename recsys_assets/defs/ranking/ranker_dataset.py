@@ -28,11 +28,11 @@ def ranker_dataset(context: dg.AssetExecutionContext, lake: LakeResource, models
     """Per protocol and ranker arm: the rows its sources proposed on each of the last k nights, its features, labels."""
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     rcfg = ranking_config(the_lake, day, cfg, **models.ranking_settings())
-    metadata, problems = {"train_nights": rcfg.train_nights}, []
-    for protocol in cfg.protocol.protocols:
-        stats, found = build_ranker_datasets(the_lake, day, protocol, rcfg)
-        problems += found
-        for arm, st in stats.items():
+    metadata = {"train_nights": rcfg.train_nights}
+    # Every (protocol, arm) file is independent: models.block_threads of them are written side by side.
+    stats, problems = build_ranker_datasets(the_lake, day, cfg.protocol.protocols, rcfg, models.block_threads)
+    for protocol, arms in stats.items():
+        for arm, st in arms.items():
             for key in ("nights", "first_snapshot", "last_snapshot", "n_users", "n_rows", "n_positive_rows", "missing_partitions"):
                 metadata[f"{protocol}/{arm}/{key}"] = st[key]
     yield dg.MaterializeResult(metadata=metadata)

@@ -17,8 +17,9 @@ def rankers(context: dg.AssetExecutionContext, lake: LakeResource, models: Model
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     rcfg = ranking_config(the_lake, day, cfg, **models.ranking_settings())
     metadata = {"config_hash": rcfg.config_hash()}
-    for protocol in cfg.protocol.protocols:
-        for arm, model in train_rankers(the_lake, day, protocol, rcfg).items():
+    # One single-threaded fit per protocol and arm, models.block_threads of them side by side.
+    for protocol, arms in train_rankers(the_lake, day, cfg.protocol.protocols, rcfg, models.block_threads).items():
+        for arm, model in arms.items():
             metadata[f"{protocol}/{arm}/best_iteration"] = int(model.best_iteration)
             if arm == NO_TEXT:
                 # The prior every arm of the protocol boosts from (chosen on ranker_no_text's frame when left to the data).

@@ -12,6 +12,7 @@ Layout:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, timedelta
 
 import numpy as np
@@ -28,7 +29,7 @@ from recsys_assets.lib.features.nightly import (
 )
 from recsys_assets.lib.ingest.catalog import read_catalog
 from recsys_assets.lib.lake import BlockParquetWriter, Lake, is_local, read_parquet, write_parquet_atomic
-from recsys_assets.lib.parallel import map_in_order, slices
+from recsys_assets.lib.parallel import map_in_order, map_side_by_side, slices
 from recsys_assets.lib.ranking.arm_spec import NO_TEXT
 from recsys_assets.lib.ranking.arms import (
     arm_names,
@@ -150,17 +151,10 @@ def _arm_night_rows(path, arm: str) -> pl.DataFrame:
     return scan.select(present).collect()
 
 
-def build_ranker_datasets(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> tuple[dict[str, dict], list[str]]:
-    """Training frames of every ranker arm from the examples of the last ``train_nights`` partitions.
-
-    Partitions not materialized yet (the start of a lake) are skipped and listed in the stats.
-    Streamed one arm and one night at a time (oldest first), the arm's rows of the night appended to
-    its file (``lake.BlockParquetWriter``): memory holds one night's rows of one arm, not
-    ``train_nights`` nights of every arm, and the file's rows are :func:`training_frame_from_nights`
-    of all the nights (each night is sorted by user and item, the nights come in snapshot order).
-    Returns (stats per arm, leakage problems: examples of a snapshot on or after ``day``).
-    """
-    arms = ranker_arm_names(rcfg)
+def _training_nights(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> tuple[list, list[str], list[str]]:
+    """The examples files of ``protocol`` that train the rankers of ``day`` (those with rows, oldest first), the
+    partitions not materialized yet (the start of a lake), and the leakage problems found: examples of a snapshot
+    on or after ``day``. Raises when there is no night at all."""
     paths, missing = [], []
     for d in training_night_days(day, rcfg):
         path = lake.ranker_examples_file(d, protocol)
@@ -173,44 +167,83 @@ def build_ranker_datasets(lake: Lake, day: date, protocol: str, rcfg: RankingCon
             nights.append(path)
             problems += [f"{protocol}: {p}" for p in audit_examples([snaps], day)]
     if not nights:
-        training_frame_from_nights([], arms[0], rcfg)  # raises: no examples
-    stats = {}
-    for arm in arms:
-        parts: list[dict] = []
-        with BlockParquetWriter(lake.ranker_dataset_file(day, protocol, arm)) as out:
-            for path in nights:
-                frame, st = training_frame_from_nights([_arm_night_rows(path, arm)], arm, rcfg)
-                out.write(frame)
-                parts.append(st)
-                del frame
-        held = [p for p in parts if p["n_rows"]]
-        stats[arm] = {
-            "arm": arm,
-            "nights": sum(p["nights"] for p in parts),
-            "first_snapshot": min(p["first_snapshot"] for p in held) if held else "None",
-            "last_snapshot": max(p["last_snapshot"] for p in held) if held else "None",
-            **{k: sum(p[k] for p in parts) for k in ("n_users", "n_rows", "n_positive_rows", "users_without_positive_candidates")},
-            "missing_partitions": ", ".join(missing) or "none",
-        }
+        training_frame_from_nights([], ranker_arm_names(rcfg)[0], rcfg)  # raises: no examples
+    return nights, missing, problems
+
+
+def _write_arm_dataset(lake: Lake, day: date, protocol: str, arm: str, nights: list, missing: list[str], rcfg: RankingConfig) -> dict:
+    """One arm's training file of ``day`` and ``protocol``, streamed one night at a time (oldest first), the
+    arm's rows of the night appended (``lake.BlockParquetWriter``); returns its stats."""
+    parts: list[dict] = []
+    with BlockParquetWriter(lake.ranker_dataset_file(day, protocol, arm)) as out:
+        for path in nights:
+            frame, st = training_frame_from_nights([_arm_night_rows(path, arm)], arm, rcfg)
+            out.write(frame)
+            parts.append(st)
+            del frame
+    held = [p for p in parts if p["n_rows"]]
+    return {
+        "arm": arm,
+        "nights": sum(p["nights"] for p in parts),
+        "first_snapshot": min(p["first_snapshot"] for p in held) if held else "None",
+        "last_snapshot": max(p["last_snapshot"] for p in held) if held else "None",
+        **{k: sum(p[k] for p in parts) for k in ("n_users", "n_rows", "n_positive_rows", "users_without_positive_candidates")},
+        "missing_partitions": ", ".join(missing) or "none",
+    }
+
+
+def build_ranker_datasets(
+    lake: Lake, day: date, protocols: Sequence[str], rcfg: RankingConfig, threads: int = 1
+) -> tuple[dict[str, dict[str, dict]], list[str]]:
+    """Training frames of every ranker arm of every protocol from the examples of the last ``train_nights`` partitions.
+
+    Partitions not materialized yet (the start of a lake) are skipped and listed in the stats.
+    Each (protocol, arm) file is streamed one night at a time (oldest first), the arm's rows of the night
+    appended to its file (``lake.BlockParquetWriter``): memory holds one night's rows of an arm, not
+    ``train_nights`` nights of every arm, and the file's rows are :func:`training_frame_from_nights` of all
+    the nights (each night is sorted by user and item, the nights come in snapshot order). The files are
+    independent: ``threads`` of them are written side by side (:func:`parallel.map_side_by_side`; the same bytes).
+    Returns (stats per protocol and arm, leakage problems: examples of a snapshot on or after ``day``).
+    """
+    jobs, problems = [], []
+    for protocol in protocols:
+        nights, missing, found = _training_nights(lake, day, protocol, rcfg)
+        problems += found
+        jobs += [(protocol, arm, nights, missing) for arm in ranker_arm_names(rcfg)]
+    written = map_side_by_side(lambda job: _write_arm_dataset(lake, day, *job, rcfg), jobs, threads)
+    stats: dict[str, dict[str, dict]] = {p: {} for p in protocols}
+    for (protocol, arm, *_), st in zip(jobs, written):
+        stats[protocol][arm] = st
     return stats, problems
 
 
-def train_rankers(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> dict[str, RankerModel]:
-    """Fit and save every ranker arm of ``day`` and ``protocol`` on its training frame.
+def train_rankers(lake: Lake, day: date, protocols: Sequence[str], rcfg: RankingConfig, threads: int = 1) -> dict[str, dict[str, RankerModel]]:
+    """Fit and save every ranker arm of ``day`` for each protocol on its training frame.
 
-    A ``prior_profile_new`` left to the data (None) is chosen once, on ``ranker_no_text``'s frame, and
-    every arm boosts from that prior: the text arms then differ from the no-text arm by their text
-    features, not by their prior.
+    A ``prior_profile_new`` left to the data (None) is chosen once per protocol, on ``ranker_no_text``'s
+    frame, and every arm of the protocol boosts from that prior: the text arms then differ from the no-text
+    arm by their text features, not by their prior. The fits are independent and single-threaded
+    (``RankingConfig.num_threads``): ``threads`` of them run side by side (:func:`parallel.map_side_by_side`;
+    LightGBM releases the GIL), each model the same bytes as alone, memory for ``threads`` fits at once.
+    Returns the models per protocol and arm.
     """
-    choice = None
-    if rcfg.prior_profile_new is None:
-        rcfg, choice = resolve_prior(new_user_rows(lake.ranker_dataset_file(day, protocol, NO_TEXT)), rcfg)
-    models = {}
-    for arm in ranker_arm_names(rcfg):
+    jobs = []
+    for protocol in protocols:
+        cfg, choice = rcfg, None
+        if rcfg.prior_profile_new is None:
+            cfg, choice = resolve_prior(new_user_rows(lake.ranker_dataset_file(day, protocol, NO_TEXT)), rcfg)
+        jobs += [(protocol, arm, cfg, choice) for arm in ranker_arm_names(rcfg)]
+
+    def fit(job: tuple) -> RankerModel:
+        protocol, arm, cfg, choice = job
         # Streamed from the arm's file (ranker.prepare_lgb_file): 14 nights of a large world's rows do not fit as a frame.
-        model = train_ranker(lake.ranker_dataset_file(day, protocol, arm), feature_names(parse_arm(arm).encoder), rcfg, arm=arm, prior_choice=choice)
+        model = train_ranker(lake.ranker_dataset_file(day, protocol, arm), feature_names(parse_arm(arm).encoder), cfg, arm=arm, prior_choice=choice)
         model.save(lake.ranker_model_dir(day, protocol, arm))
-        models[arm] = model
+        return model
+
+    models: dict[str, dict[str, RankerModel]] = {p: {} for p in protocols}
+    for (protocol, arm, *_), model in zip(jobs, map_side_by_side(fit, jobs, threads)):
+        models[protocol][arm] = model
     return models
 
 
