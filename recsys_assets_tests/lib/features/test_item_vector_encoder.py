@@ -97,3 +97,25 @@ def test_feature_stage_profiles_history_users_and_skips_profile_text_users(tmp_p
     uids, mat, _ = build_view_profiles(view, res.item_ids, res.vectors, users, "item-vector", cfg, lake, items)
     b = mat[uids.index("b")]
     np.testing.assert_allclose(b, res.vectors[3], atol=1e-6)  # one event: the item's own direction
+
+
+def test_views_sharing_a_memo_fit_a_lexical_encoder_once(tmp_path, monkeypatch):
+    """user_profiles' views share ``text_memo``: tfidf is fitted on the catalogue once, and every view's profiles are
+    the bytes of a view fitted on its own."""
+    from recsys_assets.lib.features.encoders import TfidfEncoder
+
+    lake = Lake.at(tmp_path / "lake")
+    items = _items()
+    cfg = FeatureConfig(encoders=("tfidf",))
+    res = compute_item_embeddings(lake, items, DAY, "tfidf", cfg)
+    users = pl.DataFrame({"user_id": ["b", "c", "d"], "profile": ["likes i3-ish films", "thrillers, please", "dramas"]})
+    views = [build_view(pl.DataFrame(schema=EVENT_SCHEMA), items, DAY, p, s, ProtocolConfig(protocols=("temporal", "item_holdout"))) for p in ("temporal", "item_holdout") for s in ("train", "serve")]
+    alone = [build_view_profiles(v, res.item_ids, res.vectors, users, "tfidf", cfg, lake, items) for v in views]
+    fits = []
+    real_fit = TfidfEncoder.fit_items
+    monkeypatch.setattr(TfidfEncoder, "fit_items", lambda self, *a, **k: fits.append(1) or real_fit(self, *a, **k))
+    memo: dict = {}
+    shared = [build_view_profiles(v, res.item_ids, res.vectors, users, "tfidf", cfg, lake, items, memo) for v in views]
+    assert len(fits) == 1
+    for (u1, m1, s1), (u2, m2, s2) in zip(alone, shared):
+        assert u1 == u2 and m1.tobytes() == m2.tobytes() and s1 == s2 and s1["profile_text_users"] == 3
