@@ -39,13 +39,16 @@ GRID_CELLS = 1 << 22
 """Grid cells per einsum of :func:`gathered_dots`' grid path (16 MB of float32)."""
 
 
-def _distinct_rows(rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(the distinct values of ``rows`` (ints in [0, n)), sorted; each entry's place among them): a count and a
-    lookup, no sort."""
-    distinct = np.flatnonzero(np.bincount(rows, minlength=n))
+def _distinct_rows(rows: np.ndarray, n: int) -> np.ndarray:
+    """The distinct values of ``rows`` (ints in [0, n)), sorted: a count, no sort."""
+    return np.flatnonzero(np.bincount(rows, minlength=n))
+
+
+def _places(distinct: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """Each entry of ``rows``' place among ``distinct`` (:func:`_distinct_rows` of them): a lookup."""
     place = np.zeros(n, np.int64)
     place[distinct] = np.arange(len(distinct))
-    return distinct, place[rows]
+    return place[rows]
 
 
 def gathered_dots(a: np.ndarray, a_rows: np.ndarray, b: np.ndarray, b_rows: np.ndarray, dtype=None) -> np.ndarray:
@@ -59,9 +62,10 @@ def gathered_dots(a: np.ndarray, a_rows: np.ndarray, b: np.ndarray, b_rows: np.n
     kw = {} if dtype is None else {"dtype": dtype, "casting": "safe"}
     out = np.empty(len(a_rows), dtype=dtype or np.result_type(a, b))
     if len(a_rows) >= GATHER_ROWS:
-        ua, ia = _distinct_rows(a_rows, len(a))
-        ub, ib = _distinct_rows(b_rows, len(b))
+        ua, ub = _distinct_rows(a_rows, len(a)), _distinct_rows(b_rows, len(b))
         if len(a_rows) >= GRID_DENSITY * len(ua) * len(ub):
+            # the lookups only for the grid: a served pool (~1 % of its grid) is gathered without them
+            ia, ib = _places(ua, a_rows, len(a)), _places(ub, b_rows, len(b))
             bb, per = b[ub], max(1, GRID_CELLS // len(ub))
             for start in range(0, len(ua), per):
                 # the pairs of this tile's rows (all of them when one tile holds the grid)
