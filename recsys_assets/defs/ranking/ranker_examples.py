@@ -20,6 +20,9 @@ from recsys_assets.lib.snapshot import audit_leakage, day_start
 def ranker_examples(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource):
     """Per protocol: candidates of every ranker arm for the users with a positive on day D - w, all arms' features, labels.
 
+    The candidates of the sources made from the same inputs and settings as on night D - w are read from the pool
+    ``candidates`` stored then for its served users (the labelled users were served that day); the others (TF-IDF's:
+    refitted every night) are generated here.
     Rows are kept for the users with a positive among their candidates (the others' queries carry no
     ranking signal and no fit reads them; they are counted in ``users_without_positive_candidates``,
     their pairs in ``n_candidate_rows``). Written ``block_users`` labelled users at a time: memory grows
@@ -37,6 +40,9 @@ def ranker_examples(context: dg.AssetExecutionContext, lake: LakeResource, model
             problems.append(f"{protocol}: label events reach {st['label_events_max_ts']}")
         for key in ("snapshot", "n_users", "users_without_positive_candidates", "n_candidate_rows", "n_rows", "n_positive_rows", "candidate_recall"):
             metadata[f"{protocol}/{key}"] = st[key]
+        # night D - w's stored pool, for the sources made from the same inputs (``nightly.earlier_candidate_pool``)
+        metadata[f"{protocol}/candidates_from"] = st.get("candidates_from") or "generated"
+        metadata[f"{protocol}/candidate_sources_read"] = ", ".join(st.get("candidate_sources_read", ())) or "none"
     yield dg.MaterializeResult(metadata=metadata)
     yield dg.AssetCheckResult(check_name="label_window_before_day", passed=not problems, metadata={"problems": "; ".join(problems) or "none"})
     if problems:

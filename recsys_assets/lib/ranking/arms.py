@@ -263,21 +263,52 @@ def _first_k_of_source(cands: pl.DataFrame | None, source: str, k: int, cfg: Ran
     return cands.filter(pl.col(col).is_not_null()).select("user_id", "item_id", pl.col(col).cast(pl.Float64).alias("score"))
 
 
-def _block_candidates(features: SnapshotFeatures, users: list[str], sources: tuple[str, ...], cfg: RankingConfig, pool: pl.DataFrame | pl.LazyFrame | None) -> pl.DataFrame:
-    """:func:`pool_candidates` of ``users``, read from the day's stored ``pool`` when it holds the
-    :func:`pool_columns` (the same function wrote it for the served users, with this configuration, in the
-    same row order: by user in ``users`` order, then catalogue column), else generated."""
+def block_candidates(
+    features: SnapshotFeatures,
+    users: list[str],
+    sources: tuple[str, ...],
+    cfg: RankingConfig,
+    pool: pl.DataFrame | pl.LazyFrame | None,
+    every_user: bool = False,
+    pool_sources: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """:func:`pool_candidates` of ``users``, read from a stored ``pool`` when it holds the :func:`pool_columns`
+    (the same function wrote it, with this configuration, in the same row order: by user in ``users`` order, then
+    catalogue column), else generated. ``every_user``: read only when every one of ``users`` has rows there (a pool
+    stored for other users, ``nightly.earlier_candidate_pool``: a user it lacks was not among them).
+    ``pool_sources``: only these sources' rows are read from the pool (made from the same inputs); the other
+    sources are generated and the two merged, the same rows as generating every source (each source is computed on
+    its own, and a pair's flags, ALS rank and top-K scores are its sources')."""
     cols = pool_columns(sources)
     if pool is not None:
         names = pool.collect_schema().names() if isinstance(pool, pl.LazyFrame) else pool.columns
-        if all(c in names for c in cols):
+        read = [s for s in sources if pool_sources is None or s in pool_sources]
+        if read and all(c in names for c in cols):
             rows = pool.filter(pl.col("user_id").is_in(pl.Series(users, dtype=pl.String).implode())).select(cols)
             rows = rows.collect() if isinstance(rows, pl.LazyFrame) else rows
             pos = {u: i for i, u in enumerate(users)}
             seq = [pos[u] for u in rows.get_column("user_id").unique(maintain_order=True).to_list()]
-            if all(a < b for a, b in zip(seq, seq[1:])):
-                return rows
+            if all(a < b for a, b in zip(seq, seq[1:])) and (not every_user or len(seq) == len(pos)):
+                if len(read) == len(sources):
+                    return rows
+                return _merged_candidates(rows, read, pool_candidates(features, users, [s for s in sources if s not in read], cfg), users, sources)
     return pool_candidates(features, users, sources, cfg)
+
+
+def _merged_candidates(stored: pl.DataFrame, read: list[str], generated: pl.DataFrame, users: list[str], sources: tuple[str, ...]) -> pl.DataFrame:
+    """The pool columns of ``sources``: ``read`` sources' pairs and columns from ``stored``, the others' from
+    ``generated``; rows by user in ``users`` order, then catalogue column (= item id order: the catalogue is sorted)."""
+    mine = [c for c in pool_columns(read) if c not in ("user_id", "item_id")]
+    stored = stored.filter(pl.any_horizontal([pl.col(source_column(s)) for s in read])).select("user_id", "item_id", *mine)
+    order = pl.DataFrame({"user_id": pl.Series(users, dtype=pl.String), "_pos": pl.Series(range(len(users)), dtype=pl.Int64)})
+    merged = stored.join(generated, on=["user_id", "item_id"], how="full", coalesce=True)
+    flags = [source_column(s) for s in sources]
+    return (
+        merged.with_columns([pl.col(c).fill_null(False) for c in flags])
+        .join(order, on="user_id", how="left")
+        .sort("_pos", "item_id")
+        .select(pool_columns(sources))
+    )
 
 
 def _shared_ranker_frame(
@@ -288,11 +319,11 @@ def _shared_ranker_frame(
     Every feature is a function of its (user, item) pair alone and every source is computed on its
     own, so an arm's rows of this frame (:func:`_arm_rows`) are exactly what its own candidates and
     ``ranker_features`` give: the candidates and the shared features are computed once for all arms.
-    ``cands``: those candidates (:func:`_block_candidates`, read from the day's stored pool), else generated.
+    ``cands``: those candidates (:func:`block_candidates`, read from the day's stored pool), else generated.
     """
     sources = _union_sources(specs)
     if cands is None:
-        cands = _block_candidates(features, users, sources, cfg, None)
+        cands = block_candidates(features, users, sources, cfg, None)
     flags = cands.select([source_column(src) for src in sources])
     return ranker_features(features, cands, None, text_encoders=_text_encoders(specs)).hstack(flags.rename(lambda c: f"_{c}"))
 
@@ -335,7 +366,7 @@ def _ranker_pools(
     cands: pl.DataFrame | None = None,
 ) -> dict[str, tuple[pl.DataFrame, dict]]:
     """{arm base: (scored candidates, pool stats)} of the ranker arms, from one shared candidate/feature frame
-    (``cands``: the block's candidates of their sources, :func:`_block_candidates`; else generated)."""
+    (``cands``: the block's candidates of their sources, :func:`block_candidates`; else generated)."""
     shared = _shared_ranker_frame(specs, features, users, cfg, cands)
     out = {}
     for spec in specs:
@@ -414,7 +445,7 @@ def recommend_arms(
     Per block of users, the ranker arms' candidates and features are computed once for all of
     them (:func:`_ranker_pools`); only the LightGBM scoring is per arm. ``pool``: the day's stored
     candidate pool of these users (``candidates.parquet``, a lazy scan is read per block), read
-    instead of generating the candidates again (the same rows: :func:`_block_candidates`).
+    instead of generating the candidates again (the same rows: :func:`block_candidates`).
     ``threads`` blocks of ``block_users`` (default :data:`BLOCK_USERS`) are served side by side
     (:func:`parallel.map_in_order`; the same result whatever the blocks and threads).
     """
@@ -426,7 +457,7 @@ def recommend_arms(
     def serve_block(block: list[str]) -> list[tuple[pl.DataFrame, dict]]:
         # the block's candidates of the ranker arms' sources, read from the pool (else generated) once: the
         # rankers score them and the als / content arms whose sources they hold take their first k
-        cands = _block_candidates(features, block, _union_sources(rankers), cfg, pool) if rankers and block else None
+        cands = block_candidates(features, block, _union_sources(rankers), cfg, pool) if rankers and block else None
         pools = _ranker_pools(rankers, features, block, ranker_models, cfg, cands) if cands is not None else {}
         return [_recommend_block(sp.name, features, block, k, ranker_models, cfg, pools.get(sp.base), cands) for sp in specs]
 
@@ -573,7 +604,7 @@ def _iter_item_scores(
     shared = None
     if rankers:
         # every pair is scored, so the candidates only give the pairs' source flags and ALS rank
-        frame = _with_candidate_flags(pairs, _block_candidates(features, users, _union_sources(rankers), cfg, pool))
+        frame = _with_candidate_flags(pairs, block_candidates(features, users, _union_sources(rankers), cfg, pool))
         shared = ranker_features(features, frame, None, text_encoders=_text_encoders(rankers))
 
     def computed(name: str) -> np.ndarray | None:
@@ -664,7 +695,7 @@ def explain_recommendations(
 ) -> pl.DataFrame:
     """Per-feature contributions for a deterministic sample (``cfg.explain_sample`` rows) of a ranker arm's recs.
     ``pool``: the day's stored candidate pool of the served users (the sample's source flags and ALS rank are
-    read from it instead of generating the sample users' candidates again: :func:`_block_candidates`)."""
+    read from it instead of generating the sample users' candidates again: :func:`block_candidates`)."""
     spec = parse_arm(arm)
     model = _model_for(spec, ranker_models)
     if recs.height == 0:
@@ -672,7 +703,7 @@ def explain_recommendations(
     h = pair_hash_u64(recs.get_column("user_id"), recs.get_column("item_id"), "explain")
     sample = recs.with_columns(pl.Series("_h", h)).sort("_h").head(cfg.explain_sample).drop("_h")
     users = sample.get_column("user_id").unique().sort().to_list()
-    frame = _with_candidate_flags(sample.select("user_id", "item_id", "rank"), _block_candidates(features, users, arm_sources(spec.base), cfg, pool))
+    frame = _with_candidate_flags(sample.select("user_id", "item_id", "rank"), block_candidates(features, users, arm_sources(spec.base), cfg, pool))
     feats = ranker_features(features, frame, spec.encoder)
     return sample.select("user_id", "item_id", "rank").hstack(model.explain(feats).drop("user_id", "item_id"))
 

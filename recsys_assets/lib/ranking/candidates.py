@@ -220,6 +220,13 @@ def source_topn(
     raise CandidateError(f"Unknown candidate source {source!r}; choose from als, content:<enc>, c2cf:<enc>, popular, new.")
 
 
+def source_inputs_digest(features: SnapshotFeatures, source: str) -> str:
+    """The digest of the inputs :func:`source_topn` reads for ``source`` (``SnapshotFeatures.inputs_digest``: the
+    view and ALS, plus the encoder of a ``content:`` / ``c2cf:`` source): equal digests, equal candidates."""
+    kind, _, enc = source.partition(":")
+    return features.inputs_digest(enc if kind in ("content", "c2cf") else None)
+
+
 def generate_candidates(
     features: SnapshotFeatures,
     user_ids: Sequence[str],

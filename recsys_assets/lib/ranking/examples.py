@@ -21,10 +21,10 @@ import polars as pl
 
 from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.interactions import InteractionConfig
-from recsys_assets.lib.ranking.arms import parse_arm, ranker_arm_names
+from recsys_assets.lib.ranking.arms import block_candidates, parse_arm, ranker_arm_names
 from recsys_assets.lib.lake import BlockParquetWriter
 from recsys_assets.lib.parallel import map_in_order, slices
-from recsys_assets.lib.ranking.candidates import POOL_BLOCK_USERS, arm_sources, generate_candidates, source_column
+from recsys_assets.lib.ranking.candidates import POOL_BLOCK_USERS, arm_sources, source_column
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.features import feature_names, ranker_features
 from recsys_assets.lib.ranking.inputs import SnapshotFeatures, hash_u64
@@ -74,15 +74,26 @@ def _empty_examples(names: list[str]) -> pl.DataFrame:
     return pl.DataFrame(schema={SNAPSHOT_COL: pl.Date, "user_id": pl.String, "item_id": pl.String, "label": pl.Int8} | {f: pl.Float32 for f in names})
 
 
-def _block_examples(features: SnapshotFeatures, lab: pl.DataFrame, users: list[str], sources, names, cfg: RankingConfig) -> tuple[pl.DataFrame, dict]:
-    """Examples of a block of labelled users (``lab``: their label pairs) and the block's counts.
+def _block_examples(
+    features: SnapshotFeatures,
+    lab: pl.DataFrame,
+    users: list[str],
+    sources,
+    names,
+    cfg: RankingConfig,
+    pool: pl.LazyFrame | None = None,
+    pool_sources: Sequence[str] = (),
+) -> tuple[pl.DataFrame, dict]:
+    """Examples of a block of labelled users (``lab``: their label pairs) and the block's counts; the candidates of
+    ``pool_sources`` read from ``pool`` when it holds every user of the block (:func:`arms.block_candidates`), the
+    others generated.
 
     Only the users with a label among their candidates get rows: a lambdarank query without a positive
     has zero gradient and is dropped by every fit (``ranker.prepare_lgb_data``), so its features would be
     computed, stored and read fourteen times for nothing (about 77 % of a 10M-event night's rows). The
     counts still cover every labelled user (``candidate_recall``, ``users_without_positive_candidates``).
     """
-    cands = generate_candidates(features, users, sources, cfg)
+    cands = block_candidates(features, users, sources, cfg, pool, every_user=True, pool_sources=pool_sources)
     hits = lab.join(cands.select("user_id", "item_id"), on=["user_id", "item_id"], how="semi")
     taught = cands.join(hits.select("user_id").unique(), on="user_id", how="semi", maintain_order="left")
     # every arm's features in one call: the shared ones once, each encoder's text features next to them
@@ -106,7 +117,15 @@ def _block_examples(features: SnapshotFeatures, lab: pl.DataFrame, users: list[s
     return frame, counts
 
 
-def iter_night_examples(features: SnapshotFeatures, labels: pl.DataFrame, cfg: RankingConfig, block_users: int | None = None, threads: int = 1):
+def iter_night_examples(
+    features: SnapshotFeatures,
+    labels: pl.DataFrame,
+    cfg: RankingConfig,
+    block_users: int | None = None,
+    threads: int = 1,
+    pool: pl.LazyFrame | None = None,
+    pool_sources: Sequence[str] = (),
+):
     """:func:`night_examples` ``block_users`` labelled users at a time (None: one block; ``threads`` blocks
     side by side, :func:`parallel.map_in_order`): yields ``(frame, counts)`` per block in user order; the
     blocks concatenated are the one-block frame (users are taken in sorted order and every candidate
@@ -119,7 +138,7 @@ def iter_night_examples(features: SnapshotFeatures, labels: pl.DataFrame, cfg: R
     size = max(1, block_users or len(users))
 
     def block_examples(block: list[str]) -> tuple[pl.DataFrame, dict]:
-        return _block_examples(features, lab.filter(pl.col("user_id").is_in(block)), block, sources, names, cfg)
+        return _block_examples(features, lab.filter(pl.col("user_id").is_in(block)), block, sources, names, cfg, pool, pool_sources)
 
     yield from map_in_order(block_examples, slices(users, size), threads)
 
@@ -157,17 +176,25 @@ def night_examples(features: SnapshotFeatures, labels: pl.DataFrame, cfg: Rankin
 
 
 def write_night_examples(
-    features: SnapshotFeatures, labels: pl.DataFrame, cfg: RankingConfig, target, block_users: int = POOL_BLOCK_USERS, threads: int = 1
+    features: SnapshotFeatures,
+    labels: pl.DataFrame,
+    cfg: RankingConfig,
+    target,
+    block_users: int = POOL_BLOCK_USERS,
+    threads: int = 1,
+    pool: pl.LazyFrame | None = None,
+    pool_sources: Sequence[str] = (),
 ) -> dict:
     """:func:`night_examples` written to ``target`` ``block_users`` labelled users at a time (``threads`` blocks
-    side by side); returns its stats.
+    side by side); returns its stats. ``pool``: a stored candidate pool whose ``pool_sources`` were made from the
+    same inputs (``nightly.earlier_candidate_pool``): their candidates are read instead of generated again.
 
     Memory holds a few blocks' candidates and features, not the night's; the file is the same bytes
     whatever the block size and threads (``lake.BlockParquetWriter`` regroups rows into fixed row groups).
     """
     counts = []
     with BlockParquetWriter(target) as out:
-        for frame, c in iter_night_examples(features, labels, cfg, block_users, threads):
+        for frame, c in iter_night_examples(features, labels, cfg, block_users, threads, pool, pool_sources):
             out.write(frame)
             counts.append(c)
     return examples_stats(features.view.cutoff, counts)

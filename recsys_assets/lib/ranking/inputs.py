@@ -243,6 +243,62 @@ class SnapshotFeatures:
     def encoder_user_rows(self, name: str, user_ids: Sequence[str]) -> np.ndarray:
         return rows_of(user_ids, self.aligned(name).user_index)
 
+    # --- what the inputs are ------------------------------------------------------
+    def inputs_digest(self, encoder: str | None = None) -> str:
+        """A content hash of the inputs a candidate source or feature of this bundle reads: the view's events and
+        catalogue (what its models saw, what is seen, the item stats), the ALS model and the users catalogue, and with
+        ``encoder`` that encoder's item vectors, user profiles and content->CF bridge too. Two bundles with the same
+        digests give the same candidates of the sources that read only them, whatever day and stage they belong to:
+        night D - w's serve view is day D's train view (``ranking.nightly.earlier_candidate_pool``). TF-IDF is
+        refitted on each night's catalogue, so its digest moves every night; a neural encoder's moves when profile
+        texts were encoded in other batches (their last bits follow the batch). Computed once per bundle (hashing
+        the arrays: about a second per GB)."""
+        key = ("inputs_digest", encoder)
+        if key not in self._cache:
+            h = hashlib.blake2b(digest_size=16)
+
+            def text(value) -> None:
+                h.update(f"{value}\x1f".encode())
+
+            def ids(values: Sequence[str]) -> None:
+                text(len(values))
+                h.update("\x1e".join(values).encode())
+
+            def array(a: np.ndarray | None) -> None:
+                if a is None:
+                    text(None)
+                    return
+                a = np.ascontiguousarray(a)
+                text(f"{a.dtype.str}{a.shape}")
+                h.update(a.data)
+
+            if encoder is None:
+                v = self.view
+                text((v.protocol, v.cutoff, v.history_hash(), sorted(v.holdout)))
+                for f in (v.catalog, v.seen, v.item_stats, v.user_stats, self.users):
+                    # (columns, rows, sum of row hashes): order-independent, as ``SnapshotView.history_hash``
+                    text(None if f is None else (f.columns, f.height, int(f.hash_rows(seed=0).cast(pl.UInt64).sum()) if f.height else 0))
+                text(self.protocol)
+                text(None if self.als is None else self.als.config_hash)
+                if self.als is not None:
+                    ids(self.als.user_ids)
+                    ids(self.als.item_ids)
+                    for a in (self.als.user_factors, self.als.item_factors, self.als.user_folded):
+                        array(a)
+            else:
+                enc = self.encoder(encoder)
+                text((self.inputs_digest(), encoder))
+                ids(enc.item_ids)
+                array(enc.item_vectors)
+                ids(enc.user_ids)
+                array(enc.user_vectors)
+                text(None if enc.c2cf is None else enc.c2cf.config_hash)
+                if enc.c2cf is not None:
+                    array(enc.c2cf.coef)
+                    array(enc.c2cf.intercept)
+            self._cache[key] = h.hexdigest()
+        return self._cache[key]
+
     # --- users --------------------------------------------------------------------
     def user_table(self, user_ids: Sequence[str]) -> pl.DataFrame:
         """(user_id, n_events, user_segment) per requested user (unknown users are ``new``)."""

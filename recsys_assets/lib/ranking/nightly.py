@@ -5,6 +5,7 @@ Layout:
 - ``models/snapshot=D/<protocol>/ranker_dataset/<arm>.parquet``  training frame: examples of the last k partitions
 - ``models/snapshot=D/<protocol>/rankers/<arm>/``                 LightGBM model + meta
 - ``recs/day=D/<protocol>/candidates.parquet``                    candidate pool of the served users (source flags, ALS rank)
+- ``recs/day=D/<protocol>/candidates.json``                       what the pool was made from (per source: ``candidates.source_inputs_digest``)
 - ``recs/day=D/<protocol>/recs.parquet``                          top-K per user per arm
 - ``recs/day=D/<protocol>/cold_recs.parquet``                     each arm's top-K among the cold items only (cold_only scope), for the users it judges
 - ``recs/day=D/<protocol>/explanations.parquet``                  pred_contrib for a sample of ranker recs
@@ -12,12 +13,14 @@ Layout:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
 
+from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.features.als import ALSModel
 from recsys_assets.lib.features.content_to_cf import ContentToCFModel
 from recsys_assets.lib.features.nightly import (
@@ -28,7 +31,7 @@ from recsys_assets.lib.features.nightly import (
     read_npz,
 )
 from recsys_assets.lib.ingest.catalog import read_catalog
-from recsys_assets.lib.lake import BlockParquetWriter, Lake, is_local, read_parquet, write_parquet_atomic
+from recsys_assets.lib.lake import BlockParquetWriter, Lake, is_local, read_parquet, write_bytes_atomic, write_parquet_atomic
 from recsys_assets.lib.parallel import map_in_order, map_side_by_side, slices
 from recsys_assets.lib.ranking.arm_spec import NO_TEXT
 from recsys_assets.lib.ranking.arms import (
@@ -43,7 +46,7 @@ from recsys_assets.lib.ranking.arms import (
     recommend_arms,
     top_k_items_arms,
 )
-from recsys_assets.lib.ranking.candidates import POOL_BLOCK_USERS, arm_sources, source_column
+from recsys_assets.lib.ranking.candidates import POOL_BLOCK_USERS, arm_sources, source_column, source_inputs_digest
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.examples import SNAPSHOT_COL, audit_examples, next_day_labels, training_frame_from_nights, write_night_examples
 from recsys_assets.lib.ranking.features import feature_names
@@ -125,7 +128,12 @@ def build_night_examples(
     """
     labels = next_day_labels(train_view, events_before_day, cfg.interactions)
     feats = load_snapshot_features(lake, train_view, list(rcfg.encoders), cfg)
-    st = write_night_examples(feats, labels, rcfg, lake.ranker_examples_file(train_view.day, train_view.protocol), block_users, threads)
+    earlier = earlier_candidate_pool(lake, feats, rcfg)
+    path, reused = earlier if earlier is not None else (None, ())
+    pool = None if path is None else pl.scan_parquet(path.path) if is_local(path) else read_parquet(path).lazy()
+    st = write_night_examples(feats, labels, rcfg, lake.ranker_examples_file(train_view.day, train_view.protocol), block_users, threads, pool, reused)
+    st["candidates_from"] = None if path is None else str(path)
+    st["candidate_sources_read"] = list(reused)
     label_day = events_before_day.filter((pl.col("ts") >= day_start(train_view.cutoff)) & (pl.col("ts") < day_start(train_view.cutoff + timedelta(days=1))))
     st["label_day"] = str(train_view.cutoff)
     st["label_events_max_ts"] = label_day["ts"].max() if labels.height else None
@@ -258,8 +266,7 @@ def candidate_pool(feats: SnapshotFeatures, users: list[str], rcfg: RankingConfi
     """Union of every ranker arm's candidate sources (flags say which source proposed a pair), the ALS rank
     and the ALS / content arms' top-K scores (``arms.pool_columns``): what serving reads, so ``recommendations``
     serves from this pool instead of generating the candidates again."""
-    sources = tuple(dict.fromkeys(s for arm in ranker_arm_names(rcfg) for s in arm_sources(arm)))
-    return pool_candidates(feats, users, sources, rcfg)
+    return pool_candidates(feats, users, pool_sources(rcfg), rcfg)
 
 
 def write_candidate_pool(
@@ -272,13 +279,51 @@ def write_candidate_pool(
     a few blocks' pools, not the day's). Returns ``{"pairs": rows, "source_<slug>": rows it flags}``.
     """
     counts: dict[str, int] = {"pairs": 0}
+    meta = target.with_suffix(".json")
+    meta.unlink(missing_ok=True)  # a pool being replaced is never paired with the record of the one before
     with BlockParquetWriter(target) as out:
         for pool in map_in_order(lambda block: candidate_pool(feats, block, rcfg), slices(users, block_users, keep_empty=True), threads):
             out.write(pool)
             counts["pairs"] += pool.height
             for col in (c for c in pool.columns if c.startswith("source_")):
                 counts[col] = counts.get(col, 0) + int(pool[col].sum())
+    record = {
+        "source_inputs": {src: source_inputs_digest(feats, src) for src in pool_sources(rcfg)},
+        "ranking_config_hash": config_hash(rcfg),
+        "snapshot": str(feats.view.day),
+        "stage": feats.view.stage,
+        "users": len(users),
+        **counts,
+    }
+    write_bytes_atomic(meta, json.dumps(record, indent=2, sort_keys=True).encode())
     return counts
+
+
+def earlier_candidate_pool(lake: Lake, feats: SnapshotFeatures, rcfg: RankingConfig):
+    """``(path, sources)``: the candidate pool night D - w stored for its served users, and the sources whose rows a
+    train view of day D can read there (else None): made with the same settings, from the same inputs
+    (:func:`candidates.source_inputs_digest`; night D - w's serve view sees what day D's train view sees, and its ALS
+    and neural vectors are the same bytes; TF-IDF, refitted on each night's catalogue, is not). The labelled users of
+    D - w were served that day and each user's candidates depend on these inputs alone, so their rows there are the
+    rows generating them again gives (``arms.block_candidates``: a user missing from it is generated)."""
+    view = feats.view
+    if view.stage != "train":
+        return None
+    path = lake.recs_dir(view.cutoff, view.protocol).joinpath("candidates.parquet")
+    meta = path.with_suffix(".json")
+    if not (meta.exists() and path.exists()):
+        return None
+    record = json.loads(meta.read_bytes())
+    stored = record.get("source_inputs") or {}
+    if record.get("ranking_config_hash") != config_hash(rcfg):
+        return None
+    same = tuple(src for src in pool_sources(rcfg) if stored.get(src) == source_inputs_digest(feats, src))
+    return (path, same) if same else None
+
+
+def pool_sources(rcfg: RankingConfig) -> tuple[str, ...]:
+    """The candidate sources of every ranker arm (the stored pool's and the examples')."""
+    return tuple(dict.fromkeys(s for arm in ranker_arm_names(rcfg) for s in arm_sources(arm)))
 
 
 def arm_candidates(pool: pl.DataFrame | pl.LazyFrame, arm: str) -> pl.DataFrame | pl.LazyFrame:
