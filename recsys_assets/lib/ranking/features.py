@@ -75,9 +75,9 @@ COOC_ENTRIES = 1 << 18
 """(pair, last-item slot) entries of ``last_cooc`` read from a chunk per step: its int64 index arrays stay a few
 MiB (one step over a whole chunk's ~10M entries at 1M events was 2x slower, the same values)."""
 
-COOC_KEPT_CELLS = 1 << 27
-"""Cells (float32: 512 MiB) of the co-occurrence rows ``last_cooc`` keeps per snapshot (:func:`kept_cooc_rows`):
-2,684 rows of a 50,000-item catalogue, every row of a catalogue up to 11,585 items."""
+COOC_KEPT_CELLS = 1 << 28
+"""Cells (float32: 1 GiB) of the co-occurrence rows ``last_cooc`` keeps per snapshot (:func:`kept_cooc_rows`):
+5,368 rows of a 50,000-item catalogue, every row of a catalogue up to 16,384 items."""
 
 
 class FeatureError(RecsysError):
