@@ -20,7 +20,7 @@ import polars as pl
 from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.features.nightly import STAGES, FeatureConfig
 from recsys_assets.lib.lake import Lake
-from recsys_assets.lib.snapshot import SnapshotView, build_view
+from recsys_assets.lib.snapshot import SnapshotView, build_view, frame_hash
 
 CACHE_SIZE = 2
 """Snapshots kept per process: today's, plus one (a backfill moving to the next day, or a stage
@@ -56,7 +56,7 @@ class DaySnapshot:
     def of(cls, lake: Lake, day: date, items: pl.DataFrame, config: FeatureConfig) -> "DaySnapshot":
         """The snapshot of ``day``: the cached one when nothing it depends on changed, else a fresh one."""
         fingerprint = lake.events_fingerprint(before=day + timedelta(days=1))
-        key = (str(lake.root), day, fingerprint, _frame_hash(items), config_hash(config.protocol), config_hash(config.interactions))
+        key = (str(lake.root), day, fingerprint, frame_hash(items), config_hash(config.protocol), config_hash(config.interactions))
         with _LOCK:
             snap = _CACHE.get(key)
             if snap is not None:
@@ -111,11 +111,6 @@ def _with_config(snap: DaySnapshot, config: FeatureConfig) -> DaySnapshot:
     other = DaySnapshot(lake=snap.lake, day=snap.day, config=config, items=snap.items, fingerprint=snap.fingerprint)
     other._events_before, other._events_of_day, other._views = snap._events_before, snap._events_of_day, snap._views
     return other
-
-
-def _frame_hash(frame: pl.DataFrame) -> tuple[int, int]:
-    """(rows, sum of row hashes): a rebuilt catalogue with any changed row gives another key."""
-    return frame.height, int(frame.hash_rows(seed=0).cast(pl.UInt64).sum()) if frame.height else 0
 
 
 def clear_cache() -> None:

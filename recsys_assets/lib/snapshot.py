@@ -58,6 +58,11 @@ class ProtocolConfig:
         return config_hash(self)
 
 
+def frame_hash(frame: pl.DataFrame) -> tuple[int, int]:
+    """(rows, sum of row hashes): the same for the same rows in any order; a changed row changes it."""
+    return frame.height, int(frame.hash_rows(seed=0).cast(pl.UInt64).sum()) if frame.height else 0
+
+
 def day_start(d: date) -> datetime:
     return datetime.combine(d, time(0), tzinfo=timezone.utc)
 
@@ -128,9 +133,8 @@ class SnapshotView:
         """Content hash of ``history`` (order-independent; computed once): two views with the same hash fed
         their models the same events, whatever day and stage they belong to."""
         if self._history_hash is None:
-            h = self.history
-            total = int(h.hash_rows(seed=0).cast(pl.UInt64).sum()) if h.height else 0
-            self._history_hash = hashlib.sha256(f"{h.height}|{total}|{','.join(h.columns)}".encode()).hexdigest()[:16]
+            rows, total = frame_hash(self.history)
+            self._history_hash = hashlib.sha256(f"{rows}|{total}|{','.join(self.history.columns)}".encode()).hexdigest()[:16]
         return self._history_hash
 
     def provenance(self) -> dict:

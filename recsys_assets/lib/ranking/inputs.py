@@ -24,7 +24,7 @@ from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.interactions import id_index, rows_of
 from recsys_assets.lib.features.als import ALSModel
 from recsys_assets.lib.features.content_to_cf import ContentToCFModel
-from recsys_assets.lib.snapshot import ProtocolConfig, SnapshotView
+from recsys_assets.lib.snapshot import ProtocolConfig, SnapshotView, frame_hash
 
 log = logging.getLogger(__name__)
 
@@ -276,8 +276,7 @@ class SnapshotFeatures:
                 v = self.view
                 text((v.protocol, v.cutoff, v.history_hash(), sorted(v.holdout)))
                 for f in (v.catalog, v.seen, v.item_stats, v.user_stats, self.users):
-                    # (columns, rows, sum of row hashes): order-independent, as ``SnapshotView.history_hash``
-                    text(None if f is None else (f.columns, f.height, int(f.hash_rows(seed=0).cast(pl.UInt64).sum()) if f.height else 0))
+                    text(None if f is None else (f.columns, frame_hash(f)))
                 text(self.protocol)
                 text(None if self.als is None else self.als.config_hash)
                 if self.als is not None:
