@@ -381,6 +381,12 @@ class BlockParquetWriter:
                     self._tmp.unlink()
 
 
+def scan_parquet(path: UPath) -> pl.LazyFrame:
+    """A Parquet file of the lake as a lazy frame: scanned in place on a local lake (only what the query needs is
+    read), read whole first from a remote one."""
+    return pl.scan_parquet(path.path) if is_local(path) else read_parquet(path).lazy()
+
+
 def read_parquet(path: UPath, columns: list[str] | None = None) -> pl.DataFrame:
     """A Parquet file of the lake (local or remote) as a frame; ``columns``: only those are read."""
     with path.open("rb") as fh:

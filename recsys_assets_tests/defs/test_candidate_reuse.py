@@ -14,8 +14,8 @@ from recsys_assets.lib.lake import Lake
 from recsys_assets.lib.ranking.examples import next_day_labels, write_night_examples
 from polars.testing import assert_frame_equal
 
-from recsys_assets.lib.ranking.arms import block_candidates, pool_candidates
-from recsys_assets.lib.ranking.nightly import earlier_candidate_pool, load_snapshot_features, pool_sources, ranking_config
+from recsys_assets.lib.ranking.arms import block_candidates, pool_candidates, pool_sources
+from recsys_assets.lib.ranking.nightly import earlier_candidate_pool, load_snapshot_features, ranking_config
 from recsys_assets_tests.defs import tiny_world as tw
 
 # label_window_days=1 (the product default): the train view of D is the serve view of D - 1.

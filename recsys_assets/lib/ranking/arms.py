@@ -234,6 +234,11 @@ def _pool_exprs(sources: Sequence[str], k: int) -> list[pl.Expr]:
     ]
 
 
+def pool_sources(cfg: RankingConfig) -> tuple[str, ...]:
+    """The candidate sources of every ranker arm, in arm order (the stored pool's and the examples')."""
+    return tuple(dict.fromkeys(s for arm in ranker_arm_names(cfg) for s in arm_sources(arm)))
+
+
 def pool_columns(sources: Sequence[str]) -> list[str]:
     """The candidate columns serving reads: the pairs, the sources' flags and the ALS rank (``ranker_features``),
     and for the sources that are also arms (:data:`ARM_SOURCE_KINDS`) the score of their top K

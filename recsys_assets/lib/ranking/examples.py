@@ -21,7 +21,7 @@ import polars as pl
 
 from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.interactions import InteractionConfig
-from recsys_assets.lib.ranking.arms import block_candidates, parse_arm, ranker_arm_names
+from recsys_assets.lib.ranking.arms import block_candidates, parse_arm, pool_sources, ranker_arm_names
 from recsys_assets.lib.lake import BlockParquetWriter
 from recsys_assets.lib.parallel import map_in_order, slices
 from recsys_assets.lib.ranking.candidates import POOL_BLOCK_USERS, arm_sources, source_column
@@ -64,7 +64,7 @@ def _night_setup(features: SnapshotFeatures, labels: pl.DataFrame, cfg: RankingC
     lab = labels.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)).unique(maintain_order=True)
     users = sorted(lab.get_column("user_id").unique().to_list())
     arms = ranker_arm_names(cfg)
-    sources = tuple(dict.fromkeys(s for arm in arms for s in arm_sources(arm)))
+    sources = pool_sources(cfg)
     names = list(dict.fromkeys(f for arm in arms for f in feature_names(parse_arm(arm).encoder)))
     return lab, users, sources, names
 

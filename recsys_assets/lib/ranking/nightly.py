@@ -31,7 +31,7 @@ from recsys_assets.lib.features.nightly import (
     read_npz,
 )
 from recsys_assets.lib.ingest.catalog import read_catalog
-from recsys_assets.lib.lake import BlockParquetWriter, Lake, is_local, read_parquet, write_bytes_atomic, write_parquet_atomic
+from recsys_assets.lib.lake import BlockParquetWriter, Lake, is_local, read_parquet, scan_parquet, write_bytes_atomic, write_parquet_atomic
 from recsys_assets.lib.parallel import map_in_order, map_side_by_side, slices
 from recsys_assets.lib.ranking.arm_spec import NO_TEXT
 from recsys_assets.lib.ranking.arms import (
@@ -40,6 +40,7 @@ from recsys_assets.lib.ranking.arms import (
     new_item_ids,
     parse_arm,
     pool_candidates,
+    pool_sources,
     popularity_tiebreak,
     ranker_arm_names,
     RECS_SCHEMA,
@@ -130,7 +131,7 @@ def build_night_examples(
     feats = load_snapshot_features(lake, train_view, list(rcfg.encoders), cfg)
     earlier = earlier_candidate_pool(lake, feats, rcfg)
     path, reused = earlier if earlier is not None else (None, ())
-    pool = None if path is None else pl.scan_parquet(path.path) if is_local(path) else read_parquet(path).lazy()
+    pool = None if path is None else scan_parquet(path)
     st = write_night_examples(feats, labels, rcfg, lake.ranker_examples_file(train_view.day, train_view.protocol), block_users, threads, pool, reused)
     st["candidates_from"] = None if path is None else str(path)
     st["candidate_sources_read"] = list(reused)
@@ -151,7 +152,7 @@ def _arm_night_rows(path, arm: str) -> pl.DataFrame:
     spec = parse_arm(arm)
     flags = [source_column(s) for s in arm_sources(spec.base)]
     want = [SNAPSHOT_COL, "user_id", "item_id", "label", *dict.fromkeys([*flags, *feature_names(spec.encoder)])]
-    scan = pl.scan_parquet(path.path) if is_local(path) else read_parquet(path).lazy()
+    scan = scan_parquet(path)
     names = scan.collect_schema().names()
     present = [c for c in want if c in names]
     if all(c in names for c in flags):
@@ -170,7 +171,7 @@ def _training_nights(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) 
     problems: list[str] = []
     nights = []
     for path in paths:
-        snaps = (pl.scan_parquet(path.path) if is_local(path) else read_parquet(path).lazy()).select(SNAPSHOT_COL).collect()
+        snaps = scan_parquet(path).select(SNAPSHOT_COL).collect()
         if snaps.height:
             nights.append(path)
             problems += [f"{protocol}: {p}" for p in audit_examples([snaps], day)]
@@ -319,11 +320,6 @@ def earlier_candidate_pool(lake: Lake, feats: SnapshotFeatures, rcfg: RankingCon
         return None
     same = tuple(src for src in pool_sources(rcfg) if stored.get(src) == source_inputs_digest(feats, src))
     return (path, same) if same else None
-
-
-def pool_sources(rcfg: RankingConfig) -> tuple[str, ...]:
-    """The candidate sources of every ranker arm (the stored pool's and the examples')."""
-    return tuple(dict.fromkeys(s for arm in ranker_arm_names(rcfg) for s in arm_sources(arm)))
 
 
 def arm_candidates(pool: pl.DataFrame | pl.LazyFrame, arm: str) -> pl.DataFrame | pl.LazyFrame:

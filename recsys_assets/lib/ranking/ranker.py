@@ -26,7 +26,7 @@ from upath import UPath
 
 from recsys_assets.lib.artifacts import read_artifact, write_artifact
 from recsys_assets.lib.errors import RecsysError
-from recsys_assets.lib.lake import is_local, read_parquet
+from recsys_assets.lib.lake import read_parquet, scan_parquet
 from recsys_assets.lib.ranking.config import RankingConfig
 from recsys_assets.lib.ranking.inputs import hash_u64
 
@@ -286,7 +286,7 @@ def prepare_lgb_data(train_frame: pl.DataFrame, feature_names: Sequence[str], cf
 def new_user_rows(path: UPath) -> pl.DataFrame:
     """The rows of a stored training frame whose user is brand new (``user_is_new`` > 0): all that
     :func:`choose_prior_profile_new` reads, without the other users' rows."""
-    scan = pl.scan_parquet(path.path) if is_local(path) else read_parquet(path).lazy()
+    scan = scan_parquet(path)
     return scan.filter(pl.col("user_is_new") > 0).collect()
 
 
