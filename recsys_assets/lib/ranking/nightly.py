@@ -220,10 +220,15 @@ def build_ranker_datasets(
         problems += found
         jobs += [(protocol, arm, nights, missing) for arm in ranker_arm_names(rcfg)]
     written = map_side_by_side(lambda job: _write_arm_dataset(lake, day, *job, rcfg), jobs, threads)
-    stats: dict[str, dict[str, dict]] = {p: {} for p in protocols}
-    for (protocol, arm, *_), st in zip(jobs, written):
-        stats[protocol][arm] = st
-    return stats, problems
+    return _by_protocol_and_arm(protocols, jobs, written), problems
+
+
+def _by_protocol_and_arm(protocols: Sequence[str], jobs: list[tuple], results: list) -> dict[str, dict]:
+    """``{protocol: {arm: result}}`` of jobs whose first two fields are (protocol, arm), results in the jobs' order."""
+    out: dict[str, dict] = {p: {} for p in protocols}
+    for (protocol, arm, *_), result in zip(jobs, results):
+        out[protocol][arm] = result
+    return out
 
 
 def train_rankers(lake: Lake, day: date, protocols: Sequence[str], rcfg: RankingConfig, threads: int = 1) -> dict[str, dict[str, RankerModel]]:
@@ -250,10 +255,7 @@ def train_rankers(lake: Lake, day: date, protocols: Sequence[str], rcfg: Ranking
         model.save(lake.ranker_model_dir(day, protocol, arm))
         return model
 
-    models: dict[str, dict[str, RankerModel]] = {p: {} for p in protocols}
-    for (protocol, arm, *_), model in zip(jobs, map_side_by_side(fit, jobs, threads)):
-        models[protocol][arm] = model
-    return models
+    return _by_protocol_and_arm(protocols, jobs, map_side_by_side(fit, jobs, threads))
 
 
 def load_rankers(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> dict[str, RankerModel]:
