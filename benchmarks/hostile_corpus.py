@@ -269,7 +269,7 @@ res = fn.compute_item_embeddings(lake, items, d, name, cfg)
 fn.save_item_embeddings(lake, d, name, res, cfg)
 arm = f"ranker_{name}"
 paths = [lake.c2cf_dir(d, "temporal", "eval", name), lake.profiles_file(d, "temporal", "eval", name),
-         lake.ranker_dataset_file(d, "temporal", arm), lake.ranker_model_dir(d, "temporal", arm)]
+         lake.ranker_night_file(d, "temporal", arm, d), lake.ranker_model_dir(d, "temporal", arm)]
 root = str(lake.root.path).rstrip("/") + "/"
 import os
 outside = [str(p.path) for p in paths if not os.path.normpath(str(p.path)).startswith(root)]

@@ -25,6 +25,7 @@ import polars as pl
 
 from recsys_assets.lib.lake import BlockParquetWriter, Lake, read_parquet
 from recsys_assets.lib.ranking.examples import SNAPSHOT_COL
+from recsys_assets.lib.ranking.nightly import record_examples_digest
 from recsys_assets.lib.snapshot import PROTOCOLS
 
 
@@ -42,8 +43,10 @@ def replicate(lake: Lake, day: date, nights: int, force: bool = False) -> dict[s
             raise SystemExit(f"{len(existing)} earlier partitions already have examples (e.g. {existing[0]}); --force overwrites them.")
         night = read_parquet(source)
         for d, target in targets:
+            target.with_suffix(".json").unlink(missing_ok=True)
             with BlockParquetWriter(target) as out:
                 out.write(night.with_columns(pl.lit(d - timedelta(days=1)).alias(SNAPSHOT_COL)))
+            record_examples_digest(target)  # as ranker_examples records its file (ranker_dataset keys its nights on it)
         copied[protocol] = night.height
         if targets:
             print(f"{protocol}: {night.height:,} rows of {day} copied under {len(targets)} earlier partitions ({targets[-1][0]}..{targets[0][0]})")

@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import re
+import shutil
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -174,8 +175,18 @@ class Lake:
         """Examples written by partition D: the train-stage snapshot (D - w) with the next day's positives."""
         return self.models_dir(day).joinpath(protocol, "ranker_examples.parquet")
 
-    def ranker_dataset_file(self, day: date, protocol: str, arm: str) -> UPath:
-        return self.view_dir(day, protocol, "ranker_dataset").joinpath(f"{safe_name(arm)}.parquet")
+    def ranker_dataset_dir(self, day: date, protocol: str, arm: str) -> UPath:
+        """One arm's training files of day D: one per training night (:meth:`ranker_night_file`), nothing else."""
+        return self.view_dir(day, protocol, "ranker_dataset").joinpath(safe_name(arm))
+
+    def ranker_night_file(self, day: date, protocol: str, arm: str, night: date) -> UPath:
+        """The arm's training rows of day D from the examples of partition ``night`` (record: the same name, ``.json``)."""
+        return self.ranker_dataset_dir(day, protocol, arm).joinpath(f"examples={night.isoformat()}.parquet")
+
+    def ranker_dataset_files(self, day: date, protocol: str, arm: str) -> list[UPath]:
+        """The arm's training files of day D in night order: its training frame is their rows, one after the other."""
+        folder = self.ranker_dataset_dir(day, protocol, arm)
+        return sorted(folder.glob("examples=*.parquet"), key=lambda p: p.name) if folder.exists() else []
 
     def ranker_model_dir(self, day: date, protocol: str, arm: str) -> UPath:
         return self.view_dir(day, protocol, "rankers").joinpath(safe_name(arm))
@@ -301,6 +312,36 @@ def _publish(tmp: UPath, target: UPath) -> None:
 
 def write_bytes_atomic(target: UPath, data: bytes) -> None:
     _atomic_write_bytes(target, data)
+
+
+def copy_file_atomic(source: UPath, target: UPath) -> None:
+    """``target`` becomes a copy of ``source``, atomically: a hard link on a local lake (no bytes copied: every
+    lake write replaces a file by renaming a new one over it, so the two names never see each other's later
+    writes), a copy where linking fails or on an object store."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent.joinpath(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        if is_local(source) and is_local(target):
+            try:
+                os.link(source.path, tmp.path)
+            except OSError:
+                shutil.copyfile(source.path, tmp.path)
+        else:
+            with source.open("rb") as src, tmp.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 24)
+        _publish(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def file_digest(path: UPath) -> str:
+    """blake2b (128 bits) of a file's bytes, read 16 MiB at a time."""
+    h = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_parquet_atomic(df: pl.DataFrame, target: UPath) -> None:

@@ -345,7 +345,7 @@ def test_blocked_ranker_examples_equal_one_block(graph, protocol, tmp_path):
     one night at a time, holds the rows of training_frame_from_nights over all of its nights."""
     from recsys_assets.lib.ranking.arms import ranker_arm_names
     from recsys_assets.lib.ranking.examples import next_day_labels, night_examples, training_frame_from_nights, write_night_examples
-    from recsys_assets.lib.ranking.nightly import training_night_days
+    from recsys_assets.lib.ranking.nightly import read_training_frame, training_night_days
 
     n = _night(graph, protocol, "train")
     lake, day, cfg, rcfg, snap, view, feats = n.lake, n.day, n.cfg, n.rcfg, n.snap, n.view, n.feats
@@ -367,7 +367,7 @@ def test_blocked_ranker_examples_equal_one_block(graph, protocol, tmp_path):
     assert len(nights) == 2
     for arm in ranker_arm_names(rcfg):
         ref, _ = training_frame_from_nights(nights, arm, rcfg)
-        assert read_parquet(lake.ranker_dataset_file(day, protocol, arm)).equals(ref), arm
+        assert read_training_frame(lake, day, protocol, arm).equals(ref), arm
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -472,7 +472,7 @@ def test_block_users_and_threads_of_the_assets_change_no_byte(graph, monkeypatch
     files = [lake.recs_dir(day, p).joinpath(f) for p in PROTOCOLS for f in ("candidates.parquet", "recs.parquet", "cold_recs.parquet", "explanations.parquet")]
     files += [lake.ranker_examples_file(day, p) for p in PROTOCOLS]
     for p in PROTOCOLS:
-        files += sorted(lake.ranker_dataset_file(day, p, NO_TEXT).parent.iterdir(), key=str)
+        files += sorted((f for d in lake.ranker_dataset_dir(day, p, NO_TEXT).parent.iterdir() for f in d.iterdir()), key=str)
         files += sorted((f for d in lake.ranker_model_dir(day, p, NO_TEXT).parent.iterdir() for f in d.iterdir()), key=str)
     assert sum("rankers" in str(f) for f in files) == 2 * len(PROTOCOLS) * 2  # ranker.txt + ranker.json of two arms
     files += [lake.eval_dir(day).joinpath(f) for f in ("per_user.parquet", "arm_stats.parquet", "per_pair.parquet")]

@@ -25,7 +25,9 @@ LAST_K_NIGHTS = dg.TimeWindowPartitionMapping(
     check_specs=[dg.AssetCheckSpec("examples_before_day", asset="ranker_dataset", blocking=True)],
 )
 def ranker_dataset(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource):
-    """Per protocol and ranker arm: the rows its sources proposed on each of the last k nights, its features, labels."""
+    """Per protocol and ranker arm: the rows its sources proposed on each of the last k nights, its features, labels.
+
+    One file per night; a night the day before already made from the same examples is linked from there."""
     the_lake, cfg, day = lake.lake(), models.feature_config(), partition_day(context)
     rcfg = ranking_config(the_lake, day, cfg, **models.ranking_settings())
     metadata = {"train_nights": rcfg.train_nights}
@@ -33,7 +35,7 @@ def ranker_dataset(context: dg.AssetExecutionContext, lake: LakeResource, models
     stats, problems = build_ranker_datasets(the_lake, day, cfg.protocol.protocols, rcfg, models.block_threads)
     for protocol, arms in stats.items():
         for arm, st in arms.items():
-            for key in ("nights", "first_snapshot", "last_snapshot", "n_users", "n_rows", "n_positive_rows", "missing_partitions"):
+            for key in ("nights", "nights_reused", "first_snapshot", "last_snapshot", "n_users", "n_rows", "n_positive_rows", "missing_partitions"):
                 metadata[f"{protocol}/{arm}/{key}"] = st[key]
     yield dg.MaterializeResult(metadata=metadata)
     yield dg.AssetCheckResult(check_name="examples_before_day", passed=not problems, metadata={"problems": "; ".join(problems) or "none"})

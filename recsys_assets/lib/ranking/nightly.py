@@ -2,7 +2,8 @@
 
 Layout:
 - ``models/snapshot=D/<protocol>/ranker_examples.parquet``        serve-like examples: snapshot D - w (w = 1), labels = day D - w
-- ``models/snapshot=D/<protocol>/ranker_dataset/<arm>.parquet``  training frame: examples of the last k partitions
+- ``models/snapshot=D/<protocol>/ranker_examples.json``          the examples file's digest (what ranker_dataset keys its nights on)
+- ``models/snapshot=D/<protocol>/ranker_dataset/<arm>/examples=N.parquet``  training rows of partition N's examples, N = the last k partitions (+ ``.json``: key, stats)
 - ``models/snapshot=D/<protocol>/rankers/<arm>/``                 LightGBM model + meta
 - ``recs/day=D/<protocol>/candidates.parquet``                    candidate pool of the served users (source flags, ALS rank)
 - ``recs/day=D/<protocol>/candidates.json``                       what the pool was made from (per source: ``candidates.source_inputs_digest``)
@@ -19,6 +20,7 @@ from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
+from upath import UPath
 
 from recsys_assets.lib.confighash import config_hash
 from recsys_assets.lib.features.als import ALSModel
@@ -31,7 +33,17 @@ from recsys_assets.lib.features.nightly import (
     read_npz,
 )
 from recsys_assets.lib.ingest.catalog import read_catalog
-from recsys_assets.lib.lake import BlockParquetWriter, Lake, is_local, read_parquet, scan_parquet, write_bytes_atomic, write_parquet_atomic
+from recsys_assets.lib.lake import (
+    BlockParquetWriter,
+    Lake,
+    copy_file_atomic,
+    file_digest,
+    is_local,
+    read_parquet,
+    scan_parquet,
+    write_bytes_atomic,
+    write_parquet_atomic,
+)
 from recsys_assets.lib.parallel import map_in_order, map_side_by_side, slices
 from recsys_assets.lib.ranking.arm_spec import NO_TEXT
 from recsys_assets.lib.ranking.arms import (
@@ -132,7 +144,10 @@ def build_night_examples(
     earlier = earlier_candidate_pool(lake, feats, rcfg)
     path, reused = earlier if earlier is not None else (None, ())
     pool = None if path is None else scan_parquet(path)
-    st = write_night_examples(feats, labels, rcfg, lake.ranker_examples_file(train_view.day, train_view.protocol), block_users, threads, pool, reused)
+    target = lake.ranker_examples_file(train_view.day, train_view.protocol)
+    target.with_suffix(".json").unlink(missing_ok=True)  # new examples are never paired with the digest of the ones before
+    st = write_night_examples(feats, labels, rcfg, target, block_users, threads, pool, reused)
+    record_examples_digest(target)
     st["candidates_from"] = None if path is None else str(path)
     st["candidate_sources_read"] = list(reused)
     label_day = events_before_day.filter((pl.col("ts") >= day_start(train_view.cutoff)) & (pl.col("ts") < day_start(train_view.cutoff + timedelta(days=1))))
@@ -160,40 +175,110 @@ def _arm_night_rows(path, arm: str) -> pl.DataFrame:
     return scan.select(present).collect()
 
 
-def _training_nights(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> tuple[list, list[str], list[str]]:
-    """The examples files of ``protocol`` that train the rankers of ``day`` (those with rows, oldest first), the
-    partitions not materialized yet (the start of a lake), and the leakage problems found: examples of a snapshot
-    on or after ``day``. Raises when there is no night at all."""
+def _training_nights(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> tuple[list[tuple[date, UPath]], list[str], list[str]]:
+    """The examples files of ``protocol`` that train the rankers of ``day`` (those with rows, oldest first, with
+    their partition), the partitions not materialized yet (the start of a lake), and the leakage problems found:
+    examples of a snapshot on or after ``day``. Raises when there is no night at all."""
     paths, missing = [], []
     for d in training_night_days(day, rcfg):
         path = lake.ranker_examples_file(d, protocol)
-        (paths if path.exists() else missing).append(path if path.exists() else str(d))
+        (paths if path.exists() else missing).append((d, path) if path.exists() else str(d))
     problems: list[str] = []
     nights = []
-    for path in paths:
+    for d, path in paths:
         snaps = scan_parquet(path).select(SNAPSHOT_COL).collect()
         if snaps.height:
-            nights.append(path)
+            nights.append((d, path))
             problems += [f"{protocol}: {p}" for p in audit_examples([snaps], day)]
     if not nights:
         training_frame_from_nights([], ranker_arm_names(rcfg)[0], rcfg)  # raises: no examples
     return nights, missing, problems
 
 
+def record_examples_digest(path: UPath) -> None:
+    """Write the ``.json`` record of a night's examples file just written: its digest and size (what
+    :func:`examples_digest` reads instead of reading the file again)."""
+    write_bytes_atomic(path.with_suffix(".json"), json.dumps({"blake2b": file_digest(path), "bytes": path.stat().st_size}).encode())
+
+
+def examples_digest(path: UPath) -> str:
+    """The digest of a night's examples file: the one its ``.json`` record holds (written with it by
+    :func:`build_night_examples`), or the file's own digest where the record is missing or names another size."""
+    record = path.with_suffix(".json")
+    if record.exists():
+        rec = json.loads(record.read_bytes())
+        if rec.get("bytes") == path.stat().st_size and rec.get("blake2b"):
+            return rec["blake2b"]
+    return file_digest(path)
+
+
+def _night_key(digest: str, arm: str, rcfg: RankingConfig) -> dict:
+    """What an arm's training rows of one night are made from (:func:`training_frame_from_nights`): the examples
+    file's bytes, the arm's sources and features, the per-night user cap."""
+    spec = parse_arm(arm)
+    return {
+        "examples_blake2b": digest,
+        "arm": arm,
+        "sources": list(arm_sources(spec.base)),
+        "features": list(feature_names(spec.encoder)),
+        "max_train_users": rcfg.max_train_users,
+    }
+
+
+def _stored_night(lake: Lake, day: date, protocol: str, arm: str, night: date, key: dict, rcfg: RankingConfig) -> dict | None:
+    """The stats of the arm's rows of ``night`` made from ``key``, placed in day D's folder from where they already
+    are: day D's own file (a rerun) or the file of an earlier day whose training nights include ``night`` (the
+    night before holds 13 of D's 14). None when no stored file was made from the same key."""
+    target = lake.ranker_night_file(day, protocol, arm, night)
+    # day D itself, then the days before it whose window (E - k + 1 .. E) holds the night
+    for earlier in [day - timedelta(days=j) for j in range(rcfg.train_nights) if day - timedelta(days=j) >= night]:
+        source = lake.ranker_night_file(earlier, protocol, arm, night)
+        record = source.with_suffix(".json")
+        if not (source.exists() and record.exists()):
+            continue
+        rec = json.loads(record.read_bytes())
+        if rec.get("key") != key:
+            continue
+        if earlier != day:
+            target.with_suffix(".json").unlink(missing_ok=True)
+            copy_file_atomic(source, target)
+            write_bytes_atomic(target.with_suffix(".json"), record.read_bytes())
+        return rec["stats"]
+    return None
+
+
 def _write_arm_dataset(lake: Lake, day: date, protocol: str, arm: str, nights: list, missing: list[str], rcfg: RankingConfig) -> dict:
-    """One arm's training file of ``day`` and ``protocol``, streamed one night at a time (oldest first), the
-    arm's rows of the night appended (``lake.BlockParquetWriter``); returns its stats."""
+    """One arm's training files of ``day`` and ``protocol``, one per night (:meth:`Lake.ranker_night_file`, oldest
+    first): a night already made from the same examples and settings by an earlier day is linked (or copied) from
+    there, the others are the arm's rows of the night (:func:`training_frame_from_nights`), each with a ``.json``
+    record (its key and stats). Files of nights no longer in the window are removed. Returns the arm's stats."""
     parts: list[dict] = []
-    with BlockParquetWriter(lake.ranker_dataset_file(day, protocol, arm)) as out:
-        for path in nights:
+    reused = 0
+    keep = set()
+    for night, path in nights:
+        target = lake.ranker_night_file(day, protocol, arm, night)
+        keep |= {target.name, target.with_suffix(".json").name}
+        key = _night_key(examples_digest(path), arm, rcfg)
+        st = _stored_night(lake, day, protocol, arm, night, key, rcfg)
+        if st is None:
             frame, st = training_frame_from_nights([_arm_night_rows(path, arm)], arm, rcfg)
-            out.write(frame)
-            parts.append(st)
+            target.with_suffix(".json").unlink(missing_ok=True)
+            with BlockParquetWriter(target) as out:
+                out.write(frame)
             del frame
+            write_bytes_atomic(target.with_suffix(".json"), json.dumps({"key": key, "stats": st}, default=str).encode())
+        else:
+            reused += 1
+        parts.append(st)
+    folder = lake.ranker_dataset_dir(day, protocol, arm)
+    for stale in folder.iterdir() if folder.exists() else ():
+        if stale.name not in keep and not stale.name.startswith("."):
+            stale.unlink()
     held = [p for p in parts if p["n_rows"]]
     return {
         "arm": arm,
         "nights": sum(p["nights"] for p in parts),
+        "nights_reused": reused,
         "first_snapshot": min(p["first_snapshot"] for p in held) if held else "None",
         "last_snapshot": max(p["last_snapshot"] for p in held) if held else "None",
         **{k: sum(p[k] for p in parts) for k in ("n_users", "n_rows", "n_positive_rows", "users_without_positive_candidates")},
@@ -245,17 +330,22 @@ def train_rankers(lake: Lake, day: date, protocols: Sequence[str], rcfg: Ranking
     for protocol in protocols:
         cfg, choice = rcfg, None
         if rcfg.prior_profile_new is None:
-            cfg, choice = resolve_prior(new_user_rows(lake.ranker_dataset_file(day, protocol, NO_TEXT)), rcfg)
+            cfg, choice = resolve_prior(new_user_rows(lake.ranker_dataset_files(day, protocol, NO_TEXT)), rcfg)
         jobs += [(protocol, arm, cfg, choice) for arm in ranker_arm_names(rcfg)]
 
     def fit(job: tuple) -> RankerModel:
         protocol, arm, cfg, choice = job
-        # Streamed from the arm's file (ranker.prepare_lgb_file): 14 nights of a large world's rows do not fit as a frame.
-        model = train_ranker(lake.ranker_dataset_file(day, protocol, arm), feature_names(parse_arm(arm).encoder), cfg, arm=arm, prior_choice=choice)
+        # Streamed from the arm's night files (ranker.prepare_lgb_file): 14 nights of a large world's rows do not fit as a frame.
+        model = train_ranker(lake.ranker_dataset_files(day, protocol, arm), feature_names(parse_arm(arm).encoder), cfg, arm=arm, prior_choice=choice)
         model.save(lake.ranker_model_dir(day, protocol, arm))
         return model
 
     return _by_protocol_and_arm(protocols, jobs, map_side_by_side(fit, jobs, threads))
+
+
+def read_training_frame(lake: Lake, day: date, protocol: str, arm: str) -> pl.DataFrame:
+    """The training frame the ranker ``arm`` of ``day`` was fit on: its night files' rows, in order."""
+    return pl.concat([read_parquet(p) for p in lake.ranker_dataset_files(day, protocol, arm)])
 
 
 def load_rankers(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> dict[str, RankerModel]:

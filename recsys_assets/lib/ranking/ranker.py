@@ -16,6 +16,7 @@ adds the same prior, recorded in the model's meta, to the trees' raw score.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Sequence
@@ -283,30 +284,40 @@ def prepare_lgb_data(train_frame: pl.DataFrame, feature_names: Sequence[str], cf
     )
 
 
-def new_user_rows(path: UPath) -> pl.DataFrame:
-    """The rows of a stored training frame whose user is brand new (``user_is_new`` > 0): all that
-    :func:`choose_prior_profile_new` reads, without the other users' rows."""
-    scan = scan_parquet(path)
-    return scan.filter(pl.col("user_is_new") > 0).collect()
+def _stored_paths(stored: UPath | Sequence[UPath]) -> list[UPath]:
+    """A stored training frame as its list of Parquet files (one file, or the files whose rows follow each other)."""
+    paths = [stored] if hasattr(stored, "open") else list(stored)
+    if not paths:
+        raise RankerError("train_ranker: no training file; build them with nightly.build_ranker_datasets().")
+    return paths
+
+
+def new_user_rows(stored: UPath | Sequence[UPath]) -> pl.DataFrame:
+    """The rows of a stored training frame (one Parquet file or its night files in order) whose user is brand new
+    (``user_is_new`` > 0): all that :func:`choose_prior_profile_new` reads, without the other users' rows."""
+    return pl.concat([scan_parquet(p).filter(pl.col("user_is_new") > 0).collect() for p in _stored_paths(stored)])
 
 
 class _RowGroups:
-    """The feature columns of a Parquet file as float32 matrices, one row group at a time (the last one
-    decoded is kept: LightGBM reads the rows in file order, for its binning sample and then to bin them)."""
+    """The feature columns of Parquet files (read one after the other) as float32 matrices, one row group at a
+    time (the last one decoded is kept: LightGBM reads the rows in order, for its binning sample and then to bin
+    them). Row group ``i`` counts over the files."""
 
-    def __init__(self, path: UPath, feature_names: list[str]) -> None:
+    def __init__(self, paths: list[UPath], feature_names: list[str]) -> None:
         import pyarrow.parquet as pq
 
-        self.file = pq.ParquetFile(path.open("rb"))
+        self.files = [pq.ParquetFile(p.open("rb")) for p in paths]
+        self.groups = [(f, i) for f in self.files for i in range(f.num_row_groups)]
         self.names = feature_names
-        sizes = [self.file.metadata.row_group(i).num_rows for i in range(self.file.num_row_groups)]
+        sizes = [f.metadata.row_group(i).num_rows for f, i in self.groups]
         self.starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
         self._index, self._matrix = -1, None
 
     def matrix(self, i: int) -> np.ndarray:
         if i != self._index:
+            f, g = self.groups[i]
             # The cast prepare_lgb_data makes (_matrix), so the values LightGBM bins are the same.
-            self._matrix = _matrix(pl.from_arrow(self.file.read_row_group(i, columns=self.names)), self.names)
+            self._matrix = _matrix(pl.from_arrow(f.read_row_group(g, columns=self.names)), self.names)
             self._index = i
         return self._matrix
 
@@ -334,26 +345,33 @@ def _row_sequences(groups: _RowGroups, row_mask: np.ndarray) -> list:
     return seqs
 
 
-def prepare_lgb_file(path: UPath, feature_names: Sequence[str], cfg: RankingConfig, label_col: str = "label") -> LgbData:
-    """:func:`prepare_lgb_data` of a training frame stored as Parquet, sorted by its query keys (as
-    ``nightly.build_ranker_datasets`` writes it): the same queries, labels, prior and rows, but the features
-    stay in the file and reach LightGBM as row-group sequences (``lightgbm.Sequence``). Memory holds the
-    keys, labels and prior columns, one decoded row group and LightGBM's binned copy (about one byte per
-    feature and row), instead of the frame and its float32 matrix."""
+def prepare_lgb_file(stored: UPath | Sequence[UPath], feature_names: Sequence[str], cfg: RankingConfig, label_col: str = "label") -> LgbData:
+    """:func:`prepare_lgb_data` of a training frame stored as Parquet (one file, or files whose rows follow each
+    other: ``nightly.build_ranker_datasets`` writes one per night), sorted by its query keys: the same queries,
+    labels, prior and rows, but the features stay in the files and reach LightGBM as row-group sequences
+    (``lightgbm.Sequence``). Memory holds the keys, labels and prior columns, one decoded row group and
+    LightGBM's binned copy (about one byte per feature and row), instead of the frame and its float32 matrix."""
     import pyarrow.parquet as pq
 
     feature_names = list(feature_names)
-    with path.open("rb") as fh:
-        columns = pq.read_schema(fh).names
+    paths = _stored_paths(stored)
+    where = str(paths[0]) if len(paths) == 1 else f"{paths[0].parent} ({len(paths)} files)"
+    schemas = []
+    for p in paths:
+        with p.open("rb") as fh:
+            schemas.append(pq.read_schema(fh).names)
+    columns = schemas[0]
+    if any(names != columns for names in schemas):
+        raise RankerError(f"train_ranker: the files of {where} have different columns; rebuild them with nightly.build_ranker_datasets().")
     keys = query_keys(columns)
     missing = [c for c in (*keys, label_col, *feature_names) if c not in columns]
     if missing:
-        raise RankerError(f"train_ranker: {path} lacks columns {missing}; build it with training_frame_from_nights().")
-    q = read_parquet(path, [*keys, label_col])
+        raise RankerError(f"train_ranker: {where} lacks columns {missing}; build it with training_frame_from_nights().")
+    q = pl.concat([read_parquet(p, [*keys, label_col]) for p in paths])
     per_q = q.group_by(keys, maintain_order=True).agg(pl.len().alias("n"), (pl.col(label_col) > 0).sum().alias("pos"))
     runs = q.select(pl.struct(keys).rle_id().max()).item() + 1 if q.height else 0
     if runs != per_q.height or not per_q.select(keys).equals(per_q.select(keys).sort(keys)):
-        raise RankerError(f"train_ranker: {path} is not sorted by {keys}; write it with nightly.build_ranker_datasets().")
+        raise RankerError(f"train_ranker: {where} is not sorted by {keys}; write it with nightly.build_ranker_datasets().")
     del q
     keep, stats = _split_queries(per_q, cfg)
     # Per query 0 = dropped (no positive), 1 = trains, 2 = validates; then per row (a query's rows are consecutive).
@@ -362,10 +380,10 @@ def prepare_lgb_file(path: UPath, feature_names: Sequence[str], cfg: RankingConf
     row_code = np.repeat(code.astype(np.int8), status.get_column("n").to_numpy())
     prior = prior_of(cfg)
     prior_cols = [c for c in dict.fromkeys([*PRIOR_FEATURE.values(), *PRIOR_TERMS.values(), "user_is_new"]) if c in columns]
-    labelled = read_parquet(path, [label_col, *prior_cols])
+    labelled = pl.concat([read_parquet(p, [label_col, *prior_cols]) for p in paths])
     if SNAPSHOT_COL in keys:
         stats["nights"] = int(per_q.filter(pl.col("pos") > 0).get_column(SNAPSHOT_COL).n_unique())
-    groups = _RowGroups(path, feature_names)
+    groups = _RowGroups(paths, feature_names)
     parts = {}
     for name, c in (("train", 1), ("valid", 2)):
         mask = row_code == c
@@ -391,11 +409,15 @@ def lgb_data_seed(seed: int) -> int:
     return ((x >> 16) & 0x7FFF) % 32767
 
 
+_DATASET_LOCK = threading.Lock()
+
+
 def fit_lgb(data: LgbData, feature_names: Sequence[str], cfg: RankingConfig):
     """The lightgbm.train call itself (Dataset construction included); rows as one matrix or as row sequences."""
     import lightgbm as lgb
 
     params = cfg.lgb_params(list(feature_names))
+    # The Dataset gets the training parameters lgb.train would give it (the same bins), and is constructed here.
     dtrain = lgb.Dataset(
         data.x_train,
         label=data.y_train,
@@ -403,13 +425,20 @@ def fit_lgb(data: LgbData, feature_names: Sequence[str], cfg: RankingConfig):
         init_score=data.init_train,
         feature_name=list(feature_names),
         free_raw_data=False,
-        params={"data_random_seed": lgb_data_seed(cfg.seed)},
+        params={**params, "data_random_seed": lgb_data_seed(cfg.seed)},
     )
     valid_sets, callbacks = [], []
     if data.x_valid is not None:
         dvalid = lgb.Dataset(data.x_valid, label=data.y_valid, group=data.group_valid, init_score=data.init_valid, reference=dtrain, params=dtrain.params)
         valid_sets = [dvalid]
         callbacks = [lgb.early_stopping(cfg.early_stopping_rounds, first_metric_only=True, verbose=False)]
+    # One Dataset construction at a time in this process: LightGBM sizes a Dataset's per-thread row buffers from a
+    # process-wide thread count that its calls without ``num_threads`` reset, so two fits side by side
+    # (nightly.train_rankers) binning row sequences at once crashed the process (LGBM_DatasetPushRows in one
+    # thread, LGBM_DatasetCreateFromSampledColumn in the other). The boosting rounds still run side by side.
+    with _DATASET_LOCK:
+        for ds in (dtrain, *valid_sets):
+            ds.construct()
     rounds = cfg.num_boost_round if valid_sets else min(cfg.num_boost_round, cfg.rounds_without_validation)
     return lgb.train(params, dtrain, num_boost_round=rounds, valid_sets=valid_sets, callbacks=callbacks)
 
@@ -497,7 +526,7 @@ RUN_TIMINGS = ("prepare_seconds", "fit_seconds")
 
 
 def train_ranker(
-    train: pl.DataFrame | UPath,
+    train: pl.DataFrame | UPath | Sequence[UPath],
     feature_names: Sequence[str],
     cfg: RankingConfig,
     *,
@@ -507,7 +536,8 @@ def train_ranker(
 ) -> RankerModel:
     """LightGBM lambdarank on ``train`` (user_id, label, features), boosted from ``cfg.prior``, early-stopped per ``cfg.validation``.
 
-    ``train`` is a frame, or a Parquet file of one sorted by its query keys (``nightly.build_ranker_datasets``):
+    ``train`` is a frame, or Parquet files of one (a file, or a list whose rows follow each other) sorted by its
+    query keys (``nightly.build_ranker_datasets``):
     the same model bytes without the frame in memory (:func:`prepare_lgb_file` streams its row groups to LightGBM).
     ``cfg.prior_profile_new`` None is chosen on its new-user rows (:func:`resolve_prior`, :func:`new_user_rows`); a
     caller that chose it on another frame (one choice for every arm of a night: ``nightly.train_rankers``) passes the

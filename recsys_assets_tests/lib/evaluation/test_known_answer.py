@@ -57,8 +57,9 @@ from recsys_assets.lib.day import DaySnapshot
 from recsys_assets.lib.evaluation.reporting import open_warehouse
 from recsys_assets.lib.ingest.catalog import read_catalog
 from recsys_assets.lib.ingest.synthetic import SyntheticConfig, generate_synthetic_world
-from recsys_assets.lib.lake import Lake, read_parquet
+from recsys_assets.lib.lake import Lake
 from recsys_assets.lib.ranking.features import text_feature_names
+from recsys_assets.lib.ranking.nightly import read_training_frame
 from recsys_assets.lib.ranking.ranker import RankerModel
 
 LM = "minilm-l6"
@@ -122,7 +123,7 @@ def _diagnostics(lake: Lake, day, models: ModelsResource, encoders: tuple[str, .
     out = {}
     for enc in encoders:
         arm = f"ranker_{enc}"
-        frame = read_parquet(lake.ranker_dataset_file(day, PROTOCOL, arm))
+        frame = read_training_frame(lake, day, PROTOCOL, arm)
         imp = RankerModel.load(lake.ranker_model_dir(day, PROTOCOL, arm)).feature_importance().sort("gain", descending=True)
         text_gain = imp.filter(pl.col("feature").is_in(text_feature_names(enc)))["gain"].sum()
         out[arm] = {

@@ -349,7 +349,7 @@ def test_hostile_names_stay_inside_the_lake(tmp_path, name):
         lake.embeddings_file(d, name),
         lake.c2cf_dir(d, "temporal", "eval", name),
         lake.profiles_file(d, "temporal", "eval", name),
-        lake.ranker_dataset_file(d, "temporal", arm),
+        lake.ranker_night_file(d, "temporal", arm, d),
         lake.ranker_model_dir(d, "temporal", arm),
     ]
     for p in paths:

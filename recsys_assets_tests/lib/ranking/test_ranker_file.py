@@ -20,7 +20,7 @@ from upath import UPath
 
 from recsys_assets.lib.lake import BlockParquetWriter
 from recsys_assets.lib.ranking.config import RankingConfig
-from recsys_assets.lib.ranking.ranker import RankerError, lgb_data_seed, prepare_lgb_data, train_ranker
+from recsys_assets.lib.ranking.ranker import RankerError, lgb_data_seed, new_user_rows, prepare_lgb_data, train_ranker
 
 FEATURES = ["pop_rank_log", "als_score", "text_cos_x", "user_is_new", "profile_lift", "last_cooc"]
 ROWS_PER_QUERY = 40
@@ -64,6 +64,20 @@ def stored(tmp_path_factory) -> tuple[pl.DataFrame, UPath]:
     return frame, path
 
 
+@pytest.fixture(scope="module")
+def per_night(stored, tmp_path_factory) -> list[UPath]:
+    """The same frame as one file per night (snapshot), as ``nightly.build_ranker_datasets`` stores it."""
+    frame, _ = stored
+    folder = UPath(tmp_path_factory.mktemp("ranker_nights"))
+    paths = []
+    for (snap,), night in frame.group_by("snapshot", maintain_order=True):
+        paths.append(folder / f"examples={snap}.parquet")
+        with BlockParquetWriter(paths[-1], row_group_rows=30_000) as out:
+            out.write(night)
+    assert len(paths) == 2
+    return paths
+
+
 CFG = RankingConfig(encoders=(), prior_profile_new=None, num_leaves=7)
 
 
@@ -78,6 +92,23 @@ def test_file_training_is_frame_training(stored, validation):
     assert a.booster.model_to_string() == b.booster.model_to_string()
     timings = ("prepare_seconds", "fit_seconds")
     assert {k: v for k, v in a.meta.items() if k not in timings} == {k: v for k, v in b.meta.items() if k not in timings}
+
+
+def test_night_files_train_the_model_of_the_one_file(stored, per_night):
+    """The frame split into one file per night (other row groups too) trains the same model bytes, prior chosen alike."""
+    frame, path = stored
+    cfg = replace(CFG, num_boost_round=12)
+    one, nights = train_ranker(path, FEATURES, cfg, arm="ranker_x"), train_ranker(per_night, FEATURES, cfg, arm="ranker_x")
+    assert one.booster.model_to_string() == nights.booster.model_to_string()
+    assert one.meta["prior_choice"] == nights.meta["prior_choice"] and one.meta["n_train_rows"] == nights.meta["n_train_rows"]
+    assert new_user_rows(per_night).equals(frame.filter(pl.col("user_is_new") > 0))
+
+
+def test_night_files_out_of_order_are_refused(per_night):
+    with pytest.raises(RankerError, match="not sorted"):
+        train_ranker(per_night[::-1], FEATURES, CFG)
+    with pytest.raises(RankerError, match="no training file"):
+        train_ranker([], FEATURES, CFG)
 
 
 def test_the_derived_data_seed_is_lightgbms(stored):
