@@ -59,9 +59,12 @@ def test_night_files_are_linked_from_the_day_before_and_are_the_made_bytes(tmp_p
     again = _run(root, D1, ("ranker_dataset",))
     assert _files(lake, D1) == linked
     assert all(again[f"{p}/{arm}/nights_reused"] == 0 for p in PROTOCOLS for arm in ARMS)
-    # A rerun of the day takes its own files.
+    # A rerun of the day takes its own files, and removes the one-file layout of earlier code.
+    legacy = [lake.ranker_dataset_dir(D1, p, arm).parent / f"{arm}.parquet" for p in PROTOCOLS for arm in ARMS]
+    for f in legacy:
+        f.write_bytes(b"14 nights of rows, as earlier code stored them")
     rerun = _run(root, D1, ("ranker_dataset",))
-    assert _files(lake, D1) == linked
+    assert _files(lake, D1) == linked and not any(f.exists() for f in legacy)
     assert all(rerun[f"{p}/{arm}/nights_reused"] == rerun[f"{p}/{arm}/nights"] for p in PROTOCOLS for arm in ARMS)
 
     # Another per-night user cap changes every night's key: each is made again, and its rows are capped.

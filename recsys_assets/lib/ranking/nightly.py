@@ -274,6 +274,8 @@ def _write_arm_dataset(lake: Lake, day: date, protocol: str, arm: str, nights: l
     for stale in folder.iterdir() if folder.exists() else ():
         if stale.name not in keep and not stale.name.startswith("."):
             stale.unlink()
+    # the one-file layout before the night files (a lake written by earlier code): 14 nights of rows, now unread
+    folder.parent.joinpath(f"{folder.name}.parquet").unlink(missing_ok=True)
     held = [p for p in parts if p["n_rows"]]
     return {
         "arm": arm,
