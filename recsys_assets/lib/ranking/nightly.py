@@ -175,10 +175,10 @@ def _arm_night_rows(path, arm: str) -> pl.DataFrame:
     return scan.select(present).collect()
 
 
-def _training_nights(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> tuple[list[tuple[date, UPath]], list[str], list[str]]:
+def _training_nights(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> tuple[list[tuple[date, UPath, str]], list[str], list[str]]:
     """The examples files of ``protocol`` that train the rankers of ``day`` (those with rows, oldest first, with
-    their partition), the partitions not materialized yet (the start of a lake), and the leakage problems found:
-    examples of a snapshot on or after ``day``. Raises when there is no night at all."""
+    their partition and digest), the partitions not materialized yet (the start of a lake), and the leakage problems
+    found: examples of a snapshot on or after ``day``. Raises when there is no night at all."""
     paths, missing = [], []
     for d in training_night_days(day, rcfg):
         path = lake.ranker_examples_file(d, protocol)
@@ -188,7 +188,7 @@ def _training_nights(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) 
     for d, path in paths:
         snaps = scan_parquet(path).select(SNAPSHOT_COL).collect()
         if snaps.height:
-            nights.append((d, path))
+            nights.append((d, path, examples_digest(path)))
             problems += [f"{protocol}: {p}" for p in audit_examples([snaps], day)]
     if not nights:
         training_frame_from_nights([], ranker_arm_names(rcfg)[0], rcfg)  # raises: no examples
@@ -255,10 +255,10 @@ def _write_arm_dataset(lake: Lake, day: date, protocol: str, arm: str, nights: l
     parts: list[dict] = []
     reused = 0
     keep = set()
-    for night, path in nights:
+    for night, path, digest in nights:
         target = lake.ranker_night_file(day, protocol, arm, night)
         keep |= {target.name, target.with_suffix(".json").name}
-        key = _night_key(examples_digest(path), arm, rcfg)
+        key = _night_key(digest, arm, rcfg)
         st = _stored_night(lake, day, protocol, arm, night, key, rcfg)
         if st is None:
             frame, st = training_frame_from_nights([_arm_night_rows(path, arm)], arm, rcfg)

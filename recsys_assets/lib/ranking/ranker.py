@@ -432,10 +432,11 @@ def fit_lgb(data: LgbData, feature_names: Sequence[str], cfg: RankingConfig):
         dvalid = lgb.Dataset(data.x_valid, label=data.y_valid, group=data.group_valid, init_score=data.init_valid, reference=dtrain, params=dtrain.params)
         valid_sets = [dvalid]
         callbacks = [lgb.early_stopping(cfg.early_stopping_rounds, first_metric_only=True, verbose=False)]
-    # One Dataset construction at a time in this process: LightGBM sizes a Dataset's per-thread row buffers from a
-    # process-wide thread count that its calls without ``num_threads`` reset, so two fits side by side
-    # (nightly.train_rankers) binning row sequences at once crashed the process (LGBM_DatasetPushRows in one
-    # thread, LGBM_DatasetCreateFromSampledColumn in the other). The boosting rounds still run side by side.
+    # One Dataset construction at a time in this process: two fits side by side (nightly.train_rankers) binning
+    # row sequences at once crashed the process (LGBM_DatasetPushRows in one thread while the other was in
+    # LGBM_DatasetCreateFromSampledColumn). Likely cause, not verified: a Dataset's per-thread row buffers are sized
+    # from a process-wide OpenMP thread count that Dataset calls (no num_threads among their parameters) reset.
+    # The boosting rounds still run side by side.
     with _DATASET_LOCK:
         for ds in (dtrain, *valid_sets):
             ds.construct()
