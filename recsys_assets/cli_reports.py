@@ -144,15 +144,26 @@ def cmd_demo(args) -> int:
     wanted = [start + timedelta(days=i) for i in range(args.days)]
     say(f"evaluating {len(wanted)} days {start}..{end} through features, ranking and reports (day_job)")
     inst = runner.instance()
-    # The rankers of day D train on the examples of the k nights before D (RankingConfig.train_nights):
-    # the nights before the window get their features and examples first (no evaluation).
+    # The rankers of day D train on the examples of the k nights before D (RankingConfig.train_nights), and of
+    # earlier nights while those hold fewer than min_train_queries labelled queries (a small world): the nights
+    # before the window get their features and examples first (no evaluation), a week further back at a time
+    # while the first evaluated day's window asks for more.
     from recsys_assets.lib.ranking.config import RankingConfig
+    from recsys_assets.lib.ranking.nightly import training_windows_full
+    from recsys_assets.lib.snapshot import ProtocolConfig
 
-    warm = [start - timedelta(days=j) for j in range(RankingConfig().train_nights - 1, 0, -1) if start - timedelta(days=j) in set(days)]
-    if warm:
-        say(f"warm-up: features and ranker examples of {len(warm)} nights {warm[0]}..{warm[-1]} (warmup_job)")
+    rcfg, have = RankingConfig(), set(days)
+    reach = rcfg.train_nights - 1
+    warm = [start - timedelta(days=j) for j in range(reach, 0, -1) if start - timedelta(days=j) in have]
+    while True:
+        if warm:
+            say(f"warm-up: features and ranker examples of {len(warm)} nights {warm[0]}..{warm[-1]} (warmup_job)")
         for day in progress(warm, desc="warmup_job", unit="day", log=say):
             runner.run_job("warmup_job", inst, partition_key=day.isoformat(), run_config_resources=_resource_config(args))
+        if reach >= rcfg.max_train_nights - 1 or training_windows_full(lake, start, ProtocolConfig().protocols, rcfg):
+            break
+        more, reach = range(min(reach + 7, rcfg.max_train_nights - 1), reach, -1), min(reach + 7, rcfg.max_train_nights - 1)
+        warm = [start - timedelta(days=j) for j in more if start - timedelta(days=j) in have]
     for day in progress(wanted, desc=f"day_job {start}..{end}", unit="day", log=say):
         runner.run_job("day_job", inst, partition_key=day.isoformat(), run_config_resources=_resource_config(args))
     print()

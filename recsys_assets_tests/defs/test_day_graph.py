@@ -345,7 +345,7 @@ def test_blocked_ranker_examples_equal_one_block(graph, protocol, tmp_path):
     one night at a time, holds the rows of training_frame_from_nights over all of its nights."""
     from recsys_assets.lib.ranking.arms import ranker_arm_names
     from recsys_assets.lib.ranking.examples import next_day_labels, night_examples, training_frame_from_nights, write_night_examples
-    from recsys_assets.lib.ranking.nightly import read_training_frame, training_night_days
+    from recsys_assets.lib.ranking.nightly import read_training_frame, training_window
 
     n = _night(graph, protocol, "train")
     lake, day, cfg, rcfg, snap, view, feats = n.lake, n.day, n.cfg, n.rcfg, n.snap, n.view, n.feats
@@ -363,7 +363,7 @@ def test_blocked_ranker_examples_equal_one_block(graph, protocol, tmp_path):
     assert asset_file.read_bytes() == files[n_users]
     whole, whole_stats = night_examples(feats, labels, rcfg)
     assert read_parquet(asset_file).equals(whole) and whole_stats == stats[1] and whole_stats["n_positive_rows"] > 0
-    nights = [read_parquet(lake.ranker_examples_file(d, protocol)) for d in training_night_days(day, rcfg) if lake.ranker_examples_file(d, protocol).exists()]
+    nights = [read_parquet(path) for _, path, _ in training_window(lake, day, protocol, rcfg).nights]
     assert len(nights) == 2
     for arm in ranker_arm_names(rcfg):
         ref, _ = training_frame_from_nights(nights, arm, rcfg)

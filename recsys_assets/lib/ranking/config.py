@@ -78,9 +78,18 @@ class RankingConfig:
     (measured on the 10M world's training files), without the row-wise copy of the bins that raised one fit's
     peak by 1.3 GiB there (docs/operations.md section 7)."""
     train_nights: int = 14
-    """k: the ranker of day D trains on the examples of the k nights before D (snapshots D - k ..
+    """k: the ranker of day D trains on the examples of at least the k nights before D (snapshots D - k ..
     D - 1, each labelled with the positives of the day after it: the served question). Nights
     not in the lake yet (the start of a lake) are skipped and counted (docs/ranker.md)."""
+    min_train_queries: int = 400
+    """Fewer labelled queries (user-nights with a positive candidate) than this in the k nights: the window
+    reaches further back, one night at a time, until it holds this many or ``max_train_nights``. 14 nights of
+    ml-1m hold about 450, of ml-100k 85: there 10 rounds of trees fit noise (the text arms' extra features
+    most), and 56 nights raised the tuning days' cells (docs/ranker.md round 8). A large world has
+    thousands a night and keeps k."""
+    max_train_nights: int = 56
+    """The longest window ``min_train_queries`` can reach (partitions D - 55 .. D): it bounds what one
+    night reads, and how old a night can still teach tomorrow's question."""
     validation: str = "none"
     """Early-stopping slice: ``none`` (``rounds_without_validation`` rounds: measured best on the
     days before the evaluated windows, docs/ranker.md), ``last_night`` (the queries of the latest
@@ -152,6 +161,11 @@ class RankingConfig:
             raise RankingConfigError(f"RankingConfig.validation must be last_night, hash or none, got {self.validation!r}.")
         if self.train_nights < 1:
             raise RankingConfigError(f"RankingConfig.train_nights must be >= 1, got {self.train_nights}.")
+        if self.max_train_nights < self.train_nights or self.min_train_queries < 0:
+            raise RankingConfigError(
+                "RankingConfig.max_train_nights must be >= train_nights and min_train_queries >= 0, got "
+                f"{self.max_train_nights} / {self.train_nights} / {self.min_train_queries}."
+            )
         if not 0.0 <= self.validation_fraction < 1.0:
             raise RankingConfigError(f"RankingConfig.validation_fraction must be in [0, 1), got {self.validation_fraction}.")
         if self.new_item_slots < 0 or self.new_item_slots > max(self.ks):

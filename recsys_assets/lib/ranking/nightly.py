@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
@@ -23,6 +24,7 @@ import polars as pl
 from upath import UPath
 
 from recsys_assets.lib.confighash import config_hash
+from recsys_assets.lib.errors import RecsysError
 from recsys_assets.lib.features.als import ALSModel
 from recsys_assets.lib.features.content_to_cf import ContentToCFModel
 from recsys_assets.lib.features.nightly import (
@@ -157,8 +159,10 @@ def build_night_examples(
 
 
 def training_night_days(day: date, rcfg: RankingConfig) -> list[date]:
-    """Partitions whose examples train the ranker of ``day``: D - k + 1 .. D (snapshots D - k .. D - 1 when w = 1)."""
-    return [day - timedelta(days=j) for j in range(rcfg.train_nights - 1, -1, -1)]
+    """Partitions whose examples may train the ranker of ``day``, newest first: D, D - 1 .. D - max_train_nights + 1
+    (snapshots D - 1 .. when w = 1). The window takes the first ``train_nights`` of them, then more until it holds
+    ``min_train_queries`` labelled queries (:func:`training_window`)."""
+    return [day - timedelta(days=j) for j in range(rcfg.max_train_nights)]
 
 
 def _arm_night_rows(path, arm: str) -> pl.DataFrame:
@@ -175,41 +179,83 @@ def _arm_night_rows(path, arm: str) -> pl.DataFrame:
     return scan.select(present).collect()
 
 
-def _training_nights(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> tuple[list[tuple[date, UPath, str]], list[str], list[str]]:
-    """The examples files of ``protocol`` that train the rankers of ``day`` (those with rows, oldest first, with
-    their partition and digest), the partitions not materialized yet (the start of a lake), and the leakage problems
-    found: examples of a snapshot on or after ``day``. Raises when there is no night at all."""
-    paths, missing = [], []
-    for d in training_night_days(day, rcfg):
+@dataclass(frozen=True)
+class TrainingWindow:
+    """The examples files of one protocol that train the rankers of a day."""
+
+    nights: list[tuple[date, UPath, str]]
+    """(partition, examples file, its digest) of the nights with rows, oldest first."""
+    missing: list[str]
+    """Partitions the window looked at that are not materialized (the start of a lake)."""
+    problems: list[str]
+    """Leakage found: examples of a snapshot on or after the day."""
+    queries: int
+    """Labelled queries (user-nights with a positive candidate) in ``nights``."""
+    complete: bool
+    """The window stopped on its rule (k nights and ``min_train_queries``, or ``max_train_nights`` looked at with
+    every partition there); False when it ran short of queries with partitions missing (earlier nights would add)."""
+
+
+def training_window(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> TrainingWindow:
+    """The nights that train the rankers of ``day`` for ``protocol``: the last ``train_nights`` partitions, then
+    earlier ones, one at a time, while the nights hold fewer than ``min_train_queries`` labelled queries, up to
+    ``max_train_nights`` (a small world's 14 nights hold too few users for the trees). Every arm of the protocol
+    trains on the same nights. Raises when there is no night at all."""
+    nights, missing, problems, queries = [], [], [], 0
+    for j, d in enumerate(training_night_days(day, rcfg)):
+        if j >= rcfg.train_nights and queries >= rcfg.min_train_queries:
+            break
         path = lake.ranker_examples_file(d, protocol)
-        (paths if path.exists() else missing).append((d, path) if path.exists() else str(d))
-    problems: list[str] = []
-    nights = []
-    for d, path in paths:
+        if not path.exists():
+            missing.append(str(d))
+            continue
         snaps = scan_parquet(path).select(SNAPSHOT_COL).collect()
         if snaps.height:
-            nights.append((d, path, examples_digest(path)))
+            rec = examples_record(path)
+            nights.append((d, path, rec["blake2b"]))
+            queries += rec["queries"]
             problems += [f"{protocol}: {p}" for p in audit_examples([snaps], day)]
     if not nights:
         training_frame_from_nights([], ranker_arm_names(rcfg)[0], rcfg)  # raises: no examples
-    return nights, missing, problems
+    complete = queries >= rcfg.min_train_queries or not missing
+    return TrainingWindow(nights[::-1], missing[::-1], problems, queries, complete)
+
+
+def training_windows_full(lake: Lake, day: date, protocols: Sequence[str], rcfg: RankingConfig) -> bool:
+    """Whether the nights already in the lake give every protocol's window of ``day`` its ``min_train_queries``
+    (the demo's warm-up reaches further back until they do)."""
+    try:
+        return all(training_window(lake, day, p, rcfg).queries >= rcfg.min_train_queries for p in protocols)
+    except RecsysError:  # no night at all yet
+        return False
 
 
 def record_examples_digest(path: UPath) -> None:
-    """Write the ``.json`` record of a night's examples file just written: its digest and size (what
-    :func:`examples_digest` reads instead of reading the file again)."""
-    write_bytes_atomic(path.with_suffix(".json"), json.dumps({"blake2b": file_digest(path), "bytes": path.stat().st_size}).encode())
+    """Write the ``.json`` record of a night's examples file just written: its digest, size and labelled queries
+    (what :func:`examples_record` reads instead of reading the file again)."""
+    record = {"blake2b": file_digest(path), "bytes": path.stat().st_size, "queries": _examples_queries(path)}
+    write_bytes_atomic(path.with_suffix(".json"), json.dumps(record).encode())
 
 
-def examples_digest(path: UPath) -> str:
-    """The digest of a night's examples file: the one its ``.json`` record holds (written with it by
-    :func:`build_night_examples`), or the file's own digest where the record is missing or names another size."""
+def _examples_queries(path: UPath) -> int:
+    """Labelled queries of a night's examples file: its users (it holds the users with a positive candidate only)."""
+    return scan_parquet(path).select(pl.col("user_id").n_unique()).collect().item()
+
+
+def examples_record(path: UPath) -> dict:
+    """``{"blake2b", "queries"}`` of a night's examples file: what its ``.json`` record holds (written with it by
+    :func:`build_night_examples`), or what the file gives where the record is missing, names another size or
+    was written before queries were recorded."""
+    rec = {}
     record = path.with_suffix(".json")
     if record.exists():
         rec = json.loads(record.read_bytes())
-        if rec.get("bytes") == path.stat().st_size and rec.get("blake2b"):
-            return rec["blake2b"]
-    return file_digest(path)
+        if rec.get("bytes") != path.stat().st_size:
+            rec = {}
+    return {
+        "blake2b": rec.get("blake2b") or file_digest(path),
+        "queries": rec["queries"] if "queries" in rec else _examples_queries(path),
+    }
 
 
 def _night_key(digest: str, arm: str, rcfg: RankingConfig) -> dict:
@@ -231,7 +277,7 @@ def _stored_night(lake: Lake, day: date, protocol: str, arm: str, night: date, k
     night before holds 13 of D's 14). None when no stored file was made from the same key."""
     target = lake.ranker_night_file(day, protocol, arm, night)
     # day D itself, then the days before it whose window (E - k + 1 .. E) holds the night
-    for earlier in [day - timedelta(days=j) for j in range(rcfg.train_nights) if day - timedelta(days=j) >= night]:
+    for earlier in [d for d in training_night_days(day, rcfg) if d >= night]:
         source = lake.ranker_night_file(earlier, protocol, arm, night)
         record = source.with_suffix(".json")
         if not (source.exists() and record.exists()):
@@ -247,7 +293,7 @@ def _stored_night(lake: Lake, day: date, protocol: str, arm: str, night: date, k
     return None
 
 
-def _write_arm_dataset(lake: Lake, day: date, protocol: str, arm: str, nights: list, missing: list[str], rcfg: RankingConfig) -> dict:
+def _write_arm_dataset(lake: Lake, day: date, protocol: str, arm: str, window: TrainingWindow, rcfg: RankingConfig) -> dict:
     """One arm's training files of ``day`` and ``protocol``, one per night (:meth:`Lake.ranker_night_file`, oldest
     first): a night already made from the same examples and settings by an earlier day is linked (or copied) from
     there, the others are the arm's rows of the night (:func:`training_frame_from_nights`), each with a ``.json``
@@ -255,7 +301,7 @@ def _write_arm_dataset(lake: Lake, day: date, protocol: str, arm: str, nights: l
     parts: list[dict] = []
     reused = 0
     keep = set()
-    for night, path, digest in nights:
+    for night, path, digest in window.nights:
         target = lake.ranker_night_file(day, protocol, arm, night)
         keep |= {target.name, target.with_suffix(".json").name}
         key = _night_key(digest, arm, rcfg)
@@ -280,18 +326,19 @@ def _write_arm_dataset(lake: Lake, day: date, protocol: str, arm: str, nights: l
     return {
         "arm": arm,
         "nights": sum(p["nights"] for p in parts),
+        "queries": window.queries,
         "nights_reused": reused,
         "first_snapshot": min(p["first_snapshot"] for p in held) if held else "None",
         "last_snapshot": max(p["last_snapshot"] for p in held) if held else "None",
         **{k: sum(p[k] for p in parts) for k in ("n_users", "n_rows", "n_positive_rows", "users_without_positive_candidates")},
-        "missing_partitions": ", ".join(missing) or "none",
+        "missing_partitions": ", ".join(window.missing) or "none",
     }
 
 
 def build_ranker_datasets(
     lake: Lake, day: date, protocols: Sequence[str], rcfg: RankingConfig, threads: int = 1
 ) -> tuple[dict[str, dict[str, dict]], list[str]]:
-    """Training frames of every ranker arm of every protocol from the examples of the last ``train_nights`` partitions.
+    """Training frames of every ranker arm of every protocol from the examples of its :func:`training_window`.
 
     Partitions not materialized yet (the start of a lake) are skipped and listed in the stats.
     Each (protocol, arm) file is streamed one night at a time (oldest first), the arm's rows of the night
@@ -303,9 +350,9 @@ def build_ranker_datasets(
     """
     jobs, problems = [], []
     for protocol in protocols:
-        nights, missing, found = _training_nights(lake, day, protocol, rcfg)
-        problems += found
-        jobs += [(protocol, arm, nights, missing) for arm in ranker_arm_names(rcfg)]
+        window = training_window(lake, day, protocol, rcfg)
+        problems += window.problems
+        jobs += [(protocol, arm, window) for arm in ranker_arm_names(rcfg)]
     written = map_side_by_side(lambda job: _write_arm_dataset(lake, day, *job, rcfg), jobs, threads)
     return _by_protocol_and_arm(protocols, jobs, written), problems
 

@@ -128,7 +128,7 @@ def choose_prior_profile_new(frame: pl.DataFrame, cfg: RankingConfig, label_col:
     query's labelled candidates as truth). The best weight wins if its paired gain over 0 exceeds
     ``prior_choice_min_se`` standard errors; otherwise, or with fewer than
     ``prior_choice_min_queries`` queries, the weight is 0. The frame holds nights before the served
-    day only (``nightly.training_night_days``), so nothing of the evaluated days chooses it.
+    day only (``nightly.training_window``), so nothing of the evaluated days chooses it.
     Returns (weight, record for the model meta: choices, per-choice NDCG, queries, gain and its se).
     """
     from recsys_assets.lib.evaluation.metrics import per_user_metrics
