@@ -13,7 +13,7 @@ from recsys_assets.lib.ranking.nightly import build_ranker_datasets, ranking_con
 # Partitions D - 55 .. D of ranker_examples (RankingConfig.max_train_nights): the window reads the last
 # train_nights of them, earlier ones only while it holds fewer than min_train_queries labelled queries (a small
 # world); at the start of a lake the missing ones are skipped (and listed in the metadata).
-LAST_K_NIGHTS = dg.TimeWindowPartitionMapping(
+TRAINING_WINDOW_NIGHTS = dg.TimeWindowPartitionMapping(
     start_offset=-(RankingConfig().max_train_nights - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
 )
 
@@ -22,7 +22,7 @@ LAST_K_NIGHTS = dg.TimeWindowPartitionMapping(
     group_name="ranking",
     kinds={"polars"},
     partitions_def=daily_partitions,
-    deps=[dg.AssetDep(ranker_examples, partition_mapping=LAST_K_NIGHTS)],
+    deps=[dg.AssetDep(ranker_examples, partition_mapping=TRAINING_WINDOW_NIGHTS)],
     check_specs=[dg.AssetCheckSpec("examples_before_day", asset="ranker_dataset", blocking=True)],
 )
 def ranker_dataset(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource):
