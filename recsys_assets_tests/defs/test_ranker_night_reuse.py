@@ -5,6 +5,7 @@ the files are the bytes making every night again writes, and anything that chang
 
 from __future__ import annotations
 
+import json
 import os
 
 import dagster as dg
@@ -50,6 +51,12 @@ def test_night_files_are_linked_from_the_day_before_and_are_the_made_bytes(tmp_p
             for a in nights0:
                 assert os.stat(a.path).st_ino == os.stat((lake.ranker_dataset_dir(D1, protocol, arm) / a.name).path).st_ino
     linked = _files(lake, D1)
+    # ranker_examples records its night's queries from its own stats: the users of the file
+    for day in (D0, D1):
+        for protocol in PROTOCOLS:
+            path = lake.ranker_examples_file(day, protocol)
+            queries = json.loads(path.with_suffix(".json").read_bytes())["queries"]
+            assert queries == read_parquet(path)["user_id"].n_unique() > 0
 
     # Made again from nothing (no earlier day's files): the same bytes.
     for protocol in PROTOCOLS:

@@ -149,7 +149,8 @@ def build_night_examples(
     target = lake.ranker_examples_file(train_view.day, train_view.protocol)
     target.with_suffix(".json").unlink(missing_ok=True)  # new examples are never paired with the digest of the ones before
     st = write_night_examples(feats, labels, rcfg, target, block_users, threads, pool, reused)
-    record_examples_digest(target)
+    # the file holds the labelled users with a positive candidate: the night's queries
+    record_examples_digest(target, st["n_users"] - st["users_without_positive_candidates"])
     st["candidates_from"] = None if path is None else str(path)
     st["candidate_sources_read"] = list(reused)
     label_day = events_before_day.filter((pl.col("ts") >= day_start(train_view.cutoff)) & (pl.col("ts") < day_start(train_view.cutoff + timedelta(days=1))))
@@ -230,10 +231,12 @@ def training_windows_full(lake: Lake, day: date, protocols: Sequence[str], rcfg:
         return False
 
 
-def record_examples_digest(path: UPath) -> None:
+def record_examples_digest(path: UPath, queries: int | None = None) -> None:
     """Write the ``.json`` record of a night's examples file just written: its digest, size and labelled queries
-    (what :func:`examples_record` reads instead of reading the file again)."""
-    record = {"blake2b": file_digest(path), "bytes": path.stat().st_size, "queries": _examples_queries(path)}
+    (what :func:`examples_record` reads instead of reading the file again). ``queries``: the writer's count of the
+    file's users (counted from the file when not given)."""
+    queries = _examples_queries(path) if queries is None else queries
+    record = {"blake2b": file_digest(path), "bytes": path.stat().st_size, "queries": queries}
     write_bytes_atomic(path.with_suffix(".json"), json.dumps(record).encode())
 
 
