@@ -291,7 +291,7 @@ def main() -> None:
     cpu = {"asset": "CPU (whole pass, process time)"} | {f"{n}_s": cpu_totals[n] for n in passes}
     table = pl.DataFrame(rows + [total, wall, cpu], infer_schema_length=None)
     with pl.Config(tbl_rows=-1, float_precision=2, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
-        print(f"ml-1m night {args.day}, lake {args.lake}; 1-min load average after each pass: {loads}; cores: {os.cpu_count()}")
+        print(f"Night {args.day}, lake {args.lake}; 1-min load average after each pass: {loads}; cores: {os.cpu_count()}")
         print(table)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
