@@ -192,9 +192,6 @@ class TrainingWindow:
     """Leakage found: examples of a snapshot on or after the day."""
     queries: int
     """Labelled queries (user-nights with a positive candidate) in ``nights``."""
-    complete: bool
-    """The window stopped on its rule (k nights and ``min_train_queries``, or ``max_train_nights`` looked at with
-    every partition there); False when it ran short of queries with partitions missing (earlier nights would add)."""
 
 
 def training_window(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -> TrainingWindow:
@@ -218,8 +215,7 @@ def training_window(lake: Lake, day: date, protocol: str, rcfg: RankingConfig) -
             problems += [f"{protocol}: {p}" for p in audit_examples([snaps], day)]
     if not nights:
         training_frame_from_nights([], ranker_arm_names(rcfg)[0], rcfg)  # raises: no examples
-    complete = queries >= rcfg.min_train_queries or not missing
-    return TrainingWindow(nights[::-1], missing[::-1], problems, queries, complete)
+    return TrainingWindow(nights[::-1], missing[::-1], problems, queries)
 
 
 def training_windows_full(lake: Lake, day: date, protocols: Sequence[str], rcfg: RankingConfig) -> bool:
@@ -279,7 +275,7 @@ def _stored_night(lake: Lake, day: date, protocol: str, arm: str, night: date, k
     are: day D's own file (a rerun) or the file of an earlier day whose training nights include ``night`` (the
     night before holds 13 of D's 14). None when no stored file was made from the same key."""
     target = lake.ranker_night_file(day, protocol, arm, night)
-    # day D itself, then the days before it whose window (E - k + 1 .. E) holds the night
+    # day D itself, then the days before it whose window can hold the night (E - max_train_nights + 1 .. E)
     for earlier in [d for d in training_night_days(day, rcfg) if d >= night]:
         source = lake.ranker_night_file(earlier, protocol, arm, night)
         record = source.with_suffix(".json")

@@ -52,13 +52,13 @@ def test_window_reaches_back_until_it_holds_min_train_queries(lake):
     w = training_window(lake, D, PROTOCOL, cfg)
     # 3 nights hold 30 < 45 queries: two more nights, oldest first
     assert _parts(w) == [D - timedelta(days=j) for j in range(4, -1, -1)]
-    assert (w.queries, w.missing, w.problems, w.complete) == (50, [], [], True)
+    assert (w.queries, w.missing, w.problems) == (50, [], [])
     # enough in the first k nights: exactly k
     w = training_window(lake, D, PROTOCOL, RankingConfig(train_nights=3, min_train_queries=30, max_train_nights=8))
     assert _parts(w) == [D - timedelta(days=j) for j in (2, 1, 0)] and w.queries == 30
     # never past max_train_nights, however few the queries
     w = training_window(lake, D, PROTOCOL, RankingConfig(train_nights=3, min_train_queries=10_000, max_train_nights=8))
-    assert len(w.nights) == 8 and w.queries == 80 and w.complete
+    assert len(w.nights) == 8 and w.queries == 80 and not w.missing
 
 
 def test_missing_partitions_are_listed_and_leave_the_window_short(lake):
@@ -68,7 +68,7 @@ def test_missing_partitions_are_listed_and_leave_the_window_short(lake):
     w = training_window(lake, D, PROTOCOL, cfg)
     assert _parts(w) == [D - timedelta(days=j) for j in (4, 3, 2, 1, 0)]
     assert w.missing == [str(D - timedelta(days=j)) for j in (7, 6, 5)]
-    assert w.queries == 50 and not w.complete  # earlier nights would add queries
+    assert w.queries == 50  # short of 70: earlier nights would add queries
     assert not training_windows_full(lake, D, [PROTOCOL], cfg)
     assert training_windows_full(lake, D, [PROTOCOL], RankingConfig(train_nights=3, min_train_queries=50, max_train_nights=8))
     assert not training_windows_full(Lake.at(lake.root.joinpath("empty")), D, [PROTOCOL], cfg)  # no night at all
