@@ -153,17 +153,16 @@ def cmd_demo(args) -> int:
     from recsys_assets.lib.snapshot import ProtocolConfig
 
     rcfg, have = RankingConfig(), set(days)
-    reach = rcfg.train_nights - 1
-    warm = [start - timedelta(days=j) for j in range(reach, 0, -1) if start - timedelta(days=j) in have]
+    done, reach = 0, rcfg.train_nights - 1  # nights start - reach .. start - done - 1 are warmed next
     while True:
+        warm = [start - timedelta(days=j) for j in range(reach, done, -1) if start - timedelta(days=j) in have]
         if warm:
             say(f"warm-up: features and ranker examples of {len(warm)} nights {warm[0]}..{warm[-1]} (warmup_job)")
         for day in progress(warm, desc="warmup_job", unit="day", log=say):
             runner.run_job("warmup_job", inst, partition_key=day.isoformat(), run_config_resources=_resource_config(args))
         if reach >= rcfg.max_train_nights - 1 or training_windows_full(lake, start, ProtocolConfig().protocols, rcfg):
             break
-        more, reach = range(min(reach + 7, rcfg.max_train_nights - 1), reach, -1), min(reach + 7, rcfg.max_train_nights - 1)
-        warm = [start - timedelta(days=j) for j in more if start - timedelta(days=j) in have]
+        done, reach = reach, min(reach + 7, rcfg.max_train_nights - 1)
     for day in progress(wanted, desc=f"day_job {start}..{end}", unit="day", log=say):
         runner.run_job("day_job", inst, partition_key=day.isoformat(), run_config_resources=_resource_config(args))
     print()
